@@ -1,0 +1,196 @@
+// The balancer: the one entry point both adapters call. It owns the steps around every strategy:
+//   eligibility (health, ejection, draining, weight 0, half-open trials) → strategy order →
+//   failover list of 1 + retries distinct replicas, or a typed reason when none can serve.
+// and the outcome side: onStart / onEnd update in-flight counts, latency estimates, passive health.
+// Replicas are passed in on every call because the adapter owns where they come from (static
+// config, Kong's Admin API, the NGINX Plus API) and they may change at any time.
+
+import type { BalancerConfig } from './config/types';
+import type { Clock, Outcome, PickResult, Random, Replica, ReplicaView, RequestView, Store } from './types';
+import { activelyUnhealthy } from './health/active';
+import { claimTrial, classifyOutcome, passiveState, recordVerdict, trialInProgress } from './health/passive';
+import { resolveHashKey } from './hash-key';
+import { buildView, FIELD, readLatency, readNumber, recordEnd, recordLatency, recordStart, replicaKey } from './replica-state';
+import { createStrategy } from './strategies/index';
+
+export interface BalancerDeps {
+  store: Store;
+  clock: Clock;
+  random: Random;
+}
+
+export type ReplicaState = 'healthy' | 'unhealthy' | 'draining' | 'disabled' | 'ejected' | 'half-open';
+
+/** One row of the status page. */
+export interface ReplicaStatus {
+  id: string;
+  address: string;
+  weight: number;
+  state: ReplicaState;
+  ejectedUntil: number | null;
+  ejections: number;
+  inFlight: number;
+  ewmaMs: number | null;
+  ttftMs: number | null;
+  samples: number;
+  picks: number;
+  failures: number;
+}
+
+export interface Balancer {
+  readonly config: BalancerConfig;
+  /** The replica to use first, then up to `retries` distinct alternates; or why there is none. */
+  pick(replicas: Replica[], request: RequestView): PickResult;
+  /** An attempt on this replica begins (call for the pick and for each failover attempt). */
+  onStart(replicaId: string): void;
+  /** That attempt ended. `replicas` is the current list (for the ejection cap). */
+  onEnd(replicas: Replica[], replicaId: string, outcome: Outcome): void;
+  status(replicas: Replica[]): ReplicaStatus[];
+}
+
+/** The replicas given statically in the config, all reported healthy. */
+export function replicasFromConfig(config: BalancerConfig): Replica[] {
+  const replicas: Replica[] = [];
+  for (let i = 0; i < config.replicas.length; i++) {
+    const r = config.replicas[i];
+    replicas.push({ id: r.id, address: r.address, weight: r.weight });
+  }
+  return replicas;
+}
+
+/** Whether the adapter must read and parse the JSON body before picking. */
+export function needsRequestBody(config: BalancerConfig): boolean {
+  if (config.hash_key === null || config.hash_key.source !== 'body') return false;
+  return config.strategy === 'consistent-hash' || (config.strategy === 'hybrid' && config.hybrid.sticky);
+}
+
+function reportedOut(replica: Replica, store: Store): ReplicaState | null {
+  if (replica.weight <= 0) return 'disabled';
+  if (replica.health === 'draining') return 'draining';
+  if (replica.health === 'unhealthy' || activelyUnhealthy(store, replica.id)) return 'unhealthy';
+  return null;
+}
+
+export function createBalancer(config: BalancerConfig, deps: BalancerDeps): Balancer {
+  const store = deps.store;
+  const strategy = createStrategy(config, config.strategy);
+  const halfLifeMs = config.response_time.half_life_s * 1000;
+  const passive = config.passive_health;
+  const wanted = 1 + config.retries;
+
+  function candidatesOf(replicas: Replica[], now: number): ReplicaView[] {
+    const views: ReplicaView[] = [];
+    for (let i = 0; i < replicas.length; i++) {
+      const replica = replicas[i];
+      if (reportedOut(replica, store) !== null) continue;
+      const state = passive.enabled ? passiveState(store, replica.id, now) : 'active';
+      if (state === 'ejected') continue;
+      if (state === 'half-open' && trialInProgress(store, replica.id, now, passive)) continue;
+      views.push(buildView(store, replica, now, halfLifeMs, state === 'half-open'));
+    }
+    return views;
+  }
+
+  function panicCandidates(replicas: Replica[], now: number): ReplicaView[] {
+    const views: ReplicaView[] = [];
+    for (let i = 0; i < replicas.length; i++) {
+      if (replicas[i].weight > 0) views.push(buildView(store, replicas[i], now, halfLifeMs, false));
+    }
+    return views;
+  }
+
+  /** Keeps a half-open replica only as the pick, and only if this request wins its single trial. */
+  function settleTrials(ordered: ReplicaView[], now: number): ReplicaView[] {
+    const kept: ReplicaView[] = [];
+    for (let i = 0; i < ordered.length; i++) {
+      const view = ordered[i];
+      if (!view.halfOpen) kept.push(view);
+      else if (kept.length === 0 && claimTrial(store, view.id, now, passive)) kept.push(view);
+    }
+    return kept;
+  }
+
+  function pick(replicas: Replica[], request: RequestView): PickResult {
+    if (replicas.length === 0) {
+      return { ok: false, reason: 'no-replicas', message: 'no replicas are configured for this upstream' };
+    }
+    const now = deps.clock.now();
+    let candidates = candidatesOf(replicas, now);
+    if (candidates.length === 0 && config.on_no_healthy === 'panic') candidates = panicCandidates(replicas, now);
+    if (candidates.length === 0) {
+      return {
+        ok: false,
+        reason: 'no-healthy-replica',
+        message: 'none of the ' + replicas.length + ' replicas is available (unhealthy, ejected, draining or weight 0)',
+      };
+    }
+    const context = {
+      request: request,
+      hashKey: resolveHashKey(config.hash_key, request),
+      random: deps.random,
+      now: now,
+      nextCursor: (name: string) => store.incr('c:' + name, 1, 0) - 1,
+    };
+    // Ask for one extra so a half-open pick that loses its trial claim still leaves enough.
+    const ordered = settleTrials(strategy.order(candidates, context, wanted + 1), now);
+    const chosen: Replica[] = [];
+    for (let i = 0; i < ordered.length && chosen.length < wanted; i++) {
+      for (let j = 0; j < replicas.length; j++) {
+        if (replicas[j].id === ordered[i].id) chosen.push(replicas[j]);
+      }
+    }
+    if (chosen.length === 0) {
+      return { ok: false, reason: 'no-healthy-replica', message: 'the only available replica is already serving its recovery trial' };
+    }
+    return { ok: true, replicas: chosen };
+  }
+
+  function onEnd(replicas: Replica[], replicaId: string, outcome: Outcome): void {
+    const now = deps.clock.now();
+    recordEnd(store, replicaId);
+    const verdict = classifyOutcome(outcome, passive.failure_kinds);
+    // Latency samples come only from answers the replica actually gave: a connect error's
+    // "latency" is the connect timeout, and a client abort measures the client.
+    if (outcome.status > 0 && !outcome.error && outcome.latencyMs >= 0) {
+      const ttft = outcome.ttftMs === undefined || outcome.ttftMs === null ? null : outcome.ttftMs;
+      recordLatency(store, replicaId, outcome.latencyMs, ttft, now, halfLifeMs, config.response_time.peak_sensitive);
+    }
+    recordVerdict(store, replicas, replicaId, verdict, now, passive);
+  }
+
+  function status(replicas: Replica[]): ReplicaStatus[] {
+    const now = deps.clock.now();
+    const rows: ReplicaStatus[] = [];
+    for (let i = 0; i < replicas.length; i++) {
+      const replica = replicas[i];
+      const id = replica.id;
+      const out = reportedOut(replica, store);
+      const passiveNow = passiveState(store, id, now);
+      const ttft = store.get(replicaKey(id, FIELD.ttft));
+      const inFlight = readNumber(store, id, FIELD.inFlight);
+      rows.push({
+        id: id,
+        address: replica.address,
+        weight: replica.weight,
+        state: out !== null ? out : passiveNow === 'active' ? 'healthy' : passiveNow,
+        ejectedUntil: passiveNow === 'active' ? null : readNumber(store, id, FIELD.ejectedUntil),
+        ejections: readNumber(store, id, FIELD.ejections),
+        inFlight: inFlight > 0 ? inFlight : 0,
+        ewmaMs: readLatency(store, id, now, halfLifeMs),
+        ttftMs: ttft === undefined ? null : ttft,
+        samples: readNumber(store, id, FIELD.samples),
+        picks: readNumber(store, id, FIELD.picks),
+        failures: readNumber(store, id, FIELD.failures),
+      });
+    }
+    return rows;
+  }
+
+  return {
+    config: config,
+    pick: pick,
+    onStart: (replicaId) => recordStart(store, replicaId),
+    onEnd: onEnd,
+    status: status,
+  };
+}

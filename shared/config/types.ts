@@ -1,0 +1,55 @@
+// The shape of a VALIDATED balancer configuration, with every default filled in.
+// The declaration of each field (type, default, range, description) lives in schema.ts;
+// this file only gives TypeScript the shape that `validate()` returns.
+
+export type StrategyName =
+  | 'round-robin'
+  | 'weighted-round-robin'
+  | 'least-connections'
+  | 'response-time'
+  | 'consistent-hash'
+  | 'hybrid';
+
+/** Strategies that need no hash key: allowed as the fallback of the key-based ones. */
+export type KeylessStrategyName = 'round-robin' | 'weighted-round-robin' | 'least-connections' | 'response-time';
+
+export type HashKeySource = 'header' | 'consumer' | 'cookie' | 'query' | 'client-ip' | 'body';
+
+export type FailureKind = 'connect-error' | 'timeout' | '5xx' | '429';
+
+export interface ReplicaConfig {
+  /** host:port (IPv6 as [addr]:port). */
+  address: string;
+  /** Relative capacity; 0 keeps the replica configured but never picked. */
+  weight: number;
+  /** Stable name used in state keys, logs and the status page; defaults to the address. */
+  id: string;
+}
+
+export interface HashKeyConfig {
+  source: HashKeySource;
+  /** Header, cookie or query-argument name, or a dotted path into the JSON body. Unused for consumer/client-ip. */
+  name: string | null;
+}
+
+export interface PassiveHealthConfig {
+  enabled: boolean;
+  consecutive_failures: number;
+  failure_kinds: FailureKind[];
+  base_ejection_s: number;
+  max_ejection_s: number;
+  max_ejected_percent: number;
+}
+
+export interface BalancerConfig {
+  strategy: StrategyName;
+  retries: number;
+  on_no_healthy: 'fail' | 'panic';
+  replicas: ReplicaConfig[];
+  hash_key: HashKeyConfig | null;
+  least_connections: { choices: number };
+  response_time: { half_life_s: number; peak_sensitive: boolean };
+  consistent_hash: { balance_factor: number; fallback: KeylessStrategyName };
+  hybrid: { sticky: boolean; max_concurrent: number };
+  passive_health: PassiveHealthConfig;
+}

@@ -1,0 +1,118 @@
+// Passive health: outlier detection from real traffic, after Envoy's outlier detector.
+// - `consecutive_failures` failures in a row (the configured kinds: connect error, timeout, 5xx,
+//   429) eject a replica for base × (number of ejections), capped at max_ejection_s.
+// - At most max_ejected_percent of the replicas are ejected at once (but always at least one may
+//   be), so a bad deploy of the backend cannot make the balancer eject everything.
+// - When the ejection expires the replica is half-open: exactly one trial request may go to it.
+//   Success closes it; failure ejects it again at once, for longer.
+// - The ejection count is forgotten once the replica has stayed healthy for max_ejection_s.
+
+import type { FailureKind, PassiveHealthConfig } from '../config/types';
+import type { Outcome, Replica, Store } from '../types';
+import { FIELD, readNumber, replicaKey } from '../replica-state';
+
+export type Verdict = 'success' | 'failure' | 'neutral';
+export type PassiveState = 'active' | 'ejected' | 'half-open';
+
+/** Classifies an attempt. A client abort says nothing about the replica: neutral. */
+export function classifyOutcome(outcome: Outcome, kinds: FailureKind[]): Verdict {
+  if (outcome.error === 'aborted') return 'neutral';
+  let kind: FailureKind | null = null;
+  if (outcome.error === 'connect-error' || outcome.error === 'timeout') kind = outcome.error;
+  else if (outcome.status >= 500 && outcome.status <= 599) kind = '5xx';
+  else if (outcome.status === 429) kind = '429';
+  else if (outcome.status === 0) kind = 'connect-error';
+  if (kind === null) return 'success';
+  return kinds.indexOf(kind) >= 0 ? 'failure' : 'success';
+}
+
+export function passiveState(store: Store, id: string, now: number): PassiveState {
+  const until = readNumber(store, id, FIELD.ejectedUntil);
+  if (until === 0) return 'active';
+  return now < until ? 'ejected' : 'half-open';
+}
+
+/** Milliseconds a claimed trial may stay silent before another request may try instead. */
+function trialTimeoutMs(config: PassiveHealthConfig): number {
+  // A trial request that never reports (its log phase lost) must not pin the replica half-open
+  // forever; one base ejection period is long enough for any request we would wait for.
+  return config.base_ejection_s * 1000;
+}
+
+/** True while a trial request is out on a half-open replica (so it is not a candidate). */
+export function trialInProgress(store: Store, id: string, now: number, config: PassiveHealthConfig): boolean {
+  if (readNumber(store, id, FIELD.trialClaims) === 0) return false;
+  return now - readNumber(store, id, FIELD.trialClaimedAt) < trialTimeoutMs(config);
+}
+
+/** Atomically claims the single trial of a half-open replica; true when this caller won it. */
+export function claimTrial(store: Store, id: string, now: number, config: PassiveHealthConfig): boolean {
+  const claims = store.incr(replicaKey(id, FIELD.trialClaims), 1, 0);
+  if (claims === 1 || !trialInProgress(store, id, now, config)) {
+    store.set(replicaKey(id, FIELD.trialClaims), 1);
+    store.set(replicaKey(id, FIELD.trialClaimedAt), now);
+    return true;
+  }
+  return false;
+}
+
+function releaseTrial(store: Store, id: string): void {
+  store.delete(replicaKey(id, FIELD.trialClaims));
+  store.delete(replicaKey(id, FIELD.trialClaimedAt));
+}
+
+function eject(store: Store, id: string, now: number, config: PassiveHealthConfig): void {
+  const maxMs = config.max_ejection_s * 1000;
+  const liftedAt = readNumber(store, id, FIELD.ejectionLiftedAt);
+  let ejections = readNumber(store, id, FIELD.ejections);
+  if (liftedAt > 0 && now - liftedAt >= maxMs) ejections = 0;
+  ejections += 1;
+  store.set(replicaKey(id, FIELD.ejections), ejections);
+  store.set(replicaKey(id, FIELD.ejectedUntil), now + Math.min(config.base_ejection_s * 1000 * ejections, maxMs));
+  store.set(replicaKey(id, FIELD.consecutiveFailures), 0);
+  releaseTrial(store, id);
+}
+
+function ejectionAllowed(store: Store, replicas: Replica[], id: string, config: PassiveHealthConfig): boolean {
+  let alreadyOut = 0;
+  for (let i = 0; i < replicas.length; i++) {
+    if (replicas[i].id !== id && readNumber(store, replicas[i].id, FIELD.ejectedUntil) > 0) alreadyOut++;
+  }
+  const allowed = Math.max(1, Math.floor((replicas.length * config.max_ejected_percent) / 100));
+  return alreadyOut + 1 <= allowed;
+}
+
+/** Applies one attempt's verdict to the replica's passive health. */
+export function recordVerdict(
+  store: Store,
+  replicas: Replica[],
+  id: string,
+  verdict: Verdict,
+  now: number,
+  config: PassiveHealthConfig,
+): void {
+  if (verdict === 'failure') store.incr(replicaKey(id, FIELD.failures), 1, 0);
+  if (!config.enabled) return;
+  const state = passiveState(store, id, now);
+  if (verdict === 'neutral') {
+    if (state === 'half-open') releaseTrial(store, id);
+    return;
+  }
+  if (verdict === 'success') {
+    store.set(replicaKey(id, FIELD.consecutiveFailures), 0);
+    if (state === 'half-open') {
+      store.delete(replicaKey(id, FIELD.ejectedUntil));
+      store.set(replicaKey(id, FIELD.ejectionLiftedAt), now);
+      releaseTrial(store, id);
+    }
+    return;
+  }
+  if (state === 'half-open') {
+    eject(store, id, now, config);
+    return;
+  }
+  const failures = store.incr(replicaKey(id, FIELD.consecutiveFailures), 1, 0);
+  if (state === 'active' && failures >= config.consecutive_failures && ejectionAllowed(store, replicas, id, config)) {
+    eject(store, id, now, config);
+  }
+}

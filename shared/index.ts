@@ -1,0 +1,14 @@
+// The public surface of the strategy core, for the adapters and the benchmark.
+
+export { createBalancer, needsRequestBody, replicasFromConfig } from './balancer';
+export type { Balancer, BalancerDeps, ReplicaState, ReplicaStatus } from './balancer';
+export { noReplicaError } from './errors';
+export type { OpenAiError } from './errors';
+export { createMemoryStore } from './memory-store';
+export type { MemoryStore } from './memory-store';
+export { recordProbe } from './health/active';
+export type { ActiveThresholds } from './health/active';
+export { resolveHashKey } from './hash-key';
+export { strategyFactories } from './strategies/index';
+export * from './config/index';
+export type * from './types';

@@ -1,0 +1,108 @@
+// The core's vocabulary: what adapters hand in (replicas, request, clock, random, store) and what
+// the core hands back (an ordered pick or a typed reason). Everything here is plain data so the
+// same code runs under Node (Kong's plugin server) and njs (NGINX), and state survives JSON.
+
+/** Health as reported by the gateway or by active checks; passive ejection is tracked by the core. */
+export type ReportedHealth = 'healthy' | 'unhealthy' | 'draining';
+
+/** A replica as the adapter knows it right now (from static config, Kong's Admin API or NGINX Plus). */
+export interface Replica {
+  id: string;
+  address: string;
+  weight: number;
+  /** Defaults to 'healthy' when the gateway reports nothing. */
+  health?: ReportedHealth;
+}
+
+/** A replica with its live metrics, as strategies see it. Built fresh for every pick; read-only. */
+export interface ReplicaView {
+  id: string;
+  address: string;
+  weight: number;
+  inFlight: number;
+  /** Time-decayed latency estimate in ms, or null before the first sample. */
+  ewmaMs: number | null;
+  /** Completed requests that produced a latency sample. */
+  samples: number;
+  /** True when the replica's passive ejection has expired and one trial request may go to it. */
+  halfOpen: boolean;
+}
+
+/**
+ * What the core needs to know about a request. Adapters fill in what the configured hash key
+ * source reads; everything is optional.
+ */
+export interface RequestView {
+  /** Header names lower-cased. */
+  headers?: Record<string, string | undefined>;
+  /** Query arguments. */
+  query?: Record<string, string | undefined>;
+  clientIp?: string | null;
+  /** Identity established by the gateway's own auth (Kong consumer id, $remote_user, ...). */
+  consumer?: string | null;
+  /** Parsed JSON body, when the adapter read it. */
+  body?: unknown;
+}
+
+/** Milliseconds; monotonic is best, wall clock is acceptable. */
+export interface Clock {
+  now(): number;
+}
+
+/** A source of uniform numbers in [0, 1). Injected so tests can script it. */
+export interface Random {
+  next(): number;
+}
+
+/**
+ * Where state lives. Values are numbers only, so the njs adapter can back it with a
+ * `js_shared_dict_zone type=number` (whose incr is atomic across workers) and Kong's with module memory.
+ */
+export interface Store {
+  get(key: string): number | undefined;
+  set(key: string, value: number): void;
+  /** Atomically adds delta (starting from init when absent) and returns the new value. */
+  incr(key: string, delta: number, init?: number): number;
+  delete(key: string): void;
+}
+
+export type NoReplicaReason = 'no-replicas' | 'no-healthy-replica';
+
+export type PickResult =
+  | { ok: true; replicas: Replica[] }
+  | { ok: false; reason: NoReplicaReason; message: string };
+
+export type ErrorKind = 'connect-error' | 'timeout' | 'aborted';
+
+/** How one attempt on one replica ended. */
+export interface Outcome {
+  /** HTTP status from the replica, or 0 when none arrived. */
+  status: number;
+  /** End-to-end latency of the attempt in ms. */
+  latencyMs: number;
+  /** Time to first response byte in ms, when the gateway reports it. */
+  ttftMs?: number | null;
+  /** Set when the attempt failed below HTTP. 'aborted' = the client went away (not the replica's fault). */
+  error?: ErrorKind | null;
+}
+
+/** Everything a strategy may read when ordering candidates. */
+export interface StrategyContext {
+  request: RequestView;
+  /** The hash key resolved from the configured source, or null. */
+  hashKey: string | null;
+  random: Random;
+  now: number;
+  /** Atomically advances the named cursor and returns its value before the increment. */
+  nextCursor(name: string): number;
+}
+
+/**
+ * A strategy orders the eligible candidates: the first is the pick, the rest are failover
+ * alternates in preference order. It may return fewer than `count` but never duplicates.
+ * Strategies never mutate metrics; the only state they touch is their cursors.
+ */
+export interface Strategy {
+  name: string;
+  order(candidates: ReplicaView[], context: StrategyContext, count: number): ReplicaView[];
+}
