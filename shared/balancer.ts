@@ -6,11 +6,12 @@
 // config, Kong's Admin API, the NGINX Plus API) and they may change at any time.
 
 import type { BalancerConfig } from './config/types';
-import type { Clock, Outcome, PickResult, Random, Replica, ReplicaView, RequestView, Store } from './types';
-import { activelyUnhealthy } from './health/active';
+import type { Clock, Outcome, PickResult, Random, Replica, ReplicaView, RequestView, Store, StrategyContext } from './types';
+import { activelyUnhealthy, anyActivelyUnhealthy } from './health/active';
 import { claimTrial, classifyOutcome, passiveState, recordVerdict, trialInProgress } from './health/passive';
 import { resolveHashKey } from './hash-key';
-import { buildView, FIELD, readLatency, readNumber, recordEnd, recordLatency, recordStart, replicaKey } from './replica-state';
+import { buildView, keysOf, readLatency, readNumber, recordEnd, recordLatency, recordStart } from './replica-state';
+import type { ReplicaKeys } from './replica-state';
 import { createStrategy } from './strategies/index';
 
 export interface BalancerDeps {
@@ -64,10 +65,11 @@ export function needsRequestBody(config: BalancerConfig): boolean {
   return config.strategy === 'consistent-hash' || (config.strategy === 'hybrid' && config.hybrid.sticky);
 }
 
-function reportedOut(replica: Replica, store: Store): ReplicaState | null {
+/** Why the gateway, the operator or active checks keep this replica out; null when they do not. */
+function reportedOut(replica: Replica, keys: ReplicaKeys, store: Store, checkMarks: boolean): ReplicaState | null {
   if (replica.weight <= 0) return 'disabled';
   if (replica.health === 'draining') return 'draining';
-  if (replica.health === 'unhealthy' || activelyUnhealthy(store, replica.id)) return 'unhealthy';
+  if (replica.health === 'unhealthy' || (checkMarks && activelyUnhealthy(store, keys))) return 'unhealthy';
   return null;
 }
 
@@ -77,16 +79,26 @@ export function createBalancer(config: BalancerConfig, deps: BalancerDeps): Bala
   const halfLifeMs = config.response_time.half_life_s * 1000;
   const passive = config.passive_health;
   const wanted = 1 + config.retries;
+  // One context object reused by every pick (strategies never keep it): a pick allocates less.
+  const context: StrategyContext = {
+    request: {},
+    hashKey: null,
+    random: deps.random,
+    now: 0,
+    nextCursor: (name: string) => store.incr('c:' + name, 1, 0) - 1,
+  };
 
   function candidatesOf(replicas: Replica[], now: number): ReplicaView[] {
     const views: ReplicaView[] = [];
+    const checkMarks = anyActivelyUnhealthy(store);
     for (let i = 0; i < replicas.length; i++) {
       const replica = replicas[i];
-      if (reportedOut(replica, store) !== null) continue;
-      const state = passive.enabled ? passiveState(store, replica.id, now) : 'active';
+      const keys = keysOf(replica.id);
+      if (reportedOut(replica, keys, store, checkMarks) !== null) continue;
+      const state = passive.enabled ? passiveState(store, keys, now) : 'active';
       if (state === 'ejected') continue;
-      if (state === 'half-open' && trialInProgress(store, replica.id, now, passive)) continue;
-      views.push(buildView(store, replica, now, halfLifeMs, state === 'half-open'));
+      if (state === 'half-open' && trialInProgress(store, keys, now, passive)) continue;
+      views.push(buildView(store, replica, keys, strategy.reads, now, halfLifeMs, state === 'half-open'));
     }
     return views;
   }
@@ -94,7 +106,7 @@ export function createBalancer(config: BalancerConfig, deps: BalancerDeps): Bala
   function panicCandidates(replicas: Replica[], now: number): ReplicaView[] {
     const views: ReplicaView[] = [];
     for (let i = 0; i < replicas.length; i++) {
-      if (replicas[i].weight > 0) views.push(buildView(store, replicas[i], now, halfLifeMs, false));
+      if (replicas[i].weight > 0) views.push(buildView(store, replicas[i], keysOf(replicas[i].id), strategy.reads, now, halfLifeMs, false));
     }
     return views;
   }
@@ -105,7 +117,7 @@ export function createBalancer(config: BalancerConfig, deps: BalancerDeps): Bala
     for (let i = 0; i < ordered.length; i++) {
       const view = ordered[i];
       if (!view.halfOpen) kept.push(view);
-      else if (kept.length === 0 && claimTrial(store, view.id, now, passive)) kept.push(view);
+      else if (kept.length === 0 && claimTrial(store, keysOf(view.id), now, passive)) kept.push(view);
     }
     return kept;
   }
@@ -124,19 +136,21 @@ export function createBalancer(config: BalancerConfig, deps: BalancerDeps): Bala
         message: 'none of the ' + replicas.length + ' replicas is available (unhealthy, ejected, draining or weight 0)',
       };
     }
-    const context = {
-      request: request,
-      hashKey: resolveHashKey(config.hash_key, request),
-      random: deps.random,
-      now: now,
-      nextCursor: (name: string) => store.incr('c:' + name, 1, 0) - 1,
-    };
-    // Ask for one extra so a half-open pick that loses its trial claim still leaves enough.
-    const ordered = settleTrials(strategy.order(candidates, context, wanted + 1), now);
+    context.request = request;
+    context.hashKey = resolveHashKey(config.hash_key, request);
+    context.now = now;
+    // With a half-open candidate, ask for one extra: it may lose its trial claim or be dropped as an alternate.
+    let halfOpen = false;
+    for (let i = 0; i < candidates.length; i++) if (candidates[i].halfOpen) halfOpen = true;
+    const ordered = settleTrials(strategy.order(candidates, context, halfOpen ? wanted + 1 : wanted), now);
     const chosen: Replica[] = [];
     for (let i = 0; i < ordered.length && chosen.length < wanted; i++) {
+      // Hand back the adapter's own objects (it may have attached fields of its own).
       for (let j = 0; j < replicas.length; j++) {
-        if (replicas[j].id === ordered[i].id) chosen.push(replicas[j]);
+        if (replicas[j].id === ordered[i].id) {
+          chosen.push(replicas[j]);
+          break;
+        }
       }
     }
     if (chosen.length === 0) {
@@ -147,13 +161,14 @@ export function createBalancer(config: BalancerConfig, deps: BalancerDeps): Bala
 
   function onEnd(replicas: Replica[], replicaId: string, outcome: Outcome): void {
     const now = deps.clock.now();
-    recordEnd(store, replicaId);
+    const keys = keysOf(replicaId);
+    recordEnd(store, keys);
     const verdict = classifyOutcome(outcome, passive.failure_kinds);
     // Latency samples come only from answers the replica actually gave: a connect error's
     // "latency" is the connect timeout, and a client abort measures the client.
     if (outcome.status > 0 && !outcome.error && outcome.latencyMs >= 0) {
       const ttft = outcome.ttftMs === undefined || outcome.ttftMs === null ? null : outcome.ttftMs;
-      recordLatency(store, replicaId, outcome.latencyMs, ttft, now, halfLifeMs, config.response_time.peak_sensitive);
+      recordLatency(store, keys, outcome.latencyMs, ttft, now, halfLifeMs, config.response_time.peak_sensitive);
     }
     recordVerdict(store, replicas, replicaId, verdict, now, passive);
   }
@@ -163,24 +178,24 @@ export function createBalancer(config: BalancerConfig, deps: BalancerDeps): Bala
     const rows: ReplicaStatus[] = [];
     for (let i = 0; i < replicas.length; i++) {
       const replica = replicas[i];
-      const id = replica.id;
-      const out = reportedOut(replica, store);
-      const passiveNow = passiveState(store, id, now);
-      const ttft = store.get(replicaKey(id, FIELD.ttft));
-      const inFlight = readNumber(store, id, FIELD.inFlight);
+      const keys = keysOf(replica.id);
+      const out = reportedOut(replica, keys, store, true);
+      const passiveNow = passiveState(store, keys, now);
+      const ttft = store.get(keys.ttft);
+      const inFlight = readNumber(store, keys.inFlight);
       rows.push({
-        id: id,
+        id: replica.id,
         address: replica.address,
         weight: replica.weight,
         state: out !== null ? out : passiveNow === 'active' ? 'healthy' : passiveNow,
-        ejectedUntil: passiveNow === 'active' ? null : readNumber(store, id, FIELD.ejectedUntil),
-        ejections: readNumber(store, id, FIELD.ejections),
+        ejectedUntil: passiveNow === 'active' ? null : readNumber(store, keys.ejectedUntil),
+        ejections: readNumber(store, keys.ejections),
         inFlight: inFlight > 0 ? inFlight : 0,
-        ewmaMs: readLatency(store, id, now, halfLifeMs),
+        ewmaMs: readLatency(store, keys, now, halfLifeMs),
         ttftMs: ttft === undefined ? null : ttft,
-        samples: readNumber(store, id, FIELD.samples),
-        picks: readNumber(store, id, FIELD.picks),
-        failures: readNumber(store, id, FIELD.failures),
+        samples: readNumber(store, keys.samples),
+        picks: readNumber(store, keys.picks),
+        failures: readNumber(store, keys.failures),
       });
     }
     return rows;
@@ -189,7 +204,7 @@ export function createBalancer(config: BalancerConfig, deps: BalancerDeps): Bala
   return {
     config: config,
     pick: pick,
-    onStart: (replicaId) => recordStart(store, replicaId),
+    onStart: (replicaId) => recordStart(store, keysOf(replicaId)),
     onEnd: onEnd,
     status: status,
   };

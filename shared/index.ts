@@ -12,3 +12,5 @@ export { resolveHashKey } from './hash-key';
 export { strategyFactories } from './strategies/index';
 export * from './config/index';
 export type * from './types';
+export { splitAddress } from './address';
+export type { HostPort } from './address';

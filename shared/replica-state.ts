@@ -2,32 +2,76 @@
 // shared dictionary holds them in a fixed-size zone. Reading builds the ReplicaView strategies see;
 // writing happens only when a request starts or ends (selection never mutates metrics).
 
-import type { Replica, ReplicaView, Store } from './types';
+import type { MetricReads, Replica, ReplicaView, Store } from './types';
 import { readEwma, updateEwma } from './ewma';
 
-export const FIELD = {
-  inFlight: 'if',
-  picks: 'pk',
-  failures: 'fl',
-  samples: 'ns',
-  ewma: 'ew',
-  ewmaAt: 'ea',
-  ttft: 'tt',
-  ttftAt: 'ta',
-  consecutiveFailures: 'cf',
-  ejections: 'ej',
-  ejectedUntil: 'eu',
-  ejectionLiftedAt: 'el',
-  trialClaims: 'tc',
-  trialClaimedAt: 'tca',
-} as const;
-
-export function replicaKey(id: string, field: string): string {
-  return 'r:' + id + ':' + field;
+/** Every Store key of one replica. */
+export interface ReplicaKeys {
+  inFlight: string;
+  picks: string;
+  failures: string;
+  samples: string;
+  ewma: string;
+  ewmaAt: string;
+  ttft: string;
+  ttftAt: string;
+  consecutiveFailures: string;
+  ejections: string;
+  ejectedUntil: string;
+  ejectionLiftedAt: string;
+  trialClaims: string;
+  trialClaimedAt: string;
+  probesPassed: string;
+  probesFailed: string;
+  markedDown: string;
 }
 
-export function readNumber(store: Store, id: string, field: string): number {
-  const value = store.get(replicaKey(id, field));
+function buildKeys(id: string): ReplicaKeys {
+  const p = 'r:' + id + ':';
+  return {
+    inFlight: p + 'if',
+    picks: p + 'pk',
+    failures: p + 'fl',
+    samples: p + 'ns',
+    ewma: p + 'ew',
+    ewmaAt: p + 'ea',
+    ttft: p + 'tt',
+    ttftAt: p + 'ta',
+    consecutiveFailures: p + 'cf',
+    ejections: p + 'ej',
+    ejectedUntil: p + 'eu',
+    ejectionLiftedAt: p + 'el',
+    trialClaims: p + 'tc',
+    trialClaimedAt: p + 'tca',
+    probesPassed: p + 'ap',
+    probesFailed: p + 'af',
+    markedDown: p + 'ad',
+  };
+}
+
+// Memoised per id: concatenating key strings on every read was most of a pick's cost under Node
+// (a fresh string must be hashed for each lookup). Under njs the memo lives for one request.
+let keyMemo: Record<string, ReplicaKeys> = Object.create(null);
+let memoised = 0;
+/** Ids memoised before the memo starts over, which bounds memory when replicas churn. */
+const MAX_MEMOISED_IDS = 4096;
+
+export function keysOf(id: string): ReplicaKeys {
+  const known = keyMemo[id];
+  if (known !== undefined) return known;
+  if (memoised >= MAX_MEMOISED_IDS) {
+    keyMemo = Object.create(null);
+    memoised = 0;
+  }
+  const keys = buildKeys(id);
+  keyMemo[id] = keys;
+  memoised++;
+  return keys;
+}
+
+/** A stored number, 0 when absent. */
+export function readNumber(store: Store, key: string): number {
+  const value = store.get(key);
   return value === undefined ? 0 : value;
 }
 
@@ -35,57 +79,65 @@ export function readNumber(store: Store, id: string, field: string): number {
  * The latency estimate at `now`, or null before the first sample.
  * Decayed toward zero since the last sample (see ewma.ts for why).
  */
-export function readLatency(store: Store, id: string, now: number, halfLifeMs: number): number | null {
-  if (readNumber(store, id, FIELD.samples) === 0) return null;
-  return readEwma(readNumber(store, id, FIELD.ewma), readNumber(store, id, FIELD.ewmaAt), now, halfLifeMs);
+export function readLatency(store: Store, keys: ReplicaKeys, now: number, halfLifeMs: number): number | null {
+  if (readNumber(store, keys.samples) === 0) return null;
+  return readEwma(readNumber(store, keys.ewma), readNumber(store, keys.ewmaAt), now, halfLifeMs);
 }
 
-export function buildView(store: Store, replica: Replica, now: number, halfLifeMs: number, halfOpen: boolean): ReplicaView {
-  const inFlight = readNumber(store, replica.id, FIELD.inFlight);
+/**
+ * The view of one replica. Only the metrics the strategy declared are read (the rest stay 0 /
+ * null): a round-robin pick should not pay for latency reads it never looks at.
+ */
+export function buildView(
+  store: Store,
+  replica: Replica,
+  keys: ReplicaKeys,
+  reads: MetricReads,
+  now: number,
+  halfLifeMs: number,
+  halfOpen: boolean,
+): ReplicaView {
+  const inFlight = reads.inFlight ? readNumber(store, keys.inFlight) : 0;
+  const samples = reads.latency ? readNumber(store, keys.samples) : 0;
   return {
     id: replica.id,
     address: replica.address,
     weight: replica.weight,
     // In-flight counts are decremented by a log handler; never let a lost race show a negative load.
     inFlight: inFlight > 0 ? inFlight : 0,
-    ewmaMs: readLatency(store, replica.id, now, halfLifeMs),
-    samples: readNumber(store, replica.id, FIELD.samples),
+    ewmaMs: samples > 0 ? readEwma(readNumber(store, keys.ewma), readNumber(store, keys.ewmaAt), now, halfLifeMs) : null,
+    samples: samples,
     halfOpen: halfOpen,
   };
 }
 
-export function recordStart(store: Store, id: string): void {
-  store.incr(replicaKey(id, FIELD.inFlight), 1, 0);
-  store.incr(replicaKey(id, FIELD.picks), 1, 0);
+export function recordStart(store: Store, keys: ReplicaKeys): void {
+  store.incr(keys.inFlight, 1, 0);
+  store.incr(keys.picks, 1, 0);
 }
 
-export function recordEnd(store: Store, id: string): void {
-  const key = replicaKey(id, FIELD.inFlight);
-  if (store.incr(key, -1, 0) < 0) store.set(key, 0);
+export function recordEnd(store: Store, keys: ReplicaKeys): void {
+  if (store.incr(keys.inFlight, -1, 0) < 0) store.set(keys.inFlight, 0);
 }
 
 /** Folds one latency sample (and time to first byte, when known) into the replica's estimates. */
 export function recordLatency(
   store: Store,
-  id: string,
+  keys: ReplicaKeys,
   latencyMs: number,
   ttftMs: number | null,
   now: number,
   halfLifeMs: number,
   peakSensitive: boolean,
 ): void {
-  const hadSamples = readNumber(store, id, FIELD.samples) > 0;
-  const ewmaKey = replicaKey(id, FIELD.ewma);
-  const ewmaAtKey = replicaKey(id, FIELD.ewmaAt);
-  const previous = hadSamples ? readNumber(store, id, FIELD.ewma) : null;
-  store.set(ewmaKey, updateEwma(previous, readNumber(store, id, FIELD.ewmaAt), latencyMs, now, halfLifeMs, peakSensitive));
-  store.set(ewmaAtKey, now);
+  const previous = readNumber(store, keys.samples) > 0 ? readNumber(store, keys.ewma) : null;
+  store.set(keys.ewma, updateEwma(previous, readNumber(store, keys.ewmaAt), latencyMs, now, halfLifeMs, peakSensitive));
+  store.set(keys.ewmaAt, now);
   if (ttftMs !== null) {
-    const ttftKey = replicaKey(id, FIELD.ttft);
-    const previousTtft = store.get(ttftKey);
-    const ttftAt = readNumber(store, id, FIELD.ttftAt);
-    store.set(ttftKey, updateEwma(previousTtft === undefined ? null : previousTtft, ttftAt, ttftMs, now, halfLifeMs, peakSensitive));
-    store.set(replicaKey(id, FIELD.ttftAt), now);
+    const previousTtft = store.get(keys.ttft);
+    const ttft = updateEwma(previousTtft === undefined ? null : previousTtft, readNumber(store, keys.ttftAt), ttftMs, now, halfLifeMs, peakSensitive);
+    store.set(keys.ttft, ttft);
+    store.set(keys.ttftAt, now);
   }
-  store.incr(replicaKey(id, FIELD.samples), 1, 0);
+  store.incr(keys.samples, 1, 0);
 }

@@ -86,6 +86,13 @@ export interface Outcome {
   error?: ErrorKind | null;
 }
 
+export interface MetricReads {
+  /** inFlight */
+  inFlight: boolean;
+  /** ewmaMs and samples */
+  latency: boolean;
+}
+
 /** Everything a strategy may read when ordering candidates. */
 export interface StrategyContext {
   request: RequestView;
@@ -104,5 +111,7 @@ export interface StrategyContext {
  */
 export interface Strategy {
   name: string;
+  /** The metrics `order` looks at; the others are left at 0 / null in the views (saves reads per pick). */
+  reads: MetricReads;
   order(candidates: ReplicaView[], context: StrategyContext, count: number): ReplicaView[];
 }

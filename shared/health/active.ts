@@ -2,34 +2,50 @@
 // `unhealthyThreshold` failed probes in a row and healthy again after `healthyThreshold` passed
 // probes in a row. Pure state transitions in the Store; the adapter runs the probes
 // (njs `js_periodic` + `ngx.fetch`; on Kong, Kong's own checks reported through its Admin API).
+// A replica starts trusted: its mark is 1 while unhealthy and absent otherwise.
 
 import type { Store } from '../types';
-import { readNumber, replicaKey } from '../replica-state';
+import { keysOf, readNumber } from '../replica-state';
+import type { ReplicaKeys } from '../replica-state';
 
-const PASSED_IN_A_ROW = 'ap';
-const FAILED_IN_A_ROW = 'af';
-/** 1 = marked unhealthy by active checks; absent = healthy (a replica starts trusted). */
-const MARKED_DOWN = 'ad';
+/**
+ * How many replicas are marked down right now. Lets a pick skip every per-replica mark read in the
+ * usual case of none; exact because probes of a replica are recorded by one writer at a time
+ * (njs runs `js_periodic` on a single worker).
+ */
+export const MARKED_DOWN_COUNT_KEY = 'a:down';
 
 export interface ActiveThresholds {
   healthyThreshold: number;
   unhealthyThreshold: number;
 }
 
-export function activelyUnhealthy(store: Store, id: string): boolean {
-  return readNumber(store, id, MARKED_DOWN) === 1;
+export function anyActivelyUnhealthy(store: Store): boolean {
+  return readNumber(store, MARKED_DOWN_COUNT_KEY) > 0;
+}
+
+export function activelyUnhealthy(store: Store, keys: ReplicaKeys): boolean {
+  return readNumber(store, keys.markedDown) === 1;
 }
 
 /** Records one probe result and returns whether the replica is now considered healthy. */
 export function recordProbe(store: Store, id: string, passed: boolean, thresholds: ActiveThresholds): boolean {
+  const keys = keysOf(id);
+  const wasDown = activelyUnhealthy(store, keys);
   if (passed) {
-    store.set(replicaKey(id, FAILED_IN_A_ROW), 0);
-    const inARow = store.incr(replicaKey(id, PASSED_IN_A_ROW), 1, 0);
-    if (inARow >= thresholds.healthyThreshold) store.delete(replicaKey(id, MARKED_DOWN));
+    store.set(keys.probesFailed, 0);
+    const inARow = store.incr(keys.probesPassed, 1, 0);
+    if (wasDown && inARow >= thresholds.healthyThreshold) {
+      store.delete(keys.markedDown);
+      store.incr(MARKED_DOWN_COUNT_KEY, -1, 0);
+    }
   } else {
-    store.set(replicaKey(id, PASSED_IN_A_ROW), 0);
-    const inARow = store.incr(replicaKey(id, FAILED_IN_A_ROW), 1, 0);
-    if (inARow >= thresholds.unhealthyThreshold) store.set(replicaKey(id, MARKED_DOWN), 1);
+    store.set(keys.probesPassed, 0);
+    const inARow = store.incr(keys.probesFailed, 1, 0);
+    if (!wasDown && inARow >= thresholds.unhealthyThreshold) {
+      store.set(keys.markedDown, 1);
+      store.incr(MARKED_DOWN_COUNT_KEY, 1, 0);
+    }
   }
-  return !activelyUnhealthy(store, id);
+  return !activelyUnhealthy(store, keys);
 }

@@ -9,7 +9,8 @@
 
 import type { FailureKind, PassiveHealthConfig } from '../config/types';
 import type { Outcome, Replica, Store } from '../types';
-import { FIELD, readNumber, replicaKey } from '../replica-state';
+import { keysOf, readNumber } from '../replica-state';
+import type { ReplicaKeys } from '../replica-state';
 
 export type Verdict = 'success' | 'failure' | 'neutral';
 export type PassiveState = 'active' | 'ejected' | 'half-open';
@@ -26,8 +27,8 @@ export function classifyOutcome(outcome: Outcome, kinds: FailureKind[]): Verdict
   return kinds.indexOf(kind) >= 0 ? 'failure' : 'success';
 }
 
-export function passiveState(store: Store, id: string, now: number): PassiveState {
-  const until = readNumber(store, id, FIELD.ejectedUntil);
+export function passiveState(store: Store, keys: ReplicaKeys, now: number): PassiveState {
+  const until = readNumber(store, keys.ejectedUntil);
   if (until === 0) return 'active';
   return now < until ? 'ejected' : 'half-open';
 }
@@ -40,43 +41,43 @@ function trialTimeoutMs(config: PassiveHealthConfig): number {
 }
 
 /** True while a trial request is out on a half-open replica (so it is not a candidate). */
-export function trialInProgress(store: Store, id: string, now: number, config: PassiveHealthConfig): boolean {
-  if (readNumber(store, id, FIELD.trialClaims) === 0) return false;
-  return now - readNumber(store, id, FIELD.trialClaimedAt) < trialTimeoutMs(config);
+export function trialInProgress(store: Store, keys: ReplicaKeys, now: number, config: PassiveHealthConfig): boolean {
+  if (readNumber(store, keys.trialClaims) === 0) return false;
+  return now - readNumber(store, keys.trialClaimedAt) < trialTimeoutMs(config);
 }
 
 /** Atomically claims the single trial of a half-open replica; true when this caller won it. */
-export function claimTrial(store: Store, id: string, now: number, config: PassiveHealthConfig): boolean {
-  const claims = store.incr(replicaKey(id, FIELD.trialClaims), 1, 0);
-  if (claims === 1 || !trialInProgress(store, id, now, config)) {
-    store.set(replicaKey(id, FIELD.trialClaims), 1);
-    store.set(replicaKey(id, FIELD.trialClaimedAt), now);
+export function claimTrial(store: Store, keys: ReplicaKeys, now: number, config: PassiveHealthConfig): boolean {
+  const claims = store.incr(keys.trialClaims, 1, 0);
+  if (claims === 1 || !trialInProgress(store, keys, now, config)) {
+    store.set(keys.trialClaims, 1);
+    store.set(keys.trialClaimedAt, now);
     return true;
   }
   return false;
 }
 
-function releaseTrial(store: Store, id: string): void {
-  store.delete(replicaKey(id, FIELD.trialClaims));
-  store.delete(replicaKey(id, FIELD.trialClaimedAt));
+function releaseTrial(store: Store, keys: ReplicaKeys): void {
+  store.delete(keys.trialClaims);
+  store.delete(keys.trialClaimedAt);
 }
 
-function eject(store: Store, id: string, now: number, config: PassiveHealthConfig): void {
+function eject(store: Store, keys: ReplicaKeys, now: number, config: PassiveHealthConfig): void {
   const maxMs = config.max_ejection_s * 1000;
-  const liftedAt = readNumber(store, id, FIELD.ejectionLiftedAt);
-  let ejections = readNumber(store, id, FIELD.ejections);
+  const liftedAt = readNumber(store, keys.ejectionLiftedAt);
+  let ejections = readNumber(store, keys.ejections);
   if (liftedAt > 0 && now - liftedAt >= maxMs) ejections = 0;
   ejections += 1;
-  store.set(replicaKey(id, FIELD.ejections), ejections);
-  store.set(replicaKey(id, FIELD.ejectedUntil), now + Math.min(config.base_ejection_s * 1000 * ejections, maxMs));
-  store.set(replicaKey(id, FIELD.consecutiveFailures), 0);
-  releaseTrial(store, id);
+  store.set(keys.ejections, ejections);
+  store.set(keys.ejectedUntil, now + Math.min(config.base_ejection_s * 1000 * ejections, maxMs));
+  store.set(keys.consecutiveFailures, 0);
+  releaseTrial(store, keys);
 }
 
 function ejectionAllowed(store: Store, replicas: Replica[], id: string, config: PassiveHealthConfig): boolean {
   let alreadyOut = 0;
   for (let i = 0; i < replicas.length; i++) {
-    if (replicas[i].id !== id && readNumber(store, replicas[i].id, FIELD.ejectedUntil) > 0) alreadyOut++;
+    if (replicas[i].id !== id && readNumber(store, keysOf(replicas[i].id).ejectedUntil) > 0) alreadyOut++;
   }
   const allowed = Math.max(1, Math.floor((replicas.length * config.max_ejected_percent) / 100));
   return alreadyOut + 1 <= allowed;
@@ -91,28 +92,29 @@ export function recordVerdict(
   now: number,
   config: PassiveHealthConfig,
 ): void {
-  if (verdict === 'failure') store.incr(replicaKey(id, FIELD.failures), 1, 0);
+  const keys = keysOf(id);
+  if (verdict === 'failure') store.incr(keys.failures, 1, 0);
   if (!config.enabled) return;
-  const state = passiveState(store, id, now);
+  const state = passiveState(store, keys, now);
   if (verdict === 'neutral') {
-    if (state === 'half-open') releaseTrial(store, id);
+    if (state === 'half-open') releaseTrial(store, keys);
     return;
   }
   if (verdict === 'success') {
-    store.set(replicaKey(id, FIELD.consecutiveFailures), 0);
+    store.set(keys.consecutiveFailures, 0);
     if (state === 'half-open') {
-      store.delete(replicaKey(id, FIELD.ejectedUntil));
-      store.set(replicaKey(id, FIELD.ejectionLiftedAt), now);
-      releaseTrial(store, id);
+      store.delete(keys.ejectedUntil);
+      store.set(keys.ejectionLiftedAt, now);
+      releaseTrial(store, keys);
     }
     return;
   }
   if (state === 'half-open') {
-    eject(store, id, now, config);
+    eject(store, keys, now, config);
     return;
   }
-  const failures = store.incr(replicaKey(id, FIELD.consecutiveFailures), 1, 0);
+  const failures = store.incr(keys.consecutiveFailures, 1, 0);
   if (state === 'active' && failures >= config.consecutive_failures && ejectionAllowed(store, replicas, id, config)) {
-    eject(store, id, now, config);
+    eject(store, keys, now, config);
   }
 }

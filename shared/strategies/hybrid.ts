@@ -18,6 +18,7 @@ export function createHybrid(config: BalancerConfig): Strategy {
   const maxConcurrent = config.hybrid.max_concurrent;
   return {
     name: 'hybrid',
+    reads: { inFlight: true, latency: true },
     order(candidates: ReplicaView[], context: StrategyContext, count: number): ReplicaView[] {
       const open: ReplicaView[] = [];
       for (let i = 0; i < candidates.length; i++) {

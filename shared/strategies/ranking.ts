@@ -5,6 +5,9 @@ import type { Random, ReplicaView } from '../types';
 
 export type CostFunction = (replica: ReplicaView) => number;
 
+/** Marks a candidate already placed: real costs are never below 0 (weights are > 0). */
+const TAKEN = -Infinity;
+
 /**
  * The `count` cheapest candidates, cheapest first, each tie decided by a fair coin.
  * Selection rather than a full sort: count is 1 + retries, usually 2, so this is O(N × count).
@@ -12,14 +15,13 @@ export type CostFunction = (replica: ReplicaView) => number;
 export function cheapestFirst(candidates: ReplicaView[], cost: CostFunction, random: Random, count: number): ReplicaView[] {
   const costs: number[] = [];
   for (let i = 0; i < candidates.length; i++) costs.push(cost(candidates[i]));
-  const taken: boolean[] = [];
   const result: ReplicaView[] = [];
   const wanted = Math.min(count, candidates.length);
   while (result.length < wanted) {
     let best = -1;
     let ties = 0;
     for (let i = 0; i < candidates.length; i++) {
-      if (taken[i]) continue;
+      if (costs[i] === TAKEN) continue;
       if (best < 0 || costs[i] < costs[best]) {
         best = i;
         ties = 1;
@@ -29,7 +31,7 @@ export function cheapestFirst(candidates: ReplicaView[], cost: CostFunction, ran
         if (random.next() * ties < 1) best = i;
       }
     }
-    taken[best] = true;
+    costs[best] = TAKEN;
     result.push(candidates[best]);
   }
   return result;

@@ -83,9 +83,29 @@ export function smoothCycle(weights: number[]): number[] {
   return cycle;
 }
 
+// The cycle of the previous call: almost every pick sees the same weights as the one before,
+// and comparing them is far cheaper than building the memo key.
+let lastWeights: number[] = [];
+let lastCycle: number[] = [];
+
+function sameWeights(candidates: ReplicaView[]): boolean {
+  if (candidates.length !== lastWeights.length) return false;
+  for (let i = 0; i < candidates.length; i++) {
+    if (candidates[i].weight !== lastWeights[i]) return false;
+  }
+  return true;
+}
+
 function cycleFor(candidates: ReplicaView[]): number[] {
+  if (sameWeights(candidates)) return lastCycle;
   const weights: number[] = [];
   for (let i = 0; i < candidates.length; i++) weights.push(candidates[i].weight);
+  lastWeights = weights;
+  lastCycle = memoisedCycle(weights);
+  return lastCycle;
+}
+
+function memoisedCycle(weights: number[]): number[] {
   const signature = weights.join(',');
   const known = memo[signature];
   if (known) return known;
@@ -102,6 +122,7 @@ function cycleFor(candidates: ReplicaView[]): number[] {
 export function createWeightedRoundRobin(): Strategy {
   return {
     name: 'weighted-round-robin',
+    reads: { inFlight: false, latency: false },
     order(candidates: ReplicaView[], context: StrategyContext, count: number): ReplicaView[] {
       const cycle = cycleFor(candidates);
       const position = context.nextCursor('weighted-round-robin') % cycle.length;

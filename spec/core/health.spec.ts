@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { createBalancer } from '../../shared/balancer';
-import { recordProbe } from '../../shared/health/active';
+import { MARKED_DOWN_COUNT_KEY, recordProbe } from '../../shared/health/active';
 import { classifyOutcome } from '../../shared/health/passive';
 import { createMemoryStore } from '../../shared/memory-store';
 import type { Outcome, Replica } from '../../shared/types';
@@ -93,6 +93,23 @@ describe('eligibility', () => {
     expect(recordProbe(store, 'r0', true, thresholds)).toBe(false);
     expect(recordProbe(store, 'r0', true, thresholds)).toBe(true);
     expect(stateOf(balancer, list, 'r0').state).toBe('healthy');
+    expect(store.get(MARKED_DOWN_COUNT_KEY)).toBe(0);
+  });
+
+  it('keeps the count of marked-down replicas exact, so picks may skip the per-replica marks when it is 0', () => {
+    const { balancer, store, list } = setup({}, [1, 1, 1]);
+    const thresholds = { healthyThreshold: 1, unhealthyThreshold: 1 };
+    recordProbe(store, 'r0', false, thresholds);
+    recordProbe(store, 'r0', false, thresholds); // already down: no double count
+    recordProbe(store, 'r1', false, thresholds);
+    expect(store.get(MARKED_DOWN_COUNT_KEY)).toBe(2);
+    for (let i = 0; i < 6; i++) expect(balancer.pick(list, {})).toMatchObject({ ok: true, replicas: [{ id: 'r2' }] });
+    recordProbe(store, 'r0', true, thresholds);
+    recordProbe(store, 'r0', true, thresholds); // already up: no double count
+    expect(store.get(MARKED_DOWN_COUNT_KEY)).toBe(1);
+    recordProbe(store, 'r1', true, thresholds);
+    expect(store.get(MARKED_DOWN_COUNT_KEY)).toBe(0);
+    expect(balancer.status(list).map((s) => s.state)).toEqual(['healthy', 'healthy', 'healthy']);
   });
 });
 

@@ -1,0 +1,101 @@
+// `npm run bench:core`: picks per second of every strategy at 4, 16 and 64 replicas, under Node
+// (where the Kong plugin runs) and under the real njs interpreter (where the NGINX module runs).
+// The same source (bench/core-cases.ts) is bundled for both engines. Prints a table and writes
+// bench/results/core.json. A benchmark, not a test: nothing here asserts a speed.
+
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { pathToFileURL } from 'node:url';
+import * as esbuild from 'esbuild';
+import { REPO_ROOT, buildNjsBundle } from '../build/build.js';
+import { ensureNginx } from '../build/fetch-nginx.js';
+
+const WORK = path.join(REPO_ROOT, '.cache', 'bench');
+const RESULTS = path.join(REPO_ROOT, 'bench', 'results', 'core.json');
+// Iterations per case: enough for ~0.2 s or more per loop on this 2-core machine.
+const NODE_ITERATIONS = { 4: 400000, 16: 200000, 64: 50000 };
+const NJS_ITERATIONS = { 4: 40000, 16: 20000, 64: 5000 };
+
+async function nodeResults() {
+  const outfile = path.join(WORK, 'core-node.mjs');
+  await esbuild.build({
+    entryPoints: [path.join(REPO_ROOT, 'bench', 'core-cases.ts')],
+    outfile,
+    bundle: true,
+    format: 'esm',
+    platform: 'node',
+    target: 'node20',
+    logLevel: 'silent',
+  });
+  const cases = await import(pathToFileURL(outfile).href + '?t=' + Date.now());
+  // One warm-up pass lets V8 optimise before the measured pass.
+  cases.runAll(() => 2000, () => performance.now());
+  return cases.runAll((n) => NODE_ITERATIONS[n], () => performance.now());
+}
+
+async function njsResults() {
+  const env = await ensureNginx();
+  const bundle = path.join(WORK, 'core_njs.js');
+  await buildNjsBundle(path.join(REPO_ROOT, 'bench', 'core-njs-entry.ts'), bundle);
+  const runner = path.join(WORK, 'run-core-njs.js');
+  fs.writeFileSync(
+    runner,
+    "import bench from 'core_njs.js';\n" +
+      `var iterations = ${JSON.stringify(NJS_ITERATIONS)};\n` +
+      'console.log(JSON.stringify(bench.runAll(function (n) { return iterations[n]; }, function () { return Date.now(); })));\n',
+  );
+  const stdout = execFileSync(env.njsArgv[0], env.njsArgv.slice(1).concat(['-p', WORK, runner]), { encoding: 'utf8', maxBuffer: 1 << 24 });
+  const line = stdout.trim().split('\n').filter((l) => l.startsWith('[')).pop();
+  if (!line) throw new Error('njs printed no results:\n' + stdout);
+  return { results: JSON.parse(line), version: env.njsVersion };
+}
+
+function formatRate(perSecond) {
+  if (perSecond >= 1e6) return (perSecond / 1e6).toFixed(2) + ' M';
+  if (perSecond >= 1e3) return (perSecond / 1e3).toFixed(1) + ' k';
+  return String(perSecond);
+}
+
+function table(node, njs) {
+  const header = ['strategy', 'replicas', 'Node picks/s', 'Node cycles/s', 'njs picks/s', 'njs cycles/s', 'Node/njs'];
+  const rows = node.map((n, i) => {
+    const j = njs[i];
+    return [n.strategy, String(n.replicas), formatRate(n.picksPerSecond), formatRate(n.cyclesPerSecond), formatRate(j.picksPerSecond), formatRate(j.cyclesPerSecond), (n.picksPerSecond / j.picksPerSecond).toFixed(1) + 'x'];
+  });
+  const widths = header.map((h, c) => Math.max(h.length, ...rows.map((r) => r[c].length)));
+  const line = (cells) => '| ' + cells.map((cell, c) => cell.padEnd(widths[c])).join(' | ') + ' |';
+  return [line(header), '|' + widths.map((w) => '-'.repeat(w + 2)).join('|') + '|', ...rows.map(line)].join('\n');
+}
+
+async function main() {
+  fs.mkdirSync(WORK, { recursive: true });
+  const node = await nodeResults();
+  const njs = await njsResults();
+  console.log('Core pick throughput (a pick = filter + strategy + failover list of 2; a cycle = pick + onStart + onEnd)\n');
+  console.log(table(node, njs.results));
+  const simple = node.filter((r) => r.replicas === 16 && ['round-robin', 'weighted-round-robin', 'least-connections'].includes(r.strategy));
+  console.log(`\nTarget: >= 1 M picks/s for the simple strategies at 16 replicas under Node: ${simple.map((r) => `${r.strategy} ${formatRate(r.picksPerSecond)}`).join(', ')}`);
+  fs.mkdirSync(path.dirname(RESULTS), { recursive: true });
+  fs.writeFileSync(
+    RESULTS,
+    JSON.stringify(
+      {
+        date: new Date().toISOString(),
+        machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, node: process.version, njs: njs.version },
+        node,
+        njs: njs.results,
+      },
+      null,
+      2,
+    ) + '\n',
+  );
+  console.log(`\nwrote ${path.relative(REPO_ROOT, RESULTS)}`);
+}
+
+main().catch((error) => {
+  console.error(error instanceof Error ? error.message : error);
+  process.exit(1);
+});

@@ -1,0 +1,80 @@
+// Rewrites the option reference in README.md (between the config-table markers) from
+// shared/config/schema.ts, so the docs always match what validate() accepts.
+//
+//   node build/docs.js           rewrite README.md (creates a minimal one when missing)
+//   node build/docs.js --check   exit 1 when README.md is out of date
+//
+// Self-sufficient: esbuild bundles shared/config/docs.ts in memory and the bundle is imported from a
+// data: URL, so no TypeScript loader and no temp files are needed.
+
+import { readFile, writeFile } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+import { build } from 'esbuild';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const readmePath = path.join(root, 'README.md');
+const START = '<!-- config-table:start -->';
+const END = '<!-- config-table:end -->';
+
+async function loadDocs() {
+  const result = await build({
+    entryPoints: [path.join(root, 'shared/config/docs.ts')],
+    bundle: true,
+    format: 'esm',
+    platform: 'neutral',
+    target: 'es2017',
+    write: false,
+    logLevel: 'silent',
+  });
+  const source = result.outputFiles[0].text;
+  return import('data:text/javascript;base64,' + Buffer.from(source).toString('base64'));
+}
+
+async function readReadme() {
+  try {
+    return await readFile(readmePath, 'utf8');
+  } catch (error) {
+    if (error.code === 'ENOENT') return null;
+    throw error;
+  }
+}
+
+/** The README with the generated section replaced; throws when the markers are broken. */
+function render(readme, section) {
+  const block = START + '\n' + section.trimEnd() + '\n' + END;
+  if (readme === null) return block + '\n';
+  const start = readme.indexOf(START);
+  const end = readme.indexOf(END);
+  if (start < 0 || end < 0 || end < start) {
+    throw new Error(`README.md must contain ${START} followed by ${END}`);
+  }
+  return readme.slice(0, start) + block + readme.slice(end + END.length);
+}
+
+async function main() {
+  const check = process.argv.includes('--check');
+  const docs = await loadDocs();
+  const readme = await readReadme();
+  const wanted = render(readme, docs.configSection());
+  if (check) {
+    if (readme !== wanted) {
+      const what = readme === null ? 'README.md is missing' : 'README.md config table is out of date with shared/config/schema.ts';
+      console.error(what + '; run: npm run docs');
+      process.exit(1);
+    }
+    console.log('README.md config table is up to date');
+    return;
+  }
+  if (readme === wanted) {
+    console.log('README.md config table already up to date');
+    return;
+  }
+  await writeFile(readmePath, wanted);
+  console.log(readme === null ? 'created README.md with the config table' : 'updated the config table in README.md');
+}
+
+main().catch((error) => {
+  console.error(error instanceof Error ? error.message : error);
+  process.exit(2);
+});

@@ -1,0 +1,45 @@
+// `npm start`. At this stage of the project: build both plugins, provision nginx + njs, prove the
+// nginx bundle picks in real njs, and say what exists and what comes next. The live demo (real
+// nginx in front of emulated LLM replicas, with a terminal view) replaces this with the benchmark work.
+
+import path from 'node:path';
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import { REPO_ROOT, build } from './build.js';
+import { ensureNginx } from './fetch-nginx.js';
+
+const relative = (file) => path.relative(REPO_ROOT, file);
+
+async function main() {
+  const bundles = await build();
+  const env = await ensureNginx();
+  for (const bundle of bundles) console.log(`built ${relative(bundle.outfile)} (${(bundle.bytes / 1024).toFixed(1)} KiB)`);
+  console.log(`nginx ${env.nginxVersion} + njs ${env.njsVersion} ready (${env.source})`);
+
+  // One real pick in the real njs interpreter, from the same bundle nginx will load.
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'llm-balancer-start-'));
+  try {
+    fs.copyFileSync(path.join(REPO_ROOT, 'dist', 'nginx', 'llm_balancer.js'), path.join(dir, 'llm_balancer.js'));
+    const config = { strategy: 'weighted-round-robin', replicas: [{ address: '127.0.0.1:8001', weight: 1 }, { address: '127.0.0.1:8002', weight: 0.8 }] };
+    fs.writeFileSync(
+      path.join(dir, 'demo.js'),
+      `import m from 'llm_balancer.js';\nconsole.log(m.pickForTest(${JSON.stringify(JSON.stringify(config))}, '{}'));\n`,
+    );
+    const out = execFileSync(env.njsArgv[0], env.njsArgv.slice(1).concat(['-p', dir, path.join(dir, 'demo.js')]), { encoding: 'utf8' });
+    console.log(`njs ${env.njsVersion} picked: ${out.trim()}`);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+
+  console.log(`
+What exists now: the strategy core (shared/), its config schema, both plugin bundles, and the
+benchmark of the core (npm run bench:core). Next: the NGINX module balancing live traffic, the
+Kong plugin reading targets from the Admin API, then \`npm start\` as a live demo in front of
+emulated LLM replicas. See README.md.`);
+}
+
+main().catch((error) => {
+  console.error(error instanceof Error ? error.message : error);
+  process.exit(1);
+});

@@ -1,0 +1,33 @@
+// The slice of Kong's JavaScript PDK this plugin calls. Declared here because kong-pdk's own
+// generated .d.ts files do not type-check; every method is an RPC to Kong and returns a promise.
+
+export interface KongPdk {
+  request: {
+    getHeaders(maxHeaders?: number): Promise<Record<string, string | string[]>>;
+    getQuery(maxArgs?: number): Promise<Record<string, string | string[] | boolean>>;
+    getRawBody(): Promise<Uint8Array | string | null>;
+  };
+  client: {
+    getIp(): Promise<string>;
+    getConsumer(): Promise<{ id?: string; username?: string } | null>;
+  };
+  service: {
+    setTarget(host: string, port: number): Promise<null>;
+    setRetries(retries: number): Promise<null>;
+  };
+  response: {
+    exit(status: number, body?: string, headers?: Record<string, string>): Promise<null>;
+    getStatus(): Promise<number>;
+  };
+  ctx: {
+    shared: {
+      get(key: string): Promise<unknown>;
+      set(key: string, value: unknown): Promise<null>;
+    };
+  };
+  log: {
+    serialize(): Promise<string>;
+    err(...parts: unknown[]): Promise<null>;
+    warn(...parts: unknown[]): Promise<null>;
+  };
+}

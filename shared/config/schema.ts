@@ -1,0 +1,358 @@
+// The ONE declaration of every configuration option: type, default, allowed values, description.
+// validate.ts, kong-schema.ts and docs.ts are all driven by this data; nothing else lists options.
+//
+// The format mirrors Kong's plugin schema (kong/db/schema/metaschema.lua) so that converting is
+// nearly the identity: an ordered array of single-key objects `{ name: field }`, with `one_of`,
+// `between` (inclusive), `default`, `required`, `len_min`/`len_max`, `fields` (records) and
+// `elements` (arrays). Three attributes are ours and are dropped for Kong:
+//   also_allowed  sentinel numbers accepted outside `between` (e.g. 0 = "off")
+//   hint          appended to a range error, to explain a sentinel or a gap
+//   format        a named string format checked by validate.ts ('host-port')
+//
+// `required` follows Kong's meaning: on a scalar it means "must be given" (unless a default exists);
+// on a record it means "always present": a missing record is built from its fields' defaults.
+// A record with `required: false` and no default is null when missing (hash_key).
+//
+// Defaults follow the systems the design cites: Envoy's outlier detection (5 failures, 30 s base
+// ejection, 300 s cap, 10% max ejected, panic mode), Finagle/linkerd peak EWMA (10 s decay),
+// Mirrokni et al.'s bounded-load consistent hashing (c = 1.25), NGINX/Kong weight 1..65535.
+
+export type FieldType = 'string' | 'number' | 'integer' | 'boolean' | 'record' | 'array';
+
+export type StringFormat = 'host-port';
+
+export interface FieldSpec {
+  type: FieldType;
+  /** One line; Kong requires 10..500 characters. Optional only on array `elements`. */
+  description?: string;
+  default?: unknown;
+  required?: boolean;
+  one_of?: Array<string | number>;
+  /** Inclusive [min, max] for number and integer fields. */
+  between?: [number, number];
+  /** Numbers accepted although outside `between` (ours, not Kong's). */
+  also_allowed?: number[];
+  /** Extra words for a range error (ours, not Kong's). */
+  hint?: string;
+  /** A named string format (ours, not Kong's). */
+  format?: StringFormat;
+  len_min?: number;
+  len_max?: number;
+  /** Record fields, in order: each entry an object with exactly one key. */
+  fields?: FieldEntry[];
+  /** The field every array element must satisfy. */
+  elements?: FieldSpec;
+}
+
+export type FieldEntry = { [name: string]: FieldSpec };
+
+/** Strategy names in the order the docs list them. */
+export const STRATEGIES = [
+  'round-robin',
+  'weighted-round-robin',
+  'least-connections',
+  'response-time',
+  'consistent-hash',
+  'hybrid',
+];
+
+/** Strategies that need no hash key, so they can serve requests that carry none. */
+export const KEYLESS_STRATEGIES = ['round-robin', 'weighted-round-robin', 'least-connections', 'response-time'];
+
+/** Hash key sources that read a named thing, so `hash_key.name` is required. */
+export const NAMED_HASH_KEY_SOURCES = ['header', 'cookie', 'query', 'body'];
+
+export const schema: FieldEntry[] = [
+  {
+    strategy: {
+      type: 'string',
+      default: 'least-connections',
+      one_of: STRATEGIES,
+      description: 'How the replica is picked; see the strategies section for each algorithm.',
+    },
+  },
+  {
+    retries: {
+      type: 'integer',
+      default: 1,
+      // 1 alternate as Envoy's default retry policy; 10 caps the fan-out of one request over a fleet.
+      between: [0, 10],
+      description: 'Alternates returned after the pick, tried in order when an attempt fails.',
+    },
+  },
+  {
+    on_no_healthy: {
+      type: 'string',
+      default: 'fail',
+      one_of: ['fail', 'panic'],
+      description:
+        'When no replica is healthy: fail answers 503; panic routes to all replicas (as Envoy\'s panic mode).',
+    },
+  },
+  {
+    replicas: {
+      type: 'array',
+      default: [],
+      // Kong reads targets from its Admin API, so an empty list is legal; 256 bounds the per-pick
+      // work and the shared-dict footprint (one upstream rarely has more model replicas than that).
+      len_max: 256,
+      description: 'Static replica list (NGINX); Kong reads its upstream targets instead when empty.',
+      elements: {
+        type: 'record',
+        fields: [
+          {
+            address: {
+              type: 'string',
+              required: true,
+              format: 'host-port',
+              description: 'host:port of the replica; IPv6 in brackets, e.g. [::1]:8000.',
+            },
+          },
+          {
+            weight: {
+              type: 'number',
+              default: 1,
+              // Kong's and NGINX Plus's target weights go up to 65535; fractions are allowed because
+              // our weighted strategies work on real numbers (0.8 = 80% of a unit replica).
+              between: [0, 65535],
+              description: 'Relative capacity (fractions allowed); 0 keeps the replica but never picks it.',
+            },
+          },
+          {
+            id: {
+              type: 'string',
+              required: false,
+              len_min: 1,
+              len_max: 256,
+              description: 'Stable name used in state keys, logs and status; defaults to the address.',
+            },
+          },
+        ],
+      },
+    },
+  },
+  {
+    hash_key: {
+      type: 'record',
+      required: false,
+      description: 'Where a request\'s sticky key comes from; null means requests carry no key.',
+      fields: [
+        {
+          source: {
+            type: 'string',
+            required: true,
+            one_of: ['header', 'consumer', 'cookie', 'query', 'client-ip', 'body'],
+            description: 'header, cookie, query argument, JSON body field, Kong consumer or client IP.',
+          },
+        },
+        {
+          name: {
+            type: 'string',
+            required: false,
+            len_min: 1,
+            len_max: 256,
+            description:
+              'Header, cookie or query name, or a dotted body path (metadata.session_id); unset for consumer and client-ip.',
+          },
+        },
+      ],
+    },
+  },
+  {
+    least_connections: {
+      type: 'record',
+      required: true,
+      description: 'Options of the least-connections strategy.',
+      fields: [
+        {
+          choices: {
+            type: 'integer',
+            default: 0,
+            // 16 is far past the point where more samples help: with d choices the maximum load
+            // gap shrinks as log log n / log d, so d beyond a handful changes nothing measurable.
+            between: [2, 16],
+            also_allowed: [0],
+            hint: '0 compares all replicas, 2 is power of two choices; 1 would be a plain random pick',
+            description: 'Replicas sampled per pick: 0 compares all, 2 is power of two choices.',
+          },
+        },
+      ],
+    },
+  },
+  {
+    response_time: {
+      type: 'record',
+      required: true,
+      description: 'Options of the response-time strategy (peak EWMA).',
+      fields: [
+        {
+          half_life_s: {
+            type: 'number',
+            default: 10,
+            // 0.1 s: below that one slow request erases all history; 600 s: a replica that slowed
+            // down ten minutes ago should not still look fast.
+            between: [0.1, 600],
+            description: 'Half-life in seconds of the time-decayed latency average (Finagle uses 10 s).',
+          },
+        },
+        {
+          peak_sensitive: {
+            type: 'boolean',
+            default: true,
+            description: 'A sample slower than the average replaces it at once (Finagle\'s peak EWMA).',
+          },
+        },
+      ],
+    },
+  },
+  {
+    consistent_hash: {
+      type: 'record',
+      required: true,
+      description: 'Options of the consistent-hash strategy.',
+      fields: [
+        {
+          balance_factor: {
+            type: 'number',
+            default: 1.25,
+            // Below 1 no assignment can satisfy the bound (the average load itself exceeds it);
+            // above 10 the bound never binds in practice, so 0 is the honest way to say "off".
+            between: [1, 10],
+            also_allowed: [0],
+            hint: '0 disables the bound',
+            description: 'Bounded load c (Mirrokni et al.): no replica above c x average load; 0 disables.',
+          },
+        },
+        {
+          fallback: {
+            type: 'string',
+            default: 'least-connections',
+            one_of: KEYLESS_STRATEGIES,
+            description: 'Strategy for requests that carry no hash key.',
+          },
+        },
+      ],
+    },
+  },
+  {
+    hybrid: {
+      type: 'record',
+      required: true,
+      description: 'Options of the hybrid strategy: drop saturated replicas, then sticky by key, else best latency.',
+      fields: [
+        {
+          sticky: {
+            type: 'boolean',
+            default: true,
+            description: 'Requests with a hash key stay on the replica the key maps to while it is under max_concurrent.',
+          },
+        },
+        {
+          max_concurrent: {
+            type: 'integer',
+            default: 64,
+            // 64 in-flight generations is a typical vLLM max_num_seqs-scale batch per replica.
+            between: [1, 100000],
+            description: 'Replicas with this many in-flight requests or more are skipped before the latency pick.',
+          },
+        },
+      ],
+    },
+  },
+  {
+    passive_health: {
+      type: 'record',
+      required: true,
+      description: 'Passive outlier detection: eject replicas after consecutive failures (as Envoy).',
+      fields: [
+        {
+          enabled: {
+            type: 'boolean',
+            default: true,
+            description: 'Eject replicas that fail consecutive requests.',
+          },
+        },
+        {
+          consecutive_failures: {
+            type: 'integer',
+            default: 5,
+            // Envoy's consecutive_5xx default; 1000 is "practically never" without disabling.
+            between: [1, 1000],
+            description: 'Consecutive failures that eject a replica (Envoy: 5).',
+          },
+        },
+        {
+          failure_kinds: {
+            type: 'array',
+            default: ['connect-error', 'timeout', '5xx'],
+            description: 'Outcomes that count as failures; add 429 to back off from rate-limited replicas.',
+            elements: {
+              type: 'string',
+              one_of: ['connect-error', 'timeout', '5xx', '429'],
+            },
+          },
+        },
+        {
+          base_ejection_s: {
+            type: 'number',
+            default: 30,
+            // Envoy's base_ejection_time; ejections are timed in whole seconds of the injected clock.
+            between: [1, 3600],
+            description: 'First ejection in seconds; each further ejection lasts this times their count.',
+          },
+        },
+        {
+          max_ejection_s: {
+            type: 'number',
+            default: 300,
+            // Envoy's max_ejection_time; a day is the longest a replica should stay out unattended.
+            between: [1, 86400],
+            description: 'Longest ejection in seconds; must be at least base_ejection_s.',
+          },
+        },
+        {
+          max_ejected_percent: {
+            type: 'integer',
+            // Envoy's max_ejection_percent; at least one replica may always be ejected so that small
+            // fleets (fewer than 10 replicas) still get outlier detection.
+            default: 10,
+            between: [0, 100],
+            description: 'Most replicas ejected at once, in percent; one may always be ejected.',
+          },
+        },
+      ],
+    },
+  },
+];
+
+/** The name and spec of a single-key field entry. */
+export function entryName(entry: FieldEntry): string {
+  return Object.keys(entry)[0];
+}
+
+/** A declared field with its dotted path: `passive_health.max_ejection_s`, `replicas[].address`. */
+export interface FieldPath {
+  path: string;
+  name: string;
+  spec: FieldSpec;
+}
+
+/** Every declared field, depth first in declaration order (a record or array before its members). */
+export function fieldPaths(): FieldPath[] {
+  const out: FieldPath[] = [];
+  collectPaths(schema, '', out);
+  return out;
+}
+
+function collectPaths(fields: FieldEntry[], prefix: string, out: FieldPath[]): void {
+  for (let i = 0; i < fields.length; i++) {
+    const name = entryName(fields[i]);
+    const spec = fields[i][name];
+    const path = prefix === '' ? name : prefix + '.' + name;
+    out.push({ path: path, name: name, spec: spec });
+    if (spec.type === 'record' && spec.fields) collectPaths(spec.fields, path, out);
+    if (spec.type === 'array' && spec.elements && spec.elements.type === 'record' && spec.elements.fields) {
+      collectPaths(spec.elements.fields, path + '[]', out);
+    }
+  }
+}
