@@ -5,7 +5,7 @@
 // removing one of N replicas moves only the keys whose winner changed: about 1/N of them (the
 // seed's hash mod N moves almost all). Chosen over a ketama ring because it needs no table: under
 // njs every request runs in a fresh VM, and rebuilding 160 points × N and sorting them per request
-// would cost more than scoring N replicas. O(N log N) per request.
+// would cost more than scoring N replicas. O(N × count) per request (count = 1 + retries).
 // Bounded loads (Mirrokni, Thorup, Zadimoghaddam 2016, arXiv 1608.01350): with balance factor c,
 // a replica may hold at most ceil(c × (total in flight + 1) × weight / total weight) requests; a
 // key whose replica is full walks on to its next-highest-scoring replica. One always fits, since
@@ -18,22 +18,56 @@ import type { BalancerConfig } from '../config/types';
 import type { ReplicaView, Strategy, StrategyContext } from '../types';
 import { combineHashes, hashString, unitInterval } from '../hash';
 
-/** Candidates in descending rendezvous score for `key` (ties, practically impossible, by id). */
-export function rendezvousOrder(candidates: ReplicaView[], key: string): ReplicaView[] {
+// Hash of each replica id, memoised: ids rarely change and hashing them is most of a pick's cost.
+let idHashes: Record<string, number> = Object.create(null);
+let memoisedIds = 0;
+/** Ids memoised before the memo starts over (bounds memory when replicas churn). */
+const MAX_MEMOISED_IDS = 4096;
+
+function idHash(id: string): number {
+  const known = idHashes[id];
+  if (known !== undefined) return known;
+  if (memoisedIds >= MAX_MEMOISED_IDS) {
+    idHashes = Object.create(null);
+    memoisedIds = 0;
+  }
+  const hash = hashString(id);
+  idHashes[id] = hash;
+  memoisedIds++;
+  return hash;
+}
+
+/** Each candidate's weighted rendezvous score for `key`: weight / -ln(u), u uniform in (0, 1). */
+export function rendezvousScores(candidates: ReplicaView[], key: string): number[] {
   const keyHash = hashString(key);
   const scores: number[] = [];
-  const indexes: number[] = [];
   for (let i = 0; i < candidates.length; i++) {
-    const u = unitInterval(combineHashes(keyHash, hashString(candidates[i].id)));
-    scores.push(candidates[i].weight / -Math.log(u));
-    indexes.push(i);
+    scores.push(candidates[i].weight / -Math.log(unitInterval(combineHashes(keyHash, idHash(candidates[i].id)))));
   }
-  indexes.sort((a, b) => {
-    if (scores[a] !== scores[b]) return scores[b] - scores[a];
-    return candidates[a].id < candidates[b].id ? -1 : 1;
-  });
+  return scores;
+}
+
+/** Index of the highest score not yet taken (ties, practically impossible, go to the smaller id); -1 when none is left. */
+function bestRemaining(candidates: ReplicaView[], scores: number[], taken: boolean[]): number {
+  let best = -1;
+  for (let i = 0; i < candidates.length; i++) {
+    if (taken[i]) continue;
+    if (best < 0 || scores[i] > scores[best] || (scores[i] === scores[best] && candidates[i].id < candidates[best].id)) best = i;
+  }
+  return best;
+}
+
+/** The `count` highest-scoring candidates for `key`, best first (selection: O(N × count)). */
+export function rendezvousOrder(candidates: ReplicaView[], key: string, count?: number): ReplicaView[] {
+  const wanted = count === undefined ? candidates.length : Math.min(count, candidates.length);
+  const scores = rendezvousScores(candidates, key);
+  const taken: boolean[] = [];
   const ordered: ReplicaView[] = [];
-  for (let i = 0; i < indexes.length; i++) ordered.push(candidates[indexes[i]]);
+  while (ordered.length < wanted) {
+    const best = bestRemaining(candidates, scores, taken);
+    taken[best] = true;
+    ordered.push(candidates[best]);
+  }
   return ordered;
 }
 
@@ -45,18 +79,35 @@ export function loadBound(candidates: ReplicaView[], balanceFactor: number, repl
     total += candidates[i].inFlight;
     totalWeight += candidates[i].weight;
   }
-  return Math.ceil((balanceFactor * (total + 1) * replica.weight) / totalWeight);
+  return boundFor(balanceFactor, total, totalWeight, replica);
 }
 
-/** Rendezvous order with replicas at their bound moved behind those with room, order otherwise kept. */
+function boundFor(balanceFactor: number, totalInFlight: number, totalWeight: number, replica: ReplicaView): number {
+  return Math.ceil((balanceFactor * (totalInFlight + 1) * replica.weight) / totalWeight);
+}
+
+/**
+ * Rendezvous order with replicas at their bound moved behind those with room, order otherwise
+ * kept. Walks the order lazily: usually the first replica or two have room and the walk stops.
+ */
 export function boundedOrder(candidates: ReplicaView[], key: string, balanceFactor: number, count: number): ReplicaView[] {
-  const ordered = rendezvousOrder(candidates, key);
-  if (balanceFactor <= 0) return ordered.slice(0, count);
+  if (balanceFactor <= 0) return rendezvousOrder(candidates, key, count);
+  let total = 0;
+  let totalWeight = 0;
+  for (let i = 0; i < candidates.length; i++) {
+    total += candidates[i].inFlight;
+    totalWeight += candidates[i].weight;
+  }
+  const scores = rendezvousScores(candidates, key);
+  const taken: boolean[] = [];
   const withRoom: ReplicaView[] = [];
   const full: ReplicaView[] = [];
-  for (let i = 0; i < ordered.length; i++) {
-    if (ordered[i].inFlight + 1 <= loadBound(candidates, balanceFactor, ordered[i])) withRoom.push(ordered[i]);
-    else full.push(ordered[i]);
+  while (withRoom.length < count && withRoom.length + full.length < candidates.length) {
+    const best = bestRemaining(candidates, scores, taken);
+    taken[best] = true;
+    const replica = candidates[best];
+    if (replica.inFlight + 1 <= boundFor(balanceFactor, total, totalWeight, replica)) withRoom.push(replica);
+    else full.push(replica);
   }
   return withRoom.concat(full).slice(0, count);
 }

@@ -4,7 +4,7 @@
 //   2. sticky: when hybrid.sticky is on and the request has a hash key, rendezvous order of the
 //      key over the remaining replicas (the same keys stay on the same replica while it has room);
 //   3. otherwise: latency cost order (peak EWMA × (inFlight + 1) / weight, as response-time).
-// Saturated replicas come last as failover alternates. O(N log N).
+// Saturated replicas come last as failover alternates. O(N × count).
 // Reads: inFlight, ewmaMs, samples, weight, the hash key. Options: hybrid.sticky, hybrid.max_concurrent.
 
 import type { BalancerConfig } from '../config/types';
@@ -27,7 +27,7 @@ export function createHybrid(config: BalancerConfig): Strategy {
       const pool = open.length > 0 ? open : candidates;
       const ordered =
         sticky && context.hashKey !== null
-          ? rendezvousOrder(pool, context.hashKey).slice(0, count)
+          ? rendezvousOrder(pool, context.hashKey, count)
           : orderByLatency(pool, context, count);
       if (ordered.length >= count || pool === candidates) return ordered;
       return ordered.concat(orderByLatency(without(candidates, pool), context, count - ordered.length));
