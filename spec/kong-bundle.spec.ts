@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { KONG_OUTFILE } from '../build/build.js';
 import { kongSchemaProblems } from './helpers/kong-schema';
 import { REPO_ROOT } from './helpers/nginx-env';
+import { kongSchema, schema } from '../shared/config/index';
 
 const PLUGIN_SERVER = path.join(REPO_ROOT, 'node_modules', 'kong-pdk', 'bin', 'kong-js-pluginserver');
 
@@ -110,6 +111,11 @@ describe('dist/kong/llm-balancer.js in kong-js-pluginserver --dump-all-plugins',
     const replicas = field(field(plugin().Schema.fields, 'config')?.fields, 'replicas');
     expect(replicas, 'config.replicas').toBeDefined();
     expect(replicas?.type).toBe('array');
+  });
+
+  it('carries the full schema generated from shared/config: every option, default and range', () => {
+    expect(field(plugin().Schema.fields, 'config')?.fields).toEqual(kongSchema());
+    expect(kongSchema().map((entry) => Object.keys(entry)[0])).toEqual(schema.map((entry) => Object.keys(entry)[0]));
   });
 
   it("passes the rules of Kong's metaschema (field shapes, attributes, defaults)", () => {
