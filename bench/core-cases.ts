@@ -4,8 +4,8 @@
 // already in the store, then a timed loop of picks, and a timed loop of whole request cycles
 // (pick + onStart + onEnd). Timing uses the injected `now` (performance.now / Date.now).
 
-import { createBalancer, createMemoryStore, replicasFromConfig, validate, formatErrors } from '../shared/index';
-import type { Random, Replica } from '../shared/index';
+import { createBalancer, createMemoryStore, createSeededRandom, replicasFromConfig, validate, formatErrors } from '../shared/index';
+import type { Replica } from '../shared/index';
 
 export interface CaseResult {
   strategy: string;
@@ -23,20 +23,6 @@ function median(values: number[]): number {
   return sorted[Math.floor(sorted.length / 2)];
 }
 
-/** xorshift32: a cheap deterministic random source, identical under both engines. */
-function xorshift(seed: number): Random {
-  let state = seed >>> 0 || 1;
-  return {
-    next: () => {
-      state ^= state << 13;
-      state >>>= 0;
-      state ^= state >>> 17;
-      state ^= state << 5;
-      state >>>= 0;
-      return state / 4294967296;
-    },
-  };
-}
 
 function replicaList(n: number): Array<{ address: string; weight: number }> {
   const list: Array<{ address: string; weight: number }> = [];
@@ -55,7 +41,7 @@ export function runCase(strategy: string, n: number, iterations: number, now: ()
   if (!checked.ok) throw new Error(formatErrors(checked.errors));
   let fakeTime = 1000000;
   const clock = { now: () => fakeTime };
-  const random = xorshift(12345);
+  const random = createSeededRandom(12345);
   const balancer = createBalancer(checked.config, { store: createMemoryStore(), clock: clock, random: random });
   const replicas: Replica[] = replicasFromConfig(checked.config);
   // Warm state: some requests in flight everywhere, a latency history for every replica.

@@ -14,3 +14,4 @@ export * from './config/index';
 export type * from './types';
 export { splitAddress } from './address';
 export type { HostPort } from './address';
+export { createSeededRandom } from './random';

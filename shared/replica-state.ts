@@ -4,6 +4,7 @@
 
 import type { MetricReads, Replica, ReplicaView, Store } from './types';
 import { readEwma, updateEwma } from './ewma';
+import { memoise } from './memo';
 
 /** Every Store key of one replica. */
 export interface ReplicaKeys {
@@ -50,24 +51,8 @@ function buildKeys(id: string): ReplicaKeys {
 }
 
 // Memoised per id: concatenating key strings on every read was most of a pick's cost under Node
-// (a fresh string must be hashed for each lookup). Under njs the memo lives for one request.
-let keyMemo: Record<string, ReplicaKeys> = Object.create(null);
-let memoised = 0;
-/** Ids memoised before the memo starts over, which bounds memory when replicas churn. */
-const MAX_MEMOISED_IDS = 4096;
-
-export function keysOf(id: string): ReplicaKeys {
-  const known = keyMemo[id];
-  if (known !== undefined) return known;
-  if (memoised >= MAX_MEMOISED_IDS) {
-    keyMemo = Object.create(null);
-    memoised = 0;
-  }
-  const keys = buildKeys(id);
-  keyMemo[id] = keys;
-  memoised++;
-  return keys;
-}
+// (a fresh string must be hashed for each lookup). 4096 ids bound the memo when replicas churn.
+export const keysOf: (id: string) => ReplicaKeys = memoise(buildKeys, 4096);
 
 /** A stored number, 0 when absent. */
 export function readNumber(store: Store, key: string): number {

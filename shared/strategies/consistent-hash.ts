@@ -17,25 +17,10 @@
 import type { BalancerConfig } from '../config/types';
 import type { ReplicaView, Strategy, StrategyContext } from '../types';
 import { combineHashes, hashString, unitInterval } from '../hash';
+import { memoise } from '../memo';
 
-// Hash of each replica id, memoised: ids rarely change and hashing them is most of a pick's cost.
-let idHashes: Record<string, number> = Object.create(null);
-let memoisedIds = 0;
-/** Ids memoised before the memo starts over (bounds memory when replicas churn). */
-const MAX_MEMOISED_IDS = 4096;
-
-function idHash(id: string): number {
-  const known = idHashes[id];
-  if (known !== undefined) return known;
-  if (memoisedIds >= MAX_MEMOISED_IDS) {
-    idHashes = Object.create(null);
-    memoisedIds = 0;
-  }
-  const hash = hashString(id);
-  idHashes[id] = hash;
-  memoisedIds++;
-  return hash;
-}
+// Hash of each replica id, memoised: ids rarely change and hashing them was most of a pick's cost.
+const idHash = memoise(hashString, 4096);
 
 /** Each candidate's weighted rendezvous score for `key`: weight / -ln(u), u uniform in (0, 1). */
 export function rendezvousScores(candidates: ReplicaView[], key: string): number[] {

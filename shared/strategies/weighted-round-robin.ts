@@ -13,14 +13,10 @@
 // Reads: weight. Options: none.
 
 import type { ReplicaView, Strategy, StrategyContext } from '../types';
+import { memoise } from '../memo';
 
 /** Longest cycle we replay. 1000 picks keeps 0.1% resolution between weights and bounds the work. */
 const MAX_CYCLE = 1000;
-/** Memoised cycles keyed by weight vector; cleared when it grows past this many entries. */
-const MAX_MEMO_ENTRIES = 64;
-
-let memo: Record<string, number[]> = Object.create(null);
-let memoEntries = 0;
 
 function greatestCommonDivisor(a: number, b: number): number {
   while (b !== 0) {
@@ -105,18 +101,16 @@ function cycleFor(candidates: ReplicaView[]): number[] {
   return lastCycle;
 }
 
+/** Cycles by weight vector ("5,5,4,4"); 64 distinct healthy sets cover any realistic churn. */
+const cycleOfSignature = memoise((signature: string) => {
+  const weights = signature.split(',');
+  const numbers: number[] = [];
+  for (let i = 0; i < weights.length; i++) numbers.push(parseFloat(weights[i]));
+  return smoothCycle(integerWeights(numbers));
+}, 64);
+
 function memoisedCycle(weights: number[]): number[] {
-  const signature = weights.join(',');
-  const known = memo[signature];
-  if (known) return known;
-  const cycle = smoothCycle(integerWeights(weights));
-  if (memoEntries >= MAX_MEMO_ENTRIES) {
-    memo = Object.create(null);
-    memoEntries = 0;
-  }
-  memo[signature] = cycle;
-  memoEntries++;
-  return cycle;
+  return cycleOfSignature(weights.join(','));
 }
 
 export function createWeightedRoundRobin(): Strategy {
