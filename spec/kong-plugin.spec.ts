@@ -1,0 +1,130 @@
+// The Kong plugin class against a scripted PDK (each method records its call). The real
+// plugin-server protocol is exercised by spec/kong-bundle.spec.ts; this pins the adapter's own
+// promises: it routes with set_target, answers 503 with an OpenAI-style body instead of failing
+// open, and records outcomes so in-flight counts return to 0.
+import { describe, expect, it } from 'vitest';
+import { Plugin } from '../plugins/kong/index';
+import type { KongPdk } from '../plugins/kong/pdk';
+
+interface Call {
+  method: string;
+  args: unknown[];
+}
+
+function fakeKong(overrides: { headers?: Record<string, string>; status?: number; proxyMs?: number; failTarget?: boolean } = {}) {
+  const calls: Call[] = [];
+  const shared: Record<string, unknown> = {};
+  const record =
+    <T>(method: string, result: T) =>
+    async (...args: unknown[]): Promise<T> => {
+      calls.push({ method, args });
+      return result;
+    };
+  const kong: KongPdk = {
+    request: {
+      getHeaders: record<Record<string, string>>('request.getHeaders', overrides.headers ?? {}),
+      getQuery: record<Record<string, string>>('request.getQuery', {}),
+      getRawBody: record<Uint8Array | null>('request.getRawBody', new Uint8Array()),
+    },
+    client: { getIp: record('client.getIp', '192.0.2.1'), getConsumer: record<{ id?: string } | null>('client.getConsumer', null) },
+    service: {
+      setTarget: async (...args: unknown[]) => {
+        calls.push({ method: 'service.setTarget', args });
+        if (overrides.failTarget) throw new Error('rpc broke');
+        return null;
+      },
+      setRetries: record('service.setRetries', null),
+    },
+    response: { exit: record('response.exit', null), getStatus: record('response.getStatus', overrides.status ?? 200) },
+    ctx: {
+      shared: {
+        get: async (key: string) => shared[key],
+        set: async (key: string, value: unknown) => {
+          shared[key] = value;
+          return null;
+        },
+      },
+    },
+    log: {
+      serialize: async () => JSON.stringify({ response: { status: overrides.status ?? 200 }, latencies: { proxy: overrides.proxyMs ?? 42 } }),
+      err: record('log.err', null),
+      warn: record('log.warn', null),
+    },
+  };
+  return { kong, calls };
+}
+
+const REPLICAS = [
+  { address: '127.0.0.1:9001', weight: 1 },
+  { address: '[::1]:9002', weight: 1 },
+];
+
+describe('Kong plugin (PDK adapter)', () => {
+  it('sets the target to the picked replica, host and port apart', async () => {
+    const plugin = new Plugin({ __plugin_id: 'p-route', strategy: 'round-robin', replicas: REPLICAS });
+    const first = fakeKong();
+    const second = fakeKong();
+    await plugin.access(first.kong);
+    await plugin.access(second.kong);
+    const targets = [first, second].map((k) => k.calls.find((c) => c.method === 'service.setTarget')?.args);
+    expect(targets).toEqual([
+      ['127.0.0.1', 9001],
+      ['::1', 9002],
+    ]);
+  });
+
+  it('keys stickiness on the header the config names', async () => {
+    const plugin = new Plugin({ __plugin_id: 'p-sticky', strategy: 'consistent-hash', hash_key: { source: 'header', name: 'X-Session' }, replicas: REPLICAS });
+    const targets = new Set<string>();
+    for (let i = 0; i < 10; i++) {
+      const { kong, calls } = fakeKong({ headers: { 'X-Session': 'abc' } });
+      await plugin.access(kong);
+      targets.add(JSON.stringify(calls.find((c) => c.method === 'service.setTarget')?.args));
+      // Each request completes before the next: with requests piling up, the bounded load
+      // (balance_factor 1.25) would rightly move the key.
+      await plugin.log(kong);
+    }
+    expect(targets.size).toBe(1);
+  });
+
+  it('answers 503 with an OpenAI-style JSON error when no replica is healthy (never proxies)', async () => {
+    const plugin = new Plugin({ __plugin_id: 'p-empty', strategy: 'least-connections', replicas: [{ address: '127.0.0.1:1', weight: 0 }] });
+    const { kong, calls } = fakeKong();
+    await plugin.access(kong);
+    expect(calls.find((c) => c.method === 'service.setTarget')).toBeUndefined();
+    const exit = calls.find((c) => c.method === 'response.exit');
+    expect(exit?.args[0]).toBe(503);
+    expect(JSON.parse(exit?.args[1] as string)).toMatchObject({ error: { type: 'service_unavailable', code: 'no_healthy_replica' } });
+    expect(exit?.args[2]).toEqual({ 'Content-Type': 'application/json' });
+  });
+
+  it('answers 503 for an invalid configuration and logs the field errors', async () => {
+    const plugin = new Plugin({ __plugin_id: 'p-bad', strategy: 'least-conn', replicas: REPLICAS });
+    const { kong, calls } = fakeKong();
+    await plugin.access(kong);
+    expect(calls.find((c) => c.method === 'response.exit')?.args[0]).toBe(503);
+    expect(String(calls.find((c) => c.method === 'log.err')?.args[0])).toContain('strategy: must be one of');
+  });
+
+  it('turns an internal failure into a 503 instead of letting Kong fail open to the default host', async () => {
+    const plugin = new Plugin({ __plugin_id: 'p-throw', replicas: REPLICAS });
+    const { kong, calls } = fakeKong({ failTarget: true });
+    await expect(plugin.access(kong)).resolves.toBeUndefined();
+    expect(calls.find((c) => c.method === 'response.exit')?.args[0]).toBe(503);
+  });
+
+  it('records the outcome in the log phase: least-connections sees the load go and come back', async () => {
+    const plugin = new Plugin({ __plugin_id: 'p-log', strategy: 'least-connections', replicas: REPLICAS });
+    const open = [fakeKong(), fakeKong(), fakeKong()];
+    for (const request of open) await plugin.access(request.kong);
+    const picked = open.map((r) => JSON.stringify(r.calls.find((c) => c.method === 'service.setTarget')?.args));
+    // Three requests over two idle replicas: 2 + 1.
+    expect(new Set(picked).size).toBe(2);
+    for (const request of open) await plugin.log(request.kong);
+    // All ended: both replicas are idle again, so the next two requests split evenly.
+    const next = [fakeKong(), fakeKong()];
+    for (const request of next) await plugin.access(request.kong);
+    const after = next.map((r) => JSON.stringify(r.calls.find((c) => c.method === 'service.setTarget')?.args));
+    expect(new Set(after).size).toBe(2);
+  });
+});
