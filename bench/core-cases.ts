@@ -3,6 +3,8 @@
 // Each case: one strategy, N replicas with mixed weights, in-flight counts and latency history
 // already in the store, then a timed loop of picks, and a timed loop of whole request cycles
 // (pick + onStart + onEnd). Timing uses the injected `now` (performance.now / Date.now).
+// bench/core.js runs each strategy in a fresh engine (a worker thread, an njs process), so one
+// strategy's JIT history cannot slow the next.
 
 import { createBalancer, createMemoryStore, createSeededRandom, replicasFromConfig, validate, formatErrors } from '../shared/index';
 import type { Replica } from '../shared/index';
@@ -88,11 +90,9 @@ export function runCase(strategy: string, n: number, iterations: number, now: ()
   };
 }
 
-/** Every case, with `iterationsFor(n)` iterations each. */
-export function runAll(iterationsFor: (n: number) => number, now: () => number): CaseResult[] {
+/** Every size for one strategy, `iterationsFor(n)` iterations each. */
+export function runStrategy(strategy: string, iterationsFor: (n: number) => number, now: () => number): CaseResult[] {
   const results: CaseResult[] = [];
-  for (let s = 0; s < STRATEGIES.length; s++) {
-    for (let z = 0; z < SIZES.length; z++) results.push(runCase(STRATEGIES[s], SIZES[z], iterationsFor(SIZES[z]), now));
-  }
+  for (let z = 0; z < SIZES.length; z++) results.push(runCase(strategy, SIZES[z], iterationsFor(SIZES[z]), now));
   return results;
 }

@@ -1,4 +1,4 @@
 // njs entry for the core benchmark: njs loads only a default export.
-import { runAll } from './core-cases';
+import { runStrategy, STRATEGIES } from './core-cases';
 
-export default { runAll };
+export default { runStrategy, STRATEGIES };

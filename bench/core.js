@@ -7,7 +7,8 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { performance } from 'node:perf_hooks';
+import { once } from 'node:events';
+import { Worker } from 'node:worker_threads';
 import { pathToFileURL } from 'node:url';
 import * as esbuild from 'esbuild';
 import { REPO_ROOT, buildNjsBundle } from '../build/build.js';
@@ -30,10 +31,15 @@ async function nodeResults() {
     target: 'node20',
     logLevel: 'silent',
   });
-  const cases = await import(pathToFileURL(outfile).href + '?t=' + Date.now());
-  // One warm-up pass lets V8 optimise before the measured pass.
-  cases.runAll(() => 2000, () => performance.now());
-  return cases.runAll((n) => NODE_ITERATIONS[n], () => performance.now());
+  const module = pathToFileURL(outfile).href;
+  const { STRATEGIES } = await import(module);
+  const results = [];
+  for (const strategy of STRATEGIES) {
+    const worker = new Worker(new URL('./core-worker.js', import.meta.url), { workerData: { module, strategy, iterations: NODE_ITERATIONS } });
+    const [rows] = await Promise.all([once(worker, 'message'), once(worker, 'exit')]);
+    results.push(...rows[0]);
+  }
+  return results;
 }
 
 async function njsResults() {
@@ -41,16 +47,22 @@ async function njsResults() {
   const bundle = path.join(WORK, 'core_njs.js');
   await buildNjsBundle(path.join(REPO_ROOT, 'bench', 'core-njs-entry.ts'), bundle);
   const runner = path.join(WORK, 'run-core-njs.js');
-  fs.writeFileSync(
-    runner,
-    "import bench from 'core_njs.js';\n" +
-      `var iterations = ${JSON.stringify(NJS_ITERATIONS)};\n` +
-      'console.log(JSON.stringify(bench.runAll(function (n) { return iterations[n]; }, function () { return Date.now(); })));\n',
-  );
-  const stdout = execFileSync(env.njsArgv[0], env.njsArgv.slice(1).concat(['-p', WORK, runner]), { encoding: 'utf8', maxBuffer: 1 << 24 });
-  const line = stdout.trim().split('\n').filter((l) => l.startsWith('[')).pop();
-  if (!line) throw new Error('njs printed no results:\n' + stdout);
-  return { results: JSON.parse(line), version: env.njsVersion };
+  const results = [];
+  const strategies = (await import(pathToFileURL(path.join(WORK, 'core-node.mjs')).href)).STRATEGIES;
+  for (const strategy of strategies) {
+    // One njs process per strategy, as the Node side uses one isolate per strategy.
+    fs.writeFileSync(
+      runner,
+      "import bench from 'core_njs.js';\n" +
+        `var iterations = ${JSON.stringify(NJS_ITERATIONS)};\n` +
+        `console.log(JSON.stringify(bench.runStrategy(${JSON.stringify(strategy)}, function (n) { return iterations[n]; }, function () { return Date.now(); })));\n`,
+    );
+    const stdout = execFileSync(env.njsArgv[0], env.njsArgv.slice(1).concat(['-p', WORK, runner]), { encoding: 'utf8', maxBuffer: 1 << 24 });
+    const line = stdout.trim().split('\n').filter((l) => l.startsWith('[')).pop();
+    if (!line) throw new Error('njs printed no results:\n' + stdout);
+    results.push(...JSON.parse(line));
+  }
+  return { results, version: env.njsVersion };
 }
 
 function formatRate(perSecond) {

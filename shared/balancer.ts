@@ -59,10 +59,10 @@ export function replicasFromConfig(config: BalancerConfig): Replica[] {
   return replicas;
 }
 
-/** Whether the adapter must read and parse the JSON body before picking. */
+/** Whether the adapter must read and parse the JSON body before picking (it is slow: read it only then). */
 export function needsRequestBody(config: BalancerConfig): boolean {
   if (config.hash_key === null || config.hash_key.source !== 'body') return false;
-  return config.strategy === 'consistent-hash' || (config.strategy === 'hybrid' && config.hybrid.sticky);
+  return createStrategy(config, config.strategy).reads.hashKey;
 }
 
 /** Why the gateway, the operator or active checks keep this replica out; null when they do not. */
@@ -137,7 +137,7 @@ export function createBalancer(config: BalancerConfig, deps: BalancerDeps): Bala
       };
     }
     context.request = request;
-    context.hashKey = resolveHashKey(config.hash_key, request);
+    context.hashKey = strategy.reads.hashKey ? resolveHashKey(config.hash_key, request) : null;
     context.now = now;
     // With a half-open candidate, ask for one extra: it may lose its trial claim or be dropped as an alternate.
     let halfOpen = false;

@@ -91,6 +91,8 @@ export interface MetricReads {
   inFlight: boolean;
   /** ewmaMs and samples */
   latency: boolean;
+  /** context.hashKey (null unless read) */
+  hashKey: boolean;
 }
 
 /** Everything a strategy may read when ordering candidates. */

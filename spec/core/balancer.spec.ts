@@ -144,6 +144,8 @@ describe('balancer', () => {
     expect(needsRequestBody(configOf({ strategy: 'consistent-hash', hash_key: { source: 'body', name: 'user' } }))).toBe(true);
     expect(needsRequestBody(configOf({ strategy: 'hybrid', hash_key: { source: 'body', name: 'user' } }))).toBe(true);
     expect(needsRequestBody(configOf({ strategy: 'consistent-hash', hash_key: { source: 'header', name: 'x' } }))).toBe(false);
+    expect(needsRequestBody(configOf({ strategy: 'hybrid', hash_key: { source: 'body', name: 'user' }, hybrid: { sticky: false } }))).toBe(false);
+    expect(needsRequestBody(configOf({ strategy: 'least-connections', hash_key: { source: 'body', name: 'user' } }))).toBe(false);
   });
 
   it('describes a refusal as an OpenAI-style error body', () => {
