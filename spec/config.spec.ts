@@ -45,6 +45,14 @@ const DEFAULTS: BalancerConfig = {
     max_ejection_s: 300,
     max_ejected_percent: 10,
   },
+  active_health: {
+    enabled: false,
+    path: '/health',
+    interval_s: 5,
+    timeout_s: 2,
+    healthy_threshold: 2,
+    unhealthy_threshold: 3,
+  },
 };
 
 const STRATEGY_LIST = 'round-robin, weighted-round-robin, least-connections, response-time, consistent-hash, hybrid';
@@ -150,6 +158,13 @@ describe('validate: each invalid field yields exactly its own error', () => {
     ['max_ejection_s big', { passive_health: { max_ejection_s: 86401 } }, 'passive_health.max_ejection_s', 'must be a number between 1 and 86400, got 86401'],
     ['max_ejected_percent big', { passive_health: { max_ejected_percent: 101 } }, 'passive_health.max_ejected_percent', 'must be an integer between 0 and 100, got 101'],
     ['max_ejected_percent fraction', { passive_health: { max_ejected_percent: 5.5 } }, 'passive_health.max_ejected_percent', 'must be an integer, got 5.5'],
+    ['active_health not a record', { active_health: true }, 'active_health', 'must be a record (an object of named fields), got boolean true'],
+    ['active enabled not boolean', { active_health: { enabled: 'yes' } }, 'active_health.enabled', 'must be a boolean, got string "yes"'],
+    ['active path empty', { active_health: { path: '' } }, 'active_health.path', 'must be a non-empty string, got ""'],
+    ['active interval zero', { active_health: { interval_s: 0 } }, 'active_health.interval_s', 'must be a number between 1 and 3600, got 0'],
+    ['active timeout tiny', { active_health: { timeout_s: 0.01 } }, 'active_health.timeout_s', 'must be a number between 0.1 and 60, got 0.01'],
+    ['active healthy threshold 0', { active_health: { healthy_threshold: 0 } }, 'active_health.healthy_threshold', 'must be an integer between 1 and 100, got 0'],
+    ['active unhealthy threshold fraction', { active_health: { unhealthy_threshold: 2.5 } }, 'active_health.unhealthy_threshold', 'must be an integer, got 2.5'],
     ['config not a record', 'strategy: hybrid', '', 'must be a record (an object of named fields), got string "strategy: hybrid"'],
     ['config an array', [], '', 'must be a record (an object of named fields), got array'],
   ])('%s', (_name, input, path, message) => {
@@ -286,6 +301,7 @@ describe('validate: Kong-style input', () => {
       max_ejection_s: null,
       max_ejected_percent: null,
     },
+    active_health: null,
   };
 
   it('treats null as "use the default" and ignores __ keys', () => {

@@ -16,4 +16,5 @@ export type {
   ReplicaConfig,
   HashKeyConfig,
   PassiveHealthConfig,
+  ActiveHealthConfig,
 } from './types';

@@ -323,6 +323,67 @@ export const schema: FieldEntry[] = [
       ],
     },
   },
+  {
+    active_health: {
+      type: 'record',
+      required: true,
+      description: 'Active health checks run by the NGINX module (js_periodic); on Kong, configure the upstream healthchecks instead.',
+      fields: [
+        {
+          enabled: {
+            type: 'boolean',
+            default: false,
+            description: 'Probe every replica periodically and stop routing to those that fail.',
+          },
+        },
+        {
+          path: {
+            type: 'string',
+            default: '/health',
+            len_min: 1,
+            len_max: 1024,
+            // vLLM, SGLang and TGI all answer GET /health with 200 once the model is loaded.
+            description: 'HTTP path probed with GET on each replica; 2xx and 3xx pass (vLLM, SGLang, TGI: /health).',
+          },
+        },
+        {
+          interval_s: {
+            type: 'number',
+            // Kong's healthy/unhealthy interval is commonly 5 s; a probe per 5 s per replica is negligible load.
+            default: 5,
+            between: [1, 3600],
+            description: 'Seconds between probes of one replica.',
+          },
+        },
+        {
+          timeout_s: {
+            type: 'number',
+            default: 2,
+            between: [0.1, 60],
+            description: 'A probe without an answer after this many seconds fails.',
+          },
+        },
+        {
+          healthy_threshold: {
+            type: 'integer',
+            // Kong's healthy.successes default is 0 (off); 2 passes in a row avoid flapping back on one lucky probe.
+            default: 2,
+            between: [1, 100],
+            description: 'Consecutive passed probes that mark an unhealthy replica healthy again.',
+          },
+        },
+        {
+          unhealthy_threshold: {
+            type: 'integer',
+            // Kong's http_failures for active checks is commonly 3: one slow probe is not an outage.
+            default: 3,
+            between: [1, 100],
+            description: 'Consecutive failed probes that mark a replica unhealthy.',
+          },
+        },
+      ],
+    },
+  },
 ];
 
 /** The name and spec of a single-key field entry. */

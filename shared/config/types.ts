@@ -41,6 +41,15 @@ export interface PassiveHealthConfig {
   max_ejected_percent: number;
 }
 
+export interface ActiveHealthConfig {
+  enabled: boolean;
+  path: string;
+  interval_s: number;
+  timeout_s: number;
+  healthy_threshold: number;
+  unhealthy_threshold: number;
+}
+
 export interface BalancerConfig {
   strategy: StrategyName;
   retries: number;
@@ -52,4 +61,5 @@ export interface BalancerConfig {
   consistent_hash: { balance_factor: number; fallback: KeylessStrategyName };
   hybrid: { sticky: boolean; max_concurrent: number };
   passive_health: PassiveHealthConfig;
+  active_health: ActiveHealthConfig;
 }

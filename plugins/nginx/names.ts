@@ -1,0 +1,44 @@
+// Every name the generated nginx configuration and the njs module share. The generator
+// (generate.ts) writes them into nginx.conf; the njs handlers (index.ts) read the same variables.
+// Changing one here changes both sides.
+
+export const NAMES = {
+  /** `js_import llm_balancer from llm_balancer.js;` */
+  module: 'llm_balancer',
+  bundleFile: 'llm_balancer.js',
+  /** `js_preload_object llm_balancer_config from <file>.json;` — shape: PreloadedConfig. */
+  configObject: 'llm_balancer_config',
+  /** `js_shared_dict_zone zone=llm_balancer:<size> type=number;` — the core's Store. */
+  stateZone: 'llm_balancer',
+  /** js_set: the upstream block of the pick, or '' when no replica can serve (then $errorVar holds the 503 body). */
+  upstreamVar: 'llm_balancer_upstream',
+  /** js_set, one per failover attempt (`llm_balancer_retry_1`, ...): the next alternate's upstream block, or ''. */
+  retryVarPrefix: 'llm_balancer_retry_',
+  /** js_var: replica indexes of the pick and its alternates, comma-separated, in failover order. */
+  planVar: 'llm_balancer_plan',
+  /** js_var: replica indexes actually tried, comma-separated, in attempt order. */
+  triedVar: 'llm_balancer_tried',
+  /** js_var: the OpenAI-style JSON error body when no replica can serve. */
+  errorVar: 'llm_balancer_error',
+  /** js_var: the upstream block chosen by `route` (body-keyed mode), read by the proxy location. */
+  targetVar: 'llm_balancer_target',
+  /** js_set used only in log_format: evaluated in the LOG phase, it records every attempt's outcome. */
+  outcomeVar: 'llm_balancer_outcome',
+  logFormat: 'llm_balancer',
+  /** Named location that proxies after `route` read the body (body-keyed mode). */
+  proxyLocation: '@llm_balancer_proxy',
+  /** Named locations for failover attempts: `@llm_balancer_retry_1`, ... */
+  retryLocationPrefix: '@llm_balancer_retry_',
+  /** Named location holding `js_periodic` for active health checks. */
+  periodicLocation: '@llm_balancer_periodic',
+  /** One `upstream {}` block per replica, by index: `llm_balancer_0`, `llm_balancer_1`, ... */
+  upstreamPrefix: 'llm_balancer_',
+} as const;
+
+/** What the generator writes into the preloaded JSON file. */
+export interface PreloadedConfig {
+  /** The validated balancer configuration (shared schema). */
+  config: unknown;
+  /** Upstream block name per replica, same order as config.replicas. */
+  upstreams: string[];
+}
