@@ -199,6 +199,8 @@ export default defineConfig(
   },
   {
     files: ['shared/**/*.ts', 'plugins/nginx/**/*.ts'],
+    // The config generator and its CLI run in Node (npx llm-balancer nginx-config), never in njs.
+    ignores: ['plugins/nginx/generator/**'],
     plugins: { local },
     rules: {
       'no-restricted-syntax': ['error', ...njsSyntax],

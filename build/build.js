@@ -131,13 +131,34 @@ export async function buildNjsBundle(entry = NGINX_ENTRY, outfile = NGINX_OUTFIL
   return info;
 }
 
-/** Build both plugins. Returns [{outfile, bytes, exports}]. */
+export const CLI_ENTRY = path.join(REPO_ROOT, 'plugins', 'nginx', 'generator', 'cli-entry.ts');
+export const CLI_OUTFILE = path.join(REPO_ROOT, 'dist', 'cli', 'llm-balancer.js');
+
+/** Bundle the `llm-balancer` command (nginx-config generator) into one Node ES module. */
+export async function buildCliBundle(entry = CLI_ENTRY, outfile = CLI_OUTFILE) {
+  requireEntry(entry, 'CLI');
+  const result = await runEsbuild({
+    absWorkingDir: REPO_ROOT,
+    entryPoints: [entry],
+    outfile,
+    bundle: true,
+    format: 'esm',
+    platform: 'node',
+    target: 'node20',
+    legalComments: 'none',
+    // Bundled CommonJS dependencies (yaml) call require('process'): give the ES module a require.
+    banner: { js: "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);" },
+  });
+  return outputInfo(result, outfile);
+}
+
+/** Build both plugins and the CLI. Returns [{outfile, bytes, exports}]. */
 export async function build() {
-  const missing = [KONG_ENTRY, NGINX_ENTRY].filter((e) => !fs.existsSync(e));
+  const missing = [KONG_ENTRY, NGINX_ENTRY, CLI_ENTRY].filter((e) => !fs.existsSync(e));
   if (missing.length) {
-    throw new BuildError(`missing plugin entry file(s): ${missing.map((e) => path.relative(REPO_ROOT, e)).join(', ')}`);
+    throw new BuildError(`missing entry file(s): ${missing.map((e) => path.relative(REPO_ROOT, e)).join(', ')}`);
   }
-  return Promise.all([buildKongBundle(), buildNjsBundle()]);
+  return Promise.all([buildKongBundle(), buildNjsBundle(), buildCliBundle()]);
 }
 
 function report(infos, started) {

@@ -1,6 +1,6 @@
 // The configuration's public API: one schema, and everything derived from it.
 
-export { validate, formatErrors, defaults, rules } from './validate';
+export { validate, validateFields, formatErrors, defaults, rules } from './validate';
 export type { ConfigError, ValidationResult, CrossFieldRule, PartialConfig } from './validate';
 export { kongSchema } from './kong-schema';
 export type { KongField, KongFieldSpec } from './kong-schema';

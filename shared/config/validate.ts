@@ -10,7 +10,7 @@
 
 import type { BalancerConfig } from './types';
 import { schema, entryName, fieldPaths, NAMED_HASH_KEY_SOURCES } from './schema';
-import type { FieldSpec } from './schema';
+import type { FieldEntry, FieldSpec } from './schema';
 
 export interface ConfigError {
   /** `strategy`, `replicas[2].address`, `passive_health.failure_kinds[1]`; '' for the whole config. */
@@ -44,6 +44,15 @@ export function validate(input: unknown): ValidationResult {
   }
   if (errors.length > 0 || walked === undefined) return { ok: false, errors: errors };
   return { ok: true, config: walked as BalancerConfig };
+}
+
+/**
+ * Validates `input` against any field list in the schema format (the NGINX generator's own
+ * options use this), with paths under `prefix`. Returns the defaulted record, or undefined when
+ * `input` is not a record at all; errors are appended to `errors`.
+ */
+export function validateFields(fields: FieldEntry[], input: unknown, prefix: string, errors: ConfigError[]): Dict | undefined {
+  return checkField({ type: 'record', required: true, fields: fields }, input, prefix, errors) as Dict | undefined;
 }
 
 /** The configuration every option left unset produces. */

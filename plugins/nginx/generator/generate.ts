@@ -1,0 +1,207 @@
+// Renders the nginx configuration for a validated balancer config: load_module, js_import,
+// the preloaded config, the shared state zone, one keepalive `upstream {}` per replica, the
+// balanced location (js_set pick, or js_content route when the pick needs the JSON body), one
+// named location per failover attempt, the status and metrics endpoints, and the active-check
+// timer. Pure string building; the CLI does the file I/O.
+//
+// Why per-replica upstream blocks: `proxy_pass http://$var` with an ip:port value cannot keep
+// upstream connections alive (measured ~3x slower); naming a one-server `upstream {}` with
+// `keepalive` costs 0–15% against native least_conn. `max_fails=0` leaves health to the balancer:
+// nginx's own marking of a single server would answer "no live upstreams" behind our back.
+
+import type { BalancerConfig } from '../../../shared/config/types';
+import { needsRequestBody } from '../../../shared/balancer';
+import { NAMES } from '../names';
+import type { PreloadedConfig } from '../names';
+import type { NginxOptions } from './options';
+
+export type RenderMode = 'full' | 'snippet';
+
+/** Everything the renderer needs besides the config: resolved absolute paths included. */
+export interface RenderInput {
+  config: BalancerConfig;
+  nginx: NginxOptions & { js_path: string; config_json: string };
+  /** Where the input came from, for the header comment. */
+  source: string;
+}
+
+/** A JSON error body as a single-quoted nginx string (the JSON never contains a single quote). */
+const EXHAUSTED_BODY =
+  '{"error":{"message":"llm-balancer: every replica tried failed to answer (connect error or timeout)","type":"bad_gateway","code":"replicas_unreachable","param":null}}';
+
+export function upstreamName(index: number): string {
+  return NAMES.upstreamPrefix + index;
+}
+
+export function retryVariable(attempt: number): string {
+  return NAMES.retryVarPrefix + attempt;
+}
+
+function retryLocation(attempt: number): string {
+  return NAMES.retryLocationPrefix + attempt;
+}
+
+const EXHAUSTED_LOCATION = '@llm_balancer_exhausted';
+
+/** The JSON nginx preloads for the njs module (js_preload_object). */
+export function preloadedConfig(config: BalancerConfig): PreloadedConfig {
+  const upstreams: string[] = [];
+  for (let i = 0; i < config.replicas.length; i++) upstreams.push(upstreamName(i));
+  return { config: config, upstreams: upstreams };
+}
+
+function quote(path: string): string {
+  return '"' + path.replace(/\\/g, '\\\\').replace(/"/g, '\\"') + '"';
+}
+
+/**
+ * Proxy directives for one attempt. Every attempt but the last intercepts 502/503/504 and hands
+ * the request to the next attempt's location; the last passes the replica's own answer through,
+ * and only nginx's own 502/504 (connect error, timeout) become a JSON error.
+ */
+function proxyBlock(lines: string[], indent: string, target: string, attempt: number, input: RenderInput): void {
+  const retries = input.config.retries;
+  lines.push(indent + 'proxy_pass http://$' + target + ';');
+  lines.push(indent + 'proxy_http_version 1.1;');
+  lines.push(indent + 'proxy_set_header Connection "";');
+  // Streamed tokens must reach the client as they are generated.
+  lines.push(indent + 'proxy_buffering off;');
+  lines.push(indent + 'proxy_read_timeout ' + input.nginx.read_timeout_s + 's;');
+  // Failover is ours: nginx must not retry within the one-server group.
+  lines.push(indent + 'proxy_next_upstream off;');
+  if (attempt < retries) {
+    lines.push(indent + 'proxy_intercept_errors on;');
+    lines.push(indent + 'error_page 502 503 504 = ' + retryLocation(attempt + 1) + ';');
+  } else {
+    lines.push(indent + 'error_page 502 504 = ' + EXHAUSTED_LOCATION + ';');
+  }
+}
+
+function restricted(lines: string[], path: string, handler: string, input: RenderInput): void {
+  lines.push('    location = ' + path + ' {');
+  for (let i = 0; i < input.nginx.status_allow.length; i++) lines.push('      allow ' + input.nginx.status_allow[i] + ';');
+  lines.push('      deny all;');
+  lines.push('      js_content ' + NAMES.module + '.' + handler + ';');
+  lines.push('    }');
+}
+
+/** The http-context part: everything a user includes into their own `http {}`. */
+function httpBody(input: RenderInput): string[] {
+  const config = input.config;
+  const nginx = input.nginx;
+  const readsBody = needsRequestBody(config);
+  const lines: string[] = [];
+  lines.push('  js_path ' + quote(nginx.js_path) + ';');
+  lines.push('  js_import ' + NAMES.module + ' from ' + NAMES.bundleFile + ';');
+  lines.push('  js_preload_object ' + NAMES.configObject + ' from ' + quote(nginx.config_json) + ';');
+  lines.push('  js_shared_dict_zone zone=' + NAMES.stateZone + ':' + nginx.state_zone_size + ' type=number;');
+  lines.push('');
+  lines.push('  js_set $' + NAMES.upstreamVar + ' ' + NAMES.module + '.pick;');
+  for (let attempt = 1; attempt <= config.retries; attempt++) {
+    lines.push('  js_set $' + retryVariable(attempt) + ' ' + NAMES.module + '.retry;');
+  }
+  lines.push('  js_set $' + NAMES.outcomeVar + ' ' + NAMES.module + '.outcome;');
+  lines.push('  js_var $' + NAMES.planVar + ';');
+  lines.push('  js_var $' + NAMES.triedVar + ';');
+  lines.push('  js_var $' + NAMES.errorVar + ';');
+  lines.push('  js_var $' + NAMES.targetVar + ';');
+  // Referenced only here, the outcome variable is evaluated in the LOG phase, after the response:
+  // it sees every attempt's $upstream_status and timings, client aborts (499) included.
+  lines.push("  log_format " + NAMES.logFormat + " '$" + NAMES.outcomeVar + "';");
+  lines.push('');
+  for (let i = 0; i < config.replicas.length; i++) {
+    const replica = config.replicas[i];
+    lines.push('  # ' + replica.id + ' (weight ' + replica.weight + ')');
+    lines.push('  upstream ' + upstreamName(i) + ' {');
+    lines.push('    server ' + replica.address + ' max_fails=0;');
+    lines.push('    keepalive ' + nginx.keepalive + ';');
+    lines.push('  }');
+  }
+  lines.push('');
+  lines.push('  server {');
+  lines.push('    listen ' + nginx.listen + ';');
+  lines.push('    default_type application/json;');
+  lines.push('    client_max_body_size ' + nginx.max_body_size + ';');
+  lines.push('    access_log /dev/null ' + NAMES.logFormat + ';');
+  // Each failover attempt is one more error_page redirect.
+  lines.push('    recursive_error_pages on;');
+  lines.push('');
+  lines.push('    location ' + nginx.location + ' {');
+  if (readsBody) {
+    // The pick needs the JSON body: js_content reads it (kept in memory), picks, and redirects
+    // to the proxy location, which forwards the body and streams the answer.
+    lines.push('      client_body_buffer_size ' + nginx.max_body_size + ';');
+    lines.push('      js_content ' + NAMES.module + '.route;');
+    lines.push('    }');
+    lines.push('');
+    lines.push('    location ' + NAMES.proxyLocation + ' {');
+    proxyBlock(lines, '      ', NAMES.targetVar, 0, input);
+  } else {
+    lines.push('      if ($' + NAMES.upstreamVar + ' = "") {');
+    lines.push('        return 503 $' + NAMES.errorVar + ';');
+    lines.push('      }');
+    proxyBlock(lines, '      ', NAMES.upstreamVar, 0, input);
+  }
+  lines.push('    }');
+  for (let attempt = 1; attempt <= config.retries; attempt++) {
+    lines.push('');
+    lines.push('    location ' + retryLocation(attempt) + ' {');
+    lines.push('      if ($' + retryVariable(attempt) + ' = "") {');
+    lines.push('        return 502 $' + NAMES.errorVar + ';');
+    lines.push('      }');
+    proxyBlock(lines, '      ', retryVariable(attempt), attempt, input);
+    lines.push('    }');
+  }
+  lines.push('');
+  lines.push('    location ' + EXHAUSTED_LOCATION + ' {');
+  lines.push("      return 502 '" + EXHAUSTED_BODY + "';");
+  lines.push('    }');
+  lines.push('');
+  restricted(lines, '/llm-balancer/status', 'status', input);
+  restricted(lines, '/llm-balancer/metrics', 'metrics', input);
+  if (config.active_health.enabled) {
+    lines.push('');
+    // js_periodic runs on one worker; the handler probes each replica every interval_s.
+    lines.push('    location ' + NAMES.periodicLocation + ' {');
+    lines.push('      js_fetch_timeout ' + config.active_health.timeout_s + 's;');
+    lines.push('      js_periodic ' + NAMES.module + '.healthCheck interval=1s;');
+    lines.push('    }');
+  }
+  lines.push('  }');
+  return lines;
+}
+
+/** The nginx configuration text: a complete nginx.conf ('full') or the http-context include ('snippet'). */
+export function renderNginxConfig(input: RenderInput, mode: RenderMode): string {
+  const header = [
+    '# Generated by `llm-balancer nginx-config ' + input.source + '`: edit that file and regenerate.',
+    '# Strategy: ' + input.config.strategy + '; ' + input.config.replicas.length + ' replicas; retries: ' + input.config.retries + '.',
+  ];
+  if (mode === 'snippet') {
+    return header
+      .concat([
+        '# Include inside your http {} block. The njs module must be loaded in the main context:',
+        '#   load_module ' + input.nginx.module_path + ';',
+      ])
+      .concat(httpBody(input))
+      .join('\n') + '\n';
+  }
+  const workers = input.nginx.worker_processes === 0 ? 'auto' : String(input.nginx.worker_processes);
+  // Relative paths resolve against nginx's prefix (-p), so the file runs anywhere without root.
+  const lines = header.concat([
+    'load_module ' + quote(input.nginx.module_path) + ';',
+    'worker_processes ' + workers + ';',
+    'pid nginx.pid;',
+    'events {',
+    '  worker_connections 1024;',
+    '}',
+    'http {',
+    '  access_log logs/access.log;',
+    '  client_body_temp_path temp/client_body;',
+    '  proxy_temp_path temp/proxy;',
+    '  fastcgi_temp_path temp/fastcgi;',
+    '  uwsgi_temp_path temp/uwsgi;',
+    '  scgi_temp_path temp/scgi;',
+  ]);
+  return lines.concat(httpBody(input)).concat(['}']).join('\n') + '\n';
+}

@@ -1,0 +1,82 @@
+// The generator's own options: the `nginx:` section of a balancer file. Declared in the same
+// schema format as the shared config and validated by the same walker, so errors read alike
+// (`nginx.keepalive: must be an integer between 1 and 10000, got 0`). Kong never sees these.
+
+import type { FieldEntry } from '../../../shared/config/schema';
+
+export interface NginxOptions {
+  listen: string;
+  location: string;
+  worker_processes: number;
+  module_path: string;
+  js_path: string | null;
+  config_json: string | null;
+  state_zone_size: string;
+  keepalive: number;
+  max_body_size: string;
+  read_timeout_s: number;
+  status_allow: string[];
+}
+
+/** nginx size syntax: a number with an optional k or m suffix. */
+export const SIZE_PATTERN = /^[0-9]+[kKmM]?$/;
+
+export const nginxOptionsSchema: FieldEntry[] = [
+  { listen: { type: 'string', default: '8080', len_min: 1, description: 'The `listen` parameters of the generated server: a port, or address:port.' } },
+  { location: { type: 'string', default: '/v1/', len_min: 1, description: 'The location prefix balanced to the replicas (OpenAI-style APIs live under /v1/).' } },
+  {
+    worker_processes: {
+      type: 'integer',
+      default: 0,
+      between: [0, 1024],
+      description: 'worker_processes of the full config; 0 means auto (one per core).',
+    },
+  },
+  {
+    module_path: {
+      type: 'string',
+      // Where Debian's and Ubuntu's libnginx-mod-http-js install the module.
+      default: '/usr/lib/nginx/modules/ngx_http_js_module.so',
+      len_min: 1,
+      description: 'Path of ngx_http_js_module.so for load_module (full config only).',
+    },
+  },
+  { js_path: { type: 'string', len_min: 1, description: 'Directory holding llm_balancer.js; defaults to this package\'s dist/nginx.' } },
+  { config_json: { type: 'string', len_min: 1, description: 'Where the generator writes the preloaded JSON; defaults to llm-balancer.json beside the input file.' } },
+  {
+    state_zone_size: {
+      type: 'string',
+      // ~17 numbers per replica of ~100 bytes each: 4 MB holds thousands of replicas.
+      default: '4m',
+      len_min: 1,
+      description: 'Size of the js_shared_dict_zone holding in-flight counts, latency and health (e.g. 4m).',
+    },
+  },
+  {
+    keepalive: {
+      type: 'integer',
+      // nginx's own example value; LLM requests are long, so few idle connections per replica suffice.
+      default: 32,
+      between: [1, 10000],
+      description: 'Idle keepalive connections kept open to each replica.',
+    },
+  },
+  { max_body_size: { type: 'string', default: '1m', len_min: 1, description: 'client_max_body_size (and the in-memory body buffer when the body is read to pick).' } },
+  {
+    read_timeout_s: {
+      type: 'number',
+      // Long generations stream for minutes; nginx's 60 s default would cut them off.
+      default: 300,
+      between: [1, 86400],
+      description: 'proxy_read_timeout in seconds: the longest silence allowed while a replica generates.',
+    },
+  },
+  {
+    status_allow: {
+      type: 'array',
+      default: ['127.0.0.1', '::1'],
+      elements: { type: 'string', len_min: 1 },
+      description: 'Addresses or CIDRs allowed to read the status and metrics endpoints; everyone else gets 403.',
+    },
+  },
+];

@@ -1,0 +1,146 @@
+// The nginx config generator: what it renders passes the real `nginx -t` (with the real njs
+// module and the built bundle), and bad input is refused with field paths before anything runs.
+import { execFile } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadBalancerFile } from '../plugins/nginx/generator/load';
+import { preloadedConfig, renderNginxConfig } from '../plugins/nginx/generator/generate';
+import type { RenderMode } from '../plugins/nginx/generator/generate';
+import { loadNginxEnv, REPO_ROOT } from './helpers/nginx-env';
+
+const run = promisify(execFile);
+const CLI = path.join(REPO_ROOT, 'bin', 'llm-balancer.js');
+
+let dir = '';
+beforeAll(() => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'llmb-generator-'));
+  fs.mkdirSync(path.join(dir, 'temp'));
+  fs.mkdirSync(path.join(dir, 'logs'));
+});
+afterAll(() => {
+  if (dir) fs.rmSync(dir, { recursive: true, force: true });
+});
+
+/** Renders `yaml` and runs the real `nginx -t` on it; returns nginx's verdict. */
+async function nginxTest(yaml: string, mode: RenderMode, name: string): Promise<{ ok: boolean; output: string; conf: string }> {
+  const env = loadNginxEnv();
+  const loaded = loadBalancerFile(yaml);
+  if (!loaded.ok) throw new Error(JSON.stringify(loaded.errors));
+  const configJson = path.join(dir, name + '.json');
+  fs.writeFileSync(configJson, JSON.stringify(preloadedConfig(loaded.config)));
+  const rendered = renderNginxConfig(
+    {
+      config: loaded.config,
+      nginx: { ...loaded.nginx, module_path: env.modulePath, js_path: path.join(REPO_ROOT, 'dist', 'nginx'), config_json: configJson },
+      source: name + '.yaml',
+    },
+    mode,
+  );
+  // A snippet goes inside the user's own http {}: wrap it as they would.
+  const conf =
+    mode === 'full'
+      ? rendered
+      : `load_module ${env.modulePath};\npid nginx.pid;\nevents {}\nhttp {\n  access_log logs/access.log;\n  client_body_temp_path temp/cb; proxy_temp_path temp/p; fastcgi_temp_path temp/f; uwsgi_temp_path temp/u; scgi_temp_path temp/s;\n${rendered}}\n`;
+  const confPath = path.join(dir, name + '.conf');
+  fs.writeFileSync(confPath, conf);
+  try {
+    const r = await run(env.nginxArgv[0], env.nginxArgv.slice(1).concat(['-e', 'stderr', '-p', dir, '-c', confPath, '-t']));
+    return { ok: true, output: r.stderr, conf };
+  } catch (error) {
+    const e = error as { stderr?: string };
+    return { ok: false, output: e.stderr ?? String(error), conf };
+  }
+}
+
+const REPLICAS = `
+replicas:
+  - address: 127.0.0.1:9001
+  - address: 127.0.0.1:9002
+    weight: 0.8
+  - address: "[::1]:9003"
+    id: gpu-c
+`;
+
+describe('nginx-config output passes the real `nginx -t`', () => {
+  it.each<[string, string, RenderMode]>([
+    ['least-connections, full config', 'strategy: least-connections', 'full'],
+    ['round-robin, no retries', 'strategy: round-robin\nretries: 0', 'full'],
+    ['weighted-round-robin, 3 retries, active checks', 'strategy: weighted-round-robin\nretries: 3\nactive_health:\n  enabled: true', 'full'],
+    ['consistent-hash on a header', 'strategy: consistent-hash\nhash_key:\n  source: header\n  name: x-session-id', 'full'],
+    ['consistent-hash on the body (js_content route)', 'strategy: consistent-hash\nhash_key:\n  source: body\n  name: user', 'full'],
+    ['hybrid as an http snippet', 'strategy: hybrid\nhash_key:\n  source: cookie\n  name: session', 'snippet'],
+    ['response-time with nginx options', 'strategy: response-time\nnginx:\n  listen: 127.0.0.1:18080\n  location: /openai/\n  keepalive: 8\n  state_zone_size: 1m\n  worker_processes: 2', 'full'],
+  ])('%s', async (name, yaml, mode) => {
+    const verdict = await nginxTest(yaml + REPLICAS, mode, name.replace(/[^a-z0-9]+/gi, '-'));
+    expect(verdict.output).toContain('test is successful');
+    expect(verdict.ok).toBe(true);
+  });
+
+  it('renders one keepalive upstream per replica, a failover location per retry, and the body route only when needed', async () => {
+    const headerKeyed = await nginxTest('strategy: least-connections\nretries: 2' + REPLICAS, 'full', 'shape-a');
+    expect(headerKeyed.conf.match(/^  upstream llm_balancer_\d+ \{$/gm)).toHaveLength(3);
+    expect(headerKeyed.conf.match(/keepalive 32;/g)).toHaveLength(3);
+    expect(headerKeyed.conf).toContain('location @llm_balancer_retry_1 {');
+    expect(headerKeyed.conf).toContain('location @llm_balancer_retry_2 {');
+    expect(headerKeyed.conf).not.toContain('@llm_balancer_retry_3');
+    expect(headerKeyed.conf).not.toContain('js_content llm_balancer.route');
+    expect(headerKeyed.conf).not.toContain('js_periodic');
+    const bodyKeyed = await nginxTest('strategy: consistent-hash\nhash_key:\n  source: body\n  name: user' + REPLICAS, 'full', 'shape-b');
+    expect(bodyKeyed.conf).toContain('js_content llm_balancer.route;');
+    expect(bodyKeyed.conf).toContain('proxy_pass http://$llm_balancer_target;');
+  });
+});
+
+describe('bad input is refused with the field path, before anything is written', () => {
+  it.each<[string, string, string[]]>([
+    ['a misspelt strategy', 'strategy: least-conn' + REPLICAS, ['strategy: must be one of']],
+    ['no replicas', 'strategy: round-robin', ['replicas: must list at least one replica']],
+    ['a replica without a port', 'replicas:\n  - address: 10.0.0.1', ['replicas[0].address: must be host:port']],
+    ['nginx options of the wrong type', 'nginx:\n  keepalive: 0\n  state_zone_size: lots\n  location: v1' + REPLICAS, ['nginx.keepalive: must be an integer between 1 and 10000, got 0', 'nginx.state_zone_size: must be an nginx size', 'nginx.location: must be a URI prefix']],
+    ['an unknown nginx option', 'nginx:\n  listne: 80' + REPLICAS, ['nginx.listne: unknown field (did you mean "listen"?)']],
+    ['errors in both parts at once', 'retries: 99\nnginx:\n  read_timeout_s: -1' + REPLICAS, ['retries: must be an integer between 0 and 10', 'nginx.read_timeout_s: must be a number between 1 and 86400']],
+    ['not YAML', 'strategy: [unclosed', ['config: is not valid YAML or JSON']],
+  ])('%s', async (_name, yaml, messages) => {
+    const input = path.join(dir, 'bad.yaml');
+    const output = path.join(dir, 'llm-balancer.json');
+    fs.rmSync(output, { force: true });
+    fs.writeFileSync(input, yaml);
+    const error = await run(process.execPath, [CLI, 'nginx-config', input]).then(
+      () => null,
+      (e: { code: number; stdout: string; stderr: string }) => e,
+    );
+    expect(error?.code).toBe(2);
+    expect(error?.stdout).toBe('');
+    for (const message of messages) expect(error?.stderr).toContain(message);
+    expect(fs.existsSync(output)).toBe(false);
+  });
+
+  it('prints usage for a wrong command line', async () => {
+    const error = await run(process.execPath, [CLI, 'nginx-conf']).then(
+      () => null,
+      (e: { code: number; stderr: string }) => e,
+    );
+    expect(error?.code).toBe(2);
+    expect(error?.stderr).toContain('usage: llm-balancer nginx-config');
+  });
+});
+
+describe('npx llm-balancer nginx-config', () => {
+  it('writes the preloaded JSON beside the input and prints a config nginx -t accepts', async () => {
+    const env = loadNginxEnv();
+    const input = path.join(dir, 'balancer.yaml');
+    fs.writeFileSync(input, `strategy: weighted-round-robin\nnginx:\n  module_path: ${env.modulePath}\n` + REPLICAS);
+    const r = await run(process.execPath, [CLI, 'nginx-config', input]);
+    expect(r.stderr).toContain('wrote ' + path.join(dir, 'llm-balancer.json'));
+    const preloaded = JSON.parse(fs.readFileSync(path.join(dir, 'llm-balancer.json'), 'utf8'));
+    expect(preloaded.upstreams).toEqual(['llm_balancer_0', 'llm_balancer_1', 'llm_balancer_2']);
+    expect(preloaded.config.replicas.map((x: { id: string }) => x.id)).toEqual(['127.0.0.1:9001', '127.0.0.1:9002', 'gpu-c']);
+    const conf = path.join(dir, 'cli.conf');
+    fs.writeFileSync(conf, r.stdout);
+    const t = await run(env.nginxArgv[0], env.nginxArgv.slice(1).concat(['-e', 'stderr', '-p', dir, '-c', conf, '-t']));
+    expect(t.stderr).toContain('test is successful');
+  });
+});
