@@ -144,3 +144,12 @@ describe('npx llm-balancer nginx-config', () => {
     expect(t.stderr).toContain('test is successful');
   });
 });
+
+describe('the shipped example', () => {
+  it('plugins/nginx/example/balancer.yaml is valid and its config passes nginx -t', async () => {
+    const yaml = fs.readFileSync(path.join(REPO_ROOT, 'plugins', 'nginx', 'example', 'balancer.yaml'), 'utf8');
+    const verdict = await nginxTest(yaml, 'full', 'example');
+    expect(verdict.output).toContain('test is successful');
+    expect(verdict.conf).toContain('js_periodic llm_balancer.healthCheck');
+  });
+});
