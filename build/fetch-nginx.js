@@ -10,7 +10,7 @@
 //    the binaries through trixie's own dynamic loader (see shared/GATEWAY-FACTS.md).
 //
 // Writes .cache/nginx/env.json:
-//   { nginxArgv, njsArgv, modulePath, nginxVersion, njsVersion, source, libraryPath, root, packages }
+//   { nginxArgv, njsArgv, wrkArgv (null when unavailable), modulePath, nginxVersion, njsVersion, source, libraryPath, root, packages }
 // A spawn of `[...nginxArgv, '-p', prefix, '-c', conf]` runs nginx; `[...njsArgv, '-p', dir, file]` runs njs.
 //
 // Usage: node build/fetch-nginx.js [--force] [--no-system] [--quiet]
@@ -28,7 +28,7 @@ const ROOT_DIR = path.join(CACHE_DIR, 'root');
 const LOCK_DIR = path.join(CACHE_DIR, '.lock');
 
 // Bumped when the env.json shape or the package set changes: older caches are rebuilt.
-const ENV_SCHEMA = 1;
+const ENV_SCHEMA = 2;
 const MIN_NGINX = [1, 25, 0];
 const MIN_NJS = [0, 8, 0];
 const DEBIAN_SUITE = 'trixie';
@@ -36,7 +36,7 @@ const DEBIAN_MIRROR = 'http://deb.debian.org/debian';
 const DEB_ARCH = 'amd64';
 const MULTIARCH = 'x86_64-linux-gnu';
 const LOADER_NAME = 'ld-linux-x86-64.so.2';
-// The runtime closure of nginx + ngx_http_js_module.so (first line) and of the njs CLI (second).
+// The runtime closure of nginx + ngx_http_js_module.so (first line), of the njs CLI (second) and of wrk.
 // Not apt's full dependency closure: that drags in debconf, iproute2, libnginx-mod-stream and
 // ~30 more packages that the binaries never load. verifyClosure() checks that every shared
 // library the three ELF files need resolves inside the prefix, so a missing one fails loudly.
@@ -44,6 +44,8 @@ export const PACKAGES = [
   'nginx', 'nginx-common', 'libnginx-mod-http-js', 'libc6', 'libcrypt1', 'libpcre2-8-0', 'libssl3t64',
   'libzstd1', 'zlib1g', 'libxml2', 'liblzma5', 'libgcc-s1',
   'njs', 'libedit2', 'libbsd0', 'libmd0', 'libtinfo6',
+  // wrk, the HTTP load generator the gateway benchmark drives nginx with (43 KB + LuaJIT).
+  'wrk', 'libluajit-5.1-2',
 ];
 // How long a second process waits for the first one's download before giving up.
 const LOCK_WAIT_MS = 10 * 60 * 1000;
@@ -193,6 +195,8 @@ function trySystem(log) {
     source: 'system',
     nginxArgv: [nginx],
     njsArgv: [njs],
+    // The system route does not install anything: wrk is used when it is on PATH.
+    wrkArgv: which('wrk') ? [which('wrk')] : null,
     modulePath,
     nginxVersion: nv.version,
     njsVersion: jv.version,
@@ -210,6 +214,7 @@ function envFor(root, packages) {
     source: `debian-${DEBIAN_SUITE}`,
     nginxArgv: [loader, '--library-path', libdir, path.join(root, 'usr', 'sbin', 'nginx')],
     njsArgv: [loader, '--library-path', libdir, path.join(root, 'usr', 'bin', 'njs')],
+    wrkArgv: [loader, '--library-path', libdir, path.join(root, 'usr', 'bin', 'wrk')],
     modulePath: path.join(root, 'usr', 'lib', 'nginx', 'modules', 'ngx_http_js_module.so'),
     nginxVersion: null,
     njsVersion: null,
@@ -224,6 +229,7 @@ function envFor(root, packages) {
 function verifyClosure(env) {
   const loader = env.nginxArgv[0];
   const targets = [env.nginxArgv[env.nginxArgv.length - 1], env.njsArgv[env.njsArgv.length - 1], env.modulePath];
+  if (env.wrkArgv) targets.push(env.wrkArgv[env.wrkArgv.length - 1]);
   const problems = [];
   for (const t of targets) {
     const r = run([loader, '--library-path', env.libraryPath, '--list', t]);

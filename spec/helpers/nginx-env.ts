@@ -17,6 +17,8 @@ export interface NginxEnv {
   nginxArgv: string[];
   /** argv prefix that runs the njs CLI: append e.g. ['-p', dir, 'script.js'] */
   njsArgv: string[];
+  /** argv prefix that runs wrk (the gateway benchmark's load generator), or null when unavailable */
+  wrkArgv: string[] | null;
   /** absolute path for `load_module` */
   modulePath: string;
   nginxVersion: string;
