@@ -30,7 +30,7 @@ async function nginxTest(yaml: string, mode: RenderMode, name: string): Promise<
   const loaded = loadBalancerFile(yaml);
   if (!loaded.ok) throw new Error(JSON.stringify(loaded.errors));
   const configJson = path.join(dir, name + '.json');
-  fs.writeFileSync(configJson, JSON.stringify(preloadedConfig(loaded.config)));
+  fs.writeFileSync(configJson, JSON.stringify(preloadedConfig(loaded.config, loaded.nginx.plus_api)));
   const rendered = renderNginxConfig(
     {
       config: loaded.config,
@@ -72,11 +72,20 @@ describe('nginx-config output passes the real `nginx -t`', () => {
     ['consistent-hash on a header', 'strategy: consistent-hash\nhash_key:\n  source: header\n  name: x-session-id', 'full'],
     ['consistent-hash on the body (js_content route)', 'strategy: consistent-hash\nhash_key:\n  source: body\n  name: user', 'full'],
     ['hybrid as an http snippet', 'strategy: hybrid\nhash_key:\n  source: cookie\n  name: session', 'snippet'],
+    ['NGINX Plus peers with static fallbacks', 'strategy: least-connections\nnginx:\n  plus_api:\n    url: http://127.0.0.1:8080/api/9\n    upstream: llm', 'full'],
     ['response-time with nginx options', 'strategy: response-time\nnginx:\n  listen: 127.0.0.1:18080\n  location: /openai/\n  keepalive: 8\n  state_zone_size: 1m\n  worker_processes: 2', 'full'],
   ])('%s', async (name, yaml, mode) => {
     const verdict = await nginxTest(yaml + REPLICAS, mode, name.replace(/[^a-z0-9]+/gi, '-'));
     expect(verdict.output).toContain('test is successful');
     expect(verdict.ok).toBe(true);
+  });
+
+  it('with NGINX Plus as the source, needs no static replicas and syncs the peers periodically', async () => {
+    const verdict = await nginxTest('nginx:\n  plus_api:\n    url: http://127.0.0.1:8080/api/9\n    upstream: llm\n    interval_s: 2\n', 'full', 'plus-only');
+    expect(verdict.output).toContain('test is successful');
+    expect(verdict.conf).toContain('js_shared_dict_zone zone=llm_balancer_peers:1m type=string;');
+    expect(verdict.conf).toContain('js_periodic llm_balancer.syncPeers interval=2s;');
+    expect(verdict.conf).not.toContain('js_periodic llm_balancer.healthCheck');
   });
 
   it('renders one keepalive upstream per replica, a failover location per retry, and the body route only when needed', async () => {
@@ -103,6 +112,8 @@ describe('bad input is refused with the field path, before anything is written',
     ['an unknown nginx option', 'nginx:\n  listne: 80' + REPLICAS, ['nginx.listne: unknown field (did you mean "listen"?)']],
     ['errors in both parts at once', 'retries: 99\nnginx:\n  read_timeout_s: -1' + REPLICAS, ['retries: must be an integer between 0 and 10', 'nginx.read_timeout_s: must be a number between 1 and 86400']],
     ['not YAML', 'strategy: [unclosed', ['config: is not valid YAML or JSON']],
+    ['a Plus API without url and upstream', 'nginx:\n  plus_api: {}', ['nginx.plus_api.url: is required', 'nginx.plus_api.upstream: is required']],
+    ['a Plus API url without scheme', 'nginx:\n  plus_api:\n    url: localhost/api/9\n    upstream: llm', ['nginx.plus_api.url: must be an http(s) URL']],
   ])('%s', async (_name, yaml, messages) => {
     const input = path.join(dir, 'bad.yaml');
     const output = path.join(dir, 'llm-balancer.json');
@@ -137,6 +148,7 @@ describe('npx llm-balancer nginx-config', () => {
     expect(r.stderr).toContain('wrote ' + path.join(dir, 'llm-balancer.json'));
     const preloaded = JSON.parse(fs.readFileSync(path.join(dir, 'llm-balancer.json'), 'utf8'));
     expect(preloaded.upstreams).toEqual(['llm_balancer_0', 'llm_balancer_1', 'llm_balancer_2']);
+    expect(preloaded.plusApi).toBeNull();
     expect(preloaded.config.replicas.map((x: { id: string }) => x.id)).toEqual(['127.0.0.1:9001', '127.0.0.1:9002', 'gpu-c']);
     const conf = path.join(dir, 'cli.conf');
     fs.writeFileSync(conf, r.stdout);

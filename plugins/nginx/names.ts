@@ -10,6 +10,8 @@ export const NAMES = {
   configObject: 'llm_balancer_config',
   /** `js_shared_dict_zone zone=llm_balancer:<size> type=number;` — the core's Store. */
   stateZone: 'llm_balancer',
+  /** `js_shared_dict_zone zone=llm_balancer_peers:1m type=string;` — the NGINX Plus peer list (JSON under key `peers`). */
+  peersZone: 'llm_balancer_peers',
   /** js_set: the upstream block of the pick, or '' when no replica can serve (then $errorVar holds the 503 body). */
   upstreamVar: 'llm_balancer_upstream',
   /** js_set, one per failover attempt (`llm_balancer_retry_1`, ...): the next alternate's upstream block, or ''. */
@@ -41,4 +43,14 @@ export interface PreloadedConfig {
   config: unknown;
   /** Upstream block name per replica, same order as config.replicas. */
   upstreams: string[];
+  /** When set, replicas, weights and state come from this NGINX Plus upstream API instead. */
+  plusApi: PlusApiOptions | null;
+}
+
+export interface PlusApiOptions {
+  /** The API base, e.g. http://127.0.0.1:8080/api/9 */
+  url: string;
+  /** The Plus `upstream {}` whose peers are the replicas. */
+  upstream: string;
+  interval_s: number;
 }

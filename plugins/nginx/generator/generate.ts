@@ -12,7 +12,7 @@
 import type { BalancerConfig } from '../../../shared/config/types';
 import { needsRequestBody } from '../../../shared/balancer';
 import { NAMES } from '../names';
-import type { PreloadedConfig } from '../names';
+import type { PlusApiOptions, PreloadedConfig } from '../names';
 import type { NginxOptions } from './options';
 
 export type RenderMode = 'full' | 'snippet';
@@ -44,10 +44,10 @@ function retryLocation(attempt: number): string {
 const EXHAUSTED_LOCATION = '@llm_balancer_exhausted';
 
 /** The JSON nginx preloads for the njs module (js_preload_object). */
-export function preloadedConfig(config: BalancerConfig): PreloadedConfig {
+export function preloadedConfig(config: BalancerConfig, plusApi: PlusApiOptions | null): PreloadedConfig {
   const upstreams: string[] = [];
   for (let i = 0; i < config.replicas.length; i++) upstreams.push(upstreamName(i));
-  return { config: config, upstreams: upstreams };
+  return { config: config, upstreams: upstreams, plusApi: plusApi };
 }
 
 function quote(path: string): string {
@@ -95,6 +95,7 @@ function httpBody(input: RenderInput): string[] {
   lines.push('  js_import ' + NAMES.module + ' from ' + NAMES.bundleFile + ';');
   lines.push('  js_preload_object ' + NAMES.configObject + ' from ' + quote(nginx.config_json) + ';');
   lines.push('  js_shared_dict_zone zone=' + NAMES.stateZone + ':' + nginx.state_zone_size + ' type=number;');
+  if (nginx.plus_api) lines.push('  js_shared_dict_zone zone=' + NAMES.peersZone + ':1m type=string;');
   lines.push('');
   lines.push('  js_set $' + NAMES.upstreamVar + ' ' + NAMES.module + '.pick;');
   for (let attempt = 1; attempt <= config.retries; attempt++) {
@@ -159,12 +160,14 @@ function httpBody(input: RenderInput): string[] {
   lines.push('');
   restricted(lines, '/llm-balancer/status', 'status', input);
   restricted(lines, '/llm-balancer/metrics', 'metrics', input);
-  if (config.active_health.enabled) {
+  if (config.active_health.enabled || nginx.plus_api) {
     lines.push('');
-    // js_periodic runs on one worker; the handler probes each replica every interval_s.
+    // js_periodic runs on one worker: the health check probes each replica every interval_s,
+    // the peer sync reads the NGINX Plus API.
     lines.push('    location ' + NAMES.periodicLocation + ' {');
     lines.push('      js_fetch_timeout ' + config.active_health.timeout_s + 's;');
-    lines.push('      js_periodic ' + NAMES.module + '.healthCheck interval=1s;');
+    if (config.active_health.enabled) lines.push('      js_periodic ' + NAMES.module + '.healthCheck interval=1s;');
+    if (nginx.plus_api) lines.push('      js_periodic ' + NAMES.module + '.syncPeers interval=' + nginx.plus_api.interval_s + 's;');
     lines.push('    }');
   }
   lines.push('  }');

@@ -38,12 +38,15 @@ export function loadBalancerFile(text: string): LoadResult {
     if (typeof nginx.location === 'string' && !nginx.location.startsWith('/')) {
       errors.push({ path: 'nginx.location', message: 'must be a URI prefix starting with /, got "' + nginx.location + '"' });
     }
+    if (nginx.plus_api && typeof nginx.plus_api.url === 'string' && !/^https?:\/\/[^/\s]+/.test(nginx.plus_api.url)) {
+      errors.push({ path: 'nginx.plus_api.url', message: 'must be an http(s) URL such as http://127.0.0.1:8080/api/9, got "' + nginx.plus_api.url + '"' });
+    }
     if (typeof nginx.listen === 'string' && /[;{}]/.test(nginx.listen)) {
       errors.push({ path: 'nginx.listen', message: 'must be listen parameters without ; { or }, got "' + nginx.listen + '"' });
     }
   }
-  if (checked.ok && checked.config.replicas.length === 0) {
-    errors.push({ path: 'replicas', message: 'must list at least one replica: the NGINX module routes to the replicas given here, got none' });
+  if (checked.ok && checked.config.replicas.length === 0 && !(nginx && nginx.plus_api)) {
+    errors.push({ path: 'replicas', message: 'must list at least one replica (or set nginx.plus_api to read them from NGINX Plus), got none' });
   }
   if (errors.length > 0 || !checked.ok || !nginx) return { ok: false, errors };
   return { ok: true, config: checked.config, nginx };

@@ -3,6 +3,7 @@
 // (`nginx.keepalive: must be an integer between 1 and 10000, got 0`). Kong never sees these.
 
 import type { FieldEntry } from '../../../shared/config/schema';
+import type { PlusApiOptions } from '../names';
 
 export interface NginxOptions {
   listen: string;
@@ -16,6 +17,7 @@ export interface NginxOptions {
   max_body_size: string;
   read_timeout_s: number;
   status_allow: string[];
+  plus_api: PlusApiOptions | null;
 }
 
 /** nginx size syntax: a number with an optional k or m suffix. */
@@ -77,6 +79,26 @@ export const nginxOptionsSchema: FieldEntry[] = [
       default: ['127.0.0.1', '::1'],
       elements: { type: 'string', len_min: 1 },
       description: 'Addresses or CIDRs allowed to read the status and metrics endpoints; everyone else gets 403.',
+    },
+  },
+  {
+    plus_api: {
+      type: 'record',
+      required: false,
+      description: 'NGINX Plus: read replicas, weights and peer state from its upstream API instead of `replicas`.',
+      fields: [
+        { url: { type: 'string', required: true, len_min: 1, description: 'The API base URL, e.g. http://127.0.0.1:8080/api/9 (njs fetches it; hostnames need a resolver).' } },
+        { upstream: { type: 'string', required: true, len_min: 1, description: 'Name of the Plus upstream {} whose peers are the replicas.' } },
+        {
+          interval_s: {
+            type: 'number',
+            // The API reflects changes at once; a second is fresh enough and costs one local request.
+            default: 1,
+            between: [1, 3600],
+            description: 'Seconds between reads of the peer list.',
+          },
+        },
+      ],
     },
   },
 ];
