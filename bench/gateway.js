@@ -151,7 +151,7 @@ async function njsConf(env, dir, port, ports, strategyYaml) {
   const loaded = generator.loadBalancerFile(yaml);
   if (!loaded.ok) throw new Error(JSON.stringify(loaded.errors));
   const configJson = path.join(dir, 'llm-balancer.json');
-  fs.writeFileSync(configJson, JSON.stringify(generator.preloadedConfig(loaded.config, null)));
+  fs.writeFileSync(configJson, JSON.stringify(generator.preloadedConfig(loaded.config, loaded.nginx)));
   tempPaths(dir);
   return generator.renderNginxConfig(
     {

@@ -30,7 +30,7 @@ async function nginxTest(yaml: string, mode: RenderMode, name: string): Promise<
   const loaded = loadBalancerFile(yaml);
   if (!loaded.ok) throw new Error(JSON.stringify(loaded.errors));
   const configJson = path.join(dir, name + '.json');
-  fs.writeFileSync(configJson, JSON.stringify(preloadedConfig(loaded.config, loaded.nginx.plus_api)));
+  fs.writeFileSync(configJson, JSON.stringify(preloadedConfig(loaded.config, loaded.nginx)));
   const rendered = renderNginxConfig(
     {
       config: loaded.config,
@@ -113,6 +113,7 @@ describe('bad input is refused with the field path, before anything is written',
     ['errors in both parts at once', 'retries: 99\nnginx:\n  read_timeout_s: -1' + REPLICAS, ['retries: must be an integer between 0 and 10', 'nginx.read_timeout_s: must be a number between 1 and 86400']],
     ['not YAML', 'strategy: [unclosed', ['config: is not valid YAML or JSON']],
     ['a Plus API without url and upstream', 'nginx:\n  plus_api: {}', ['nginx.plus_api.url: is required', 'nginx.plus_api.upstream: is required']],
+    ['a consumer variable with a $', 'nginx:\n  consumer_variable: $user' + REPLICAS, ['nginx.consumer_variable: must be an nginx variable name without $']],
     ['a Plus API url without scheme', 'nginx:\n  plus_api:\n    url: localhost/api/9\n    upstream: llm', ['nginx.plus_api.url: must be an http(s) URL']],
   ])('%s', async (_name, yaml, messages) => {
     const input = path.join(dir, 'bad.yaml');
@@ -149,6 +150,7 @@ describe('npx llm-balancer nginx-config', () => {
     const preloaded = JSON.parse(fs.readFileSync(path.join(dir, 'llm-balancer.json'), 'utf8'));
     expect(preloaded.upstreams).toEqual(['llm_balancer_0', 'llm_balancer_1', 'llm_balancer_2']);
     expect(preloaded.plusApi).toBeNull();
+    expect(preloaded.consumerVariable).toBe('remote_user');
     expect(preloaded.config.replicas.map((x: { id: string }) => x.id)).toEqual(['127.0.0.1:9001', '127.0.0.1:9002', 'gpu-c']);
     const conf = path.join(dir, 'cli.conf');
     fs.writeFileSync(conf, r.stdout);

@@ -45,6 +45,8 @@ export interface PreloadedConfig {
   upstreams: string[];
   /** When set, replicas, weights and state come from this NGINX Plus upstream API instead. */
   plusApi: PlusApiOptions | null;
+  /** The nginx variable (without $) read as the caller identity for `hash_key.source: consumer`. */
+  consumerVariable: string;
 }
 
 export interface PlusApiOptions {

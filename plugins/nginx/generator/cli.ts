@@ -48,7 +48,7 @@ export function main(argv: string[], out: (text: string) => void, err: (text: st
   }
   const jsPath = loaded.nginx.js_path ?? defaultJsPath();
   const configJson = path.resolve(path.dirname(file), loaded.nginx.config_json ?? 'llm-balancer.json');
-  fs.writeFileSync(configJson, JSON.stringify(preloadedConfig(loaded.config, loaded.nginx.plus_api), null, 2) + '\n');
+  fs.writeFileSync(configJson, JSON.stringify(preloadedConfig(loaded.config, loaded.nginx), null, 2) + '\n');
   err(`llm-balancer: wrote ${configJson}\n`);
   out(
     renderNginxConfig(

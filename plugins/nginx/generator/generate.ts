@@ -12,7 +12,7 @@
 import type { BalancerConfig } from '../../../shared/config/types';
 import { needsRequestBody } from '../../../shared/balancer';
 import { NAMES } from '../names';
-import type { PlusApiOptions, PreloadedConfig } from '../names';
+import type { PreloadedConfig } from '../names';
 import type { NginxOptions } from './options';
 
 export type RenderMode = 'full' | 'snippet';
@@ -44,10 +44,10 @@ function retryLocation(attempt: number): string {
 const EXHAUSTED_LOCATION = '@llm_balancer_exhausted';
 
 /** The JSON nginx preloads for the njs module (js_preload_object). */
-export function preloadedConfig(config: BalancerConfig, plusApi: PlusApiOptions | null): PreloadedConfig {
+export function preloadedConfig(config: BalancerConfig, nginx: Pick<NginxOptions, 'plus_api' | 'consumer_variable'>): PreloadedConfig {
   const upstreams: string[] = [];
   for (let i = 0; i < config.replicas.length; i++) upstreams.push(upstreamName(i));
-  return { config: config, upstreams: upstreams, plusApi: plusApi };
+  return { config: config, upstreams: upstreams, plusApi: nginx.plus_api, consumerVariable: nginx.consumer_variable };
 }
 
 function quote(path: string): string {

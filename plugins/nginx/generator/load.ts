@@ -38,6 +38,9 @@ export function loadBalancerFile(text: string): LoadResult {
     if (typeof nginx.location === 'string' && !nginx.location.startsWith('/')) {
       errors.push({ path: 'nginx.location', message: 'must be a URI prefix starting with /, got "' + nginx.location + '"' });
     }
+    if (typeof nginx.consumer_variable === 'string' && !/^[A-Za-z_][A-Za-z0-9_]*$/.test(nginx.consumer_variable)) {
+      errors.push({ path: 'nginx.consumer_variable', message: 'must be an nginx variable name without $ (letters, digits, _), got "' + nginx.consumer_variable + '"' });
+    }
     if (nginx.plus_api && typeof nginx.plus_api.url === 'string' && !/^https?:\/\/[^/\s]+/.test(nginx.plus_api.url)) {
       errors.push({ path: 'nginx.plus_api.url', message: 'must be an http(s) URL such as http://127.0.0.1:8080/api/9, got "' + nginx.plus_api.url + '"' });
     }

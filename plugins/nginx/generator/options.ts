@@ -17,6 +17,7 @@ export interface NginxOptions {
   max_body_size: string;
   read_timeout_s: number;
   status_allow: string[];
+  consumer_variable: string;
   plus_api: PlusApiOptions | null;
 }
 
@@ -79,6 +80,14 @@ export const nginxOptionsSchema: FieldEntry[] = [
       default: ['127.0.0.1', '::1'],
       elements: { type: 'string', len_min: 1 },
       description: 'Addresses or CIDRs allowed to read the status and metrics endpoints; everyone else gets 403.',
+    },
+  },
+  {
+    consumer_variable: {
+      type: 'string',
+      default: 'remote_user',
+      len_min: 1,
+      description: 'nginx variable (without $) holding the caller identity for hash_key source consumer, e.g. one set by auth_request_set.',
     },
   },
   {
