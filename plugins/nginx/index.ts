@@ -1,11 +1,15 @@
 // The NGINX njs module (built to dist/nginx/llm_balancer.js, loaded with `js_import`).
-// This file is the adapter's entry: it turns nginx's request into the core's RequestView and back.
-// At this stage it exposes the core through `pickForTest`, which the njs smoke test calls in the
-// real njs interpreter; the per-request handlers (js_set pick, log-phase outcome, js_periodic
-// health checks, shared-dict state) arrive with the NGINX target.
+// nginx calls the handlers through the configuration plugins/nginx/generator renders (names in
+// names.ts): js_set pick / retry / outcome, js_content route / status / metrics, js_periodic
+// healthCheck. njs loads only `export default {...}`.
+// `pickForTest` runs the core once outside nginx (the njs CLI smoke test, `npm start`).
 
-import { createBalancer, createMemoryStore, formatErrors, replicasFromConfig, validate } from '../../shared/index';
-import type { RequestView } from '../../shared/index';
+import { createBalancer, replicasFromConfig } from '../../shared/balancer';
+import { formatErrors, validate } from '../../shared/config/validate';
+import { createMemoryStore } from '../../shared/memory-store';
+import type { RequestView } from '../../shared/types';
+import { metrics, outcome, pick, retry, route, status } from './handlers';
+import { healthCheck } from './health-check';
 import { systemClock, systemRandom } from './runtime';
 
 /**
@@ -20,4 +24,4 @@ function pickForTest(configJson: string, requestJson: string): string {
   return JSON.stringify(balancer.pick(replicasFromConfig(checked.config), request));
 }
 
-export default { pickForTest };
+export default { pick, retry, outcome, route, status, metrics, healthCheck, pickForTest };

@@ -1,7 +1,81 @@
-// The njs side of the core's injected dependencies: the real clock and random source.
-// (shared/ may not touch Date or Math.random; adapters may.)
+// The njs side of the core's injected dependencies (the real clock and random source), and the
+// small slice of njs's host API the adapter uses, declared here as local interfaces.
+// (shared/ may not touch Date, Math.random or ngx; adapters may.)
+//
+// Why local interfaces instead of njs-types' NginxHTTPRequest/ngx: plugins/nginx/ is type-checked
+// twice, by tsconfig.json (Node types, the program specs live in) and by tsconfig.njs.json
+// (njs-types). Only what is declared here is visible to both, and Node specs can import the pure
+// modules of this folder without pulling in njs globals.
 
 import type { Clock, Random } from '../../shared/types';
+import { NAMES } from './names';
 
 export const systemClock: Clock = { now: () => Date.now() };
 export const systemRandom: Random = { next: () => Math.random() };
+
+/** `ngx.shared.<zone>` of a `js_shared_dict_zone ... type=number` (njs 0.8.9). */
+export interface NumberDict {
+  get(key: string): number | undefined;
+  /** Throws SharedMemoryError when the zone is full and the key is new. */
+  set(key: string, value: number): unknown;
+  /** Returns the new value; `init` is the value before the increment when the key is absent. Throws when full and the key is new. */
+  incr(key: string, delta: number, init: number): number;
+  delete(key: string): boolean;
+}
+
+/** The parts of njs's request object (NginxHTTPRequest) the handlers use. */
+export interface NjsRequest {
+  /** nginx variables; js_var ones are writable. Unset variables read as undefined. */
+  variables: Record<string, string | undefined>;
+  /** Query arguments, decoded; a repeated argument is an array. */
+  args: Record<string, string | string[] | undefined>;
+  /** Request headers, looked up case-insensitively; repeated headers are joined. */
+  headersIn: Record<string, string | undefined>;
+  /** Every request header line as [name, value], in order. */
+  rawHeadersIn: string[][];
+  headersOut: Record<string, string | string[] | undefined>;
+  remoteAddress: string;
+  /** The request body, when nginx read it into memory (js_content only). */
+  requestText?: string;
+  return(status: number, body?: string): void;
+  internalRedirect(uri: string): void;
+  error(message: string): void;
+  warn(message: string): void;
+}
+
+/** A response of ngx.fetch (only the status is read). */
+export interface FetchReply {
+  status: number;
+}
+
+/** The global `ngx` object, as far as the adapter uses it. */
+export interface NgxHost {
+  shared: Record<string, NumberDict | undefined>;
+  fetch(url: string, options?: { method?: string; headers?: Record<string, string> }): Promise<FetchReply>;
+  log(level: number, message: string): void;
+  readonly INFO: number;
+  readonly WARN: number;
+  readonly ERR: number;
+}
+
+// njs's global. Declared in this module only (it shadows njs-types' declaration under
+// tsconfig.njs.json); code that specs run never reaches it.
+declare const ngx: NgxHost;
+
+export function host(): NgxHost {
+  return ngx;
+}
+
+/** The state zone; throws a message naming the directive when it is missing. */
+export function stateDict(): NumberDict {
+  const dict = ngx.shared[NAMES.stateZone];
+  if (dict === undefined) {
+    throw new Error('llm-balancer: no shared dict "' + NAMES.stateZone + '" (js_shared_dict_zone zone=' + NAMES.stateZone + ':4m type=number;)');
+  }
+  return dict;
+}
+
+/** The object `js_preload_object` installed as a global, or undefined outside nginx (njs CLI, Node). */
+export function preloadedObject(): unknown {
+  return (globalThis as unknown as Record<string, unknown>)[NAMES.configObject];
+}

@@ -1,0 +1,247 @@
+// The njs request handlers: nginx calls these through the generated configuration (names.ts).
+// Thin: they turn nginx's request and variables into the core's inputs and back; every decision
+// is the core's (shared/balancer.ts).
+//
+//   pick     js_set $llm_balancer_upstream   first attempt: the pick's upstream block, or '' (503 + $llm_balancer_error)
+//   retry    js_set $llm_balancer_retry_N    failover attempt N: records how the previous attempt failed,
+//                                            starts the next replica of the plan, or '' (502 + error body)
+//   outcome  js_set in log_format only       LOG phase: records how the last attempt ended (client aborts too)
+//   route    js_content                      body-keyed mode: reads the JSON body, picks, redirects to @llm_balancer_proxy
+//   status   js_content                      JSON (or ?format=prometheus) per replica
+//   metrics  js_content                      Prometheus text
+//
+// Every request runs in a fresh njs VM: nothing at module level outlives it (module code itself
+// is evaluated again per request). State lives in the shared dict; the request's own bookkeeping
+// lives in js_var variables, which survive error_page redirects to the retry locations:
+//   $llm_balancer_plan   replica indexes of the pick and its alternates, in failover order
+//   $llm_balancer_tried  the prefix of the plan actually started, in order
+// Invariant: every replica in `tried` gets exactly one onStart and one onEnd. An attempt is ended
+// by the retry that follows it (at once, so a dead replica is ejected while the failover's stream
+// is still running), the last one by `outcome` in the log phase.
+
+import { createBalancer, replicasFromConfig } from '../../shared/balancer';
+import type { Balancer } from '../../shared/balancer';
+import type { BalancerConfig } from '../../shared/config/types';
+import { noReplicaError } from '../../shared/errors';
+import type { PickResult, Replica, Store } from '../../shared/types';
+import { exhaustedError, internalError } from './errors';
+import { NAMES } from './names';
+import type { PreloadedConfig } from './names';
+import { attemptOutcome, describeOutcome, parseIndexes } from './outcome';
+import type { ResponseVariables } from './outcome';
+import { DEFAULT_CONSUMER_VARIABLE, requestViewOf } from './request-view';
+import { preloadedObject, stateDict, systemClock, systemRandom } from './runtime';
+import type { NjsRequest } from './runtime';
+import { createSharedDictStore } from './shared-dict-store';
+import { PROMETHEUS_CONTENT_TYPE, prometheusText, statusDocument } from './status';
+
+export interface Context {
+  config: BalancerConfig;
+  replicas: Replica[];
+  /** nginx upstream block per replica, same order. */
+  upstreams: string[];
+  /** Replica id → index into replicas/upstreams. */
+  indexOf: Record<string, number>;
+  /** The nginx variable holding the caller identity (hash_key.source consumer). */
+  consumerVariable: string;
+  store: Store;
+  balancer: Balancer;
+}
+
+let current: Context | null = null;
+
+/** The balancer over the preloaded configuration and the shared state zone (built once per request VM). */
+export function context(): Context {
+  if (current !== null) return current;
+  const preloaded = preloadedObject() as PreloadedConfig | undefined;
+  if (preloaded === undefined || preloaded === null || typeof preloaded !== 'object' || !preloaded.config || !Array.isArray(preloaded.upstreams)) {
+    throw new Error(
+      'llm-balancer: the preloaded object ' + NAMES.configObject + ' is missing or malformed ' +
+        '(js_preload_object ' + NAMES.configObject + ' from <the JSON written by llm-balancer nginx-config>;)',
+    );
+  }
+  // The generator wrote a validated config (every default filled in): it is trusted as is, since
+  // validating it here would cost every request (each runs in a fresh VM). It is copied, though:
+  // njs 0.8.9 builds preloaded objects and arrays with a null prototype (no indexOf, slice,
+  // hasOwnProperty...), which the core's plain-JS code cannot work with.
+  const config = JSON.parse(JSON.stringify(preloaded.config)) as BalancerConfig;
+  const replicas = replicasFromConfig(config);
+  if (preloaded.upstreams.length !== replicas.length) {
+    throw new Error('llm-balancer: the preloaded config has ' + replicas.length + ' replicas but ' + preloaded.upstreams.length + ' upstream names');
+  }
+  const indexOf: Record<string, number> = Object.create(null);
+  for (let i = 0; i < replicas.length; i++) indexOf[replicas[i].id] = i;
+  const store = createSharedDictStore(stateDict());
+  current = {
+    config: config,
+    replicas: replicas,
+    upstreams: preloaded.upstreams,
+    indexOf: indexOf,
+    consumerVariable: typeof preloaded.consumerVariable === 'string' && preloaded.consumerVariable !== '' ? preloaded.consumerVariable : DEFAULT_CONSUMER_VARIABLE,
+    store: store,
+    balancer: createBalancer(config, { store: store, clock: systemClock, random: systemRandom }),
+  };
+  return current;
+}
+
+function describeError(e: unknown): string {
+  if (e !== null && typeof e === 'object' && 'message' in e) return String((e as { message: unknown }).message);
+  return String(e);
+}
+
+/** Logs an internal failure and leaves a 503 body in $llm_balancer_error; returns '' (no upstream). */
+function failed(r: NjsRequest, what: string, e: unknown): string {
+  r.error('llm-balancer: ' + what + ' failed: ' + describeError(e));
+  try {
+    r.variables[NAMES.errorVar] = internalError('the balancer failed to ' + what + ' (see the nginx error log)');
+  } catch (ignored) {
+    // $llm_balancer_error is not declared: nginx answers the 503 without our body.
+  }
+  return '';
+}
+
+/** Starts the first attempt of a pick: records the plan, counts the start, returns the upstream block. */
+function begin(r: NjsRequest, ctx: Context, result: PickResult): string {
+  if (!result.ok) {
+    r.variables[NAMES.errorVar] = JSON.stringify(noReplicaError(result.reason, result.message));
+    return '';
+  }
+  const plan: number[] = [];
+  for (let i = 0; i < result.replicas.length; i++) plan.push(ctx.indexOf[result.replicas[i].id]);
+  r.variables[NAMES.planVar] = plan.join(',');
+  r.variables[NAMES.triedVar] = String(plan[0]);
+  ctx.balancer.onStart(result.replicas[0].id);
+  return ctx.upstreams[plan[0]];
+}
+
+/** Records how attempt `index` of `tried` ended, from nginx's $upstream_* variables. */
+function endAttempt(r: NjsRequest, ctx: Context, tried: number[], index: number, response: ResponseVariables | null): string {
+  const replica = ctx.replicas[tried[index]];
+  if (replica === undefined) return '';
+  const v = r.variables;
+  const outcome = attemptOutcome({ status: v.upstream_status, responseTime: v.upstream_response_time, headerTime: v.upstream_header_time }, index, response);
+  ctx.balancer.onEnd(ctx.replicas, replica.id, outcome);
+  return describeOutcome(replica.id, outcome);
+}
+
+/** js_set $llm_balancer_upstream: the upstream block of the pick, or '' with the 503 body in $llm_balancer_error. */
+export function pick(r: NjsRequest): string {
+  try {
+    const ctx = context();
+    return begin(r, ctx, ctx.balancer.pick(ctx.replicas, requestViewOf(ctx.config.hash_key, r, null, ctx.consumerVariable)));
+  } catch (e) {
+    return failed(r, 'pick a replica', e);
+  }
+}
+
+/**
+ * js_set $llm_balancer_retry_N, evaluated in @llm_balancer_retry_N after the previous attempt
+ * failed: the next replica of the plan, or '' with the 502 body in $llm_balancer_error.
+ */
+export function retry(r: NjsRequest): string {
+  try {
+    const ctx = context();
+    const plan = parseIndexes(r.variables[NAMES.planVar]);
+    const tried = parseIndexes(r.variables[NAMES.triedVar]);
+    if (tried.length === 0) return failed(r, 'fail over (no first pick was recorded)', 'empty $' + NAMES.triedVar);
+    if (tried.length >= plan.length || plan[tried.length] >= ctx.replicas.length) {
+      // Nothing left to try: the last attempt stays open until `outcome` ends it in the log phase.
+      r.variables[NAMES.errorVar] = exhaustedError(tried.length);
+      return '';
+    }
+    const next = plan[tried.length];
+    // Extend `tried` first: whatever happens below, the log phase must not end the previous attempt again.
+    r.variables[NAMES.triedVar] = r.variables[NAMES.triedVar] + ',' + next;
+    try {
+      endAttempt(r, ctx, tried, tried.length - 1, null);
+    } catch (e) {
+      r.error('llm-balancer: recording a failed attempt failed: ' + describeError(e));
+    }
+    ctx.balancer.onStart(ctx.replicas[next].id);
+    return ctx.upstreams[next];
+  } catch (e) {
+    return failed(r, 'fail over', e);
+  }
+}
+
+/**
+ * js_set $llm_balancer_outcome, referenced only by the access_log format: evaluated once in the
+ * LOG phase (nginx caches a js_set value per request), after the response or the client's abort.
+ * Ends the last attempt. Never throws; returns a short description for the log line.
+ */
+export function outcome(r: NjsRequest): string {
+  try {
+    const tried = parseIndexes(r.variables[NAMES.triedVar]);
+    if (tried.length === 0) return '';
+    return endAttempt(r, context(), tried, tried.length - 1, { status: r.variables.status, requestCompletion: r.variables.request_completion });
+  } catch (e) {
+    r.error('llm-balancer: recording the outcome failed: ' + describeError(e));
+    return '';
+  }
+}
+
+function requestBody(r: NjsRequest): string | null {
+  try {
+    const text = r.requestText;
+    return text === undefined ? null : text;
+  } catch (e) {
+    // The body went to a temp file (larger than client_body_buffer_size): no key from it.
+    return null;
+  }
+}
+
+/**
+ * js_content of the balanced location when the hash key is a JSON body field: the body is read
+ * first (nginx buffers it in memory), then the pick, then an internal redirect to the proxy
+ * location, which forwards the same body and streams the answer.
+ */
+export function route(r: NjsRequest): void {
+  let target = '';
+  try {
+    const ctx = context();
+    target = begin(r, ctx, ctx.balancer.pick(ctx.replicas, requestViewOf(ctx.config.hash_key, r, requestBody(r), ctx.consumerVariable)));
+  } catch (e) {
+    target = failed(r, 'pick a replica', e);
+  }
+  if (target === '') {
+    const body = r.variables[NAMES.errorVar];
+    r.headersOut['Content-Type'] = 'application/json';
+    r.return(503, body ? body : internalError('the balancer failed to pick a replica'));
+    return;
+  }
+  r.variables[NAMES.targetVar] = target;
+  r.internalRedirect(NAMES.proxyLocation);
+}
+
+function firstArg(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value[0] : value;
+}
+
+function sendMetrics(r: NjsRequest, prometheus: boolean): void {
+  try {
+    const ctx = context();
+    const rows = ctx.balancer.status(ctx.replicas);
+    r.headersOut['Cache-Control'] = 'no-store';
+    if (prometheus) {
+      r.headersOut['Content-Type'] = PROMETHEUS_CONTENT_TYPE;
+      r.return(200, prometheusText(rows));
+    } else {
+      r.headersOut['Content-Type'] = 'application/json';
+      r.return(200, JSON.stringify(statusDocument(rows, ctx.upstreams, ctx.config.strategy, systemClock.now())) + '\n');
+    }
+  } catch (e) {
+    r.error('llm-balancer: status failed: ' + describeError(e));
+    r.headersOut['Content-Type'] = 'application/json';
+    r.return(500, internalError('the status page failed (see the nginx error log)'));
+  }
+}
+
+/** js_content of /llm-balancer/status: JSON, or Prometheus text with ?format=prometheus. */
+export function status(r: NjsRequest): void {
+  sendMetrics(r, firstArg(r.args.format) === 'prometheus');
+}
+
+/** js_content of /llm-balancer/metrics: Prometheus text exposition. */
+export function metrics(r: NjsRequest): void {
+  sendMetrics(r, true);
+}

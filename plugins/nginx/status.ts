@@ -1,0 +1,89 @@
+// The status page: the core's per-replica rows (balancer.status) as JSON, and the same numbers
+// in the Prometheus text exposition format (version 0.0.4). Pure rendering from plain rows.
+
+import type { ReplicaStatus } from '../../shared/balancer';
+
+export const PROMETHEUS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
+
+function round(value: number | null): number | null {
+  return value === null ? null : Math.round(value * 10) / 10;
+}
+
+function iso(ms: number | null): string | null {
+  return ms === null || ms <= 0 ? null : new Date(ms).toISOString();
+}
+
+/** The JSON document of GET /llm-balancer/status. `upstreams[i]` is the nginx upstream block of rows[i]. */
+export function statusDocument(rows: ReplicaStatus[], upstreams: string[], strategy: string, nowMs: number): Record<string, unknown> {
+  const replicas: Record<string, unknown>[] = [];
+  for (let i = 0; i < rows.length; i++) {
+    const row = rows[i];
+    replicas.push({
+      id: row.id,
+      address: row.address,
+      upstream: i < upstreams.length ? upstreams[i] : null,
+      weight: row.weight,
+      state: row.state,
+      healthy: row.state === 'healthy',
+      ejected_until: iso(row.ejectedUntil),
+      ejections: row.ejections,
+      in_flight: row.inFlight,
+      latency_ewma_ms: round(row.ewmaMs),
+      ttft_ewma_ms: round(row.ttftMs),
+      samples: row.samples,
+      picks: row.picks,
+      failures: row.failures,
+    });
+  }
+  return { strategy: strategy, generated_at: iso(nowMs), replicas: replicas };
+}
+
+/** A Prometheus label value: backslash, double quote and newline escaped. */
+export function labelValue(text: string): string {
+  return text.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
+}
+
+interface Metric {
+  name: string;
+  type: 'gauge' | 'counter';
+  help: string;
+  /** The sample of one row, or null to leave the row out (no data yet). */
+  value: (row: ReplicaStatus) => number | null;
+}
+
+const METRICS: Metric[] = [
+  { name: 'in_flight', type: 'gauge', help: 'Requests in flight to the replica, across all worker processes.', value: (r) => r.inFlight },
+  { name: 'picks_total', type: 'counter', help: 'Attempts started on the replica (picks and failover attempts).', value: (r) => r.picks },
+  { name: 'failures_total', type: 'counter', help: 'Attempts that failed with a configured failure kind (connect error, timeout, 5xx, 429).', value: (r) => r.failures },
+  { name: 'latency_ewma_ms', type: 'gauge', help: 'Time-decayed peak EWMA of response time in milliseconds (absent before the first sample).', value: (r) => round(r.ewmaMs) },
+  { name: 'ttft_ewma_ms', type: 'gauge', help: 'Time-decayed peak EWMA of time to the response header in milliseconds (absent before the first sample).', value: (r) => round(r.ttftMs) },
+  { name: 'healthy', type: 'gauge', help: '1 when the replica takes traffic normally, else 0.', value: (r) => (r.state === 'healthy' ? 1 : 0) },
+  { name: 'ejected', type: 'gauge', help: '1 while passive outlier detection keeps the replica out (ejected or awaiting its half-open trial).', value: (r) => (r.state === 'ejected' || r.state === 'half-open' ? 1 : 0) },
+  { name: 'ejections', type: 'gauge', help: 'Ejections in the current streak (the count sets the ejection length; forgotten after max_ejection_s healthy).', value: (r) => r.ejections },
+  { name: 'weight', type: 'gauge', help: 'Configured relative capacity.', value: (r) => r.weight },
+];
+
+/** GET /llm-balancer/metrics: one family per metric, one sample per replica, plus a state info family. */
+export function prometheusText(rows: ReplicaStatus[]): string {
+  const lines: string[] = [];
+  const labels: string[] = [];
+  for (let i = 0; i < rows.length; i++) {
+    labels.push('replica="' + labelValue(rows[i].id) + '",address="' + labelValue(rows[i].address) + '"');
+  }
+  for (let m = 0; m < METRICS.length; m++) {
+    const metric = METRICS[m];
+    const name = 'llm_balancer_replica_' + metric.name;
+    lines.push('# HELP ' + name + ' ' + metric.help);
+    lines.push('# TYPE ' + name + ' ' + metric.type);
+    for (let i = 0; i < rows.length; i++) {
+      const value = metric.value(rows[i]);
+      if (value !== null) lines.push(name + '{' + labels[i] + '} ' + value);
+    }
+  }
+  lines.push('# HELP llm_balancer_replica_state The replica\'s state (healthy, unhealthy, draining, disabled, ejected, half-open); always 1.');
+  lines.push('# TYPE llm_balancer_replica_state gauge');
+  for (let i = 0; i < rows.length; i++) {
+    lines.push('llm_balancer_replica_state{' + labels[i] + ',state="' + rows[i].state + '"} 1');
+  }
+  return lines.join('\n') + '\n';
+}
