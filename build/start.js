@@ -21,10 +21,15 @@ async function main() {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'llm-balancer-start-'));
   try {
     fs.copyFileSync(path.join(REPO_ROOT, 'dist', 'nginx', 'llm_balancer.js'), path.join(dir, 'llm_balancer.js'));
-    const config = { strategy: 'weighted-round-robin', replicas: [{ address: '127.0.0.1:8001', weight: 1 }, { address: '127.0.0.1:8002', weight: 0.8 }] };
+    // The example balancer file through the real generator: it validates and writes the JSON nginx preloads.
+    const example = path.join(dir, 'balancer.yaml');
+    fs.copyFileSync(path.join(REPO_ROOT, 'plugins', 'nginx', 'example', 'balancer.yaml'), example);
+    const conf = execFileSync(process.execPath, [path.join(REPO_ROOT, 'bin', 'llm-balancer.js'), 'nginx-config', example], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+    console.log(`generated an nginx config for plugins/nginx/example/balancer.yaml (${conf.split('\n').length} lines)`);
+    const preloaded = fs.readFileSync(path.join(dir, 'llm-balancer.json'), 'utf8');
     fs.writeFileSync(
       path.join(dir, 'demo.js'),
-      `import m from 'llm_balancer.js';\nconsole.log(m.pickForTest(${JSON.stringify(JSON.stringify(config))}, '{}'));\n`,
+      `import m from 'llm_balancer.js';\nconsole.log(m.pickForTest(${JSON.stringify(preloaded)}, '{}'));\n`,
     );
     const out = execFileSync(env.njsArgv[0], env.njsArgv.slice(1).concat(['-p', dir, path.join(dir, 'demo.js')]), { encoding: 'utf8' });
     console.log(`njs ${env.njsVersion} picked: ${out.trim()}`);

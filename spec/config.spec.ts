@@ -469,6 +469,8 @@ describe('validate: cross-field rules', () => {
     ['consistent-hash with hash_key', { strategy: 'consistent-hash', hash_key: key }, []],
     // Without hash_key no request has a key, so hybrid is simply load filter + latency: valid.
     ['hybrid sticky (default) without hash_key', { strategy: 'hybrid' }, []],
+    ['probe timeout as long as the interval', { active_health: { interval_s: 2, timeout_s: 2 } }, [{ path: 'active_health.timeout_s', message: 'must be less than interval_s (2): a probe still running at the next one is cut off, got 2' }]],
+    ['probe timeout shorter than the interval', { active_health: { interval_s: 1, timeout_s: 0.5 } }, []],
     ['hybrid not sticky without hash_key', { strategy: 'hybrid', hybrid: { sticky: false } }, []],
     ['hybrid sticky with hash_key', { strategy: 'hybrid', hash_key: key }, []],
     ['sticky only matters for hybrid', { strategy: 'round-robin', hybrid: { sticky: true } }, []],

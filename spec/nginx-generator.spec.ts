@@ -84,7 +84,7 @@ describe('nginx-config output passes the real `nginx -t`', () => {
     const verdict = await nginxTest('nginx:\n  plus_api:\n    url: http://127.0.0.1:8080/api/9\n    upstream: llm\n    interval_s: 2\n', 'full', 'plus-only');
     expect(verdict.output).toContain('test is successful');
     expect(verdict.conf).toContain('js_shared_dict_zone zone=llm_balancer_peers:1m type=string;');
-    expect(verdict.conf).toContain('js_periodic llm_balancer.syncPeers interval=2s;');
+    expect(verdict.conf).toContain('js_periodic llm_balancer.syncPeers interval=2000ms;');
     expect(verdict.conf).not.toContain('js_periodic llm_balancer.healthCheck');
   });
 

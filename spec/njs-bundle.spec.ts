@@ -7,9 +7,14 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildNjsBundle, NGINX_OUTFILE } from '../build/build.js';
 import { loadNginxEnv, REPO_ROOT, runNjs, runWithBundle } from './helpers/nginx-env';
+import { configOf } from './helpers/core';
+import { preloadedConfig } from '../plugins/nginx/generator/generate';
 
 const ADDRESSES = ['127.0.0.1:9001', '127.0.0.1:9002'];
-const CONFIG = JSON.stringify({ strategy: 'round-robin', replicas: ADDRESSES.map((address) => ({ address })) });
+// What the generator preloads: a config validated in Node (the bundle carries no validator).
+const CONFIG = JSON.stringify(
+  preloadedConfig(configOf({ strategy: 'round-robin', replicas: ADDRESSES.map((address) => ({ address })) }), { plus_api: null, consumer_variable: 'remote_user' }),
+);
 const PICKS = 4;
 
 function requireBundle(): string {
@@ -28,6 +33,13 @@ describe('njs CLI', () => {
 });
 
 describe('dist/nginx/llm_balancer.js in the real njs', () => {
+  it('carries no config validator or schema (njs evaluates the whole bundle on every request)', () => {
+    const text = fs.readFileSync(requireBundle(), 'utf8');
+    expect(text).not.toContain('must be one of');
+    expect(text).not.toContain('Options of the least-connections strategy');
+  });
+
+
   it('loads and exports pickForTest through `export default`', async () => {
     const r = await runWithBundle(requireBundle(), "console.log(typeof m + ' ' + typeof m.pickForTest);");
     expect(r.stderr).toBe('');

@@ -3,9 +3,11 @@
 // names.ts): js_set pick / retry / outcome, js_content route / status / metrics, js_periodic
 // healthCheck. njs loads only `export default {...}`.
 // `pickForTest` runs the core once outside nginx (the njs CLI smoke test, `npm start`).
+// Nothing here may import the validator: njs evaluates the whole bundle for every request, and
+// the schema alone cost a quarter of the throughput. nginx is handed an already validated config.
 
 import { createBalancer, replicasFromConfig } from '../../shared/balancer';
-import { formatErrors, validate } from '../../shared/config/validate';
+import type { BalancerConfig } from '../../shared/config/types';
 import { createMemoryStore } from '../../shared/memory-store';
 import type { RequestView } from '../../shared/types';
 import { metrics, outcome, pick, retry, route, status } from './handlers';
@@ -13,15 +15,15 @@ import { healthCheck } from './health-check';
 import { systemClock, systemRandom } from './runtime';
 
 /**
- * Validates `configJson`, picks once for `requestJson` (a RequestView) from a fresh in-memory
- * state, and returns the PickResult (or the validation errors) as JSON.
+ * Picks once for `requestJson` (a RequestView) from a fresh in-memory state, with the config of
+ * `preloadedJson` (what `llm-balancer nginx-config` writes: already validated), and returns the
+ * PickResult as JSON.
  */
-function pickForTest(configJson: string, requestJson: string): string {
-  const checked = validate(JSON.parse(configJson));
-  if (!checked.ok) return JSON.stringify({ ok: false, errors: formatErrors(checked.errors) });
-  const balancer = createBalancer(checked.config, { store: createMemoryStore(), clock: systemClock, random: systemRandom });
+function pickForTest(preloadedJson: string, requestJson: string): string {
+  const config = (JSON.parse(preloadedJson) as { config: BalancerConfig }).config;
+  const balancer = createBalancer(config, { store: createMemoryStore(), clock: systemClock, random: systemRandom });
   const request = JSON.parse(requestJson) as RequestView;
-  return JSON.stringify(balancer.pick(replicasFromConfig(checked.config), request));
+  return JSON.stringify(balancer.pick(replicasFromConfig(config), request));
 }
 
 export default { pick, retry, outcome, route, status, metrics, healthCheck, pickForTest };

@@ -287,6 +287,19 @@ export const rules: CrossFieldRule[] = [
     },
   },
   {
+    rule: 'active_health.timeout_s must be less than active_health.interval_s.',
+    check: function (config, errors) {
+      const active = config.active_health;
+      if (!active || active.timeout_s === undefined || active.interval_s === undefined) return;
+      if (active.timeout_s >= active.interval_s) {
+        errors.push({
+          path: 'active_health.timeout_s',
+          message: 'must be less than interval_s (' + active.interval_s + '): a probe still running at the next one is cut off, got ' + active.timeout_s,
+        });
+      }
+    },
+  },
+  {
     rule: 'Replica ids (an unset id is the address) must be unique.',
     check: function (config, errors) {
       const replicas = config.replicas;

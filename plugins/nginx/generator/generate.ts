@@ -11,6 +11,7 @@
 
 import type { BalancerConfig } from '../../../shared/config/types';
 import { needsRequestBody } from '../../../shared/balancer';
+import { exhaustedError } from '../errors';
 import { NAMES } from '../names';
 import type { PreloadedConfig } from '../names';
 import type { NginxOptions } from './options';
@@ -25,9 +26,10 @@ export interface RenderInput {
   source: string;
 }
 
-/** A JSON error body as a single-quoted nginx string (the JSON never contains a single quote). */
-const EXHAUSTED_BODY =
-  '{"error":{"message":"llm-balancer: every replica tried failed to answer (connect error or timeout)","type":"bad_gateway","code":"replicas_unreachable","param":null}}';
+/** nginx time in whole milliseconds: nginx rejects fractional seconds such as `0.5s`. */
+export function milliseconds(seconds: number): string {
+  return Math.round(seconds * 1000) + 'ms';
+}
 
 export function upstreamName(index: number): string {
   return NAMES.upstreamPrefix + index;
@@ -66,7 +68,7 @@ function proxyBlock(lines: string[], indent: string, target: string, attempt: nu
   lines.push(indent + 'proxy_set_header Connection "";');
   // Streamed tokens must reach the client as they are generated.
   lines.push(indent + 'proxy_buffering off;');
-  lines.push(indent + 'proxy_read_timeout ' + input.nginx.read_timeout_s + 's;');
+  lines.push(indent + 'proxy_read_timeout ' + milliseconds(input.nginx.read_timeout_s) + ';');
   // Failover is ours: nginx must not retry within the one-server group.
   lines.push(indent + 'proxy_next_upstream off;');
   if (attempt < retries) {
@@ -155,7 +157,8 @@ function httpBody(input: RenderInput): string[] {
   }
   lines.push('');
   lines.push('    location ' + EXHAUSTED_LOCATION + ' {');
-  lines.push("      return 502 '" + EXHAUSTED_BODY + "';");
+  // The body is a single-quoted nginx string: the JSON never contains a single quote.
+  lines.push("      return 502 '" + exhaustedError(1 + config.retries) + "';");
   lines.push('    }');
   lines.push('');
   restricted(lines, '/llm-balancer/status', 'status', input);
@@ -165,9 +168,11 @@ function httpBody(input: RenderInput): string[] {
     // js_periodic runs on one worker: the health check probes each replica every interval_s,
     // the peer sync reads the NGINX Plus API.
     lines.push('    location ' + NAMES.periodicLocation + ' {');
-    lines.push('      js_fetch_timeout ' + config.active_health.timeout_s + 's;');
-    if (config.active_health.enabled) lines.push('      js_periodic ' + NAMES.module + '.healthCheck interval=1s;');
-    if (nginx.plus_api) lines.push('      js_periodic ' + NAMES.module + '.syncPeers interval=' + nginx.plus_api.interval_s + 's;');
+    lines.push('      js_fetch_timeout ' + milliseconds(config.active_health.timeout_s) + ';');
+    // A run still going at the next beat is killed with its fetches: beat at the probe interval,
+    // which the schema keeps longer than the probe timeout.
+    if (config.active_health.enabled) lines.push('      js_periodic ' + NAMES.module + '.healthCheck interval=' + milliseconds(config.active_health.interval_s) + ';');
+    if (nginx.plus_api) lines.push('      js_periodic ' + NAMES.module + '.syncPeers interval=' + milliseconds(nginx.plus_api.interval_s) + ';');
     lines.push('    }');
   }
   lines.push('  }');
