@@ -93,7 +93,7 @@ export function createBalancer(config: BalancerConfig, deps: BalancerDeps): Bala
     const checkMarks = anyActivelyUnhealthy(store);
     for (let i = 0; i < replicas.length; i++) {
       const replica = replicas[i];
-      const keys = keysOf(replica.id);
+      const keys = replica.keys !== undefined ? replica.keys : keysOf(replica.id);
       if (reportedOut(replica, keys, store, checkMarks) !== null) continue;
       const state = passive.enabled ? passiveState(store, keys, now) : 'active';
       if (state === 'ejected') continue;
@@ -106,7 +106,9 @@ export function createBalancer(config: BalancerConfig, deps: BalancerDeps): Bala
   function panicCandidates(replicas: Replica[], now: number): ReplicaView[] {
     const views: ReplicaView[] = [];
     for (let i = 0; i < replicas.length; i++) {
-      if (replicas[i].weight > 0) views.push(buildView(store, replicas[i], keysOf(replicas[i].id), strategy.reads, now, halfLifeMs, false));
+      const replica = replicas[i];
+      const keys = replica.keys !== undefined ? replica.keys : keysOf(replica.id);
+      if (replica.weight > 0) views.push(buildView(store, replica, keys, strategy.reads, now, halfLifeMs, false));
     }
     return views;
   }

@@ -27,7 +27,7 @@ export interface ReplicaKeys {
   markedDown: string;
 }
 
-function buildKeys(id: string): ReplicaKeys {
+export function buildKeys(id: string): ReplicaKeys {
   const p = 'r:' + id + ':';
   return {
     inFlight: p + 'if',

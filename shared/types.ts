@@ -2,6 +2,8 @@
 // the core hands back (an ordered pick or a typed reason). Everything here is plain data so the
 // same code runs under Node (Kong's plugin server) and njs (NGINX), and state survives JSON.
 
+import type { ReplicaKeys } from './replica-state';
+
 /** Health as reported by the gateway or by active checks; passive ejection is tracked by the core. */
 export type ReportedHealth = 'healthy' | 'unhealthy' | 'draining';
 
@@ -12,6 +14,12 @@ export interface Replica {
   weight: number;
   /** Defaults to 'healthy' when the gateway reports nothing. */
   health?: ReportedHealth;
+  /**
+   * The replica's Store keys (shared/replica-state.ts `buildKeys(id)`), when the adapter has them
+   * precomputed. njs evaluates everything afresh per request, so the NGINX module preloads them
+   * with the config instead of concatenating ~17 strings per replica on every pick.
+   */
+  keys?: ReplicaKeys;
 }
 
 /** A replica with its live metrics, as strategies see it. Built fresh for every pick; read-only. */

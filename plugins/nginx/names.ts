@@ -2,6 +2,8 @@
 // (generate.ts) writes them into nginx.conf; the njs handlers (index.ts) read the same variables.
 // Changing one here changes both sides.
 
+import type { ReplicaKeys } from '../../shared/replica-state';
+
 export const NAMES = {
   /** `js_import llm_balancer from llm_balancer.js;` */
   module: 'llm_balancer',
@@ -43,6 +45,8 @@ export interface PreloadedConfig {
   config: unknown;
   /** Upstream block name per replica, same order as config.replicas. */
   upstreams: string[];
+  /** Store keys per replica, same order (njs would otherwise rebuild them on every request). */
+  keys: ReplicaKeys[];
   /** When set, replicas, weights and state come from this NGINX Plus upstream API instead. */
   plusApi: PlusApiOptions | null;
   /** The nginx variable (without $) read as the caller identity for `hash_key.source: consumer`. */

@@ -24,7 +24,11 @@ export function classifyOutcome(outcome: Outcome, kinds: FailureKind[]): Verdict
   else if (outcome.status === 429) kind = '429';
   else if (outcome.status === 0) kind = 'connect-error';
   if (kind === null) return 'success';
-  return kinds.indexOf(kind) >= 0 ? 'failure' : 'success';
+  // An index loop, not indexOf: njs hands preloaded config arrays over without Array.prototype.
+  for (let i = 0; i < kinds.length; i++) {
+    if (kinds[i] === kind) return 'failure';
+  }
+  return 'success';
 }
 
 export function passiveState(store: Store, keys: ReplicaKeys, now: number): PassiveState {

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { createBalancer, needsRequestBody, replicasFromConfig } from '../../shared/balancer';
 import type { Balancer } from '../../shared/balancer';
 import { noReplicaError } from '../../shared/errors';
+import { buildKeys } from '../../shared/replica-state';
 import { createMemoryStore } from '../../shared/memory-store';
 import type { Outcome, Replica } from '../../shared/types';
 import { configOf, fakeClock, replicas, seededRandom } from '../helpers/core';
@@ -93,6 +94,19 @@ describe('balancer', () => {
     // An extra end (a duplicated log line) never drives a count negative.
     balancer.onEnd(list, 'r0', { status: 200, latencyMs: 1 });
     expect(balancer.status(list)[0].inFlight).toBe(0);
+  });
+
+  it('reads state through the precomputed keys an adapter hands in (the njs module preloads them)', () => {
+    const store = createMemoryStore();
+    const balancer = createBalancer(configOf({ strategy: 'least-connections', retries: 0 }), { store, clock: fakeClock(), random: seededRandom(1) });
+    const plain = replicas([1, 1]);
+    for (let i = 0; i < 3; i++) balancer.onStart('r0');
+    // With keys precomputed for the same ids the pick is the same as without them...
+    const keyed = plain.map((r) => ({ ...r, keys: buildKeys(r.id) }));
+    expect(balancer.pick(keyed, {})).toMatchObject({ ok: true, replicas: [{ id: 'r1' }] });
+    // ...and the keys, not the id, decide what is read: swapped keys swap the loads.
+    const swapped = [{ ...plain[0], keys: buildKeys('r1') }, { ...plain[1], keys: buildKeys('r0') }];
+    expect(balancer.pick(swapped, {})).toMatchObject({ ok: true, replicas: [{ id: 'r0' }] });
   });
 
   it('returns the pick plus up to `retries` distinct alternates', () => {

@@ -11,6 +11,8 @@
 
 import type { BalancerConfig } from '../../../shared/config/types';
 import { needsRequestBody } from '../../../shared/balancer';
+import { buildKeys } from '../../../shared/replica-state';
+import type { ReplicaKeys } from '../../../shared/replica-state';
 import { exhaustedError } from '../errors';
 import { NAMES } from '../names';
 import type { PreloadedConfig } from '../names';
@@ -48,8 +50,12 @@ const EXHAUSTED_LOCATION = '@llm_balancer_exhausted';
 /** The JSON nginx preloads for the njs module (js_preload_object). */
 export function preloadedConfig(config: BalancerConfig, nginx: Pick<NginxOptions, 'plus_api' | 'consumer_variable'>): PreloadedConfig {
   const upstreams: string[] = [];
-  for (let i = 0; i < config.replicas.length; i++) upstreams.push(upstreamName(i));
-  return { config: config, upstreams: upstreams, plusApi: nginx.plus_api, consumerVariable: nginx.consumer_variable };
+  const keys: ReplicaKeys[] = [];
+  for (let i = 0; i < config.replicas.length; i++) {
+    upstreams.push(upstreamName(i));
+    keys.push(buildKeys(config.replicas[i].id));
+  }
+  return { config: config, upstreams: upstreams, keys: keys, plusApi: nginx.plus_api, consumerVariable: nginx.consumer_variable };
 }
 
 function quote(path: string): string {
