@@ -13,8 +13,11 @@
 // Every request runs in a fresh njs VM: nothing at module level outlives it (module code itself
 // is evaluated again per request). State lives in the shared dict; the request's own bookkeeping
 // lives in js_var variables, which survive error_page redirects to the retry locations:
-//   $llm_balancer_plan   replica indexes of the pick and its alternates, in failover order
-//   $llm_balancer_tried  the prefix of the plan actually started, in order
+//   $llm_balancer_plan   replica ids of the pick and its alternates, in failover order
+//   $llm_balancer_tried  the replicas actually started, in order (plan.ts)
+// Ids, not indexes: with NGINX Plus as the replica source (peers.ts) each VM reads the current
+// peer list, and a sync between the pick and a retry or the log phase may change it. A retry
+// skips plan entries that left the list or stopped taking traffic since the pick.
 // Invariant: every replica in `tried` gets exactly one onStart and one onEnd. An attempt is ended
 // by the retry that follows it (at once, so a dead replica is ejected while the failover's stream
 // is still running), the last one by `outcome` in the log phase.
@@ -27,8 +30,10 @@ import type { PickResult, Replica, Store } from '../../shared/types';
 import { exhaustedError, internalError } from './errors';
 import { NAMES } from './names';
 import type { PreloadedConfig } from './names';
-import { attemptOutcome, describeOutcome, parseIndexes } from './outcome';
+import { attemptOutcome, describeOutcome } from './outcome';
 import type { ResponseVariables } from './outcome';
+import { linkPeers, readPeers } from './peers';
+import { joinIds, nextInPlan, parseIds } from './plan';
 import { DEFAULT_CONSUMER_VARIABLE, requestViewOf } from './request-view';
 import { preloadedObject, stateDict, systemClock, systemRandom } from './runtime';
 import type { NjsRequest } from './runtime';
@@ -37,11 +42,14 @@ import { PROMETHEUS_CONTENT_TYPE, prometheusText, statusDocument } from './statu
 
 export interface Context {
   config: BalancerConfig;
+  /** The static replicas of the config, or with nginx.plus_api the last synced peer list. */
   replicas: Replica[];
-  /** nginx upstream block per replica, same order. */
+  /** The proxy target per replica, same order: its nginx upstream block, or a bare ip:port (a peer without one). */
   upstreams: string[];
   /** Replica id → index into replicas/upstreams. */
   indexOf: Record<string, number>;
+  /** With nginx.plus_api: the API's upstream name and when the peer list was read (null: not yet, static replicas). */
+  peers: { upstream: string; syncedAt: number | null } | null;
   /** The nginx variable holding the caller identity (hash_key.source consumer). */
   consumerVariable: string;
   store: Store;
@@ -65,9 +73,26 @@ export function context(): Context {
   // njs 0.8.9 builds preloaded objects and arrays with a null prototype (no indexOf, slice,
   // hasOwnProperty...), which the core's plain-JS code cannot work with.
   const config = JSON.parse(JSON.stringify(preloaded.config)) as BalancerConfig;
-  const replicas = replicasFromConfig(config);
+  let replicas = replicasFromConfig(config);
   if (preloaded.upstreams.length !== replicas.length) {
     throw new Error('llm-balancer: the preloaded config has ' + replicas.length + ' replicas but ' + preloaded.upstreams.length + ' upstream names');
+  }
+  // The Store keys the generator precomputed per replica (absent in a JSON from an older generator).
+  const keys = preloaded.keys;
+  if (keys !== undefined && keys !== null && keys.length === replicas.length) {
+    for (let i = 0; i < replicas.length; i++) replicas[i].keys = keys[i];
+  }
+  let upstreams: string[] = preloaded.upstreams;
+  let peers: Context['peers'] = null;
+  if (preloaded.plusApi) {
+    // NGINX Plus mode: the peer list of the last successful sync; the static replicas until then.
+    peers = { upstream: String(preloaded.plusApi.upstream), syncedAt: null };
+    const synced = readPeers();
+    if (synced !== null) {
+      upstreams = linkPeers(synced.replicas, replicas, preloaded.upstreams);
+      replicas = synced.replicas;
+      peers.syncedAt = synced.syncedAt;
+    }
   }
   const indexOf: Record<string, number> = Object.create(null);
   for (let i = 0; i < replicas.length; i++) indexOf[replicas[i].id] = i;
@@ -75,8 +100,9 @@ export function context(): Context {
   current = {
     config: config,
     replicas: replicas,
-    upstreams: preloaded.upstreams,
+    upstreams: upstreams,
     indexOf: indexOf,
+    peers: peers,
     consumerVariable: typeof preloaded.consumerVariable === 'string' && preloaded.consumerVariable !== '' ? preloaded.consumerVariable : DEFAULT_CONSUMER_VARIABLE,
     store: store,
     balancer: createBalancer(config, { store: store, clock: systemClock, random: systemRandom }),
@@ -106,22 +132,32 @@ function begin(r: NjsRequest, ctx: Context, result: PickResult): string {
     r.variables[NAMES.errorVar] = JSON.stringify(noReplicaError(result.reason, result.message));
     return '';
   }
-  const plan: number[] = [];
-  for (let i = 0; i < result.replicas.length; i++) plan.push(ctx.indexOf[result.replicas[i].id]);
-  r.variables[NAMES.planVar] = plan.join(',');
-  r.variables[NAMES.triedVar] = String(plan[0]);
-  ctx.balancer.onStart(result.replicas[0].id);
-  return ctx.upstreams[plan[0]];
+  const plan: string[] = [];
+  for (let i = 0; i < result.replicas.length; i++) plan.push(result.replicas[i].id);
+  const first = plan[0];
+  r.variables[NAMES.planVar] = joinIds(plan);
+  r.variables[NAMES.triedVar] = joinIds([first]);
+  ctx.balancer.onStart(first);
+  return ctx.upstreams[ctx.indexOf[first]];
 }
 
-/** Records how attempt `index` of `tried` ended, from nginx's $upstream_* variables. */
-function endAttempt(r: NjsRequest, ctx: Context, tried: number[], index: number, response: ResponseVariables | null): string {
-  const replica = ctx.replicas[tried[index]];
-  if (replica === undefined) return '';
+/**
+ * Records how attempt `index` (replica `id`) ended, from nginx's $upstream_* variables. The
+ * replica may have left the current list since it was started: it is ended all the same.
+ */
+function endAttempt(r: NjsRequest, ctx: Context, id: string, index: number, response: ResponseVariables | null): string {
   const v = r.variables;
   const outcome = attemptOutcome({ status: v.upstream_status, responseTime: v.upstream_response_time, headerTime: v.upstream_header_time }, index, response);
-  ctx.balancer.onEnd(ctx.replicas, replica.id, outcome);
-  return describeOutcome(replica.id, outcome);
+  ctx.balancer.onEnd(ctx.replicas, id, outcome);
+  return describeOutcome(id, outcome);
+}
+
+/** Whether a failover may still go to replica `id`: it is in the current list and takes traffic. */
+function stillUsable(ctx: Context, id: string): boolean {
+  const i = ctx.indexOf[id];
+  if (i === undefined) return false;
+  const replica = ctx.replicas[i];
+  return replica.weight > 0 && replica.health !== 'unhealthy' && replica.health !== 'draining';
 }
 
 /** js_set $llm_balancer_upstream: the upstream block of the pick, or '' with the 503 body in $llm_balancer_error. */
@@ -141,24 +177,23 @@ export function pick(r: NjsRequest): string {
 export function retry(r: NjsRequest): string {
   try {
     const ctx = context();
-    const plan = parseIndexes(r.variables[NAMES.planVar]);
-    const tried = parseIndexes(r.variables[NAMES.triedVar]);
+    const tried = parseIds(r.variables[NAMES.triedVar]);
     if (tried.length === 0) return failed(r, 'fail over (no first pick was recorded)', 'empty $' + NAMES.triedVar);
-    if (tried.length >= plan.length || plan[tried.length] >= ctx.replicas.length) {
+    const next = nextInPlan(parseIds(r.variables[NAMES.planVar]), tried, (id) => stillUsable(ctx, id));
+    if (next === null) {
       // Nothing left to try: the last attempt stays open until `outcome` ends it in the log phase.
       r.variables[NAMES.errorVar] = exhaustedError(tried.length);
       return '';
     }
-    const next = plan[tried.length];
     // Extend `tried` first: whatever happens below, the log phase must not end the previous attempt again.
-    r.variables[NAMES.triedVar] = r.variables[NAMES.triedVar] + ',' + next;
+    r.variables[NAMES.triedVar] = r.variables[NAMES.triedVar] + ',' + joinIds([next]);
     try {
-      endAttempt(r, ctx, tried, tried.length - 1, null);
+      endAttempt(r, ctx, tried[tried.length - 1], tried.length - 1, null);
     } catch (e) {
       r.error('llm-balancer: recording a failed attempt failed: ' + describeError(e));
     }
-    ctx.balancer.onStart(ctx.replicas[next].id);
-    return ctx.upstreams[next];
+    ctx.balancer.onStart(next);
+    return ctx.upstreams[ctx.indexOf[next]];
   } catch (e) {
     return failed(r, 'fail over', e);
   }
@@ -171,9 +206,9 @@ export function retry(r: NjsRequest): string {
  */
 export function outcome(r: NjsRequest): string {
   try {
-    const tried = parseIndexes(r.variables[NAMES.triedVar]);
+    const tried = parseIds(r.variables[NAMES.triedVar]);
     if (tried.length === 0) return '';
-    return endAttempt(r, context(), tried, tried.length - 1, { status: r.variables.status, requestCompletion: r.variables.request_completion });
+    return endAttempt(r, context(), tried[tried.length - 1], tried.length - 1, { status: r.variables.status, requestCompletion: r.variables.request_completion });
   } catch (e) {
     r.error('llm-balancer: recording the outcome failed: ' + describeError(e));
     return '';
@@ -222,12 +257,25 @@ function sendMetrics(r: NjsRequest, prometheus: boolean): void {
     const ctx = context();
     const rows = ctx.balancer.status(ctx.replicas);
     r.headersOut['Cache-Control'] = 'no-store';
+    const peers = ctx.peers;
     if (prometheus) {
+      let text = prometheusText(rows);
+      if (peers !== null && peers.syncedAt !== null) {
+        text +=
+          '# HELP llm_balancer_peers_synced_timestamp_seconds When the replica list was last read from the NGINX Plus API.\n' +
+          '# TYPE llm_balancer_peers_synced_timestamp_seconds gauge\n' +
+          'llm_balancer_peers_synced_timestamp_seconds ' + Math.floor(peers.syncedAt / 1000) + '\n';
+      }
       r.headersOut['Content-Type'] = PROMETHEUS_CONTENT_TYPE;
-      r.return(200, prometheusText(rows));
+      r.return(200, text);
     } else {
+      const doc = statusDocument(rows, ctx.upstreams, ctx.config.strategy, systemClock.now());
+      if (peers !== null) {
+        // Where the replicas come from: null synced_at means not read yet (routing on the static replicas).
+        doc.peers = { source: 'nginx-plus-api', upstream: peers.upstream, synced_at: peers.syncedAt === null ? null : new Date(peers.syncedAt).toISOString() };
+      }
       r.headersOut['Content-Type'] = 'application/json';
-      r.return(200, JSON.stringify(statusDocument(rows, ctx.upstreams, ctx.config.strategy, systemClock.now())) + '\n');
+      r.return(200, JSON.stringify(doc) + '\n');
     }
   } catch (e) {
     r.error('llm-balancer: status failed: ' + describeError(e));

@@ -23,6 +23,14 @@ export interface NumberDict {
   delete(key: string): boolean;
 }
 
+/** `ngx.shared.<zone>` of a `js_shared_dict_zone ... type=string` (njs 0.8.9). */
+export interface StringDict {
+  get(key: string): string | undefined;
+  /** Throws SharedMemoryError when the zone has no room for the value. */
+  set(key: string, value: string): unknown;
+  delete(key: string): boolean;
+}
+
 /** The parts of njs's request object (NginxHTTPRequest) the handlers use. */
 export interface NjsRequest {
   /** nginx variables; js_var ones are writable. Unset variables read as undefined. */
@@ -43,14 +51,16 @@ export interface NjsRequest {
   warn(message: string): void;
 }
 
-/** A response of ngx.fetch (only the status is read). */
+/** A response of ngx.fetch (njs has read the whole body, up to js_fetch_max_response_buffer_size, when it resolves). */
 export interface FetchReply {
   status: number;
+  text(): Promise<string>;
 }
 
 /** The global `ngx` object, as far as the adapter uses it. */
 export interface NgxHost {
-  shared: Record<string, NumberDict | undefined>;
+  /** The zones of js_shared_dict_zone: NumberDict for type=number, StringDict for type=string. */
+  shared: Record<string, NumberDict | StringDict | undefined>;
   fetch(url: string, options?: { method?: string; headers?: Record<string, string> }): Promise<FetchReply>;
   log(level: number, message: string): void;
   readonly INFO: number;
@@ -72,7 +82,16 @@ export function stateDict(): NumberDict {
   if (dict === undefined) {
     throw new Error('llm-balancer: no shared dict "' + NAMES.stateZone + '" (js_shared_dict_zone zone=' + NAMES.stateZone + ':4m type=number;)');
   }
-  return dict;
+  return dict as NumberDict;
+}
+
+/** The NGINX Plus peer list zone (nginx.plus_api); throws a message naming the directive when it is missing. */
+export function peersDict(): StringDict {
+  const dict = ngx.shared[NAMES.peersZone];
+  if (dict === undefined) {
+    throw new Error('llm-balancer: no shared dict "' + NAMES.peersZone + '" (js_shared_dict_zone zone=' + NAMES.peersZone + ':1m type=string;)');
+  }
+  return dict as StringDict;
 }
 
 /** The object `js_preload_object` installed as a global, or undefined outside nginx (njs CLI, Node). */

@@ -51,12 +51,29 @@ export interface Balancer {
   stop(): Promise<void>;
 }
 
+export interface BalancerStartOptions {
+  /**
+   * The error log's level (nginx's default is `error`): `warn` shows the module's warnings, e.g.
+   * the NGINX Plus peer sync's. Added to the generated main context as `error_log stderr <level>;`.
+   */
+  errorLogLevel?: 'warn' | 'notice' | 'info';
+}
+
+/** The rendered config with the test-only main-context additions of `options`. */
+function withOptions(conf: string, options: BalancerStartOptions): string {
+  if (options.errorLogLevel === undefined) return conf;
+  const marker = '\npid nginx.pid;\n';
+  if (!conf.includes(marker)) throw new Error('cannot place error_log: no `pid nginx.pid;` line in the rendered config');
+  return conf.replace(marker, `${marker}error_log stderr ${options.errorLogLevel};\n`);
+}
+
 /** Renders, checks with `nginx -t` (throws with nginx's words on failure) and starts nginx. */
-export async function startBalancer(balancer: Record<string, unknown>, label = 'balancer'): Promise<Balancer> {
+export async function startBalancer(balancer: Record<string, unknown>, label = 'balancer', options: BalancerStartOptions = {}): Promise<Balancer> {
   const port = await freePort();
   const prefix = createPrefix(label);
   const jsonPath = path.join(prefix.dir, 'llm-balancer.json');
   let rendered = render(balancer, port, jsonPath);
+  rendered.conf = withOptions(rendered.conf, options);
   prefix.write('llm-balancer.json', rendered.json);
   const confPath = prefix.write('nginx.conf', rendered.conf);
   const verdict: NginxTestResult = await testConfig(prefix.dir, confPath);
@@ -80,6 +97,7 @@ export async function startBalancer(balancer: Record<string, unknown>, label = '
     port,
     async reconfigure(next) {
       rendered = render(next, port, jsonPath);
+      rendered.conf = withOptions(rendered.conf, options);
       prefix.write('llm-balancer.json', rendered.json);
       await nginx.reload(rendered.conf);
     },

@@ -1,0 +1,54 @@
+// A request's failover bookkeeping, kept in two js_var variables that survive nginx's error_page
+// redirects ($llm_balancer_plan, $llm_balancer_tried; see handlers.ts). They hold replica IDS,
+// not indexes: with NGINX Plus as the replica source (nginx.plus_api) the replica list is re-read
+// by every njs VM (a retry location and the log phase get fresh ones), and a peer sync between
+// the pick and its retry or outcome may reorder, add or remove replicas. An id always names the
+// same replica (its state keys are by id), whatever list is current.
+// Ids are free text (a configured id may hold a comma): each is URI-encoded, then comma-joined.
+// Pure string work, unit-tested in Node.
+
+/** ["gpu-a", "b,c"] → "gpu-a,b%2Cc" */
+export function joinIds(ids: string[]): string {
+  const parts: string[] = [];
+  for (let i = 0; i < ids.length; i++) parts.push(encodeURIComponent(ids[i]));
+  return parts.join(',');
+}
+
+/** The inverse of joinIds; empty or absent → []. An entry that does not decode is dropped. */
+export function parseIds(list: string | undefined): string[] {
+  const out: string[] = [];
+  if (list === undefined || list === null || list === '') return out;
+  const parts = list.split(',');
+  for (let i = 0; i < parts.length; i++) {
+    if (parts[i] === '') continue;
+    try {
+      out.push(decodeURIComponent(parts[i]));
+    } catch (e) {
+      // Not written by joinIds: skip it.
+    }
+  }
+  return out;
+}
+
+/**
+ * The replica for the next failover attempt: the first plan entry after the last one tried that
+ * was not tried yet and is still `usable` (present in the current list and taking traffic), or
+ * null when none is left. Plans never repeat an id, so "after the last tried" is well defined.
+ */
+export function nextInPlan(plan: string[], tried: string[], usable: (id: string) => boolean): string | null {
+  if (tried.length === 0) return null;
+  const last = tried[tried.length - 1];
+  let start = tried.length;
+  for (let i = 0; i < plan.length; i++) {
+    if (plan[i] === last) {
+      start = i + 1;
+      break;
+    }
+  }
+  for (let i = start; i < plan.length; i++) {
+    let seen = false;
+    for (let j = 0; j < tried.length; j++) if (tried[j] === plan[i]) seen = true;
+    if (!seen && usable(plan[i])) return plan[i];
+  }
+  return null;
+}
