@@ -85,6 +85,8 @@ describe('nginx-config output passes the real `nginx -t`', () => {
     expect(verdict.output).toContain('test is successful');
     expect(verdict.conf).toContain('js_shared_dict_zone zone=llm_balancer_peers:1m type=string;');
     expect(verdict.conf).toContain('js_periodic llm_balancer.syncPeers interval=2000ms;');
+    // Its own location, with a fetch timeout below the beat (a run still going at the next beat is killed).
+    expect(verdict.conf).toMatch(/location @llm_balancer_peer_sync \{\n\s+js_fetch_timeout 1750ms;/);
     expect(verdict.conf).not.toContain('js_periodic llm_balancer.healthCheck');
   });
 

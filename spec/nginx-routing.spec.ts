@@ -132,7 +132,9 @@ describe('least-connections', () => {
 
 describe('response-time', () => {
   it('moves traffic off a backend made slow mid-test', async () => {
-    const lb = await balancer({ strategy: 'response-time', replicas: replicas(backends.list.slice(0, 2)) });
+    // A short half-life: an idle replica's estimate decays within ~100 ms, so the equally fast
+    // replicas keep alternating and the slow one is met soon, however noisy the machine is.
+    const lb = await balancer({ strategy: 'response-time', response_time: { half_life_s: 0.1 }, replicas: replicas(backends.list.slice(0, 2)) });
     await sequential(lb, 10);
     const status = await readStatus(lb);
     expect(status.replicas.every((r) => r.samples > 0)).toBe(true);
@@ -140,7 +142,7 @@ describe('response-time', () => {
     slow.behave({ latencyMs: 300 });
     // Requests keep flowing until one meets the slow backend: its latency estimate jumps (peak EWMA).
     const before = slow.requests;
-    for (let i = 0; i < 30 && slow.requests === before; i++) await sequential(lb, 1);
+    for (let i = 0; i < 500 && slow.requests === before; i++) await sequential(lb, 1);
     expect(slow.requests).toBe(before + 1);
     const after = (await readStatus(lb)).replicas;
     expect(after[0].latency_ewma_ms).toBeGreaterThan(after[1].latency_ewma_ms as number);

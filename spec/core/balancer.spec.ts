@@ -20,6 +20,19 @@ function configFor(strategy: string) {
   });
 }
 
+/** A deep copy whose objects and arrays have a null prototype, like njs's js_preload_object. */
+function withoutPrototypes<T>(value: T): T {
+  if (value === null || typeof value !== 'object') return value;
+  if (Array.isArray(value)) {
+    const copy = value.map((item) => withoutPrototypes(item));
+    Object.setPrototypeOf(copy, null);
+    return copy as T;
+  }
+  const copy = Object.create(null) as Record<string, unknown>;
+  for (const key of Object.keys(value)) copy[key] = withoutPrototypes((value as Record<string, unknown>)[key]);
+  return copy as T;
+}
+
 interface Op {
   advance: number;
   end: boolean;
@@ -80,6 +93,17 @@ describe('balancer', () => {
     expect(restored).toEqual(original);
     expect(original.some((line) => !line.startsWith('end'))).toBe(true);
     expect(store.dump()).toEqual(JSON.parse(JSON.stringify(store.dump())));
+  });
+
+  it.each(STRATEGIES)('%s: works on a config whose objects and arrays have no prototype (as njs preloads it)', (strategy) => {
+    const list = replicas([1, 2, 1, 0.5, 1]);
+    const ops = script(3, 300);
+    const normal = fakeClock(0);
+    const bare = fakeClock(0);
+    const expected = run(createBalancer(configFor(strategy), { store: createMemoryStore(), clock: normal, random: seededRandom(5) }), normal, list, [], ops);
+    const actual = run(createBalancer(withoutPrototypes(configFor(strategy)), { store: createMemoryStore(), clock: bare, random: seededRandom(5) }), bare, list, [], ops);
+    expect(actual).toEqual(expected);
+    expect(expected.some((line) => line.startsWith('end') && ops.some((op) => op.outcome.status === 503))).toBe(true);
   });
 
   it.each(STRATEGIES)('%s: in-flight counts return to exactly 0 once every request has ended', (strategy) => {

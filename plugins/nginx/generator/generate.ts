@@ -15,6 +15,7 @@ import { buildKeys } from '../../../shared/replica-state';
 import type { ReplicaKeys } from '../../../shared/replica-state';
 import { exhaustedError } from '../errors';
 import { NAMES } from '../names';
+import { syncTimeoutMs } from '../peers';
 import type { PreloadedConfig } from '../names';
 import type { NginxOptions } from './options';
 
@@ -169,16 +170,20 @@ function httpBody(input: RenderInput): string[] {
   lines.push('');
   restricted(lines, '/llm-balancer/status', 'status', input);
   restricted(lines, '/llm-balancer/metrics', 'metrics', input);
-  if (config.active_health.enabled || nginx.plus_api) {
+  // js_periodic runs on one worker, and a run still going at the next beat is killed with its
+  // fetches: each timer beats at its own interval with a fetch timeout below it.
+  if (config.active_health.enabled) {
     lines.push('');
-    // js_periodic runs on one worker: the health check probes each replica every interval_s,
-    // the peer sync reads the NGINX Plus API.
     lines.push('    location ' + NAMES.periodicLocation + ' {');
     lines.push('      js_fetch_timeout ' + milliseconds(config.active_health.timeout_s) + ';');
-    // A run still going at the next beat is killed with its fetches: beat at the probe interval,
-    // which the schema keeps longer than the probe timeout.
-    if (config.active_health.enabled) lines.push('      js_periodic ' + NAMES.module + '.healthCheck interval=' + milliseconds(config.active_health.interval_s) + ';');
-    if (nginx.plus_api) lines.push('      js_periodic ' + NAMES.module + '.syncPeers interval=' + milliseconds(nginx.plus_api.interval_s) + ';');
+    lines.push('      js_periodic ' + NAMES.module + '.healthCheck interval=' + milliseconds(config.active_health.interval_s) + ';');
+    lines.push('    }');
+  }
+  if (nginx.plus_api) {
+    lines.push('');
+    lines.push('    location ' + NAMES.peerSyncLocation + ' {');
+    lines.push('      js_fetch_timeout ' + syncTimeoutMs(nginx.plus_api.interval_s) + 'ms;');
+    lines.push('      js_periodic ' + NAMES.module + '.syncPeers interval=' + milliseconds(nginx.plus_api.interval_s) + ';');
     lines.push('    }');
   }
   lines.push('  }');
