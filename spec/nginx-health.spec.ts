@@ -304,6 +304,17 @@ describe('state across reloads', () => {
 });
 
 describe('status endpoint', () => {
+  it('answers only the addresses in nginx.status_allow (localhost by default): others get 403', async () => {
+    const open = await balancer({ strategy: 'round-robin', replicas: replicas(backends.list.slice(0, 1)) });
+    expect((await request(open.nginx.url('/llm-balancer/status'))).status).toBe(200);
+    // The test client is 127.0.0.1: with only another address allowed, it must be refused.
+    const closed = await balancer({ strategy: 'round-robin', replicas: replicas(backends.list.slice(0, 1)), nginx: { status_allow: ['192.0.2.10'] } });
+    expect((await request(closed.nginx.url('/llm-balancer/status'))).status).toBe(403);
+    expect((await request(closed.nginx.url('/llm-balancer/metrics'))).status).toBe(403);
+    // The balanced location itself is not restricted.
+    expect((await request(closed.nginx.url(URL_PATH))).status).toBe(200);
+  });
+
   it('JSON per replica, and the same numbers as Prometheus text', async () => {
     const lb = await balancer({ strategy: 'weighted-round-robin', replicas: replicas(backends.list, [2, 1, 1]) });
     for (let i = 0; i < 8; i++) expect((await request(lb.nginx.url(URL_PATH))).status).toBe(200);
