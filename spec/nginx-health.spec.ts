@@ -5,25 +5,19 @@
 // status endpoint speaks JSON and Prometheus. Assertions are on counts, states and bodies.
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startBackends } from './helpers/backends';
-import type { Backend, Backends } from './helpers/backends';
-import { drained, readStatus, request, startBalancer, stream, waitFor } from './helpers/nginx-balancer';
+import type { Backends } from './helpers/backends';
+import { createFleet, replicasOf } from './helpers/fleet';
+import { drained, readStatus, request, stream, waitFor } from './helpers/nginx-balancer';
 import type { Balancer, Reply, StatusRow } from './helpers/nginx-balancer';
 
 let backends: Backends;
-const running: Balancer[] = [];
+const fleet = createFleet('health');
 
 beforeAll(async () => {
   backends = await startBackends(3);
 });
 afterEach(async () => {
-  const errors: string[] = [];
-  while (running.length > 0) {
-    const lb = running.pop() as Balancer;
-    errors.push(...lb.moduleErrors());
-    await lb.stop();
-  }
-  errors.push(...earlyErrors.splice(0));
-  expect(errors).toEqual([]);
+  expect(await fleet.stopAll()).toEqual([]);
   for (const b of backends.list) await b.restart();
   backends.resetAll();
 });
@@ -31,9 +25,7 @@ afterAll(async () => {
   await backends?.close();
 });
 
-function replicas(list: Backend[], weights?: number[]) {
-  return list.map((b, i) => ({ address: b.address, id: b.name, weight: weights ? weights[i] : 1 }));
-}
+const replicas = replicasOf;
 
 /** Fast health settings so a test sees ejections, marks and recoveries within seconds. */
 const FAST_HEALTH = {
@@ -41,19 +33,8 @@ const FAST_HEALTH = {
   active_health: { enabled: true, path: '/health', interval_s: 1, timeout_s: 0.5, healthy_threshold: 1, unhealthy_threshold: 1 },
 };
 
-/** Stops the most recent balancer early, keeping its module errors for the afterEach check. */
-const earlyErrors: string[] = [];
-async function stopLast(): Promise<void> {
-  const lb = running.pop() as Balancer;
-  earlyErrors.push(...lb.moduleErrors());
-  await lb.stop();
-}
-
-async function balancer(config: Record<string, unknown>): Promise<Balancer> {
-  const b = await startBalancer(config, 'health');
-  running.push(b);
-  return b;
-}
+const balancer = (config: Record<string, unknown>) => fleet.start(config);
+const stopLast = () => fleet.stopLast();
 
 const URL_PATH = '/v1/chat/completions';
 

@@ -8,7 +8,8 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { NGINX_OUTFILE } from '../build/build.js';
 import { startBackends } from './helpers/backends';
 import type { Backend, Backends } from './helpers/backends';
-import { drained, readStatus, render, request, startBalancer, waitFor } from './helpers/nginx-balancer';
+import { drained, readStatus, render, request, waitFor } from './helpers/nginx-balancer';
+import { createFleet, replicasOf } from './helpers/fleet';
 import type { Balancer, Reply, StatusDocument, StatusRow } from './helpers/nginx-balancer';
 import { runWithBundle } from './helpers/nginx-env';
 import { startFakePlusApi } from './helpers/plus-api';
@@ -19,7 +20,7 @@ const URL_PATH = '/v1/chat/completions';
 
 let backends: Backends;
 let api: FakePlusApi;
-const running: Balancer[] = [];
+const fleet = createFleet('plus');
 
 beforeAll(async () => {
   backends = await startBackends(4);
@@ -27,13 +28,7 @@ beforeAll(async () => {
 });
 afterEach(async () => {
   for (const b of backends.list) b.release();
-  const errors: string[] = [];
-  while (running.length > 0) {
-    const lb = running.pop() as Balancer;
-    errors.push(...lb.moduleErrors());
-    await lb.stop();
-  }
-  expect(errors).toEqual([]);
+  expect(await fleet.stopAll()).toEqual([]);
   for (const b of backends.list) await b.restart();
   backends.resetAll();
   api.failWith('none');
@@ -45,17 +40,13 @@ afterAll(async () => {
 
 type PlusStatus = StatusDocument & { peers?: { source: string; upstream: string; synced_at: string | null } };
 
-function staticReplicas(list: Backend[], weights?: number[]) {
-  return list.map((b, i) => ({ address: b.address, id: b.name, weight: weights ? weights[i] : 1 }));
-}
+const staticReplicas = replicasOf;
 
 /** A balancer whose replicas come from the fake API's UPSTREAM; `replicas` are the static ones. */
 async function balancer(config: Record<string, unknown>): Promise<Balancer> {
   const nginx = Object.assign({ plus_api: { url: api.url, upstream: UPSTREAM, interval_s: 1 } }, (config.nginx as object | undefined) ?? {});
   // warn: the peer sync's warnings reach the error log (nginx's default level is error).
-  const b = await startBalancer(Object.assign({}, config, { nginx }), 'plus', { errorLogLevel: 'warn' });
-  running.push(b);
-  return b;
+  return fleet.start(Object.assign({}, config, { nginx }), { errorLogLevel: 'warn' });
 }
 
 async function status(lb: Balancer): Promise<PlusStatus> {

@@ -4,50 +4,31 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startBackends } from './helpers/backends';
 import type { Backend, Backends } from './helpers/backends';
-import { drained, readStatus, render, request, startBalancer, stream, waitFor } from './helpers/nginx-balancer';
+import { drained, readStatus, render, request, stream, waitFor } from './helpers/nginx-balancer';
+import { createFleet, replicasOf } from './helpers/fleet';
 import { runWithBundle } from './helpers/nginx-env';
 import { NGINX_OUTFILE } from '../build/build.js';
 import type { Balancer, Reply } from './helpers/nginx-balancer';
 
 let backends: Backends;
-const running: Balancer[] = [];
+const fleet = createFleet('routing');
 
 beforeAll(async () => {
   backends = await startBackends(3);
 });
 afterEach(async () => {
   for (const b of backends.list) b.release();
-  const errors: string[] = [];
-  while (running.length > 0) {
-    const lb = running.pop() as Balancer;
-    errors.push(...lb.moduleErrors());
-    await lb.stop();
-  }
-  errors.push(...earlyErrors.splice(0));
-  expect(errors).toEqual([]);
+  expect(await fleet.stopAll()).toEqual([]);
   backends.resetAll();
 });
 afterAll(async () => {
   await backends?.close();
 });
 
-function replicas(list: Backend[], weights?: number[]) {
-  return list.map((b, i) => ({ address: b.address, id: b.name, weight: weights ? weights[i] : 1 }));
-}
+const replicas = replicasOf;
 
-/** Stops the most recent balancer early, keeping its module errors for the afterEach check. */
-const earlyErrors: string[] = [];
-async function stopLast(): Promise<void> {
-  const lb = running.pop() as Balancer;
-  earlyErrors.push(...lb.moduleErrors());
-  await lb.stop();
-}
-
-async function balancer(config: Record<string, unknown>): Promise<Balancer> {
-  const b = await startBalancer(config, 'routing');
-  running.push(b);
-  return b;
-}
+const balancer = (config: Record<string, unknown>) => fleet.start(config);
+const stopLast = () => fleet.stopLast();
 
 /** Backend name of a JSON answer. */
 function servedBy(reply: Reply): string {
