@@ -9,7 +9,6 @@ export type { MemoryStore } from './memory-store';
 export { recordProbe } from './health/active';
 export type { ActiveThresholds } from './health/active';
 export { resolveHashKey } from './hash-key';
-export { strategyFactories } from './strategies/index';
 export * from './config/index';
 export type * from './types';
 export { splitAddress } from './address';

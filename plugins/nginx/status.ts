@@ -51,17 +51,21 @@ interface Metric {
   value: (row: ReplicaStatus) => number | null;
 }
 
-const METRICS: Metric[] = [
-  { name: 'in_flight', type: 'gauge', help: 'Requests in flight to the replica, across all worker processes.', value: (r) => r.inFlight },
-  { name: 'picks_total', type: 'counter', help: 'Attempts started on the replica (picks and failover attempts).', value: (r) => r.picks },
-  { name: 'failures_total', type: 'counter', help: 'Attempts that failed with a configured failure kind (connect error, timeout, 5xx, 429).', value: (r) => r.failures },
-  { name: 'latency_ewma_ms', type: 'gauge', help: 'Time-decayed peak EWMA of response time in milliseconds (absent before the first sample).', value: (r) => round(r.ewmaMs) },
-  { name: 'ttft_ewma_ms', type: 'gauge', help: 'Time-decayed peak EWMA of time to the response header in milliseconds (absent before the first sample).', value: (r) => round(r.ttftMs) },
-  { name: 'healthy', type: 'gauge', help: '1 when the replica takes traffic normally, else 0.', value: (r) => (r.state === 'healthy' ? 1 : 0) },
-  { name: 'ejected', type: 'gauge', help: '1 while passive outlier detection keeps the replica out (ejected or awaiting its half-open trial).', value: (r) => (r.state === 'ejected' || r.state === 'half-open' ? 1 : 0) },
-  { name: 'ejections', type: 'gauge', help: 'Ejections in the current streak (the count sets the ejection length; forgotten after max_ejection_s healthy).', value: (r) => r.ejections },
-  { name: 'weight', type: 'gauge', help: 'Configured relative capacity.', value: (r) => r.weight },
-];
+// Built on use, not at module level: njs evaluates the module's top level for every request, and
+// this table (nine objects, nine closures) would cost each proxied request for a page few ask for.
+function metricTable(): Metric[] {
+  return [
+    { name: 'in_flight', type: 'gauge', help: 'Requests in flight to the replica, across all worker processes.', value: (r) => r.inFlight },
+    { name: 'picks_total', type: 'counter', help: 'Attempts started on the replica (picks and failover attempts).', value: (r) => r.picks },
+    { name: 'failures_total', type: 'counter', help: 'Attempts that failed with a configured failure kind (connect error, timeout, 5xx, 429).', value: (r) => r.failures },
+    { name: 'latency_ewma_ms', type: 'gauge', help: 'Time-decayed peak EWMA of response time in milliseconds (absent before the first sample).', value: (r) => round(r.ewmaMs) },
+    { name: 'ttft_ewma_ms', type: 'gauge', help: 'Time-decayed peak EWMA of time to the response header in milliseconds (absent before the first sample).', value: (r) => round(r.ttftMs) },
+    { name: 'healthy', type: 'gauge', help: '1 when the replica takes traffic normally, else 0.', value: (r) => (r.state === 'healthy' ? 1 : 0) },
+    { name: 'ejected', type: 'gauge', help: '1 while passive outlier detection keeps the replica out (ejected or awaiting its half-open trial).', value: (r) => (r.state === 'ejected' || r.state === 'half-open' ? 1 : 0) },
+    { name: 'ejections', type: 'gauge', help: 'Ejections in the current streak (the count sets the ejection length; forgotten after max_ejection_s healthy).', value: (r) => r.ejections },
+    { name: 'weight', type: 'gauge', help: 'Configured relative capacity.', value: (r) => r.weight },
+  ];
+}
 
 /** GET /llm-balancer/metrics: one family per metric, one sample per replica, plus a state info family. */
 export function prometheusText(rows: ReplicaStatus[]): string {
@@ -70,8 +74,9 @@ export function prometheusText(rows: ReplicaStatus[]): string {
   for (let i = 0; i < rows.length; i++) {
     labels.push('replica="' + labelValue(rows[i].id) + '",address="' + labelValue(rows[i].address) + '"');
   }
-  for (let m = 0; m < METRICS.length; m++) {
-    const metric = METRICS[m];
+  const metrics = metricTable();
+  for (let m = 0; m < metrics.length; m++) {
+    const metric = metrics[m];
     const name = 'llm_balancer_replica_' + metric.name;
     lines.push('# HELP ' + name + ' ' + metric.help);
     lines.push('# TYPE ' + name + ' ' + metric.type);

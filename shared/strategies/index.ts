@@ -1,4 +1,4 @@
-// The strategy registry: config name → factory. Adding a strategy = one file, one line here,
+// The strategy registry: config name → factory. Adding a strategy = one file, one case here,
 // one spec, one row in the schema's one_of (shared/config/schema.ts).
 
 import type { BalancerConfig, StrategyName } from '../config/types';
@@ -10,15 +10,22 @@ import { createResponseTime } from './response-time';
 import { createRoundRobin } from './round-robin';
 import { createWeightedRoundRobin } from './weighted-round-robin';
 
-export const strategyFactories: Record<StrategyName, (config: BalancerConfig) => Strategy> = {
-  'round-robin': createRoundRobin,
-  'weighted-round-robin': createWeightedRoundRobin,
-  'least-connections': createLeastConnections,
-  'response-time': createResponseTime,
-  'consistent-hash': (config) => createConsistentHash(config, createStrategy(config, config.consistent_hash.fallback)),
-  hybrid: createHybrid,
-};
-
+// A switch, not a table of factories: under njs the module's top level runs for every request,
+// and a table would be built each time.
 export function createStrategy(config: BalancerConfig, name: StrategyName): Strategy {
-  return strategyFactories[name](config);
+  switch (name) {
+    case 'round-robin':
+      return createRoundRobin();
+    case 'weighted-round-robin':
+      return createWeightedRoundRobin();
+    case 'least-connections':
+      return createLeastConnections(config);
+    case 'response-time':
+      return createResponseTime();
+    case 'consistent-hash':
+      return createConsistentHash(config, createStrategy(config, config.consistent_hash.fallback));
+    case 'hybrid':
+      return createHybrid(config);
+  }
+  throw new Error('unknown strategy ' + String(name));
 }
