@@ -81,7 +81,7 @@ async function startNginx(env, dir, conf, port) {
     child.kill('SIGKILL');
     throw new Error(`nginx did not start: ${stderr}`);
   }
-  return async () => {
+  const stop = async () => {
     child.kill('SIGTERM');
     await new Promise((resolve) => {
       const timer = setTimeout(() => {
@@ -94,6 +94,39 @@ async function startNginx(env, dir, conf, port) {
       });
     });
   };
+  return { stop, pid: child.pid };
+}
+
+/** The worker processes of an nginx master (its children). */
+function workerPids(masterPid) {
+  const out = [];
+  for (const entry of fs.readdirSync('/proc')) {
+    if (!/^[0-9]+$/.test(entry)) continue;
+    try {
+      const stat = fs.readFileSync(`/proc/${entry}/stat`, 'utf8');
+      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === masterPid) out.push(Number(entry));
+    } catch {
+      // gone while we looked
+    }
+  }
+  return out;
+}
+
+// Kernel clock ticks per second for /proc/<pid>/stat times (USER_HZ, 100 on Linux x86-64).
+const CLOCK_TICKS_PER_S = 100;
+
+/**
+ * CPU seconds (user + system) the processes have used so far. Throughput on a shared 2-core
+ * machine swings by ±20% run to run; CPU per request of the nginx workers is far steadier.
+ */
+function cpuSeconds(pids) {
+  let ticks = 0;
+  for (const pid of pids) {
+    const fields = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const after = fields.slice(fields.lastIndexOf(')') + 2).split(' ');
+    ticks += Number(after[11]) + Number(after[12]); // utime, stime (fields 14 and 15 of stat)
+  }
+  return ticks / CLOCK_TICKS_PER_S;
 }
 
 /** Four tiny OpenAI-ish backends served by one single-worker nginx: cheap and steady. */
@@ -189,9 +222,11 @@ function parseWrk(output) {
     return m ? toMs(m[1], m[2]) : NaN;
   };
   const errors = /Non-2xx or 3xx responses:\s+(\d+)/.exec(output);
+  const requests = /(\d+) requests in/.exec(output);
   const socket = /Socket errors:.*/.exec(output);
   return {
     requestsPerSecond: rps ? Number(rps[1]) : NaN,
+    requests: requests ? Number(requests[1]) : NaN,
     p50Ms: pct(50),
     p99Ms: pct(99),
     non2xx: errors ? Number(errors[1]) : 0,
@@ -211,7 +246,7 @@ async function main() {
     for (let i = 0; i < REPLICAS; i++) ports.push(await freePort());
     const backendDir = path.join(root, 'backends');
     fs.mkdirSync(backendDir);
-    stops.push(await startNginx(env, backendDir, backendsConf(env, backendDir, ports), ports[0]));
+    stops.push((await startNginx(env, backendDir, backendsConf(env, backendDir, ports), ports[0])).stop);
     for (const port of ports) await waitForPort(port, 5000);
     const script = wrkScript(root);
 
@@ -222,25 +257,41 @@ async function main() {
       { name: 'njs round-robin', conf: (dir, port) => njsConf(env, dir, port, ports, 'strategy: round-robin') },
       { name: 'njs consistent-hash', conf: (dir, port) => njsConf(env, dir, port, ports, 'strategy: consistent-hash\nhash_key:\n  source: header\n  name: x-session-id') },
     ];
+    // BENCH_VARIANTS=least,round runs only the variants whose names contain one of the words.
+    const only = process.env.BENCH_VARIANTS ? process.env.BENCH_VARIANTS.split(',') : null;
     const results = [];
-    for (const variant of variants) {
+    for (const variant of variants.filter((v, i) => i === 0 || !only || only.some((word) => v.name.includes(word)))) {
       const dir = path.join(root, variant.name.replace(/[^a-z0-9]+/gi, '-'));
       fs.mkdirSync(dir);
       const port = await freePort();
-      const stop = await startNginx(env, dir, await variant.conf(dir, port), port);
+      const gateway = await startNginx(env, dir, await variant.conf(dir, port), port);
       try {
         const url = `http://127.0.0.1:${port}/v1/models`;
         // Warm up connections and, for njs, the shared state.
         await run(env.wrkArgv[0], env.wrkArgv.slice(1).concat(['-t1', `-c${CONNECTIONS}`, '-d1s', '-s', script, url]));
+        const workers = workerPids(gateway.pid);
+        const cpuBefore = cpuSeconds(workers);
         const r = await run(env.wrkArgv[0], env.wrkArgv.slice(1).concat(['-t1', `-c${CONNECTIONS}`, `-d${DURATION_S}s`, '--latency', '-s', script, url]));
-        results.push({ variant: variant.name, ...parseWrk(r.stdout) });
+        const cpu = cpuSeconds(workers) - cpuBefore;
+        const parsed = parseWrk(r.stdout);
+        results.push({ variant: variant.name, ...parsed, cpuUsPerRequest: (cpu * 1e6) / parsed.requests });
       } finally {
-        await stop();
+        await gateway.stop();
       }
     }
     const baseline = results[0].requestsPerSecond;
-    const header = ['variant', 'req/s', 'vs native least_conn', 'p50 ms', 'p99 ms', 'non-2xx'];
-    const rows = results.map((r) => [r.variant, r.requestsPerSecond.toFixed(0), (r.requestsPerSecond / baseline).toFixed(2), r.p50Ms.toFixed(2), r.p99Ms.toFixed(2), String(r.non2xx)]);
+    const baseCpu = results[0].cpuUsPerRequest;
+    const header = ['variant', 'req/s', 'vs native least_conn', 'nginx CPU µs/req', 'CPU vs native', 'p50 ms', 'p99 ms', 'non-2xx'];
+    const rows = results.map((r) => [
+      r.variant,
+      r.requestsPerSecond.toFixed(0),
+      (r.requestsPerSecond / baseline).toFixed(2),
+      r.cpuUsPerRequest.toFixed(1),
+      (r.cpuUsPerRequest / baseCpu).toFixed(2) + 'x',
+      r.p50Ms.toFixed(2),
+      r.p99Ms.toFixed(2),
+      String(r.non2xx),
+    ]);
     const widths = header.map((h, c) => Math.max(h.length, ...rows.map((row) => row[c].length)));
     const line = (cells) => '| ' + cells.map((cell, c) => cell.padEnd(widths[c])).join(' | ') + ' |';
     console.log(`Gateway overhead: nginx ${env.nginxVersion} + njs ${env.njsVersion}, ${GATEWAY_WORKERS} workers, ${REPLICAS} keepalive upstreams, wrk -t1 -c${CONNECTIONS} -d${DURATION_S}s, tiny responses\n`);
