@@ -42,10 +42,10 @@ export interface Balancer {
   readonly config: BalancerConfig;
   /** The replica to use first, then up to `retries` distinct alternates; or why there is none. */
   pick(replicas: Replica[], request: RequestView): PickResult;
-  /** An attempt on this replica begins (call for the pick and for each failover attempt). */
-  onStart(replicaId: string): void;
+  /** An attempt on this replica (or replica id) begins: call for the pick and each failover attempt. */
+  onStart(replica: Replica | string): void;
   /** That attempt ended. `replicas` is the current list (for the ejection cap). */
-  onEnd(replicas: Replica[], replicaId: string, outcome: Outcome): void;
+  onEnd(replicas: Replica[], replica: Replica | string, outcome: Outcome): void;
   status(replicas: Replica[]): ReplicaStatus[];
 }
 
@@ -161,9 +161,16 @@ export function createBalancer(config: BalancerConfig, deps: BalancerDeps): Bala
     return { ok: true, replicas: chosen };
   }
 
-  function onEnd(replicas: Replica[], replicaId: string, outcome: Outcome): void {
+  /** A replica's Store keys: the ones the adapter precomputed, or built from the id. */
+  function keysFor(replica: Replica | string): ReplicaKeys {
+    if (typeof replica === 'string') return keysOf(replica);
+    return replica.keys !== undefined ? replica.keys : keysOf(replica.id);
+  }
+
+  function onEnd(replicas: Replica[], replica: Replica | string, outcome: Outcome): void {
     const now = deps.clock.now();
-    const keys = keysOf(replicaId);
+    const keys = keysFor(replica);
+    const replicaId = typeof replica === 'string' ? replica : replica.id;
     recordEnd(store, keys);
     const verdict = classifyOutcome(outcome, passive.failure_kinds);
     // Latency samples come only from answers the replica actually gave: a connect error's
@@ -172,7 +179,7 @@ export function createBalancer(config: BalancerConfig, deps: BalancerDeps): Bala
       const ttft = outcome.ttftMs === undefined || outcome.ttftMs === null ? null : outcome.ttftMs;
       recordLatency(store, keys, outcome.latencyMs, ttft, now, halfLifeMs, config.response_time.peak_sensitive);
     }
-    recordVerdict(store, replicas, replicaId, verdict, now, passive);
+    recordVerdict(store, replicas, replicaId, keys, verdict, now, passive);
   }
 
   function status(replicas: Replica[]): ReplicaStatus[] {
@@ -206,7 +213,7 @@ export function createBalancer(config: BalancerConfig, deps: BalancerDeps): Bala
   return {
     config: config,
     pick: pick,
-    onStart: (replicaId) => recordStart(store, keysOf(replicaId)),
+    onStart: (replica) => recordStart(store, keysFor(replica)),
     onEnd: onEnd,
     status: status,
   };

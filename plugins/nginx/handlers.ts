@@ -138,7 +138,8 @@ function begin(r: NjsRequest, ctx: Context, result: PickResult): string {
   const first = plan[0];
   r.variables[NAMES.planVar] = joinIds(plan);
   r.variables[NAMES.triedVar] = joinIds([first]);
-  ctx.balancer.onStart(first);
+  // The replica object carries its preloaded Store keys: njs would rebuild them otherwise.
+  ctx.balancer.onStart(result.replicas[0]);
   return ctx.upstreams[ctx.indexOf[first]];
 }
 
@@ -149,7 +150,8 @@ function begin(r: NjsRequest, ctx: Context, result: PickResult): string {
 function endAttempt(r: NjsRequest, ctx: Context, id: string, index: number, response: ResponseVariables | null): string {
   const v = r.variables;
   const outcome = attemptOutcome({ status: v.upstream_status, responseTime: v.upstream_response_time, headerTime: v.upstream_header_time }, index, response);
-  ctx.balancer.onEnd(ctx.replicas, id, outcome);
+  const i = ctx.indexOf[id];
+  ctx.balancer.onEnd(ctx.replicas, i === undefined ? id : ctx.replicas[i], outcome);
   return describeOutcome(id, outcome);
 }
 
@@ -193,7 +195,7 @@ export function retry(r: NjsRequest): string {
     } catch (e) {
       r.error('llm-balancer: recording a failed attempt failed: ' + describeError(e));
     }
-    ctx.balancer.onStart(next);
+    ctx.balancer.onStart(ctx.replicas[ctx.indexOf[next]]);
     return ctx.upstreams[ctx.indexOf[next]];
   } catch (e) {
     return failed(r, 'fail over', e);

@@ -81,7 +81,8 @@ function eject(store: Store, keys: ReplicaKeys, now: number, config: PassiveHeal
 function ejectionAllowed(store: Store, replicas: Replica[], id: string, config: PassiveHealthConfig): boolean {
   let alreadyOut = 0;
   for (let i = 0; i < replicas.length; i++) {
-    if (replicas[i].id !== id && readNumber(store, keysOf(replicas[i].id).ejectedUntil) > 0) alreadyOut++;
+    const keys = replicas[i].keys !== undefined ? (replicas[i].keys as ReplicaKeys) : keysOf(replicas[i].id);
+    if (replicas[i].id !== id && readNumber(store, keys.ejectedUntil) > 0) alreadyOut++;
   }
   const allowed = Math.max(1, Math.floor((replicas.length * config.max_ejected_percent) / 100));
   return alreadyOut + 1 <= allowed;
@@ -92,11 +93,11 @@ export function recordVerdict(
   store: Store,
   replicas: Replica[],
   id: string,
+  keys: ReplicaKeys,
   verdict: Verdict,
   now: number,
   config: PassiveHealthConfig,
 ): void {
-  const keys = keysOf(id);
   if (verdict === 'failure') store.incr(keys.failures, 1, 0);
   if (!config.enabled) return;
   const state = passiveState(store, keys, now);

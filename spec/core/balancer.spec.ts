@@ -131,6 +131,14 @@ describe('balancer', () => {
     // ...and the keys, not the id, decide what is read: swapped keys swap the loads.
     const swapped = [{ ...plain[0], keys: buildKeys('r1') }, { ...plain[1], keys: buildKeys('r0') }];
     expect(balancer.pick(swapped, {})).toMatchObject({ ok: true, replicas: [{ id: 'r0' }] });
+    // onStart/onEnd given the replica object write through its keys too.
+    balancer.onStart(swapped[0]); // counts on r1's keys
+    expect(balancer.status(plain).map((s) => s.inFlight)).toEqual([3, 1]);
+    balancer.onEnd(swapped, swapped[1], { status: 200, latencyMs: 5 }); // ends on r0's keys
+    expect(balancer.status(plain).map((s) => [s.inFlight, s.samples])).toEqual([
+      [2, 1],
+      [1, 0],
+    ]);
   });
 
   it('returns the pick plus up to `retries` distinct alternates', () => {
