@@ -10,8 +10,7 @@ import path from 'node:path';
 import { once } from 'node:events';
 import { Worker } from 'node:worker_threads';
 import { pathToFileURL } from 'node:url';
-import * as esbuild from 'esbuild';
-import { REPO_ROOT, buildNjsBundle } from '../build/build.js';
+import { REPO_ROOT, buildNjsBundle, buildNodeModule } from '../build/build.js';
 import { ensureNginx } from '../build/fetch-nginx.js';
 
 const WORK = path.join(REPO_ROOT, '.cache', 'bench');
@@ -22,15 +21,7 @@ const NJS_ITERATIONS = { 4: 40000, 16: 20000, 64: 5000 };
 
 async function nodeResults() {
   const outfile = path.join(WORK, 'core-node.mjs');
-  await esbuild.build({
-    entryPoints: [path.join(REPO_ROOT, 'bench', 'core-cases.ts')],
-    outfile,
-    bundle: true,
-    format: 'esm',
-    platform: 'node',
-    target: 'node20',
-    logLevel: 'silent',
-  });
+  await buildNodeModule(path.join(REPO_ROOT, 'bench', 'core-cases.ts'), outfile);
   const module = pathToFileURL(outfile).href;
   const { STRATEGIES } = await import(module);
   const results = [];

@@ -14,9 +14,8 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import * as esbuild from 'esbuild';
 import { pathToFileURL } from 'node:url';
-import { REPO_ROOT, build } from '../build/build.js';
+import { REPO_ROOT, build, buildNodeModule } from '../build/build.js';
 import { ensureNginx } from '../build/fetch-nginx.js';
 
 const run = promisify(execFile);
@@ -161,20 +160,10 @@ ${servers}
 
 async function generatorModules() {
   const outfile = path.join(WORK, 'generator.mjs');
-  await esbuild.build({
-    stdin: {
-      contents: "export { loadBalancerFile } from './plugins/nginx/generator/load';\nexport { renderNginxConfig, preloadedConfig } from './plugins/nginx/generator/generate';\n",
-      resolveDir: REPO_ROOT,
-      loader: 'ts',
-    },
+  await buildNodeModule(
+    { contents: "export { loadBalancerFile } from './plugins/nginx/generator/load';\nexport { renderNginxConfig, preloadedConfig } from './plugins/nginx/generator/generate';\n" },
     outfile,
-    bundle: true,
-    format: 'esm',
-    platform: 'node',
-    target: 'node20',
-    logLevel: 'silent',
-    banner: { js: "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);" },
-  });
+  );
   return import(pathToFileURL(outfile).href + '?t=' + Date.now());
 }
 

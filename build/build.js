@@ -134,22 +134,34 @@ export async function buildNjsBundle(entry = NGINX_ENTRY, outfile = NGINX_OUTFIL
 export const CLI_ENTRY = path.join(REPO_ROOT, 'plugins', 'nginx', 'generator', 'cli-entry.ts');
 export const CLI_OUTFILE = path.join(REPO_ROOT, 'dist', 'cli', 'llm-balancer.js');
 
+/**
+ * Bundle TypeScript for Node into one ES module: `source` is an entry file, or `{ contents }` of
+ * an entry written in place (resolved from the repository root). Used for the CLI and by the
+ * benchmarks, which import the core and the generator.
+ */
+export async function buildNodeModule(source, outfile) {
+  const input =
+    typeof source === 'string' ? { entryPoints: [source] } : { stdin: { contents: source.contents, resolveDir: REPO_ROOT, loader: 'ts' } };
+  const result = await runEsbuild(
+    Object.assign(input, {
+      absWorkingDir: REPO_ROOT,
+      outfile,
+      bundle: true,
+      format: 'esm',
+      platform: 'node',
+      target: 'node20',
+      legalComments: 'none',
+      // Bundled CommonJS dependencies (yaml) call require('process'): give the ES module a require.
+      banner: { js: "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);" },
+    }),
+  );
+  return outputInfo(result, outfile);
+}
+
 /** Bundle the `llm-balancer` command (nginx-config generator) into one Node ES module. */
 export async function buildCliBundle(entry = CLI_ENTRY, outfile = CLI_OUTFILE) {
   requireEntry(entry, 'CLI');
-  const result = await runEsbuild({
-    absWorkingDir: REPO_ROOT,
-    entryPoints: [entry],
-    outfile,
-    bundle: true,
-    format: 'esm',
-    platform: 'node',
-    target: 'node20',
-    legalComments: 'none',
-    // Bundled CommonJS dependencies (yaml) call require('process'): give the ES module a require.
-    banner: { js: "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);" },
-  });
-  return outputInfo(result, outfile);
+  return buildNodeModule(entry, outfile);
 }
 
 /** Build both plugins and the CLI. Returns [{outfile, bytes, exports}]. */

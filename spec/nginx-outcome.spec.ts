@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { exhaustedError, internalError } from '../plugins/nginx/errors';
 import { probeDue, probeLost } from '../plugins/nginx/health-check';
-import { attemptField, attemptOutcome, clientGone, describeOutcome, parseIndexes, secondsToMs } from '../plugins/nginx/outcome';
+import { attemptField, attemptOutcome, clientGone, describeOutcome, secondsToMs } from '../plugins/nginx/outcome';
 import type { ResponseVariables, UpstreamVariables } from '../plugins/nginx/outcome';
 import { headerValue, requestViewOf } from '../plugins/nginx/request-view';
 import type { RequestSource } from '../plugins/nginx/request-view';
@@ -74,17 +74,6 @@ describe('variable helpers', () => {
     ['x', null],
   ])('secondsToMs(%j) = %j', (text, ms) => {
     expect(secondsToMs(text)).toBe(ms);
-  });
-
-  it.each<[string | undefined, number[]]>([
-    ['0', [0]],
-    ['2,0,1', [2, 0, 1]],
-    ['', []],
-    [undefined, []],
-    ['1,x,3', [1, 3]],
-    ['1,-1', [1]],
-  ])('parseIndexes(%j) = %j', (list, indexes) => {
-    expect(parseIndexes(list)).toEqual(indexes);
   });
 
   it.each<[ResponseVariables, boolean]>([

@@ -78,18 +78,6 @@ export function attemptOutcome(upstream: UpstreamVariables, index: number, respo
   return { status: code, latencyMs: latencyMs, ttftMs: ttft, error: null };
 }
 
-/** "0,2,1" → [0, 2, 1]; empty or absent → []. Entries that are not indexes are dropped. */
-export function parseIndexes(list: string | undefined): number[] {
-  const out: number[] = [];
-  if (list === undefined || list === null || list === '') return out;
-  const parts = list.split(',');
-  for (let i = 0; i < parts.length; i++) {
-    const n = parseInt(parts[i], 10);
-    if (n >= 0 && String(n) === parts[i]) out.push(n);
-  }
-  return out;
-}
-
 /** A short description for $llm_balancer_outcome: "gpu-a 200 1234ms", "gpu-b connect-error". */
 export function describeOutcome(replicaId: string, outcome: Outcome): string {
   if (outcome.error) return replicaId + ' ' + outcome.error;
