@@ -98,6 +98,10 @@ describe('nginx-config output passes the real `nginx -t`', () => {
     expect(headerKeyed.conf).toContain('location @llm_balancer_retry_2 {');
     expect(headerKeyed.conf).not.toContain('@llm_balancer_retry_3');
     expect(headerKeyed.conf).not.toContain('js_content llm_balancer.route');
+    // The pick is read first by proxy_pass (content phase), never by a rewrite-phase `if` that
+    // would run it before nginx's own auth and rate limits.
+    expect(headerKeyed.conf).not.toContain('if ($llm_balancer_upstream');
+    expect(headerKeyed.conf).toMatch(/upstream llm_balancer_unavailable \{\n\s+server 127\.0\.0\.1:1 down;/);
     expect(headerKeyed.conf).not.toContain('js_periodic');
     const bodyKeyed = await nginxTest('strategy: consistent-hash\nhash_key:\n  source: body\n  name: user' + REPLICAS, 'full', 'shape-b');
     expect(bodyKeyed.conf).toContain('js_content llm_balancer.route;');

@@ -255,6 +255,30 @@ describe('failover', () => {
   });
 });
 
+describe("nginx's own access checks come first", () => {
+  it('a request refused by deny or limit_req is never picked: no pick counted, no replica touched', async () => {
+    const lb = await fleet.start(
+      { strategy: 'round-robin', replicas: replicas(backends.list.slice(0, 2)) },
+      {
+        httpDirectives: ['  limit_req_zone $binary_remote_addr zone=llm_test:1m rate=1r/m;'],
+        locationDirectives: ['      limit_req zone=llm_test nodelay;', '      limit_req_status 429;'],
+      },
+    );
+    // The first request per minute passes the rate limit; the next ones are refused with 429.
+    const replies = [];
+    for (let i = 0; i < 4; i++) replies.push((await request(lb.nginx.url(URL_PATH))).status);
+    expect(replies).toEqual([200, 429, 429, 429]);
+    await drained(lb);
+    const rows = (await readStatus(lb)).replicas;
+    expect(rows.reduce((sum, r) => sum + r.picks, 0)).toBe(1);
+    expect(backends.list[0].requests + backends.list[1].requests).toBe(1);
+
+    const denied = await fleet.start({ strategy: 'round-robin', replicas: replicas(backends.list.slice(0, 2)) }, { locationDirectives: ['      deny all;'] });
+    expect((await request(denied.nginx.url(URL_PATH))).status).toBe(403);
+    expect((await readStatus(denied)).replicas.map((r) => r.picks)).toEqual([0, 0]);
+  });
+});
+
 describe('state across reloads', () => {
   it('survives `nginx -s reload` (HUP): counters, rotation cursor and ejections', async () => {
     const config = Object.assign({ strategy: 'round-robin', retries: 1, replicas: replicas(backends.list) }, FAST_HEALTH, {

@@ -2,7 +2,8 @@
 // Thin: they turn nginx's request and variables into the core's inputs and back; every decision
 // is the core's (shared/balancer.ts).
 //
-//   pick     js_set $llm_balancer_upstream   first attempt: the pick's upstream block, or '' (503 + $llm_balancer_error)
+//   pick     js_set $llm_balancer_upstream   first attempt: the pick's upstream block, or the always-down
+//                                            llm_balancer_unavailable (→ 503 + $llm_balancer_error)
 //   retry    js_set $llm_balancer_retry_N    failover attempt N: records how the previous attempt failed,
 //                                            starts the next replica of the plan, or '' (502 + error body)
 //   outcome  js_set in log_format only       LOG phase: records how the last attempt ended (client aborts too)
@@ -131,7 +132,7 @@ function failed(r: NjsRequest, what: string, e: unknown): string {
 function begin(r: NjsRequest, ctx: Context, result: PickResult): string {
   if (!result.ok) {
     r.variables[NAMES.errorVar] = JSON.stringify(noReplicaError(result.reason, result.message));
-    return '';
+    return NAMES.unavailableUpstream;
   }
   const plan: string[] = [];
   for (let i = 0; i < result.replicas.length; i++) plan.push(result.replicas[i].id);
@@ -163,13 +164,18 @@ function stillUsable(ctx: Context, id: string): boolean {
   return replica.weight > 0 && replica.health !== 'unhealthy' && replica.health !== 'draining';
 }
 
-/** js_set $llm_balancer_upstream: the upstream block of the pick, or '' with the 503 body in $llm_balancer_error. */
+/**
+ * js_set $llm_balancer_upstream, read first by proxy_pass (content phase, after nginx's access
+ * checks): the upstream block of the pick, or the always-down unavailable group with the 503 body
+ * in $llm_balancer_error (the error_page chain answers it).
+ */
 export function pick(r: NjsRequest): string {
   try {
     const ctx = context();
     return begin(r, ctx, ctx.balancer.pick(ctx.replicas, requestViewOf(ctx.config.hash_key, r, null, ctx.consumerVariable)));
   } catch (e) {
-    return failed(r, 'pick a replica', e);
+    failed(r, 'pick a replica', e);
+    return NAMES.unavailableUpstream;
   }
 }
 

@@ -39,6 +39,12 @@ export const NAMES = {
   peerSyncLocation: '@llm_balancer_peer_sync',
   /** One `upstream {}` block per replica, by index: `llm_balancer_0`, `llm_balancer_1`, ... */
   upstreamPrefix: 'llm_balancer_',
+  /**
+   * What `pick` returns when no replica can serve: an upstream whose only server is `down`, so
+   * nginx answers 502 at once and the error_page chain turns it into the 503 JSON in $errorVar.
+   * (Testing the pick in a rewrite-phase `if` would run it before auth and rate limits.)
+   */
+  unavailableUpstream: 'llm_balancer_unavailable',
 } as const;
 
 /** What the generator writes into the preloaded JSON file. */

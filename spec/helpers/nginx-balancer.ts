@@ -57,14 +57,23 @@ export interface BalancerStartOptions {
    * the NGINX Plus peer sync's. Added to the generated main context as `error_log stderr <level>;`.
    */
   errorLogLevel?: 'warn' | 'notice' | 'info';
+  /** Directives of the user's own put at the top of the balanced location, e.g. `deny all;` or `limit_req ...;`. */
+  locationDirectives?: string[];
+  /** http-context directives of the user's own, e.g. `limit_req_zone ...;`. */
+  httpDirectives?: string[];
 }
 
 /** The rendered config with the test-only main-context additions of `options`. */
 function withOptions(conf: string, options: BalancerStartOptions): string {
-  if (options.errorLogLevel === undefined) return conf;
-  const marker = '\npid nginx.pid;\n';
-  if (!conf.includes(marker)) throw new Error('cannot place error_log: no `pid nginx.pid;` line in the rendered config');
-  return conf.replace(marker, `${marker}error_log stderr ${options.errorLogLevel};\n`);
+  let out = conf;
+  const insert = (marker: string, lines: string[], what: string) => {
+    if (!out.includes(marker)) throw new Error(`cannot place ${what}: no \`${marker.trim()}\` in the rendered config`);
+    out = out.replace(marker, marker + lines.join('\n') + '\n');
+  };
+  if (options.errorLogLevel !== undefined) insert('\npid nginx.pid;\n', [`error_log stderr ${options.errorLogLevel};`], 'error_log');
+  if (options.httpDirectives) insert('\nhttp {\n', options.httpDirectives, 'http directives');
+  if (options.locationDirectives) insert('\n    location /v1/ {\n', options.locationDirectives, 'location directives');
+  return out;
 }
 
 /** Renders, checks with `nginx -t` (throws with nginx's words on failure) and starts nginx. */

@@ -86,6 +86,13 @@ function proxyBlock(lines: string[], indent: string, target: string, attempt: nu
   }
 }
 
+/** Where the first failure lands: if nothing was tried, the pick found no replica (503 + its JSON). */
+function refusedPick(lines: string[]): void {
+  lines.push('      if ($' + NAMES.triedVar + ' = "") {');
+  lines.push('        return 503 $' + NAMES.errorVar + ';');
+  lines.push('      }');
+}
+
 function restricted(lines: string[], path: string, handler: string, input: RenderInput): void {
   lines.push('    location = ' + path + ' {');
   for (let i = 0; i < input.nginx.status_allow.length; i++) lines.push('      allow ' + input.nginx.status_allow[i] + ';');
@@ -127,6 +134,11 @@ function httpBody(input: RenderInput): string[] {
     lines.push('    keepalive ' + nginx.keepalive + ';');
     lines.push('  }');
   }
+  // No replica can serve: pick names this group, nginx fails it without connecting (502, "no
+  // live upstreams"), and the error_page chain answers the 503 JSON pick left in $llm_balancer_error.
+  lines.push('  upstream ' + NAMES.unavailableUpstream + ' {');
+  lines.push('    server 127.0.0.1:1 down;');
+  lines.push('  }');
   lines.push('');
   lines.push('  server {');
   lines.push('    listen ' + nginx.listen + ';');
@@ -147,15 +159,15 @@ function httpBody(input: RenderInput): string[] {
     lines.push('    location ' + NAMES.proxyLocation + ' {');
     proxyBlock(lines, '      ', NAMES.targetVar, 0, input);
   } else {
-    lines.push('      if ($' + NAMES.upstreamVar + ' = "") {');
-    lines.push('        return 503 $' + NAMES.errorVar + ';');
-    lines.push('      }');
+    // The pick runs where proxy_pass first reads the variable: in the content phase, after
+    // nginx's own access checks (auth_request, auth_basic, limit_req, allow/deny).
     proxyBlock(lines, '      ', NAMES.upstreamVar, 0, input);
   }
   lines.push('    }');
   for (let attempt = 1; attempt <= config.retries; attempt++) {
     lines.push('');
     lines.push('    location ' + retryLocation(attempt) + ' {');
+    if (attempt === 1) refusedPick(lines);
     lines.push('      if ($' + retryVariable(attempt) + ' = "") {');
     lines.push('        return 502 $' + NAMES.errorVar + ';');
     lines.push('      }');
@@ -164,6 +176,7 @@ function httpBody(input: RenderInput): string[] {
   }
   lines.push('');
   lines.push('    location ' + EXHAUSTED_LOCATION + ' {');
+  refusedPick(lines);
   // The body is a single-quoted nginx string: the JSON never contains a single quote.
   lines.push("      return 502 '" + exhaustedError(1 + config.retries) + "';");
   lines.push('    }');
