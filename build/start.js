@@ -38,10 +38,10 @@ async function main() {
   }
 
   console.log(`
-What exists now: the strategy core (shared/), its config schema, both plugin bundles, and the
-benchmark of the core (npm run bench:core). Next: the NGINX module balancing live traffic, the
-Kong plugin reading targets from the Admin API, then \`npm start\` as a live demo in front of
-emulated LLM replicas. See README.md.`);
+What exists now: the strategy core (shared/), its config schema, the NGINX module and its config
+generator (npx llm-balancer nginx-config), the Kong plugin bundle, and the benchmarks
+(npm run bench:core, npm run bench:gateway). Next: the Kong plugin reading targets from the Admin
+API, then \`npm start\` as a live demo in front of emulated LLM replicas. See README.md.`);
 }
 
 main().catch((error) => {

@@ -14,7 +14,7 @@ export const NAMES = {
   stateZone: 'llm_balancer',
   /** `js_shared_dict_zone zone=llm_balancer_peers:1m type=string;` — the NGINX Plus peer list (JSON under key `peers`). */
   peersZone: 'llm_balancer_peers',
-  /** js_set: the upstream block of the pick, or '' when no replica can serve (then $errorVar holds the 503 body). */
+  /** js_set: the upstream block of the pick, or `unavailableUpstream` when no replica can serve (then $errorVar holds the 503 body). */
   upstreamVar: 'llm_balancer_upstream',
   /** js_set, one per failover attempt (`llm_balancer_retry_1`, ...): the next alternate's upstream block, or ''. */
   retryVarPrefix: 'llm_balancer_retry_',
