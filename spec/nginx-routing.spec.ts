@@ -92,6 +92,16 @@ describe('weighted-round-robin', () => {
 });
 
 describe('least-connections', () => {
+  it('breaks ties between idle replicas at random, freshly for every request VM', async () => {
+    // Every request runs in a new njs VM and seeds its random source from the shared counter
+    // (runtime.ts): a seed that repeated would send every idle request to the same replica.
+    const lb = await balancer({ strategy: 'least-connections', replicas: replicas(backends.list) });
+    const counts = tally(await sequential(lb, 60));
+    // Binomial(60, 1/3) falls below 5 with probability ~1e-5 per replica.
+    for (const name of ['b0', 'b1', 'b2']) expect(counts[name] ?? 0).toBeGreaterThanOrEqual(5);
+    await drained(lb);
+  });
+
   it('sends new requests away from a backend holding a slow request', async () => {
     const lb = await balancer({ strategy: 'least-connections', replicas: replicas(backends.list) });
     const slow = backends.list[0];
