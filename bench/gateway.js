@@ -5,6 +5,9 @@
 //   native hash consistent      nginx's own ketama on the session header
 //   njs least-connections       llm-balancer, config from the generator
 //   njs consistent-hash         llm-balancer, bounded-load rendezvous on the session header
+// and two reference points that are not products (bench/njs-reference/):
+//   njs floor                   a js_set returning a constant + an empty log-phase js_set: njs itself
+//   njs minimal hand-written LC the least bookkeeping any njs least-connections picker needs
 // Prints requests/s, p50 and p99 with the ratio to native least_conn and writes
 // bench/results/gateway.json. A benchmark, not a test: nothing here asserts a speed.
 
@@ -158,6 +161,32 @@ ${servers}
 }\n`;
 }
 
+/** The same four keepalive upstreams as one block each, picked by a bench/njs-reference module. */
+function referenceConf(env, dir, port, ports, moduleFile) {
+  const upstreams = ports.map((p, i) => `  upstream reference_${i} {\n    server 127.0.0.1:${p} max_fails=0;\n    keepalive 32;\n  }`).join('\n');
+  return `worker_processes ${GATEWAY_WORKERS};\npid nginx.pid;\nload_module ${env.modulePath};\nevents { worker_connections 4096; }\nhttp {
+  ${tempPaths(dir)}
+  js_path ${path.join(REPO_ROOT, 'bench', 'njs-reference')};
+  js_import reference from ${moduleFile};
+  js_shared_dict_zone zone=reference:1m type=number;
+  js_set $reference_upstream reference.pick;
+  js_set $reference_outcome reference.outcome;
+  js_var $reference_picked;
+  log_format reference '$reference_outcome';
+  access_log /dev/null reference;
+${upstreams}
+  server {
+    listen 127.0.0.1:${port};
+    location /v1/ {
+      proxy_pass http://$reference_upstream;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_buffering off;
+    }
+  }
+}\n`;
+}
+
 async function generatorModules() {
   const outfile = path.join(WORK, 'generator.mjs');
   await buildNodeModule(
@@ -242,6 +271,8 @@ async function main() {
     const variants = [
       { name: 'native least_conn', conf: (dir, port) => nativeConf(env, dir, port, ports, 'least_conn') },
       { name: 'native hash consistent', conf: (dir, port) => nativeConf(env, dir, port, ports, 'hash $http_x_session_id consistent') },
+      { name: 'njs floor (reference)', conf: (dir, port) => referenceConf(env, dir, port, ports, 'floor.js') },
+      { name: 'njs minimal hand-written LC (reference)', conf: (dir, port) => referenceConf(env, dir, port, ports, 'minimal-least-connections.js') },
       { name: 'njs least-connections', conf: (dir, port) => njsConf(env, dir, port, ports, 'strategy: least-connections') },
       { name: 'njs round-robin', conf: (dir, port) => njsConf(env, dir, port, ports, 'strategy: round-robin') },
       { name: 'njs consistent-hash', conf: (dir, port) => njsConf(env, dir, port, ports, 'strategy: consistent-hash\nhash_key:\n  source: header\n  name: x-session-id') },
