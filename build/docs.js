@@ -16,10 +16,17 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const readmePath = path.join(root, 'README.md');
 const START = '<!-- config-table:start -->';
 const END = '<!-- config-table:end -->';
+// The Kong plugin's own `kong` record (plugins/kong/options.ts), in the Kong section.
+const KONG_START = '<!-- kong-options:start -->';
+const KONG_END = '<!-- kong-options:end -->';
 
 async function loadDocs() {
   const result = await build({
-    entryPoints: [path.join(root, 'shared/config/docs.ts')],
+    stdin: {
+      contents: "export { configSection, configTable } from './shared/config/docs';\nexport { kongOptionsSchema } from './plugins/kong/options';\n",
+      resolveDir: root,
+      loader: 'ts',
+    },
     bundle: true,
     format: 'esm',
     platform: 'neutral',
@@ -40,26 +47,32 @@ async function readReadme() {
   }
 }
 
-/** The README with the generated section replaced; throws when the markers are broken. */
-function render(readme, section) {
-  const block = START + '\n' + section.trimEnd() + '\n' + END;
-  if (readme === null) return block + '\n';
-  const start = readme.indexOf(START);
-  const end = readme.indexOf(END);
+/** `text` with the section between the markers replaced; throws when the markers are broken. */
+function replaceSection(text, startMarker, endMarker, section) {
+  const block = startMarker + '\n' + section.trimEnd() + '\n' + endMarker;
+  const start = text.indexOf(startMarker);
+  const end = text.indexOf(endMarker);
   if (start < 0 || end < 0 || end < start) {
-    throw new Error(`README.md must contain ${START} followed by ${END}`);
+    throw new Error(`README.md must contain ${startMarker} followed by ${endMarker}`);
   }
-  return readme.slice(0, start) + block + readme.slice(end + END.length);
+  return text.slice(0, start) + block + text.slice(end + endMarker.length);
+}
+
+/** The README with both generated sections replaced. */
+function render(readme, docs) {
+  if (readme === null) return START + '\n' + docs.configSection().trimEnd() + '\n' + END + '\n';
+  const withConfig = replaceSection(readme, START, END, docs.configSection());
+  return replaceSection(withConfig, KONG_START, KONG_END, docs.configTable(docs.kongOptionsSchema));
 }
 
 async function main() {
   const check = process.argv.includes('--check');
   const docs = await loadDocs();
   const readme = await readReadme();
-  const wanted = render(readme, docs.configSection());
+  const wanted = render(readme, docs);
   if (check) {
     if (readme !== wanted) {
-      const what = readme === null ? 'README.md is missing' : 'README.md config table is out of date with shared/config/schema.ts';
+      const what = readme === null ? 'README.md is missing' : 'README.md option tables are out of date with shared/config/schema.ts / plugins/kong/options.ts';
       console.error(what + '; run: npm run docs');
       process.exit(1);
     }

@@ -59,10 +59,14 @@ export function replicasFromConfig(config: BalancerConfig): Replica[] {
   return replicas;
 }
 
+/** Whether the configured strategy uses the request's hash key (else the adapter need not read it). */
+export function readsHashKey(config: BalancerConfig): boolean {
+  return config.hash_key !== null && createStrategy(config, config.strategy).reads.hashKey;
+}
+
 /** Whether the adapter must read and parse the JSON body before picking (it is slow: read it only then). */
 export function needsRequestBody(config: BalancerConfig): boolean {
-  if (config.hash_key === null || config.hash_key.source !== 'body') return false;
-  return createStrategy(config, config.strategy).reads.hashKey;
+  return config.hash_key !== null && config.hash_key.source === 'body' && readsHashKey(config);
 }
 
 /** Why the gateway, the operator or active checks keep this replica out; null when they do not. */

@@ -10,6 +10,7 @@ import { KONG_OUTFILE } from '../build/build.js';
 import { kongSchemaProblems } from './helpers/kong-schema';
 import { REPO_ROOT } from './helpers/nginx-env';
 import { kongSchema, schema } from '../shared/config/index';
+import { kongOptionsSchema } from '../plugins/kong/options';
 
 const PLUGIN_SERVER = path.join(REPO_ROOT, 'node_modules', 'kong-pdk', 'bin', 'kong-js-pluginserver');
 
@@ -114,8 +115,8 @@ describe('dist/kong/llm-balancer.js in kong-js-pluginserver --dump-all-plugins',
   });
 
   it('carries the full schema generated from shared/config: every option, default and range', () => {
-    expect(field(plugin().Schema.fields, 'config')?.fields).toEqual(kongSchema());
-    expect(kongSchema().map((entry) => Object.keys(entry)[0])).toEqual(schema.map((entry) => Object.keys(entry)[0]));
+    expect(field(plugin().Schema.fields, 'config')?.fields).toEqual(kongSchema(kongOptionsSchema));
+    expect(kongSchema(kongOptionsSchema).map((entry) => Object.keys(entry)[0])).toEqual(schema.map((entry) => Object.keys(entry)[0]).concat(['kong']));
   });
 
   it("passes the rules of Kong's metaschema (field shapes, attributes, defaults)", () => {

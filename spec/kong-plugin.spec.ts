@@ -24,6 +24,7 @@ function fakeKong(overrides: { headers?: Record<string, string>; status?: number
     request: {
       getHeaders: record<Record<string, string>>('request.getHeaders', overrides.headers ?? {}),
       getQuery: record<Record<string, string>>('request.getQuery', {}),
+      getHeader: record<string | null>('request.getHeader', null),
       getRawBody: record<Uint8Array | null>('request.getRawBody', new Uint8Array()),
     },
     client: { getIp: record('client.getIp', '192.0.2.1'), getConsumer: record<{ id?: string } | null>('client.getConsumer', null) },
@@ -49,6 +50,7 @@ function fakeKong(overrides: { headers?: Record<string, string>; status?: number
       serialize: async () => JSON.stringify({ response: { status: overrides.status ?? 200 }, latencies: { proxy: overrides.proxyMs ?? 42 } }),
       err: record('log.err', null),
       warn: record('log.warn', null),
+      notice: record('log.notice', null),
     },
   };
   return { kong, calls };

@@ -2,7 +2,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import { formatErrors, validate } from '../shared/config/index';
+import { formatErrors } from '../shared/config/index';
+import { loadPluginConfig } from '../plugins/kong/index';
 
 interface Plugin {
   name: string;
@@ -12,7 +13,7 @@ interface Plugin {
 const file = parse(fs.readFileSync(path.join(__dirname, '..', 'kong.yml'), 'utf8')) as {
   _format_version: string;
   services: Array<{ name: string; host: string; plugins?: Plugin[]; routes?: Array<{ plugins?: Plugin[] }> }>;
-  upstreams: Array<{ name: string; targets: Array<{ target: string; weight: number }> }>;
+  upstreams: Array<{ name: string; targets: Array<{ target: string; weight: number }>; healthchecks?: { active?: { http_path?: string }; passive?: unknown } }>;
 };
 
 describe('kong.yml', () => {
@@ -25,9 +26,9 @@ describe('kong.yml', () => {
     expect(file.upstreams.map((u) => u.name)).toContain(service.host);
   });
 
-  it('configures llm-balancer with a config the shared schema accepts', () => {
+  it('configures llm-balancer with a config the plugin accepts (shared schema + kong record)', () => {
     expect(balancer).toBeDefined();
-    const result = validate(balancer!.config);
+    const result = loadPluginConfig(balancer!.config ?? {});
     if (!result.ok) throw new Error(formatErrors(result.errors));
     expect(result.config.strategy).toBe('consistent-hash');
     expect(result.config.hash_key).toEqual({ source: 'consumer', name: null });
@@ -37,11 +38,15 @@ describe('kong.yml', () => {
     expect(plugins.map((p) => p.name)).toEqual(expect.arrayContaining(['key-auth', 'rate-limiting', 'llm-balancer']));
   });
 
-  it("lists the same replicas as the upstream's targets, with the same weight ratios", () => {
-    const result = validate(balancer!.config);
+  it("reads its replicas from the declared upstream, which has weighted targets and active + passive checks", () => {
+    const result = loadPluginConfig(balancer!.config ?? {});
     if (!result.ok) throw new Error(formatErrors(result.errors));
-    const targets = file.upstreams[0].targets;
-    expect(result.config.replicas.map((r) => r.address)).toEqual(targets.map((t) => t.target));
-    result.config.replicas.forEach((r, i) => expect(r.weight / result.config.replicas[0].weight).toBeCloseTo(targets[i].weight / targets[0].weight));
+    const upstream = file.upstreams.find((u) => u.name === result.kong.upstream);
+    expect(upstream, 'kong.upstream names an upstream of this file').toBeDefined();
+    expect(upstream!.targets.length).toBeGreaterThan(1);
+    expect(new Set(upstream!.targets.map((t) => t.weight)).size).toBeGreaterThan(1);
+    expect(upstream!.healthchecks?.active?.http_path).toBe('/health');
+    expect(upstream!.healthchecks?.passive).toBeDefined();
+    expect(result.kong.admin_url).toMatch(/^http:\/\/127\.0\.0\.1:8001/);
   });
 });

@@ -1,9 +1,13 @@
 // The Kong plugin (built to dist/kong/llm-balancer.js, run by kong-js-pluginserver).
-// Access phase: pick a replica with the shared core and point Kong at it with set_target.
-// Log phase: record how the attempt ended. At this stage replicas come from the plugin's own
-// config; reading targets and health from Kong's Admin API arrives with the Kong target.
-// Every failure inside a phase is answered with a 503, because an exception thrown out of a JS
-// plugin makes Kong proxy to the Service's default host: a silent wrong route.
+//   access  read what the hash key needs, pick with the shared core, point Kong at the replica
+//           with set_target (and set_retries: Kong's retries would hit the same replica)
+//   log     read Kong's log entry and record how the attempt ended: in-flight counts, latency,
+//           time to first byte, passive health
+// Replicas: the targets, weights and health of a Kong upstream, read from the Admin API in the
+// background (replica-source.ts), or the static `replicas` list; the static list also serves
+// until the first successful read.
+// Every failure inside a phase is answered with a 503: an exception thrown out of a JS plugin
+// makes Kong proxy to the Service's default host, a silent wrong route.
 
 import {
   createBalancer,
@@ -11,125 +15,195 @@ import {
   formatErrors,
   kongSchema,
   noReplicaError,
+  readsHashKey,
   replicasFromConfig,
   splitAddress,
   validate,
+  validateFields,
 } from '../../shared/index';
-import type { Balancer, BalancerConfig, Replica, RequestView } from '../../shared/index';
+import type { Balancer, BalancerConfig, ConfigError, Replica } from '../../shared/index';
+import { kongOptionsFields, kongOptionsSchema } from './options';
+import type { KongOptions } from './options';
+import { outcomeFromLogEntry } from './outcome';
+import type { KongLogEntry } from './outcome';
 import type { KongPdk } from './pdk';
+import { replicaSourceFor } from './replica-source';
+import type { ReplicaSource } from './replica-source';
+import { requestViewFromKong } from './request-view';
 
 export const Name = 'llm-balancer';
 export const Version = '0.1.0';
 /** After key-auth (1250) and rate-limiting (910): identity is known and throttled requests never take a replica. */
 export const Priority = 790;
-export const Schema = kongSchema();
+export const Schema = kongSchema(kongOptionsSchema);
 
+/** kong.ctx.shared key holding the replica id picked in access, read back in log. */
 const PICK_KEY = 'llm_balancer_pick';
 const JSON_HEADERS = { 'Content-Type': 'application/json' };
 
+export type LoadedConfig = { ok: true; config: BalancerConfig; kong: KongOptions } | { ok: false; errors: ConfigError[] };
+
 /**
- * Balancers live at module level: Kong recycles plugin instances after 60 s idle, but state such as
- * in-flight counts and ejections must outlive them. One per plugin id (each route's plugin has its own).
+ * Validates the plugin config Kong hands over: the shared options plus the `kong` record, every
+ * error with its field path. (Kong checks its generated schema first; cross-field rules and our
+ * formats are only checked here.)
  */
-const balancers: Record<string, { signature: string; balancer: Balancer }> = Object.create(null);
-
-const systemDeps = () => ({
-  store: createMemoryStore(),
-  clock: { now: () => Date.now() },
-  random: { next: () => Math.random() },
-});
-
-function balancerFor(pluginId: string, config: BalancerConfig): Balancer {
-  const signature = JSON.stringify(config);
-  const known = balancers[pluginId];
-  if (known && known.signature === signature) return known.balancer;
-  const balancer = createBalancer(config, systemDeps());
-  balancers[pluginId] = { signature, balancer };
-  return balancer;
-}
-
-function firstValue(value: unknown): string | undefined {
-  if (Array.isArray(value)) return value.length > 0 ? String(value[0]) : undefined;
-  return typeof value === 'string' ? value : undefined;
-}
-
-async function requestView(kong: KongPdk, config: BalancerConfig): Promise<RequestView> {
-  const source = config.hash_key === null ? null : config.hash_key.source;
-  const view: RequestView = {};
-  if (source === 'header' || source === 'cookie') {
-    const headers = await kong.request.getHeaders();
-    view.headers = {};
-    for (const name of Object.keys(headers)) view.headers[name.toLowerCase()] = firstValue(headers[name]);
-  } else if (source === 'query') {
-    const query = await kong.request.getQuery();
-    view.query = {};
-    for (const name of Object.keys(query)) view.query[name] = firstValue(query[name]);
-  } else if (source === 'client-ip') {
-    view.clientIp = await kong.client.getIp();
-  } else if (source === 'consumer') {
-    const consumer = await kong.client.getConsumer();
-    view.consumer = consumer && consumer.id ? consumer.id : null;
-  } else if (source === 'body') {
-    const raw = await kong.request.getRawBody();
-    const text = typeof raw === 'string' ? raw : raw ? Buffer.from(raw).toString('utf8') : '';
-    try {
-      view.body = JSON.parse(text);
-    } catch {
-      view.body = null;
-    }
+export function loadPluginConfig(raw: Record<string, unknown>): LoadedConfig {
+  const shared: Record<string, unknown> = {};
+  for (const key of Object.keys(raw)) if (key !== 'kong') shared[key] = raw[key];
+  const errors: ConfigError[] = [];
+  const checked = validate(shared);
+  if (!checked.ok) errors.push(...checked.errors);
+  const kong = validateFields(kongOptionsFields, raw.kong, 'kong', errors) as KongOptions | undefined;
+  if (kong && typeof kong.admin_url === 'string' && !/^https?:\/\/[^/\s]+/.test(kong.admin_url)) {
+    errors.push({ path: 'kong.admin_url', message: 'must be an http(s) URL such as http://127.0.0.1:8001, got "' + kong.admin_url + '"' });
   }
-  return view;
+  if (checked.ok && kong && checked.config.replicas.length === 0 && kong.upstream === null) {
+    errors.push({ path: 'replicas', message: "must list at least one replica (or set kong.upstream to read the targets from Kong's Admin API), got none" });
+  }
+  if (errors.length > 0 || !checked.ok || !kong) return { ok: false, errors };
+  return { ok: true, config: checked.config, kong };
+}
+
+/** What one plugin configuration keeps across requests and instance recycling. */
+interface PluginState {
+  signature: string;
+  config: BalancerConfig;
+  kong: KongOptions;
+  readsKey: boolean;
+  balancer: Balancer;
+  staticReplicas: Replica[];
+  source: ReplicaSource | null;
+}
+
+/**
+ * Module level, per plugin id: the plugin server recycles instances after 60 s idle, but in-flight
+ * counts, latency estimates and ejections must outlive them. One process serves every Kong worker
+ * of the node, so this state is node-wide. A changed config (same plugin id) starts fresh.
+ */
+const states: Record<string, PluginState> = Object.create(null);
+
+function stateFor(pluginId: string, config: BalancerConfig, kong: KongOptions): PluginState {
+  const signature = JSON.stringify([config, kong]);
+  const known = states[pluginId];
+  if (known && known.signature === signature) return known;
+  if (known && known.source) known.source.stop();
+  const state: PluginState = {
+    signature,
+    config,
+    kong,
+    readsKey: readsHashKey(config),
+    balancer: createBalancer(config, {
+      store: createMemoryStore(),
+      clock: { now: () => Date.now() },
+      random: { next: () => Math.random() },
+    }),
+    staticReplicas: replicasFromConfig(config),
+    source:
+      kong.upstream === null
+        ? null
+        : replicaSourceFor({
+            adminUrl: kong.admin_url,
+            upstream: kong.upstream,
+            token: kong.admin_token,
+            timeoutMs: kong.admin_timeout_s * 1000,
+            intervalMs: kong.refresh_interval_s * 1000,
+          }),
+  };
+  states[pluginId] = state;
+  return state;
+}
+
+/** The replicas right now: the last Admin API read, else the static list. */
+function currentReplicas(state: PluginState): Replica[] {
+  const snapshot = state.source ? state.source.current() : null;
+  return snapshot ? snapshot.replicas : state.staticReplicas;
+}
+
+/**
+ * Before the first Admin API read there may be nothing to route to: wait for that one read
+ * (bounded by the Admin API timeout) rather than answer 503 to the first requests after a start.
+ * Later reads happen in the background and never delay a request.
+ */
+async function firstReplicas(state: PluginState): Promise<Replica[]> {
+  const replicas = currentReplicas(state);
+  if (replicas.length > 0 || state.source === null || state.source.current() !== null) return replicas;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  await Promise.race([
+    state.source.refreshNow(),
+    new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, state.kong.admin_timeout_s * 1000);
+    }),
+  ]);
+  if (timer !== undefined) clearTimeout(timer);
+  return currentReplicas(state);
+}
+
+async function answer503(kong: KongPdk, reason: Parameters<typeof noReplicaError>[0], message: string): Promise<void> {
+  await kong.response.exit(503, JSON.stringify(noReplicaError(reason, message)), JSON_HEADERS);
 }
 
 export class Plugin {
-  private readonly config: BalancerConfig | null;
-  private readonly configError: string | null;
+  private readonly loaded: LoadedConfig;
   private readonly pluginId: string;
 
   constructor(rawConfig: Record<string, unknown>) {
-    const checked = validate(rawConfig);
     this.pluginId = String(rawConfig.__plugin_id ?? 'default');
-    this.config = checked.ok ? checked.config : null;
-    this.configError = checked.ok ? null : formatErrors(checked.errors);
-  }
-
-  private replicas(): Replica[] {
-    return this.config ? replicasFromConfig(this.config) : [];
+    this.loaded = loadPluginConfig(rawConfig);
+    // Start reading the Admin API now, not at the first request.
+    if (this.loaded.ok) stateFor(this.pluginId, this.loaded.config, this.loaded.kong);
   }
 
   async access(kong: KongPdk): Promise<void> {
     try {
-      if (this.config === null) {
-        await kong.log.err('llm-balancer: invalid configuration: ' + this.configError);
-        await kong.response.exit(503, JSON.stringify(noReplicaError('internal-error', 'invalid plugin configuration')), JSON_HEADERS);
+      if (!this.loaded.ok) {
+        await kong.log.err('llm-balancer: invalid configuration: ' + formatErrors(this.loaded.errors).replace(/\n/g, '; '));
+        await answer503(kong, 'internal-error', 'invalid plugin configuration (see the Kong error log)');
         return;
       }
-      const balancer = balancerFor(this.pluginId, this.config);
-      const result = balancer.pick(this.replicas(), await requestView(kong, this.config));
+      const state = stateFor(this.pluginId, this.loaded.config, this.loaded.kong);
+      const replicas = await firstReplicas(state);
+      if (replicas.length === 0 && state.source !== null && state.source.current() === null) {
+        const why = state.source.lastError();
+        await answer503(kong, 'no-replicas', 'the targets of Kong upstream "' + state.kong.upstream + '" could not be read from the Admin API yet' + (why ? ': ' + why : ''));
+        return;
+      }
+      const view = await requestViewFromKong(kong, state.config, state.readsKey, state.kong.max_body_bytes);
+      const result = state.balancer.pick(replicas, view);
       if (!result.ok) {
-        await kong.response.exit(503, JSON.stringify(noReplicaError(result.reason, result.message)), JSON_HEADERS);
+        await answer503(kong, result.reason, result.message);
         return;
       }
-      const target = splitAddress(result.replicas[0].address);
-      balancer.onStart(result.replicas[0].id);
-      await kong.ctx.shared.set(PICK_KEY, result.replicas[0].id);
+      const chosen = result.replicas[0];
+      const target = splitAddress(chosen.address);
+      // Record the pick before anything else can fail: Kong runs the log phase for every request,
+      // and that is where the start is matched by an end.
+      await kong.ctx.shared.set(PICK_KEY, chosen.id);
+      state.balancer.onStart(chosen.id);
+      await kong.service.setRetries(state.kong.same_target_retries);
       await kong.service.setTarget(target.host, target.port);
     } catch (error) {
       await kong.log.err('llm-balancer: access failed: ' + String(error));
-      await kong.response.exit(503, JSON.stringify(noReplicaError('internal-error', 'the balancer failed to pick a replica')), JSON_HEADERS);
+      await answer503(kong, 'internal-error', 'the balancer failed to pick a replica (see the Kong error log)');
     }
   }
 
   async log(kong: KongPdk): Promise<void> {
     try {
+      if (!this.loaded.ok) return;
       const picked = await kong.ctx.shared.get(PICK_KEY);
-      if (typeof picked !== 'string' || this.config === null) return;
-      const entry = JSON.parse(await kong.log.serialize()) as { response?: { status?: number }; latencies?: { proxy?: number } };
-      const status = entry.response && typeof entry.response.status === 'number' ? entry.response.status : 0;
-      const latency = entry.latencies && typeof entry.latencies.proxy === 'number' ? entry.latencies.proxy : -1;
-      balancerFor(this.pluginId, this.config).onEnd(this.replicas(), picked, { status, latencyMs: latency });
+      if (typeof picked !== 'string') return;
+      const state = stateFor(this.pluginId, this.loaded.config, this.loaded.kong);
+      const entry = JSON.parse(await kong.log.serialize()) as KongLogEntry;
+      state.balancer.onEnd(currentReplicas(state), picked, outcomeFromLogEntry(entry));
     } catch (error) {
       await kong.log.err('llm-balancer: log failed: ' + String(error));
     }
   }
+}
+
+/** The balancer state of one plugin id (for specs and the status of a running node). */
+export function balancerStatus(pluginId: string): ReturnType<Balancer['status']> | null {
+  const state = states[pluginId];
+  return state ? state.balancer.status(currentReplicas(state)) : null;
 }

@@ -5,6 +5,8 @@ export interface KongPdk {
   request: {
     getHeaders(maxHeaders?: number): Promise<Record<string, string | string[]>>;
     getQuery(maxArgs?: number): Promise<Record<string, string | string[] | boolean>>;
+    /** One header, case-insensitive; null when absent. */
+    getHeader(name: string): Promise<string | null>;
     getRawBody(): Promise<Uint8Array | string | null>;
   };
   client: {
@@ -29,5 +31,6 @@ export interface KongPdk {
     serialize(): Promise<string>;
     err(...parts: unknown[]): Promise<null>;
     warn(...parts: unknown[]): Promise<null>;
+    notice(...parts: unknown[]): Promise<null>;
   };
 }

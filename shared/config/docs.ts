@@ -2,16 +2,19 @@
 // so the docs cannot drift from what validate() accepts. build/docs.js writes it into README.md.
 
 import { fieldPaths } from './schema';
-import type { FieldSpec } from './schema';
+import type { FieldEntry, FieldSpec } from './schema';
 import { rules } from './validate';
 
-/** A Markdown table with one row per option: dotted path, type, default, allowed values, description. */
-export function configTable(): string {
+/**
+ * A Markdown table with one row per option of `fields` (default: the shared schema): dotted path,
+ * type, default, allowed values, description.
+ */
+export function configTable(fields?: FieldEntry[]): string {
   const lines: string[] = [
     '| Option | Type | Default | Allowed | Description |',
     '|---|---|---|---|---|',
   ];
-  const paths = fieldPaths();
+  const paths = fieldPaths(fields);
   for (let i = 0; i < paths.length; i++) {
     const spec = paths[i].spec;
     lines.push(

@@ -47,9 +47,12 @@ const FORMAT_MATCH: { [format: string]: string } = {
 // Integer gaps listed in not_one_of up to this many values; wider gaps are left to validate().
 const MAX_EXCLUDED = 16;
 
-/** The fields of the plugin's `config` record, as Kong's plugin schema wants them. */
-export function kongSchema(): KongField[] {
-  return convertFields(schema);
+/**
+ * The fields of the plugin's `config` record, as Kong's plugin schema wants them: the shared
+ * options, then `adapterFields` (the Kong adapter's own section, plugins/kong/options.ts).
+ */
+export function kongSchema(adapterFields?: FieldEntry[]): KongField[] {
+  return convertFields(adapterFields ? schema.concat(adapterFields) : schema);
 }
 
 function convertFields(fields: FieldEntry[]): KongField[] {

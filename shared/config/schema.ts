@@ -96,7 +96,7 @@ export const schema: FieldEntry[] = [
       // Kong reads targets from its Admin API, so an empty list is legal; 256 bounds the per-pick
       // work and the shared-dict footprint (one upstream rarely has more model replicas than that).
       len_max: 256,
-      description: 'Static replica list (NGINX); Kong reads its upstream targets instead when empty.',
+      description: 'Static replica list; on Kong with kong.upstream set, only used until the first Admin API read.',
       elements: {
         type: 'record',
         fields: [
@@ -398,10 +398,13 @@ export interface FieldPath {
   spec: FieldSpec;
 }
 
-/** Every declared field, depth first in declaration order (a record or array before its members). */
-export function fieldPaths(): FieldPath[] {
+/**
+ * Every declared field of `fields` (default: the shared schema), depth first in declaration order
+ * (a record or array before its members).
+ */
+export function fieldPaths(fields?: FieldEntry[]): FieldPath[] {
   const out: FieldPath[] = [];
-  collectPaths(schema, '', out);
+  collectPaths(fields === undefined ? schema : fields, '', out);
   return out;
 }
 

@@ -1,0 +1,97 @@
+// The Kong adapter's own options: the `kong` record of the plugin's config. Declared in the shared
+// schema format and validated by the same walker (shared/config/validate.ts validateFields), so
+// errors read like the rest (`kong.refresh_interval_s: must be a number between 0.1 and 3600, got 0`).
+// The plugin's Schema export is the shared options plus this record. NGINX never sees these.
+
+import type { FieldEntry } from '../../shared/config/schema';
+
+export interface KongOptions {
+  upstream: string | null;
+  admin_url: string;
+  admin_token: string | null;
+  refresh_interval_s: number;
+  admin_timeout_s: number;
+  max_body_bytes: number;
+  same_target_retries: number;
+}
+
+export const kongOptionsFields: FieldEntry[] = [
+  {
+    upstream: {
+      type: 'string',
+      required: false,
+      len_min: 1,
+      len_max: 256,
+      description:
+        "Kong upstream (name or id) whose targets, weights and health are the replicas, read from the Admin API; unset: the static replicas list.",
+    },
+  },
+  {
+    admin_url: {
+      type: 'string',
+      // Kong's default admin_listen is 127.0.0.1:8001: the Admin API of the same node.
+      default: 'http://127.0.0.1:8001',
+      len_min: 1,
+      len_max: 1024,
+      description: "Base URL of Kong's Admin API, as seen from the plugin server (same node: http://127.0.0.1:8001).",
+    },
+  },
+  {
+    admin_token: {
+      type: 'string',
+      required: false,
+      len_min: 1,
+      len_max: 4096,
+      description: 'Sent as the Kong-Admin-Token header on Admin API reads (Kong Enterprise RBAC); unset: no header.',
+    },
+  },
+  {
+    refresh_interval_s: {
+      type: 'number',
+      // Kong's own active health checks commonly run every 5 s: reading more often sees nothing new.
+      default: 5,
+      between: [0.1, 3600],
+      description: 'Seconds between background reads of the upstream targets and health; only the very first request waits for a read.',
+    },
+  },
+  {
+    admin_timeout_s: {
+      type: 'number',
+      default: 2,
+      between: [0.1, 60],
+      description: 'An Admin API read without an answer after this many seconds fails; the last known replicas stay in use.',
+    },
+  },
+  {
+    max_body_bytes: {
+      type: 'integer',
+      // Reading a body through the plugin server costs ~26 ms per MiB (measured): bounded, and only
+      // when the hash key comes from the body. 1 MiB matches the NGINX module's client_max_body_size.
+      default: 1048576,
+      between: [1024, 67108864],
+      description: 'Largest request body read for a body hash key; a larger body gets no key (the fallback strategy picks).',
+    },
+  },
+  {
+    same_target_retries: {
+      type: 'integer',
+      // set_target pins Kong's own retries to the replica that just failed: 0 answers the error at
+      // once and passive health moves the next requests elsewhere.
+      default: 0,
+      between: [0, 10],
+      description: "Kong's retries (set_retries) after a connect error or timeout; they go to the SAME replica, so 0 by default.",
+    },
+  },
+];
+
+/** The `kong` record as it appears in the plugin config (always present: built from defaults). */
+export const kongOptionsSchema: FieldEntry[] = [
+  {
+    kong: {
+      type: 'record',
+      required: true,
+      description: 'Kong only: where the replicas come from (Admin API) and how requests are handed to them.',
+      fields: kongOptionsFields,
+    },
+  },
+];

@@ -1,0 +1,63 @@
+// How an attempt ended, read from Kong's log entry (`kong.log.serialize()`, Kong 3.x shape).
+// Pure: the plugin passes the parsed entry in, specs pass table rows.
+//
+// What Kong puts there for a request our plugin routed with set_target:
+//   response.status      what the client got (499 when it left before the response header)
+//   upstream_status      the replica's status, "502" or "502, 200" style when Kong retried; absent
+//                        when no attempt reached a replica (another plugin answered, client left)
+//   latencies.proxy      ms from sending the request to the replica's first response byte (TTFT
+//                        for a streamed completion), latencies.receive ms from there to the last byte
+//   tries[]              one per attempt; a failed one carries state "failed" and code 502 (connect
+//                        error, premature close) or 504 (timeout): nginx's own, not the replica's
+// A client that leaves mid-stream is not visible here (the status stays 200): such a request counts
+// as a success with the latency seen so far, as Kong itself counts it.
+
+import type { Outcome } from '../../shared/types';
+
+export interface KongLogEntry {
+  response?: { status?: unknown };
+  upstream_status?: unknown;
+  latencies?: { proxy?: unknown; receive?: unknown; request?: unknown };
+  tries?: unknown;
+}
+
+function nonNegative(value: unknown): number | null {
+  return typeof value === 'number' && isFinite(value) && value >= 0 ? value : null;
+}
+
+/** The last status of "502, 200" / "502 : 200" / "200"; null when absent or unreadable. */
+function lastUpstreamStatus(value: unknown): number | null {
+  if (typeof value === 'number') return value;
+  if (typeof value !== 'string' || value.trim() === '') return null;
+  const parts = value.split(/[,:]/);
+  const code = parseInt(parts[parts.length - 1].trim(), 10);
+  return isNaN(code) ? null : code;
+}
+
+/** Kong's own verdict on the last try: 'timeout' / 'connect-error' when nginx failed it, else null. */
+function lastTryFailure(tries: unknown): 'timeout' | 'connect-error' | null {
+  if (!Array.isArray(tries) || tries.length === 0) return null;
+  const last = tries[tries.length - 1] as { state?: unknown; code?: unknown } | null;
+  if (last === null || typeof last !== 'object' || last.state !== 'failed') return null;
+  return last.code === 504 ? 'timeout' : 'connect-error';
+}
+
+export function outcomeFromLogEntry(entry: KongLogEntry): Outcome {
+  const clientStatus = entry.response && typeof entry.response.status === 'number' ? entry.response.status : 0;
+  const upstream = lastUpstreamStatus(entry.upstream_status);
+  const latencies = entry.latencies || {};
+  const proxy = nonNegative(latencies.proxy);
+  const receive = nonNegative(latencies.receive);
+  const latencyMs = proxy === null ? -1 : proxy + (receive === null ? 0 : receive);
+  if (clientStatus === 499) return { status: upstream === null ? 0 : upstream, latencyMs: latencyMs, ttftMs: null, error: 'aborted' };
+  const failure = lastTryFailure(entry.tries);
+  if (failure !== null) return { status: 0, latencyMs: latencyMs, ttftMs: null, error: failure };
+  if (upstream === null) {
+    // No replica answered. Kong's own 502/504 without a try record is still nginx failing the
+    // connection; anything else (a later plugin answered first) never reached the replica.
+    if (clientStatus === 502) return { status: 0, latencyMs: latencyMs, ttftMs: null, error: 'connect-error' };
+    if (clientStatus === 504) return { status: 0, latencyMs: latencyMs, ttftMs: null, error: 'timeout' };
+    return { status: 0, latencyMs: -1, ttftMs: null, error: 'aborted' };
+  }
+  return { status: upstream, latencyMs: latencyMs, ttftMs: proxy, error: null };
+}
