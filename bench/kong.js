@@ -81,7 +81,7 @@ function fakeRequests() {
   return requests;
 }
 
-/** What kong.log.serialize() answers in every log phase: a Kong 3.x entry for a 200 from replica 1. */
+/** What kong.log.serialize() answers in every log phase: a Kong 3.x entry for a 200 (its try is set per request in pair()). */
 function cannedSerialize(request) {
   const headers = {};
   for (const name of Object.keys(request.headers)) headers[name.toLowerCase()] = request.headers[name];
@@ -102,6 +102,8 @@ function cannedSerialize(request) {
   });
 }
 
+const TRY_PLACEHOLDER = '"ip":"127.0.0.1","port":8001';
+
 /** One access+log pair through the plugin server. */
 async function pair(harness, kong, instanceId, request, serialized) {
   const state = harness.createFakeRequestState(request);
@@ -109,7 +111,9 @@ async function pair(harness, kong, instanceId, request, serialized) {
   const access = await kong.runPhase(instanceId, 'access', handlers);
   state.phase = 'log';
   state.response = { status: 200, headers: { 'content-type': 'text/event-stream' }, source: 'service' };
-  state.serialized = serialized;
+  // Kong's try names the target the plugin set, as in a real log entry.
+  const target = state.target;
+  state.serialized = target ? serialized.replace(TRY_PLACEHOLDER, `"ip":"${target.host}","port":${target.port}`) : serialized;
   const log = await kong.runPhase(instanceId, 'log', handlers);
   return { state, access, log };
 }

@@ -1,7 +1,7 @@
 // Kong's log entry → the core's Outcome, row by row (plugins/kong/outcome.ts), and the plugin's
 // config loading: the shared options plus the `kong` record, every error with its path.
 import { describe, expect, it } from 'vitest';
-import { outcomeFromLogEntry } from '../plugins/kong/outcome';
+import { lastTriedAddress, outcomeFromLogEntry } from '../plugins/kong/outcome';
 import type { KongLogEntry } from '../plugins/kong/outcome';
 import { loadPluginConfig } from '../plugins/kong/index';
 
@@ -34,6 +34,20 @@ describe('outcomeFromLogEntry', () => {
     ['an empty upstream status string', ok({ upstream_status: '' , response: { status: 200 } }), { status: 0, error: 'aborted' }],
   ])('%s', (_what, entry, expected) => {
     expect(outcomeFromLogEntry(entry)).toMatchObject(expected);
+  });
+});
+
+describe('lastTriedAddress', () => {
+  it.each<[string, KongLogEntry, string | null]>([
+    ['one try', { tries: [{ ip: '10.0.0.11', port: 8000 }] }, '10.0.0.11:8000'],
+    ['the last of several', { tries: [{ ip: '10.0.0.11', port: 8000, state: 'failed', code: 502 }, { ip: '10.0.0.12', port: 8001 }] }, '10.0.0.12:8001'],
+    ['IPv6 in brackets', { tries: [{ ip: '::1', port: 9002 }] }, '[::1]:9002'],
+    ['no tries', {}, null],
+    ['an empty list', { tries: [] }, null],
+    ['a try without a port', { tries: [{ ip: '10.0.0.11' }] }, null],
+    ['a malformed try', { tries: [null] }, null],
+  ])('%s', (_what, entry, expected) => {
+    expect(lastTriedAddress(entry)).toBe(expected);
   });
 });
 

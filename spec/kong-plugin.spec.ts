@@ -11,7 +11,7 @@ interface Call {
   args: unknown[];
 }
 
-function fakeKong(overrides: { headers?: Record<string, string>; status?: number; proxyMs?: number; failTarget?: boolean } = {}) {
+function fakeKong(overrides: { headers?: Record<string, string>; status?: number; proxyMs?: number; failTarget?: boolean; tries?: unknown[] } = {}) {
   const calls: Call[] = [];
   const shared: Record<string, unknown> = {};
   const record =
@@ -39,7 +39,10 @@ function fakeKong(overrides: { headers?: Record<string, string>; status?: number
     response: { exit: record('response.exit', null), getStatus: record('response.getStatus', overrides.status ?? 200) },
     ctx: {
       shared: {
-        get: async (key: string) => shared[key],
+        get: async (key: string) => {
+          calls.push({ method: 'ctx.shared.get', args: [key] });
+          return shared[key];
+        },
         set: async (key: string, value: unknown) => {
           shared[key] = value;
           return null;
@@ -47,7 +50,8 @@ function fakeKong(overrides: { headers?: Record<string, string>; status?: number
       },
     },
     log: {
-      serialize: async () => JSON.stringify({ response: { status: overrides.status ?? 200 }, latencies: { proxy: overrides.proxyMs ?? 42 } }),
+      serialize: async () =>
+        JSON.stringify({ response: { status: overrides.status ?? 200 }, upstream_status: String(overrides.status ?? 200), latencies: { proxy: overrides.proxyMs ?? 42 }, tries: overrides.tries }),
       err: record('log.err', null),
       warn: record('log.warn', null),
       notice: record('log.notice', null),
@@ -128,5 +132,29 @@ describe('Kong plugin (PDK adapter)', () => {
     for (const request of next) await plugin.access(request.kong);
     const after = next.map((r) => JSON.stringify(r.calls.find((c) => c.method === 'service.setTarget')?.args));
     expect(new Set(after).size).toBe(2);
+  });
+
+  it("finds the pick from Kong's try when its address names one replica, without a ctx.shared round trip", async () => {
+    const plugin = new Plugin({ __plugin_id: 'p-tries', strategy: 'least-connections', replicas: REPLICAS });
+    const first = fakeKong({ tries: [{ ip: '127.0.0.1', port: 9001 }] });
+    await plugin.access(first.kong);
+    const target = first.calls.find((c) => c.method === 'service.setTarget')?.args;
+    // Whatever was picked, the log phase is told the try went to 127.0.0.1:9001 or [::1]:9002.
+    const tried = target?.[0] === '::1' ? { ip: '::1', port: 9002 } : { ip: '127.0.0.1', port: 9001 };
+    const log = fakeKong({ tries: [tried] });
+    await plugin.log(log.kong);
+    expect(log.calls.map((c) => c.method)).not.toContain('ctx.shared.get');
+  });
+
+  it('asks ctx.shared for the pick when no try reached a replica, and still ends the attempt', async () => {
+    const plugin = new Plugin({ __plugin_id: 'p-notry', strategy: 'least-connections', replicas: REPLICAS });
+    const request = fakeKong({ status: 429 });
+    await plugin.access(request.kong);
+    await plugin.log(request.kong);
+    expect(request.calls.map((c) => c.method)).toContain('ctx.shared.get');
+    // Ended: both replicas idle again, so two new requests split over both.
+    const next = [fakeKong(), fakeKong()];
+    for (const r of next) await plugin.access(r.kong);
+    expect(new Set(next.map((r) => JSON.stringify(r.calls.find((c) => c.method === 'service.setTarget')?.args))).size).toBe(2);
   });
 });

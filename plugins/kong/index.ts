@@ -2,7 +2,7 @@
 //   access  read what the hash key needs, pick with the shared core, point Kong at the replica
 //           with set_target (and set_retries: Kong's retries would hit the same replica)
 //   log     read Kong's log entry and record how the attempt ended: in-flight counts, latency,
-//           time to first byte, passive health
+//           time to first byte, passive health (the pick: from Kong's try, else kong.ctx.shared)
 // Replicas: the targets, weights and health of a Kong upstream, read from the Admin API in the
 // background (replica-source.ts), or the static `replicas` list; the static list also serves
 // until the first successful read.
@@ -24,7 +24,7 @@ import {
 import type { Balancer, BalancerConfig, ConfigError, Replica } from '../../shared/index';
 import { kongOptionsFields, kongOptionsSchema } from './options';
 import type { KongOptions } from './options';
-import { outcomeFromLogEntry } from './outcome';
+import { lastTriedAddress, outcomeFromLogEntry } from './outcome';
 import type { KongLogEntry } from './outcome';
 import type { KongPdk } from './pdk';
 import { replicaSourceFor } from './replica-source';
@@ -114,6 +114,18 @@ function stateFor(pluginId: string, config: BalancerConfig, kong: KongOptions): 
   return state;
 }
 
+/** The id of the one replica at `address`, or null when none or several are. */
+function replicaAt(replicas: Replica[], address: string | null): string | null {
+  if (address === null) return null;
+  let found: string | null = null;
+  for (const replica of replicas) {
+    if (replica.address !== address) continue;
+    if (found !== null) return null;
+    found = replica.id;
+  }
+  return found;
+}
+
 /** The replicas right now: the last Admin API read, else the static list. */
 function currentReplicas(state: PluginState): Replica[] {
   const snapshot = state.source ? state.source.current() : null;
@@ -191,11 +203,16 @@ export class Plugin {
   async log(kong: KongPdk): Promise<void> {
     try {
       if (!this.loaded.ok) return;
-      const picked = await kong.ctx.shared.get(PICK_KEY);
-      if (typeof picked !== 'string') return;
       const state = stateFor(this.pluginId, this.loaded.config, this.loaded.kong);
       const entry = JSON.parse(await kong.log.serialize()) as KongLogEntry;
-      state.balancer.onEnd(currentReplicas(state), picked, outcomeFromLogEntry(entry));
+      const replicas = currentReplicas(state);
+      // Every PDK call is a round trip to Kong: when Kong's try names exactly one replica by
+      // address, that is the pick. Otherwise (no try reached a replica, a hostname target that
+      // Kong resolved to an IP, two replicas on one address) ask for what access recorded.
+      let picked: unknown = replicaAt(replicas, lastTriedAddress(entry));
+      if (picked === null) picked = await kong.ctx.shared.get(PICK_KEY);
+      if (typeof picked !== 'string') return;
+      state.balancer.onEnd(replicas, picked, outcomeFromLogEntry(entry));
     } catch (error) {
       await kong.log.err('llm-balancer: log failed: ' + String(error));
     }

@@ -61,3 +61,15 @@ export function outcomeFromLogEntry(entry: KongLogEntry): Outcome {
   }
   return { status: upstream, latencyMs: latencyMs, ttftMs: proxy, error: null };
 }
+
+/**
+ * "host:port" of the last try Kong made (IPv6 in brackets, as replica addresses are written), or
+ * null when no attempt reached the balancer (another plugin answered, the client left first).
+ */
+export function lastTriedAddress(entry: KongLogEntry): string | null {
+  const tries = entry.tries;
+  if (!Array.isArray(tries) || tries.length === 0) return null;
+  const last = tries[tries.length - 1] as { ip?: unknown; port?: unknown } | null;
+  if (last === null || typeof last !== 'object' || typeof last.ip !== 'string' || typeof last.port !== 'number') return null;
+  return (last.ip.indexOf(':') >= 0 ? '[' + last.ip + ']' : last.ip) + ':' + last.port;
+}
