@@ -36,11 +36,14 @@ const KONG_PDK_VERSION = JSON.parse(fs.readFileSync(path.join(REPO_ROOT, 'node_m
 
 const REPLICAS = [{ address: '127.0.0.1:8001' }, { address: '127.0.0.1:8002' }, { address: '127.0.0.1:8003' }, { address: '127.0.0.1:8004' }];
 
+// serviceRetries: the Service's `retries` in Kong's log entry. With Kong's default 5 the plugin
+// calls set_retries(0) on every request; with 0 (as kong.yml configures it) that call is skipped.
 const VARIANTS = [
-  { name: 'fixed-target (reference)', plugin: 'fixed-target', config: {} },
-  { name: 'llm-balancer least-connections', plugin: 'llm-balancer', config: { strategy: 'least-connections', replicas: REPLICAS } },
-  { name: 'llm-balancer consistent-hash (consumer)', plugin: 'llm-balancer', config: { strategy: 'consistent-hash', hash_key: { source: 'consumer' }, replicas: REPLICAS } },
-  { name: 'llm-balancer round-robin', plugin: 'llm-balancer', config: { strategy: 'round-robin', replicas: REPLICAS } },
+  { name: 'fixed-target (reference)', plugin: 'fixed-target', config: {}, serviceRetries: 0 },
+  { name: 'llm-balancer least-connections, Service retries 5', plugin: 'llm-balancer', config: { strategy: 'least-connections', replicas: REPLICAS }, serviceRetries: 5 },
+  { name: 'llm-balancer least-connections', plugin: 'llm-balancer', config: { strategy: 'least-connections', replicas: REPLICAS }, serviceRetries: 0 },
+  { name: 'llm-balancer consistent-hash (consumer)', plugin: 'llm-balancer', config: { strategy: 'consistent-hash', hash_key: { source: 'consumer' }, replicas: REPLICAS }, serviceRetries: 0 },
+  { name: 'llm-balancer round-robin', plugin: 'llm-balancer', config: { strategy: 'round-robin', replicas: REPLICAS }, serviceRetries: 0 },
 ];
 
 /** The harness is TypeScript: bundle it for Node once per run. */
@@ -82,7 +85,7 @@ function fakeRequests() {
 }
 
 /** What kong.log.serialize() answers in every log phase: a Kong 3.x entry for a 200 (its try is set per request in pair()). */
-function cannedSerialize(request) {
+function cannedSerialize(request, serviceRetries) {
   const headers = {};
   for (const name of Object.keys(request.headers)) headers[name.toLowerCase()] = request.headers[name];
   return JSON.stringify({
@@ -95,7 +98,7 @@ function cannedSerialize(request) {
     client_ip: request.clientIp,
     started_at: Date.now(),
     consumer: request.consumer,
-    service: { id: '5ca1ab1e-0000-4000-8000-000000000001', name: 'llm-service', host: 'llm-service.invalid', port: 80, protocol: 'http', retries: 5 },
+    service: { id: '5ca1ab1e-0000-4000-8000-000000000001', name: 'llm-service', host: 'llm-service.invalid', port: 80, protocol: 'http', retries: serviceRetries },
     route: { id: '5ca1ab1e-0000-4000-8000-000000000002', name: 'llm-route', paths: ['/v1'], protocols: ['http', 'https'] },
     workspace: '5ca1ab1e-0000-4000-8000-000000000003',
     workspace_name: 'default',
@@ -140,7 +143,7 @@ function percentile(sorted, p) {
 }
 
 async function runVariant(harness, server, connections, variant, requests) {
-  const serialized = requests.map(cannedSerialize);
+  const serialized = requests.map((request) => cannedSerialize(request, variant.serviceRetries));
   const first = connections[0];
   let instanceId;
   try {

@@ -242,6 +242,17 @@ describe('failures', () => {
     expect(after).not.toContain('b0');
   });
 
+  it("calls set_retries(0) while the Service retries on its own, and saves the round trip once the Service has retries 0", async () => {
+    const id = await plugin({ strategy: 'round-robin', replicas: staticReplicas() });
+    const kongDefault: Array<number | null> = [];
+    for (let i = 0; i < 3; i++) kongDefault.push((await kongRequest(kong, id, {})).retries);
+    expect(kongDefault).toEqual([0, 0, 0]);
+    const serviceZero: Array<number | null> = [];
+    for (let i = 0; i < 3; i++) serviceZero.push((await kongRequest(kong, id, {}, { serviceRetries: 0 })).retries);
+    // The first still sets it (the entries so far showed 5); its own entry shows 0: no more calls.
+    expect(serviceZero).toEqual([0, null, null]);
+  });
+
   it('answers 503 for an invalid configuration and logs the field path', async () => {
     const id = await plugin({ strategy: 'least-conn', replicas: staticReplicas() });
     const result = await kongRequest(kong, id, {});

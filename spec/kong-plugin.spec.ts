@@ -11,7 +11,7 @@ interface Call {
   args: unknown[];
 }
 
-function fakeKong(overrides: { headers?: Record<string, string>; status?: number; proxyMs?: number; failTarget?: boolean; tries?: unknown[] } = {}) {
+function fakeKong(overrides: { headers?: Record<string, string>; status?: number; proxyMs?: number; failTarget?: boolean; tries?: unknown[]; service?: { id: string; retries: number } } = {}) {
   const calls: Call[] = [];
   const shared: Record<string, unknown> = {};
   const record =
@@ -51,7 +51,7 @@ function fakeKong(overrides: { headers?: Record<string, string>; status?: number
     },
     log: {
       serialize: async () =>
-        JSON.stringify({ response: { status: overrides.status ?? 200 }, upstream_status: String(overrides.status ?? 200), latencies: { proxy: overrides.proxyMs ?? 42 }, tries: overrides.tries }),
+        JSON.stringify({ response: { status: overrides.status ?? 200 }, upstream_status: String(overrides.status ?? 200), latencies: { proxy: overrides.proxyMs ?? 42 }, tries: overrides.tries, service: overrides.service }),
       err: record('log.err', null),
       warn: record('log.warn', null),
       notice: record('log.notice', null),
@@ -156,5 +156,35 @@ describe('Kong plugin (PDK adapter)', () => {
     const next = [fakeKong(), fakeKong()];
     for (const r of next) await plugin.access(r.kong);
     expect(new Set(next.map((r) => JSON.stringify(r.calls.find((c) => c.method === 'service.setTarget')?.args))).size).toBe(2);
+  });
+
+  it('skips set_retries while the one Service it serves already has the wanted retries, and not otherwise', async () => {
+    const plugin = new Plugin({ __plugin_id: 'p-retries', strategy: 'round-robin', replicas: REPLICAS });
+    const setRetries = async (service?: { id: string; retries: number }) => {
+      const r = fakeKong({ service });
+      await plugin.access(r.kong);
+      await plugin.log(r.kong);
+      return r.calls.filter((c) => c.method === 'service.setRetries').map((c) => c.args[0]);
+    };
+    // Nothing known yet, then a Service with Kong's default 5 retries: called every time.
+    expect(await setRetries({ id: 'svc-1', retries: 5 })).toEqual([0]);
+    expect(await setRetries({ id: 'svc-1', retries: 0 })).toEqual([0]);
+    // The last entry showed retries 0 on the one Service: the call would change nothing.
+    expect(await setRetries({ id: 'svc-1', retries: 0 })).toEqual([]);
+    // The Service was edited back to 5: the next request after that entry calls it again.
+    expect(await setRetries({ id: 'svc-1', retries: 5 })).toEqual([]);
+    expect(await setRetries({ id: 'svc-1', retries: 0 })).toEqual([0]);
+    // A second Service behind the same plugin (a global plugin): always called from then on.
+    expect(await setRetries({ id: 'svc-2', retries: 0 })).toEqual([]);
+    expect(await setRetries({ id: 'svc-1', retries: 0 })).toEqual([0]);
+    expect(await setRetries({ id: 'svc-1', retries: 0 })).toEqual([0]);
+    // An entry without a Service: called.
+    const other = new Plugin({ __plugin_id: 'p-retries-none', strategy: 'round-robin', replicas: REPLICAS });
+    const r = fakeKong();
+    await other.access(r.kong);
+    await other.log(r.kong);
+    const again = fakeKong();
+    await other.access(again.kong);
+    expect(again.calls.filter((c) => c.method === 'service.setRetries')).toHaveLength(1);
   });
 });

@@ -74,6 +74,37 @@ interface PluginState {
   balancer: Balancer;
   staticReplicas: Replica[];
   source: ReplicaSource | null;
+  retries: ServiceRetries;
+}
+
+/**
+ * Whether set_retries can be skipped: Kong's log entry carries the Service and its configured
+ * `retries`. While every entry of this plugin showed ONE service whose retries already equal
+ * kong.same_target_retries, calling set_retries would change nothing and costs a round trip to
+ * Kong per request. A second service (a global plugin) or a different value turns the call back on
+ * for good. Cost of being wrong: only requests between a Service edit and its first log entry run
+ * with the Service's own retries.
+ */
+interface ServiceRetries {
+  serviceId: string | null;
+  mixed: boolean;
+  skip: boolean;
+}
+
+function learnServiceRetries(known: ServiceRetries, entry: KongLogEntry, wanted: number): void {
+  const service = entry.service;
+  if (known.mixed) return;
+  if (service === null || typeof service !== 'object' || typeof service.id !== 'string' || typeof service.retries !== 'number') {
+    known.skip = false;
+    return;
+  }
+  if (known.serviceId !== null && known.serviceId !== service.id) {
+    known.mixed = true;
+    known.skip = false;
+    return;
+  }
+  known.serviceId = service.id;
+  known.skip = service.retries === wanted;
 }
 
 /**
@@ -99,6 +130,7 @@ function stateFor(pluginId: string, config: BalancerConfig, kong: KongOptions): 
       random: { next: () => Math.random() },
     }),
     staticReplicas: replicasFromConfig(config),
+    retries: { serviceId: null, mixed: false, skip: false },
     source:
       kong.upstream === null
         ? null
@@ -192,7 +224,7 @@ export class Plugin {
       // and that is where the start is matched by an end.
       await kong.ctx.shared.set(PICK_KEY, chosen.id);
       state.balancer.onStart(chosen.id);
-      await kong.service.setRetries(state.kong.same_target_retries);
+      if (!state.retries.skip) await kong.service.setRetries(state.kong.same_target_retries);
       await kong.service.setTarget(target.host, target.port);
     } catch (error) {
       await kong.log.err('llm-balancer: access failed: ' + String(error));
@@ -211,6 +243,7 @@ export class Plugin {
       // Kong resolved to an IP, two replicas on one address) ask for what access recorded.
       let picked: unknown = replicaAt(replicas, lastTriedAddress(entry));
       if (picked === null) picked = await kong.ctx.shared.get(PICK_KEY);
+      learnServiceRetries(state.retries, entry, state.kong.same_target_retries);
       if (typeof picked !== 'string') return;
       state.balancer.onEnd(replicas, picked, outcomeFromLogEntry(entry));
     } catch (error) {

@@ -19,6 +19,8 @@ export interface KongLogEntry {
   upstream_status?: unknown;
   latencies?: { proxy?: unknown; receive?: unknown; request?: unknown };
   tries?: unknown;
+  /** The Service entity, with its configured `retries`. */
+  service?: { id?: unknown; retries?: unknown } | null;
 }
 
 function nonNegative(value: unknown): number | null {

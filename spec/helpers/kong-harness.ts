@@ -1040,6 +1040,8 @@ const NO_RUN = (instanceId: number): PhaseRun => ({ calls: [], exited: null, une
  */
 export async function kongRequest(kong: KongSide, instanceId: number, request: FakeRequest, options: KongRequestOptions = {}): Promise<KongResult> {
   const state = createFakeRequestState(request);
+  // The log entry's Service shows the retries it is configured with.
+  if (options.serviceRetries !== undefined) state.service.retries = options.serviceRetries;
   const handlers = Object.assign(fakePdkHandlers(state), options.pdk ? options.pdk(state) : {});
   const phases = await kong.pluginPhases(instanceId);
 
