@@ -1,0 +1,124 @@
+// Real nginx running the built njs module with the configuration the project's generator renders
+// (plugins/nginx/generator): for the nginx integration specs, npm start and the benchmarks.
+import path from 'node:path';
+import { NGINX_OUTFILE } from '../../build/build.js';
+import { preloadedConfig, renderNginxConfig } from '../../plugins/nginx/generator/generate';
+import { loadBalancerFile } from '../../plugins/nginx/generator/load';
+import { formatErrors } from '../../shared/config/validate';
+import type { BalancerConfig } from '../../shared/config/types';
+import { loadNginxEnv } from './nginx-env';
+import { createPrefix, freePort, startNginx, testConfig } from './nginx-process';
+import type { NginxInstance, NginxPrefix, NginxTestResult } from './nginx-process';
+
+export interface Rendered {
+  config: BalancerConfig;
+  conf: string;
+  /** The preloaded JSON text. */
+  json: string;
+}
+
+/**
+ * Validates `balancer` (a balancer file as an object: shared options + an `nginx` section) the way
+ * the CLI does and renders the full nginx.conf for `port`, 2 workers, the JSON at `jsonPath`.
+ */
+export function render(balancer: Record<string, unknown>, port: number, jsonPath: string): Rendered {
+  const env = loadNginxEnv();
+  const nginxSection = Object.assign({ worker_processes: 2, listen: `127.0.0.1:${port}` }, (balancer.nginx as object | undefined) ?? {});
+  const loaded = loadBalancerFile(JSON.stringify(Object.assign({}, balancer, { nginx: nginxSection })));
+  if (!loaded.ok) throw new Error(`invalid balancer file:\n${formatErrors(loaded.errors)}`);
+  const conf = renderNginxConfig(
+    {
+      config: loaded.config,
+      nginx: Object.assign({}, loaded.nginx, { module_path: env.modulePath, js_path: path.dirname(NGINX_OUTFILE), config_json: jsonPath }),
+      source: 'spec',
+    },
+    'full',
+  );
+  return { config: loaded.config, conf, json: JSON.stringify(preloadedConfig(loaded.config, loaded.nginx)) };
+}
+
+export interface Balancer {
+  nginx: NginxInstance;
+  config: BalancerConfig;
+  prefix: NginxPrefix;
+  port: number;
+  /** Re-renders with a new balancer file and reloads with HUP (the state zone is kept). */
+  reconfigure(balancer: Record<string, unknown>): Promise<void>;
+  /** Error-log lines where the njs module failed: uncaught exceptions or a handler reporting its own failure. */
+  moduleErrors(): string[];
+  stop(): Promise<void>;
+}
+
+export interface BalancerStartOptions {
+  /**
+   * The error log's level (nginx's default is `error`): `warn` shows the module's warnings, e.g.
+   * the NGINX Plus peer sync's. Added to the generated main context as `error_log stderr <level>;`.
+   */
+  errorLogLevel?: 'warn' | 'notice' | 'info';
+  /** Directives of the user's own put at the top of the balanced location, e.g. `deny all;` or `limit_req ...;`. */
+  locationDirectives?: string[];
+  /** http-context directives of the user's own, e.g. `limit_req_zone ...;`. */
+  httpDirectives?: string[];
+}
+
+/** The rendered config with the test-only main-context additions of `options`. */
+function withOptions(conf: string, options: BalancerStartOptions): string {
+  let out = conf;
+  const insert = (marker: string, lines: string[], what: string) => {
+    if (!out.includes(marker)) throw new Error(`cannot place ${what}: no \`${marker.trim()}\` in the rendered config`);
+    out = out.replace(marker, marker + lines.join('\n') + '\n');
+  };
+  if (options.errorLogLevel !== undefined) insert('\npid nginx.pid;\n', [`error_log stderr ${options.errorLogLevel};`], 'error_log');
+  if (options.httpDirectives) insert('\nhttp {\n', options.httpDirectives, 'http directives');
+  if (options.locationDirectives) insert('\n    location /v1/ {\n', options.locationDirectives, 'location directives');
+  return out;
+}
+
+/** Renders, checks with `nginx -t` (throws with nginx's words on failure) and starts nginx. */
+export async function startBalancer(balancer: Record<string, unknown>, label = 'balancer', options: BalancerStartOptions = {}): Promise<Balancer> {
+  const port = await freePort();
+  const prefix = createPrefix(label);
+  const jsonPath = path.join(prefix.dir, 'llm-balancer.json');
+  let rendered = render(balancer, port, jsonPath);
+  rendered.conf = withOptions(rendered.conf, options);
+  prefix.write('llm-balancer.json', rendered.json);
+  const confPath = prefix.write('nginx.conf', rendered.conf);
+  const verdict: NginxTestResult = await testConfig(prefix.dir, confPath);
+  if (!verdict.ok) {
+    prefix.remove();
+    throw new Error(`nginx -t failed:\n${verdict.output}\n${rendered.conf}`);
+  }
+  let nginx: NginxInstance;
+  try {
+    nginx = await startNginx({ conf: rendered.conf, port, prefix });
+  } catch (e) {
+    prefix.remove();
+    throw e;
+  }
+  const result: Balancer = {
+    nginx,
+    get config() {
+      return rendered.config;
+    },
+    prefix,
+    port,
+    async reconfigure(next) {
+      rendered = render(next, port, jsonPath);
+      rendered.conf = withOptions(rendered.conf, options);
+      prefix.write('llm-balancer.json', rendered.json);
+      await nginx.reload(rendered.conf);
+    },
+    moduleErrors() {
+      return nginx
+        .stderr()
+        .split('\n')
+        .filter((line) => /js exception|js: llm-balancer: .*failed/.test(line));
+    },
+    async stop() {
+      await nginx.stop();
+      prefix.remove();
+    },
+  };
+  return result;
+}
+
