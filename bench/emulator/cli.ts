@@ -1,0 +1,124 @@
+// Runs emulated replicas until SIGINT/SIGTERM:
+//   node --import tsx bench/emulator/cli.ts --replicas h100,h100,a100,a100 \
+//     [--ports 8001,8002,8003,8004] [--time-scale 1] [--seed 1] [--host 127.0.0.1] \
+//     [--fault 2:slowdown=3] [--fault h100-1:hang] [--admin-port 8000] [--json]
+// Replicas are named <profile>-<position> (h100-1, h100-2, a100-3, ...). A --fault names a replica
+// by its 1-based position or its name, then comma-separated settings (see faults.ts). --json prints
+// one JSON line (replicas and admin address) instead of the table, for scripts that spawn this.
+
+import { parseArgs } from 'node:util';
+import { PROFILES, PROFILE_NAMES, parseFaultsText, startEmulatedReplicas } from './index';
+import type { FaultsPatch, ReplicaSpec } from './index';
+
+const USAGE = `usage: node --import tsx bench/emulator/cli.ts --replicas h100,a100,l4 [options]
+  --replicas LIST      profiles, one per replica (${PROFILE_NAMES.join(', ')})
+  --ports LIST         one port per replica (default: free ports)
+  --time-scale X       multiplies every duration (default 1; 0.1 runs 10x faster)
+  --seed N             base seed; replica i gets N + i - 1 (default 1)
+  --host HOST          listen address (default 127.0.0.1)
+  --fault R:SETTINGS   R = position (1-based) or name; e.g. 2:slowdown=3  1:hang  a100-3:errorRate=0.2
+  --admin-port N       an admin server for all replicas (GET /admin/replicas, POST /admin/replicas/NAME/faults)
+  --json               print one JSON line instead of the table
+profiles:
+${PROFILE_NAMES.map((name) => `  ${name.padEnd(6)} ${PROFILES[name].description}`).join('\n')}`;
+
+function fail(message: string): never {
+  console.error(`${message}\n\n${USAGE}`);
+  process.exit(2);
+}
+
+function parseNumber(flag: string, text: string | undefined, fallback: number): number {
+  if (text === undefined) return fallback;
+  const value = Number(text);
+  if (text.trim() === '' || !Number.isFinite(value)) fail(`${flag} must be a number, got '${text}'`);
+  return value;
+}
+
+async function main(): Promise<void> {
+  let values;
+  try {
+    values = parseArgs({
+      options: {
+        replicas: { type: 'string' },
+        ports: { type: 'string' },
+        'time-scale': { type: 'string' },
+        seed: { type: 'string' },
+        host: { type: 'string' },
+        fault: { type: 'string', multiple: true },
+        'admin-port': { type: 'string' },
+        json: { type: 'boolean' },
+        help: { type: 'boolean' },
+      },
+    }).values;
+  } catch (error) {
+    fail(error instanceof Error ? error.message : String(error));
+  }
+  if (values.help) {
+    console.log(USAGE);
+    return;
+  }
+  if (values.replicas === undefined) fail('--replicas is required');
+  const profiles = values.replicas.split(',').map((name) => name.trim()).filter((name) => name !== '');
+  for (const profile of profiles) if (!PROFILE_NAMES.includes(profile)) fail(`unknown profile '${profile}'`);
+  const ports = values.ports === undefined ? [] : values.ports.split(',').map((port) => parseNumber('--ports', port, 0));
+  if (ports.length > 0 && ports.length !== profiles.length) fail(`--ports lists ${ports.length} ports for ${profiles.length} replicas`);
+
+  const specs: ReplicaSpec[] = profiles.map((profile, index) => ({ name: `${profile}-${index + 1}`, profile, port: ports[index] ?? 0 }));
+  for (const fault of values.fault ?? []) {
+    const colon = fault.indexOf(':');
+    if (colon < 0) fail(`--fault '${fault}' needs REPLICA:SETTINGS`);
+    const target = fault.slice(0, colon);
+    const position = Number(target);
+    const spec = Number.isInteger(position) ? specs[position - 1] : specs.find((candidate) => candidate.name === target);
+    if (spec === undefined) fail(`--fault '${fault}': no replica '${target}'`);
+    const parsed = parseFaultsText(fault.slice(colon + 1));
+    if (!parsed.ok) fail(`--fault '${fault}': ${parsed.error}`);
+    spec.faults = Object.assign({}, spec.faults, parsed.patch) as FaultsPatch;
+  }
+
+  const emulator = await startEmulatedReplicas(specs, {
+    timeScale: parseNumber('--time-scale', values['time-scale'], 1),
+    seed: parseNumber('--seed', values.seed, 1),
+    host: values.host,
+    adminPort: values['admin-port'] === undefined ? undefined : parseNumber('--admin-port', values['admin-port'], 0),
+  });
+
+  if (values.json) {
+    console.log(
+      JSON.stringify({
+        replicas: emulator.replicas.map((replica) => ({ name: replica.name, profile: replica.profile.name, address: replica.address, faults: replica.faults() })),
+        admin: emulator.admin === null ? null : emulator.admin.address,
+      }),
+    );
+  } else {
+    for (const replica of emulator.replicas) {
+      const faults = replica.faults();
+      const active = Object.entries(faults)
+        .filter(([key, value]) => (key === 'slowdown' ? value !== 1 : key === 'errorRate' ? value !== 0 : value === true))
+        .map(([key, value]) => (typeof value === 'boolean' ? key : `${key}=${value}`));
+      console.log(`${replica.name.padEnd(10)} ${replica.profile.name.padEnd(6)} http://${replica.address}${active.length > 0 ? '  faults: ' + active.join(',') : ''}`);
+    }
+    if (emulator.admin !== null) console.log(`admin      http://${emulator.admin.address}/admin/replicas`);
+    console.log('Ctrl-C stops the replicas.');
+  }
+
+  let stopping = false;
+  const stop = () => {
+    if (stopping) return;
+    stopping = true;
+    emulator.close().then(
+      () => process.exit(0),
+      (error: unknown) => {
+        console.error(error);
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
+}
+
+main().catch((error: unknown) => {
+  console.error(error instanceof Error ? error.message : error);
+  process.exit(1);
+});
