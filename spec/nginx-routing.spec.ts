@@ -77,6 +77,15 @@ describe('round-robin', () => {
     // Strict rotation: every window of 3 consecutive requests covers all three.
     for (let i = 0; i + 3 <= names.length; i++) expect(new Set(names.slice(i, i + 3)).size).toBe(3);
   });
+
+  it('proxies a long prompt whose body is larger than nginx keeps in memory (spooled to temp/)', async () => {
+    // 64 KiB > client_body_buffer_size (16k): nginx writes it to client_body_temp_path first.
+    const lb = await balancer({ strategy: 'round-robin', replicas: replicas(backends.list) });
+    const body = JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 'x'.repeat(64 * 1024) }] });
+    const reply = await request(lb.nginx.url('/v1/chat/completions'), { method: 'POST', body, headers: { 'content-type': 'application/json' } });
+    expect(reply.status, reply.body).toBe(200);
+    expect((JSON.parse(reply.body) as { bodyBytes: number }).bodyBytes).toBe(Buffer.byteLength(body));
+  });
 });
 
 describe('weighted-round-robin', () => {

@@ -1,5 +1,6 @@
 // The live terminal view of `npm start`: one row per replica with what the gateway knows (the njs
-// module's status page: state, in-flight, picks, failures, latency and TTFT estimates) next to
+// module's status page: state, in-flight, picks, failures, latency and time-to-first-byte
+// estimates; TTFB is the response header, which vLLM sends at once for a stream) next to
 // what the replica itself reports (the emulator's true running/waiting/KV usage), and a traffic
 // line. Pure: the demo hands in snapshots and prints the string, specs check the text.
 
@@ -102,7 +103,7 @@ export function renderView(input: ViewInput): string {
     `gateway  ${input.gatewayUrl}/v1/chat/completions   status ${input.gatewayUrl}/llm-balancer/status`,
     '',
     ...table(
-      ['replica', 'profile', 'weight', 'state', 'in-flight', 'share', 'picks', 'failures', 'latency', 'TTFT', 'running', 'waiting', 'KV'],
+      ['replica', 'profile', 'weight', 'state', 'in-flight', 'share', 'picks', 'failures', 'latency', 'TTFB', 'running', 'waiting', 'KV'],
       rows,
     ),
     '',

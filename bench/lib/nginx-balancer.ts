@@ -1,14 +1,17 @@
 // Real nginx running the built njs module with the configuration the project's generator renders
 // (plugins/nginx/generator): for the nginx integration specs, npm start and the benchmarks.
 import path from 'node:path';
-import { NGINX_OUTFILE } from '../../build/build.js';
 import { preloadedConfig, renderNginxConfig } from '../../plugins/nginx/generator/generate';
 import { loadBalancerFile } from '../../plugins/nginx/generator/load';
 import { formatErrors } from '../../shared/config/validate';
 import type { BalancerConfig } from '../../shared/config/types';
-import { loadNginxEnv } from './nginx-env';
+import { REPO_ROOT, loadNginxEnv } from './nginx-env';
 import { createPrefix, freePort, startNginx, testConfig } from './nginx-process';
 import type { NginxInstance, NginxPrefix, NginxTestResult } from './nginx-process';
+
+// Not imported from build/build.js: scripts bundle this file (npm start, the benchmarks), and the
+// build script would drag esbuild in. Same path as build.js's NGINX_OUTFILE.
+const NGINX_BUNDLE = path.join(REPO_ROOT, 'dist', 'nginx', 'llm_balancer.js');
 
 export interface Rendered {
   config: BalancerConfig;
@@ -29,7 +32,7 @@ export function render(balancer: Record<string, unknown>, port: number, jsonPath
   const conf = renderNginxConfig(
     {
       config: loaded.config,
-      nginx: Object.assign({}, loaded.nginx, { module_path: env.modulePath, js_path: path.dirname(NGINX_OUTFILE), config_json: jsonPath }),
+      nginx: Object.assign({}, loaded.nginx, { module_path: env.modulePath, js_path: path.dirname(NGINX_BUNDLE), config_json: jsonPath }),
       source: 'spec',
     },
     'full',
@@ -59,6 +62,8 @@ export interface BalancerStartOptions {
   locationDirectives?: string[];
   /** http-context directives of the user's own, e.g. `limit_req_zone ...;`. */
   httpDirectives?: string[];
+  /** Listen on this 127.0.0.1 port (default: a free one). */
+  port?: number;
 }
 
 /** The rendered config with the test-only main-context additions of `options`. */
@@ -76,7 +81,7 @@ function withOptions(conf: string, options: BalancerStartOptions): string {
 
 /** Renders, checks with `nginx -t` (throws with nginx's words on failure) and starts nginx. */
 export async function startBalancer(balancer: Record<string, unknown>, label = 'balancer', options: BalancerStartOptions = {}): Promise<Balancer> {
-  const port = await freePort();
+  const port = options.port ?? (await freePort());
   const prefix = createPrefix(label);
   const jsonPath = path.join(prefix.dir, 'llm-balancer.json');
   let rendered = render(balancer, port, jsonPath);

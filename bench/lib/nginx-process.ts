@@ -108,6 +108,9 @@ export interface NginxPrefix {
 /** A temporary nginx prefix with the temp/ and logs/ folders the configs refer to. */
 export function createPrefix(label = 'nginx'): NginxPrefix {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), `llmb-${label}-`));
+  // mkdtemp makes it 0700: run as root, nginx's workers (user nobody) could not reach temp/ and
+  // a request body larger than client_body_buffer_size would fail with 500 (found by npm start).
+  fs.chmodSync(dir, 0o755);
   fs.mkdirSync(path.join(dir, 'temp'));
   fs.mkdirSync(path.join(dir, 'logs'));
   return {
