@@ -1,0 +1,375 @@
+// The strategy shootout (`npm run bench`): the seed's comparison (SUMMARY §9: round robin vs least
+// connections vs response-time aware on 4 replicas, mixed requests), reproduced with real nginx.
+//
+// One seeded trace (mix `mixed`, Poisson arrivals) is replayed, unchanged, through every row:
+//   nginx round robin / nginx least_conn   nginx's own balancers (the baselines a user already has)
+//   round-robin ... hybrid                 llm-balancer's njs module, config from the generator
+// Each row gets fresh emulated replicas (a child process: no prefix cache or queue carries over,
+// and the replicas' event loop is not the load generator's) and a fresh nginx. Replicas: h100,
+// h100, a100, a100 (two fast, two ~0.8x capacity and 1.5x step time); the balancer config gives them
+// weights 1, 1, 0.8, 0.8.
+//
+// Load levels are fractions of the capacity measured first (calibrate(): see there). Every row
+// reports e2e latency (mean, p99), TTFT (p50, p99), completed req/s, output tok/s, errors and goodput
+// under an SLO, with its ratio to nginx round robin. Writes <out>/shootout.json, shootout.svg and
+// shootout.md (the BENCHMARKS.md section; with the default out dir BENCHMARKS.md is updated too).
+// A benchmark, not a test: nothing here asserts a speed.
+
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import readline from 'node:readline';
+import { parseArgs } from 'node:util';
+import { startBalancer } from '../lib/nginx-balancer';
+import type { Balancer } from '../lib/nginx-balancer';
+import { loadNginxEnv, REPO_ROOT } from '../lib/nginx-env';
+import { createPrefix, freePort, startNginx } from '../lib/nginx-process';
+import type { NginxInstance } from '../lib/nginx-process';
+import { buildReport, buildTrace, createRandom, executeTrace, traceInfo, uniformInt } from '../loadgen/index';
+import type { Report, RequestRecord, Slo, Trace } from '../loadgen/index';
+import { renderChart } from './chart';
+import { renderSection, renderTable, updateBenchmarksFile } from './format';
+import type { Row, ShootoutResult } from './format';
+
+export type Mode = 'full' | 'quick' | 'smoke';
+
+export const PROFILES = ['h100', 'h100', 'a100', 'a100'];
+const WEIGHTS = [1, 1, 0.8, 0.8];
+/**
+ * Distinct users in the trace: every request carries x-session-id user-<k>, so consistent-hash and
+ * hybrid have a key to hash (the `mixed` mix has no conversations of its own). 64 users over 4
+ * replicas gives the hash ~16 keys per replica to balance.
+ */
+const SESSIONS = 64;
+const SEED = 42;
+
+/**
+ * Emulator time scale: every emulated duration × this. At 0.5 a 1000-token generation on a full h100
+ * batch takes ~12 s instead of 24 s, capacity is ~30 req/s of the mixed trace (~7k streamed tokens/s),
+ * which the 2 cores this runs on carry for nginx, the replicas and the load generator together;
+ * faster scales turn the run into a CPU benchmark of the host (schedule lag shows it).
+ */
+const TIME_SCALE: Record<Mode, number> = { full: 0.5, quick: 0.5, smoke: 0.1 };
+
+interface ModeSettings {
+  /** Seconds of the saturating calibration trace. */
+  calibrationS: number;
+  /** Seconds of each row's trace. */
+  traceS: number;
+  levels: number[];
+  rows: string[];
+}
+
+export const ALL_ROWS = ['nginx round robin', 'nginx least_conn', 'round-robin', 'weighted-round-robin', 'least-connections', 'response-time', 'consistent-hash', 'hybrid'];
+
+const SETTINGS: Record<Mode, ModeSettings> = {
+  full: { calibrationS: 20, traceS: 24, levels: [0.6, 0.9], rows: ALL_ROWS },
+  // The high level only: it is where the strategies differ.
+  quick: { calibrationS: 10, traceS: 10, levels: [0.9], rows: ['nginx round robin', 'least-connections', 'response-time', 'hybrid'] },
+  smoke: { calibrationS: 2, traceS: 2, levels: [0.6], rows: ['nginx round robin', 'least-connections'] },
+};
+
+/**
+ * Goodput SLO at time scale 1 (scaled with the emulator): first token within 1 s (an h100 prefills
+ * 4000 prompt tokens in ~1 s; more is queueing) and at most 50 ms per output token (a full a100 batch
+ * decodes at 36 ms).
+ */
+const SLO_AT_SCALE_1: Required<Slo> = { ttftMs: 1000, tpotMs: 50, e2eMs: Number.POSITIVE_INFINITY };
+
+/** Per-request deadline of the measured rows: far past any e2e below saturation. */
+const ROW_TIMEOUT_MS = 120_000;
+
+interface Emulators {
+  addresses: string[];
+  stop(): Promise<void>;
+}
+
+/** The four replicas in a child process (`bench/emulator/cli.ts --json`). */
+async function startEmulators(timeScale: number, seed: number): Promise<Emulators> {
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', path.join(REPO_ROOT, 'bench', 'emulator', 'cli.ts'), '--replicas', PROFILES.join(','), '--time-scale', String(timeScale), '--seed', String(seed), '--json'],
+    { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  let stderr = '';
+  child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const stop = async () => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    child.kill('SIGTERM');
+    const timer = setTimeout(() => child.kill('SIGKILL'), 3000);
+    await exited;
+    clearTimeout(timer);
+  };
+  const lines = readline.createInterface({ input: child.stdout! });
+  const first = await Promise.race([
+    new Promise<string>((resolve) => lines.once('line', resolve)),
+    exited.then(() => null),
+    new Promise<null>((resolve) => setTimeout(() => resolve(null), 15_000)),
+  ]);
+  if (first === null) {
+    await stop();
+    throw new Error(`the emulator did not start:\n${stderr}`);
+  }
+  const parsed = JSON.parse(first) as { replicas: Array<{ address: string }> };
+  return { addresses: parsed.replicas.map((replica) => replica.address), stop };
+}
+
+/** nginx's own balancer in front of the replicas: the shape of bench/gateway.js's native config. */
+function nativeConf(port: number, addresses: string[], balancing: string | null): string {
+  const servers = addresses.map((address) => `    server ${address} max_fails=0;`).join('\n');
+  return `worker_processes 2;
+pid nginx.pid;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path temp/client_body;
+  proxy_temp_path temp/proxy;
+  fastcgi_temp_path temp/fastcgi;
+  uwsgi_temp_path temp/uwsgi;
+  scgi_temp_path temp/scgi;
+  client_max_body_size 4m;
+  upstream replicas {
+${balancing === null ? '' : `    ${balancing};\n`}${servers}
+    keepalive 64;
+  }
+  server {
+    listen 127.0.0.1:${port};
+    location /v1/ {
+      proxy_pass http://replicas;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_buffering off;
+      proxy_read_timeout 300s;
+    }
+  }
+}
+`;
+}
+
+/** The llm-balancer file of a row: shared options, the replicas with their weights. */
+export function balancerFile(strategy: string, addresses: string[]): Record<string, unknown> {
+  const file: Record<string, unknown> = {
+    strategy,
+    replicas: addresses.map((address, index) => ({ address, weight: WEIGHTS[index] })),
+  };
+  if (strategy === 'consistent-hash' || strategy === 'hybrid') file.hash_key = { source: 'header', name: 'x-session-id' };
+  // Bounded load: no replica takes more than 1.25× the mean in flight (the default, stated here).
+  if (strategy === 'consistent-hash') file.consistent_hash = { balance_factor: 1.25 };
+  // A replica is "saturated" at the h100's batch size (vLLM's max_num_seqs), not the default 64.
+  if (strategy === 'hybrid') file.hybrid = { max_concurrent: 32 };
+  return file;
+}
+
+interface Gateway {
+  url: string;
+  moduleErrors(): string[];
+  stop(): Promise<void>;
+}
+
+async function startGateway(row: string, addresses: string[]): Promise<Gateway> {
+  if (row.startsWith('nginx ')) {
+    const port = await freePort();
+    const prefix = createPrefix('shootout-native');
+    let nginx: NginxInstance;
+    try {
+      nginx = await startNginx({ conf: nativeConf(port, addresses, row === 'nginx least_conn' ? 'least_conn' : null), port, prefix });
+    } catch (error) {
+      prefix.remove();
+      throw error;
+    }
+    return {
+      url: `http://127.0.0.1:${port}`,
+      moduleErrors: () => [],
+      async stop() {
+        await nginx.stop();
+        prefix.remove();
+      },
+    };
+  }
+  const balancer: Balancer = await startBalancer(balancerFile(row, addresses), `shootout-${row}`);
+  return { url: `http://127.0.0.1:${balancer.port}`, moduleErrors: () => balancer.moduleErrors(), stop: () => balancer.stop() };
+}
+
+/** The trace with a user (x-session-id) on every request; seeded, so every row gets the same. */
+export function traceWithSessions(options: { seed: number; ratePerS: number; durationS: number }): Trace {
+  const trace = buildTrace({ seed: options.seed, ratePerS: options.ratePerS, durationS: options.durationS, mix: 'mixed', arrivals: 'poisson' });
+  const random = createRandom(options.seed, 'sessions');
+  for (const entry of trace.entries) {
+    if (entry.request.headers['x-session-id'] === undefined) entry.request.headers['x-session-id'] = `user-${uniformInt(random, 0, SESSIONS - 1)}`;
+  }
+  return trace;
+}
+
+function scaledSlo(timeScale: number): Slo {
+  return { ttftMs: SLO_AT_SCALE_1.ttftMs * timeScale, tpotMs: SLO_AT_SCALE_1.tpotMs * timeScale };
+}
+
+async function withStack<T>(row: string, timeScale: number, body: (gateway: Gateway) => Promise<T>): Promise<T & { moduleErrors: string[] }> {
+  const emulators = await startEmulators(timeScale, SEED);
+  try {
+    const gateway = await startGateway(row, emulators.addresses);
+    try {
+      const result = await body(gateway);
+      return Object.assign(result as object, { moduleErrors: gateway.moduleErrors() }) as T & { moduleErrors: string[] };
+    } finally {
+      await gateway.stop();
+    }
+  } finally {
+    await emulators.stop();
+  }
+}
+
+export interface Calibration {
+  method: string;
+  row: string;
+  offeredPerS: number;
+  durationS: number;
+  steadyWindowS: [number, number];
+  completedInWindow: number;
+  capacityPerS: number;
+  attempts: Array<{ offeredPerS: number; capacityPerS: number }>;
+}
+
+/** Completions that END in [fromMs, toMs] of the run, per second: the service rate under saturation. */
+function steadyCompletionRate(records: RequestRecord[], fromMs: number, toMs: number): number {
+  let count = 0;
+  for (const record of records) {
+    if (!record.ok || record.e2eMs === null) continue;
+    const end = record.sentAtMs + record.e2eMs;
+    if (end >= fromMs && end <= toMs) count++;
+  }
+  return count / ((toMs - fromMs) / 1000);
+}
+
+/**
+ * Capacity: offer more than the replicas can serve (through nginx round robin), and count the
+ * completions that end in the last two thirds of the trace: once every replica's batch is full the
+ * completion rate is the aggregate service rate. The first third fills the batches and is not
+ * counted; requests still queued at the end time out (short deadline) so the run stays short, and
+ * they are not counted either. If the rate found is close to the rate offered, the offer did not
+ * saturate: it is doubled and the run repeated (at most twice).
+ */
+async function calibrate(mode: Mode, timeScale: number, log: (line: string) => void): Promise<Calibration> {
+  const durationS = SETTINGS[mode].calibrationS;
+  // A first guess of capacity from the profiles (~16 req/s of `mixed` at scale 1), offered 1.5x.
+  let offered = Math.round((1.5 * 16) / timeScale);
+  const attempts: Calibration['attempts'] = [];
+  const from = (durationS * 1000) / 3;
+  const to = durationS * 1000;
+  let capacity = 0;
+  let completedInWindow = 0;
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const trace = traceWithSessions({ seed: SEED + 1000, ratePerS: offered, durationS });
+    const result = await withStack('nginx round robin', timeScale, (gateway) =>
+      executeTrace(trace, { baseUrl: gateway.url, timeoutMs: durationS * 1000 + 2000 }),
+    );
+    capacity = steadyCompletionRate(result.records, from, to);
+    completedInWindow = Math.round((capacity * (to - from)) / 1000);
+    attempts.push({ offeredPerS: offered, capacityPerS: capacity });
+    log(`  calibration: offered ${offered} req/s for ${durationS} s -> ${capacity.toFixed(1)} completed req/s in the steady window`);
+    if (capacity < 0.85 * offered) break;
+    offered *= 2;
+  }
+  return {
+    method:
+      'saturating open-loop trace through nginx round robin; capacity = completions ending in the last 2/3 of the trace per second (the first third fills the batches); offer doubled if not saturated',
+    row: 'nginx round robin',
+    offeredPerS: attempts[attempts.length - 1].offeredPerS,
+    durationS,
+    steadyWindowS: [from / 1000, to / 1000],
+    completedInWindow,
+    capacityPerS: capacity,
+    attempts,
+  };
+}
+
+export interface ShootoutOptions {
+  mode: Mode;
+  outDir: string;
+  /** Write BENCHMARKS.md at the repository root too. */
+  updateBenchmarks: boolean;
+  log?: (line: string) => void;
+}
+
+export async function runShootout(options: ShootoutOptions): Promise<ShootoutResult> {
+  const log = options.log ?? ((line: string) => console.log(line));
+  const mode = options.mode;
+  const settings = SETTINGS[mode];
+  const timeScale = TIME_SCALE[mode];
+  const env = loadNginxEnv();
+  const started = Date.now();
+  log(`strategy shootout (${mode}): replicas ${PROFILES.join(', ')}, emulator timeScale ${timeScale}, nginx ${env.nginxVersion} + njs ${env.njsVersion}, ${os.cpus().length} cores`);
+  const calibration = await calibrate(mode, timeScale, log);
+  const slo = scaledSlo(timeScale);
+  const levels: ShootoutResult['levels'] = [];
+  for (const level of settings.levels) {
+    const ratePerS = Math.max(1, Math.round(calibration.capacityPerS * level * 10) / 10);
+    const trace = traceWithSessions({ seed: SEED, ratePerS, durationS: settings.traceS });
+    log(`\nload ${Math.round(level * 100)}% of capacity: ${ratePerS} req/s offered, ${trace.entries.length} requests over ${settings.traceS} s`);
+    const rows: Row[] = [];
+    for (const name of settings.rows) {
+      const outcome = await withStack(name, timeScale, async (gateway) => {
+        const result = await executeTrace(trace, { baseUrl: gateway.url, timeoutMs: ROW_TIMEOUT_MS });
+        return { report: buildReport(result.records, { windowMs: result.windowMs, slo, trace: traceInfo(trace), target: { baseUrl: gateway.url, path: null } }) };
+      });
+      const report: Report = outcome.report;
+      rows.push({ strategy: name, report, moduleErrors: outcome.moduleErrors.slice(0, 5) });
+      log(
+        `  ${name.padEnd(22)} mean ${fmt(report.metrics.e2e.meanMs)} ms  p99 ${fmt(report.metrics.e2e.p99Ms)} ms  ` +
+          `completed ${report.requests.completed}/${report.requests.total}  lag p99 ${fmt(report.metrics.scheduleLag.p99Ms)} ms`,
+      );
+    }
+    levels.push({ level, ratePerS, requests: trace.entries.length, rows });
+  }
+  const result: ShootoutResult = {
+    date: new Date().toISOString(),
+    mode,
+    machine: { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model ?? 'unknown', nginx: env.nginxVersion, njs: env.njsVersion, node: process.version },
+    settings: {
+      replicas: PROFILES,
+      weights: WEIGHTS,
+      timeScale,
+      seed: SEED,
+      mix: 'mixed',
+      arrivals: 'poisson',
+      sessions: SESSIONS,
+      traceS: settings.traceS,
+      levels: settings.levels,
+      rows: settings.rows,
+      slo,
+      rowTimeoutMs: ROW_TIMEOUT_MS,
+      reference: 'nginx round robin',
+    },
+    calibration,
+    levels,
+    elapsedS: 0,
+  };
+  result.elapsedS = Math.round((Date.now() - started) / 1000);
+  for (const level of levels) log('\n' + renderTable(result, level).join('\n'));
+
+  fs.mkdirSync(options.outDir, { recursive: true });
+  const section = renderSection(result);
+  fs.writeFileSync(path.join(options.outDir, 'shootout.json'), JSON.stringify(result, null, 2) + '\n');
+  fs.writeFileSync(path.join(options.outDir, 'shootout.svg'), renderChart(result));
+  fs.writeFileSync(path.join(options.outDir, 'shootout.md'), section);
+  log(`\nwrote ${['shootout.json', 'shootout.svg', 'shootout.md'].map((name) => path.relative(REPO_ROOT, path.join(options.outDir, name))).join(', ')} in ${result.elapsedS} s`);
+  if (options.updateBenchmarks) {
+    updateBenchmarksFile(path.join(REPO_ROOT, 'BENCHMARKS.md'), section);
+    log('updated BENCHMARKS.md');
+  }
+  return result;
+}
+
+function fmt(value: number | null): string {
+  return value === null ? '-' : value.toFixed(0);
+}
+
+export async function main(argv: string[]): Promise<void> {
+  const { values } = parseArgs({ args: argv, options: { quick: { type: 'boolean' }, smoke: { type: 'boolean' }, out: { type: 'string' } } });
+  const mode: Mode = values.smoke ? 'smoke' : values.quick ? 'quick' : 'full';
+  const outDir = values.out !== undefined ? path.resolve(values.out) : path.join(REPO_ROOT, 'bench', 'results');
+  // BENCHMARKS.md shows the committed results: only a run writing to the default place updates it.
+  await runShootout({ mode, outDir, updateBenchmarks: values.out === undefined });
+}

@@ -1,0 +1,84 @@
+// The shootout's smoke pipeline end to end: `node bench/shootout.js --smoke --out <tmp>` runs the
+// calibration and two rows through real nginx and emulated replicas, and writes the JSON, the SVG and
+// the BENCHMARKS.md section. Asserts the report is complete and consistent, never a timing.
+import { execFile } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ShootoutResult } from '../bench/shootout/format';
+
+const run = promisify(execFile);
+const REPO_ROOT = path.resolve(__dirname, '..');
+const SMOKE_ROWS = ['nginx round robin', 'least-connections'];
+
+describe('npm run bench -- --smoke', () => {
+  let out: string;
+  let stdout: string;
+  let result: ShootoutResult;
+
+  beforeAll(async () => {
+    out = fs.mkdtempSync(path.join(os.tmpdir(), 'llmb-shootout-'));
+    ({ stdout } = await run(process.execPath, [path.join(REPO_ROOT, 'bench', 'shootout.js'), '--smoke', '--out', out], { cwd: REPO_ROOT, timeout: 55_000 }));
+    result = JSON.parse(fs.readFileSync(path.join(out, 'shootout.json'), 'utf8')) as ShootoutResult;
+  }, 60_000);
+
+  afterAll(() => {
+    if (out) fs.rmSync(out, { recursive: true, force: true });
+  });
+
+  it('runs every requested row at every requested level, in order', () => {
+    expect(result.mode).toBe('smoke');
+    expect(result.levels.map((level) => level.level)).toEqual(result.settings.levels);
+    for (const level of result.levels) expect(level.rows.map((row) => row.strategy)).toEqual(SMOKE_ROWS);
+  });
+
+  it('accounts for every request of the trace in every row', () => {
+    for (const level of result.levels) {
+      expect(level.requests).toBeGreaterThan(0);
+      for (const row of level.rows) {
+        const r = row.report;
+        expect(r.requests.total).toBe(level.requests);
+        expect(r.requests.completed + r.requests.failed).toBe(level.requests);
+        expect(r.trace?.requests).toBe(level.requests);
+        expect(r.metrics.e2e.count).toBe(r.requests.completed);
+        // Every request that got an answer is attributed to one of the four replicas.
+        const answered = r.replicas.reduce((sum, share) => sum + share.requests, 0);
+        expect(answered).toBeLessThanOrEqual(level.requests);
+        for (const share of r.replicas) expect(share.replica).toMatch(/^(h100|a100)-[1-4]$/);
+        expect(row.moduleErrors).toEqual([]);
+      }
+    }
+  });
+
+  it('records a positive calibrated capacity and the settings that produced it', () => {
+    expect(result.calibration.capacityPerS).toBeGreaterThan(0);
+    expect(result.calibration.attempts.length).toBeGreaterThan(0);
+    expect(result.settings.replicas).toEqual(['h100', 'h100', 'a100', 'a100']);
+    expect(result.settings.weights).toEqual([1, 1, 0.8, 0.8]);
+  });
+
+  it('writes an SVG with one series per row', () => {
+    const svg = fs.readFileSync(path.join(out, 'shootout.svg'), 'utf8');
+    expect(svg.startsWith('<svg')).toBe(true);
+    expect(svg.trimEnd().endsWith('</svg>')).toBe(true);
+    const series = [...svg.matchAll(/<g class="series" data-level="([^"]+)" data-strategy="([^"]+)"/g)].map((m) => `${m[1]}/${m[2]}`);
+    const expected = result.levels.flatMap((level) => level.rows.map((row) => `${level.level}/${row.strategy}`));
+    expect(series).toEqual(expected);
+    // Balanced tags: every <g> closed.
+    expect((svg.match(/<g /g) ?? []).length).toBe((svg.match(/<\/g>/g) ?? []).length);
+  });
+
+  it('writes the BENCHMARKS.md section with a table row per strategy and prints the same table', () => {
+    const section = fs.readFileSync(path.join(out, 'shootout.md'), 'utf8');
+    expect(section.startsWith('<!-- shootout:start -->')).toBe(true);
+    expect(section.trimEnd().endsWith('<!-- shootout:end -->')).toBe(true);
+    for (const strategy of SMOKE_ROWS) {
+      expect(section).toMatch(new RegExp(`^\\| ${strategy} +\\|`, 'm'));
+      expect(stdout).toMatch(new RegExp(`^\\| ${strategy} +\\|`, 'm'));
+    }
+    // The reference row's ratios are 1 by definition.
+    expect(section).toMatch(/^\| nginx round robin .*\| +1\.00 \| +1\.00 \|$/m);
+  });
+});
