@@ -20,6 +20,7 @@ import { promisify } from 'node:util';
 import { pathToFileURL } from 'node:url';
 import { REPO_ROOT, build, buildNodeModule } from '../build/build.js';
 import { ensureNginx } from '../build/fetch-nginx.js';
+import { nativeNginxConf } from './lib/native-nginx.js';
 
 const run = promisify(execFile);
 const RESULTS = path.join(REPO_ROOT, 'bench', 'results', 'gateway.json');
@@ -140,25 +141,8 @@ function backendsConf(env, dir, ports) {
 }
 
 function nativeConf(env, dir, port, ports, balancing) {
-  const servers = ports.map((p) => `    server 127.0.0.1:${p} max_fails=0;`).join('\n');
-  return `worker_processes ${GATEWAY_WORKERS};\npid nginx.pid;\nevents { worker_connections 4096; }\nhttp {
-  access_log off;
-  ${tempPaths(dir)}
-  upstream replicas {
-    ${balancing};
-${servers}
-    keepalive 32;
-  }
-  server {
-    listen 127.0.0.1:${port};
-    location /v1/ {
-      proxy_pass http://replicas;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_buffering off;
-    }
-  }
-}\n`;
+  tempPaths(dir); // creates temp/ and logs/ in the prefix
+  return nativeNginxConf({ port, servers: ports.map((p) => `127.0.0.1:${p}`), balancing, workers: GATEWAY_WORKERS, keepalive: 32 });
 }
 
 /** The same four keepalive upstreams as one block each, picked by a bench/njs-reference module. */

@@ -24,6 +24,7 @@ import { parseArgs } from 'node:util';
 import { startBalancer } from '../lib/nginx-balancer';
 import type { Balancer } from '../lib/nginx-balancer';
 import { loadNginxEnv, REPO_ROOT } from '../lib/nginx-env';
+import { nativeNginxConf } from '../lib/native-nginx.js';
 import { createPrefix, freePort, startNginx } from '../lib/nginx-process';
 import type { NginxInstance } from '../lib/nginx-process';
 import { buildReport, buildTrace, createRandom, executeTrace, traceInfo, uniformInt } from '../loadgen/index';
@@ -116,36 +117,17 @@ async function startEmulators(timeScale: number, seed: number): Promise<Emulator
   return { addresses: parsed.replicas.map((replica) => replica.address), stop };
 }
 
-/** nginx's own balancer in front of the replicas: the shape of bench/gateway.js's native config. */
+/** nginx's own balancer in front of the replicas (round robin when `balancing` is null). */
 function nativeConf(port: number, addresses: string[], balancing: string | null): string {
-  const servers = addresses.map((address) => `    server ${address} max_fails=0;`).join('\n');
-  return `worker_processes 2;
-pid nginx.pid;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path temp/client_body;
-  proxy_temp_path temp/proxy;
-  fastcgi_temp_path temp/fastcgi;
-  uwsgi_temp_path temp/uwsgi;
-  scgi_temp_path temp/scgi;
-  client_max_body_size 4m;
-  upstream replicas {
-${balancing === null ? '' : `    ${balancing};\n`}${servers}
-    keepalive 64;
-  }
-  server {
-    listen 127.0.0.1:${port};
-    location /v1/ {
-      proxy_pass http://replicas;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_buffering off;
-      proxy_read_timeout 300s;
-    }
-  }
-}
-`;
+  return nativeNginxConf({
+    port,
+    servers: addresses,
+    balancing,
+    workers: 2,
+    keepalive: 64,
+    httpDirectives: ['client_max_body_size 4m;'],
+    locationDirectives: ['proxy_read_timeout 300s;'],
+  });
 }
 
 /** The llm-balancer file of a row: shared options, the replicas with their weights. */
