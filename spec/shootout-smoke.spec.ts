@@ -11,7 +11,7 @@ import type { ShootoutResult } from '../bench/shootout/format';
 
 const run = promisify(execFile);
 const REPO_ROOT = path.resolve(__dirname, '..');
-const SMOKE_ROWS = ['nginx round robin', 'least-connections'];
+const SMOKE_ROWS = ['nginx round robin', 'least-connections', 'kong least-connections'];
 
 describe('npm run bench -- --smoke', () => {
   let out: string;
@@ -20,9 +20,9 @@ describe('npm run bench -- --smoke', () => {
 
   beforeAll(async () => {
     out = fs.mkdtempSync(path.join(os.tmpdir(), 'llmb-shootout-'));
-    ({ stdout } = await run(process.execPath, [path.join(REPO_ROOT, 'bench', 'shootout.js'), '--smoke', '--out', out], { cwd: REPO_ROOT, timeout: 55_000 }));
+    ({ stdout } = await run(process.execPath, [path.join(REPO_ROOT, 'bench', 'shootout.js'), '--smoke', '--out', out], { cwd: REPO_ROOT, timeout: 110_000 }));
     result = JSON.parse(fs.readFileSync(path.join(out, 'shootout.json'), 'utf8')) as ShootoutResult;
-  }, 60_000);
+  }, 120_000);
 
   afterAll(() => {
     if (out) fs.rmSync(out, { recursive: true, force: true });

@@ -8,7 +8,7 @@ import type { Calibration, Mode } from './main';
 export interface Row {
   strategy: string;
   report: Report;
-  /** njs exceptions in nginx's error log (first few); empty for the native rows. */
+  /** njs exceptions in nginx's error log, or the Kong plugin's errors (first few); empty for the native rows. */
   moduleErrors: string[];
 }
 
@@ -117,8 +117,11 @@ export function renderSection(result: ShootoutResult): string {
     `\`npm run bench\` (${result.mode} run, ${result.date.slice(0, 10)}, ${result.elapsedS} s; ${result.machine.cpus} cores, nginx ${result.machine.nginx} + njs ${result.machine.njs}, Node ${result.machine.node}).`,
     '',
     `The seed's comparison (SUMMARY §9), reproduced: one seeded trace (mix \`${s.mix}\`, ${s.arrivals} arrivals, ` +
-      `${s.sessions} users as \`x-session-id\`, seed ${s.seed}) replayed through real nginx for every row, each row with fresh ` +
-      `emulated replicas (${s.replicas.join(', ')}; weights ${s.weights.join(', ')}) and a fresh nginx. The emulator runs at ` +
+      `${s.sessions} users as \`x-session-id\`, seed ${s.seed}) replayed through every row, each with fresh ` +
+      `emulated replicas (${s.replicas.join(', ')}; weights ${s.weights.join(', ')}) and a fresh gateway: real nginx for the ` +
+      `\`nginx …\` rows (its own balancers) and the llm-balancer njs rows; for the \`kong …\` rows the llm-balancer Kong plugin ` +
+      `in the real kong-js-pluginserver, behind a streaming Node proxy that plays Kong's nginx (Kong itself cannot run here; ` +
+      `bench/kong-gateway/). The emulator runs at ` +
       `timeScale ${s.timeScale} (every emulated duration × ${s.timeScale}), so milliseconds here are ${s.timeScale}× what the ` +
       `profiles' cards would show. Latency is end-to-end (request sent to \`[DONE]\`) of completed requests; TTFT is to the first ` +
       `content chunk. Goodput: share of requests with TTFT ≤ ${s.slo.ttftMs} ms and TPOT ≤ ${s.slo.tpotMs} ms. Ratios are to nginx's own round robin. ` +

@@ -4,8 +4,11 @@
 // One seeded trace (mix `mixed`, Poisson arrivals) is replayed, unchanged, through every row:
 //   nginx round robin / nginx least_conn   nginx's own balancers (the baselines a user already has)
 //   round-robin ... hybrid                 llm-balancer's njs module, config from the generator
+//   kong round-robin / kong least-connections
+//                                          llm-balancer's Kong plugin in the real kong-js-pluginserver
+//                                          behind bench/kong-gateway/ (a streaming proxy playing Kong)
 // Each row gets fresh emulated replicas (a child process: no prefix cache or queue carries over,
-// and the replicas' event loop is not the load generator's) and a fresh nginx. Replicas: h100,
+// and the replicas' event loop is not the load generator's) and a fresh gateway. Replicas: h100,
 // h100, a100, a100 (two fast, two ~0.8x capacity and 1.5x step time); the balancer config gives them
 // weights 1, 1, 0.8, 0.8.
 //
@@ -15,14 +18,13 @@
 // shootout.md (the BENCHMARKS.md section; with the default out dir BENCHMARKS.md is updated too).
 // A benchmark, not a test: nothing here asserts a speed.
 
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import readline from 'node:readline';
 import { parseArgs } from 'node:util';
 import { startBalancer } from '../lib/nginx-balancer';
 import type { Balancer } from '../lib/nginx-balancer';
+import { startJsonChild } from '../lib/json-child';
 import { loadNginxEnv, REPO_ROOT } from '../lib/nginx-env';
 import { nativeNginxConf } from '../lib/native-nginx.js';
 import { createPrefix, freePort, startNginx } from '../lib/nginx-process';
@@ -62,13 +64,24 @@ interface ModeSettings {
   rows: string[];
 }
 
-export const ALL_ROWS = ['nginx round robin', 'nginx least_conn', 'round-robin', 'weighted-round-robin', 'least-connections', 'response-time', 'consistent-hash', 'hybrid'];
+export const ALL_ROWS = [
+  'nginx round robin',
+  'nginx least_conn',
+  'round-robin',
+  'weighted-round-robin',
+  'least-connections',
+  'response-time',
+  'consistent-hash',
+  'hybrid',
+  'kong round-robin',
+  'kong least-connections',
+];
 
 const SETTINGS: Record<Mode, ModeSettings> = {
   full: { calibrationS: 20, traceS: 24, levels: [0.6, 0.9], rows: ALL_ROWS },
   // The high level only: it is where the strategies differ.
-  quick: { calibrationS: 10, traceS: 10, levels: [0.9], rows: ['nginx round robin', 'least-connections', 'response-time', 'hybrid'] },
-  smoke: { calibrationS: 2, traceS: 2, levels: [0.6], rows: ['nginx round robin', 'least-connections'] },
+  quick: { calibrationS: 10, traceS: 10, levels: [0.9], rows: ['nginx round robin', 'least-connections', 'response-time', 'hybrid', 'kong least-connections'] },
+  smoke: { calibrationS: 2, traceS: 2, levels: [0.6], rows: ['nginx round robin', 'least-connections', 'kong least-connections'] },
 };
 
 /**
@@ -88,33 +101,17 @@ interface Emulators {
 
 /** The four replicas in a child process (`bench/emulator/cli.ts --json`). */
 async function startEmulators(timeScale: number, seed: number): Promise<Emulators> {
-  const child = spawn(
-    process.execPath,
-    ['--import', 'tsx', path.join(REPO_ROOT, 'bench', 'emulator', 'cli.ts'), '--replicas', PROFILES.join(','), '--time-scale', String(timeScale), '--seed', String(seed), '--json'],
-    { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] },
+  const child = await startJsonChild<{ replicas: Array<{ address: string }> }>(
+    path.join(REPO_ROOT, 'bench', 'emulator', 'cli.ts'),
+    ['--replicas', PROFILES.join(','), '--time-scale', String(timeScale), '--seed', String(seed), '--json'],
+    'the emulator',
   );
-  let stderr = '';
-  child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  const stop = async () => {
-    if (child.exitCode !== null || child.signalCode !== null) return;
-    child.kill('SIGTERM');
-    const timer = setTimeout(() => child.kill('SIGKILL'), 3000);
-    await exited;
-    clearTimeout(timer);
+  return {
+    addresses: child.ready.replicas.map((replica) => replica.address),
+    async stop() {
+      await child.stop();
+    },
   };
-  const lines = readline.createInterface({ input: child.stdout! });
-  const first = await Promise.race([
-    new Promise<string>((resolve) => lines.once('line', resolve)),
-    exited.then(() => null),
-    new Promise<null>((resolve) => setTimeout(() => resolve(null), 15_000)),
-  ]);
-  if (first === null) {
-    await stop();
-    throw new Error(`the emulator did not start:\n${stderr}`);
-  }
-  const parsed = JSON.parse(first) as { replicas: Array<{ address: string }> };
-  return { addresses: parsed.replicas.map((replica) => replica.address), stop };
 }
 
 /** nginx's own balancer in front of the replicas (round robin when `balancing` is null). */
@@ -146,10 +143,11 @@ export function balancerFile(strategy: string, addresses: string[]): Record<stri
 
 interface Gateway {
   url: string;
-  moduleErrors(): string[];
-  stop(): Promise<void>;
+  /** Stops it; resolves with the errors its balancer reported (njs errors, plugin errors). */
+  stop(): Promise<string[]>;
 }
 
+/** A row name names its gateway: `nginx <balancing>`, `kong <strategy>`, or an njs strategy. */
 async function startGateway(row: string, addresses: string[]): Promise<Gateway> {
   if (row.startsWith('nginx ')) {
     const port = await freePort();
@@ -163,15 +161,39 @@ async function startGateway(row: string, addresses: string[]): Promise<Gateway> 
     }
     return {
       url: `http://127.0.0.1:${port}`,
-      moduleErrors: () => [],
       async stop() {
         await nginx.stop();
         prefix.remove();
+        return [];
+      },
+    };
+  }
+  if (row.startsWith('kong ')) {
+    // The Kong plugin in the real kong-js-pluginserver behind a streaming proxy playing Kong's
+    // nginx (bench/kong-gateway/), in its own process like nginx, with the same balancer file.
+    const child = await startJsonChild<{ url: string }>(
+      path.join(REPO_ROOT, 'bench', 'kong-gateway', 'cli.ts'),
+      ['--config', JSON.stringify(balancerFile(row.slice('kong '.length), addresses)), '--json'],
+      `the Kong gateway (${row})`,
+    );
+    return {
+      url: child.ready.url,
+      async stop() {
+        const lines = await child.stop();
+        const summary = lines.find((line): line is { errors: string[] } => typeof line === 'object' && line !== null && Array.isArray((line as { errors?: unknown }).errors));
+        return summary === undefined ? ['the Kong gateway printed no summary when stopped'] : summary.errors;
       },
     };
   }
   const balancer: Balancer = await startBalancer(balancerFile(row, addresses), `shootout-${row}`);
-  return { url: `http://127.0.0.1:${balancer.port}`, moduleErrors: () => balancer.moduleErrors(), stop: () => balancer.stop() };
+  return {
+    url: `http://127.0.0.1:${balancer.port}`,
+    async stop() {
+      const errors = balancer.moduleErrors();
+      await balancer.stop();
+      return errors;
+    },
+  };
 }
 
 /** The trace with a user (x-session-id) on every request; seeded, so every row gets the same. */
@@ -192,12 +214,15 @@ async function withStack<T>(row: string, timeScale: number, body: (gateway: Gate
   const emulators = await startEmulators(timeScale, SEED);
   try {
     const gateway = await startGateway(row, emulators.addresses);
+    let result: T;
     try {
-      const result = await body(gateway);
-      return Object.assign(result as object, { moduleErrors: gateway.moduleErrors() }) as T & { moduleErrors: string[] };
-    } finally {
+      result = await body(gateway);
+    } catch (error) {
       await gateway.stop();
+      throw error;
     }
+    const moduleErrors = await gateway.stop();
+    return Object.assign(result as object, { moduleErrors }) as T & { moduleErrors: string[] };
   } finally {
     await emulators.stop();
   }
