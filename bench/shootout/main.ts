@@ -29,7 +29,7 @@ import { loadNginxEnv, REPO_ROOT } from '../lib/nginx-env';
 import { nativeNginxConf } from '../lib/native-nginx.js';
 import { createPrefix, freePort, startNginx } from '../lib/nginx-process';
 import type { NginxInstance } from '../lib/nginx-process';
-import { buildReport, buildTrace, createRandom, executeTrace, traceInfo, uniformInt } from '../loadgen/index';
+import { MIXES, buildReport, buildTrace, createRandom, executeTrace, traceInfo, uniformInt } from '../loadgen/index';
 import type { Report, RequestRecord, Slo, Trace } from '../loadgen/index';
 import { renderChart } from './chart';
 import { renderSection, renderTable, updateBenchmarksFile } from './format';
@@ -38,14 +38,17 @@ import type { Row, ShootoutResult } from './format';
 export type Mode = 'full' | 'quick' | 'smoke';
 
 export const PROFILES = ['h100', 'h100', 'a100', 'a100'];
-const WEIGHTS = [1, 1, 0.8, 0.8];
+export const WEIGHTS = [1, 1, 0.8, 0.8];
 /**
  * Distinct users in the trace: every request carries x-session-id user-<k>, so consistent-hash and
  * hybrid have a key to hash (the `mixed` mix has no conversations of its own). 64 users over 4
  * replicas gives the hash ~16 keys per replica to balance.
  */
 const SESSIONS = 64;
-const SEED = 42;
+/** Default seed of the trace and the emulators (`--seed`). */
+export const DEFAULT_SEED = 42;
+/** Default request mix (`--mix`): chat with prefill-heavy and decode-heavy requests. */
+export const DEFAULT_MIX = 'mixed';
 
 /**
  * Emulator time scale: every emulated duration × this. At 0.5 a 1000-token generation on a full h100
@@ -53,7 +56,7 @@ const SEED = 42;
  * which the 2 cores this runs on carry for nginx, the replicas and the load generator together;
  * faster scales turn the run into a CPU benchmark of the host (schedule lag shows it).
  */
-const TIME_SCALE: Record<Mode, number> = { full: 0.5, quick: 0.5, smoke: 0.1 };
+export const TIME_SCALE: Record<Mode, number> = { full: 0.5, quick: 0.5, smoke: 0.1 };
 
 interface ModeSettings {
   /** Seconds of the saturating calibration trace. */
@@ -94,13 +97,13 @@ const SLO_AT_SCALE_1: Required<Slo> = { ttftMs: 1000, tpotMs: 50, e2eMs: Number.
 /** Per-request deadline of the measured rows: far past any e2e below saturation. */
 const ROW_TIMEOUT_MS = 120_000;
 
-interface Emulators {
+export interface Emulators {
   addresses: string[];
   stop(): Promise<void>;
 }
 
 /** The four replicas in a child process (`bench/emulator/cli.ts --json`). */
-async function startEmulators(timeScale: number, seed: number): Promise<Emulators> {
+export async function startEmulators(timeScale: number, seed: number): Promise<Emulators> {
   const child = await startJsonChild<{ replicas: Array<{ address: string }> }>(
     path.join(REPO_ROOT, 'bench', 'emulator', 'cli.ts'),
     ['--replicas', PROFILES.join(','), '--time-scale', String(timeScale), '--seed', String(seed), '--json'],
@@ -197,8 +200,8 @@ async function startGateway(row: string, addresses: string[]): Promise<Gateway> 
 }
 
 /** The trace with a user (x-session-id) on every request; seeded, so every row gets the same. */
-export function traceWithSessions(options: { seed: number; ratePerS: number; durationS: number }): Trace {
-  const trace = buildTrace({ seed: options.seed, ratePerS: options.ratePerS, durationS: options.durationS, mix: 'mixed', arrivals: 'poisson' });
+export function traceWithSessions(options: { seed: number; ratePerS: number; durationS: number; mix?: string }): Trace {
+  const trace = buildTrace({ seed: options.seed, ratePerS: options.ratePerS, durationS: options.durationS, mix: options.mix ?? DEFAULT_MIX, arrivals: 'poisson' });
   const random = createRandom(options.seed, 'sessions');
   for (const entry of trace.entries) {
     if (entry.request.headers['x-session-id'] === undefined) entry.request.headers['x-session-id'] = `user-${uniformInt(random, 0, SESSIONS - 1)}`;
@@ -210,8 +213,8 @@ function scaledSlo(timeScale: number): Slo {
   return { ttftMs: SLO_AT_SCALE_1.ttftMs * timeScale, tpotMs: SLO_AT_SCALE_1.tpotMs * timeScale };
 }
 
-async function withStack<T>(row: string, timeScale: number, body: (gateway: Gateway) => Promise<T>): Promise<T & { moduleErrors: string[] }> {
-  const emulators = await startEmulators(timeScale, SEED);
+async function withStack<T>(row: string, timeScale: number, seed: number, body: (gateway: Gateway) => Promise<T>): Promise<T & { moduleErrors: string[] }> {
+  const emulators = await startEmulators(timeScale, seed);
   try {
     const gateway = await startGateway(row, emulators.addresses);
     let result: T;
@@ -258,7 +261,7 @@ function steadyCompletionRate(records: RequestRecord[], fromMs: number, toMs: nu
  * they are not counted either. If the rate found is close to the rate offered, the offer did not
  * saturate: it is doubled and the run repeated (at most twice).
  */
-async function calibrate(mode: Mode, timeScale: number, log: (line: string) => void): Promise<Calibration> {
+async function calibrate(mode: Mode, timeScale: number, run: RunChoices, log: (line: string) => void): Promise<Calibration> {
   const durationS = SETTINGS[mode].calibrationS;
   // A first guess of capacity from the profiles (~16 req/s of `mixed` at scale 1), offered 1.5x.
   let offered = Math.round((1.5 * 16) / timeScale);
@@ -268,8 +271,8 @@ async function calibrate(mode: Mode, timeScale: number, log: (line: string) => v
   let capacity = 0;
   let completedInWindow = 0;
   for (let attempt = 0; attempt < 3; attempt++) {
-    const trace = traceWithSessions({ seed: SEED + 1000, ratePerS: offered, durationS });
-    const result = await withStack('nginx round robin', timeScale, (gateway) =>
+    const trace = traceWithSessions({ seed: run.seed + 1000, ratePerS: offered, durationS, mix: run.mix });
+    const result = await withStack('nginx round robin', timeScale, run.seed, (gateway) =>
       executeTrace(trace, { baseUrl: gateway.url, timeoutMs: durationS * 1000 + 2000 }),
     );
     capacity = steadyCompletionRate(result.records, from, to);
@@ -292,8 +295,17 @@ async function calibrate(mode: Mode, timeScale: number, log: (line: string) => v
   };
 }
 
+/** What a run may change from its mode's defaults (`--seed`, `--mix`, `--rows`). */
+export interface RunChoices {
+  seed: number;
+  mix: string;
+  rows: string[];
+}
+
 export interface ShootoutOptions {
   mode: Mode;
+  /** Default: DEFAULT_SEED, DEFAULT_MIX, the mode's rows. */
+  choices?: Partial<RunChoices>;
   outDir: string;
   /** Write BENCHMARKS.md at the repository root too. */
   updateBenchmarks: boolean;
@@ -305,19 +317,27 @@ export async function runShootout(options: ShootoutOptions): Promise<ShootoutRes
   const mode = options.mode;
   const settings = SETTINGS[mode];
   const timeScale = TIME_SCALE[mode];
+  const run: RunChoices = {
+    seed: options.choices?.seed ?? DEFAULT_SEED,
+    mix: options.choices?.mix ?? DEFAULT_MIX,
+    rows: options.choices?.rows ?? settings.rows,
+  };
   const env = loadNginxEnv();
   const started = Date.now();
-  log(`strategy shootout (${mode}): replicas ${PROFILES.join(', ')}, emulator timeScale ${timeScale}, nginx ${env.nginxVersion} + njs ${env.njsVersion}, ${os.cpus().length} cores`);
-  const calibration = await calibrate(mode, timeScale, log);
+  log(
+    `strategy shootout (${mode}): replicas ${PROFILES.join(', ')}, mix ${run.mix}, seed ${run.seed}, emulator timeScale ${timeScale}, ` +
+      `nginx ${env.nginxVersion} + njs ${env.njsVersion}, ${os.cpus().length} cores`,
+  );
+  const calibration = await calibrate(mode, timeScale, run, log);
   const slo = scaledSlo(timeScale);
   const levels: ShootoutResult['levels'] = [];
   for (const level of settings.levels) {
     const ratePerS = Math.max(1, Math.round(calibration.capacityPerS * level * 10) / 10);
-    const trace = traceWithSessions({ seed: SEED, ratePerS, durationS: settings.traceS });
+    const trace = traceWithSessions({ seed: run.seed, ratePerS, durationS: settings.traceS, mix: run.mix });
     log(`\nload ${Math.round(level * 100)}% of capacity: ${ratePerS} req/s offered, ${trace.entries.length} requests over ${settings.traceS} s`);
     const rows: Row[] = [];
-    for (const name of settings.rows) {
-      const outcome = await withStack(name, timeScale, async (gateway) => {
+    for (const name of run.rows) {
+      const outcome = await withStack(name, timeScale, run.seed, async (gateway) => {
         const result = await executeTrace(trace, { baseUrl: gateway.url, timeoutMs: ROW_TIMEOUT_MS });
         return { report: buildReport(result.records, { windowMs: result.windowMs, slo, trace: traceInfo(trace), target: { baseUrl: gateway.url, path: null } }) };
       });
@@ -338,13 +358,13 @@ export async function runShootout(options: ShootoutOptions): Promise<ShootoutRes
       replicas: PROFILES,
       weights: WEIGHTS,
       timeScale,
-      seed: SEED,
-      mix: 'mixed',
+      seed: run.seed,
+      mix: run.mix,
       arrivals: 'poisson',
       sessions: SESSIONS,
       traceS: settings.traceS,
       levels: settings.levels,
-      rows: settings.rows,
+      rows: run.rows,
       slo,
       rowTimeoutMs: ROW_TIMEOUT_MS,
       reference: 'nginx round robin',
@@ -373,10 +393,69 @@ function fmt(value: number | null): string {
   return value === null ? '-' : value.toFixed(0);
 }
 
+const USAGE = `usage: npm run bench -- [--quick | --smoke] [--seed N] [--mix NAME] [--rows LIST] [--out DIR]
+  --quick        the 90% level only, 10 s traces, 5 rows (~2 min)
+  --smoke        a seconds-long run of the whole pipeline (CI)
+  --seed N       trace and emulator seed (default ${DEFAULT_SEED}); repeat runs with other seeds for confidence
+  --mix NAME     request mix (default ${DEFAULT_MIX}): ${Object.keys(MIXES).join(', ')}
+  --rows LIST    comma-separated rows to run, in order: ${ALL_ROWS.join(', ')}
+  --out DIR      where shootout.json/.svg/.md go (default: bench/results for a full run with the
+                 defaults, which also updates BENCHMARKS.md; else bench/results/runs/<mode>-<mix>-seed<N>)`;
+
+/** The run choices from the flags; throws a one-line error naming the flag. */
+export function parseChoices(values: { seed?: string; mix?: string; rows?: string }): Partial<RunChoices> {
+  const choices: Partial<RunChoices> = {};
+  if (values.seed !== undefined) {
+    const seed = Number(values.seed);
+    if (values.seed.trim() === '' || !Number.isInteger(seed) || seed < 0) throw new Error(`--seed must be a whole number >= 0, got '${values.seed}'`);
+    choices.seed = seed;
+  }
+  if (values.mix !== undefined) {
+    if (!Object.prototype.hasOwnProperty.call(MIXES, values.mix)) throw new Error(`--mix: unknown mix '${values.mix}' (known: ${Object.keys(MIXES).join(', ')})`);
+    choices.mix = values.mix;
+  }
+  if (values.rows !== undefined) {
+    const rows = values.rows.split(',').map((row) => row.trim()).filter((row) => row !== '');
+    const unknown = rows.filter((row) => !ALL_ROWS.includes(row));
+    if (unknown.length > 0) throw new Error(`--rows: unknown row${unknown.length > 1 ? 's' : ''} ${unknown.map((row) => `'${row}'`).join(', ')} (known: ${ALL_ROWS.join(', ')})`);
+    if (rows.length === 0) throw new Error('--rows: name at least one row');
+    choices.rows = rows;
+  }
+  return choices;
+}
+
 export async function main(argv: string[]): Promise<void> {
-  const { values } = parseArgs({ args: argv, options: { quick: { type: 'boolean' }, smoke: { type: 'boolean' }, out: { type: 'string' } } });
+  let values;
+  let choices: Partial<RunChoices>;
+  try {
+    values = parseArgs({
+      args: argv,
+      options: {
+        quick: { type: 'boolean' },
+        smoke: { type: 'boolean' },
+        seed: { type: 'string' },
+        mix: { type: 'string' },
+        rows: { type: 'string' },
+        out: { type: 'string' },
+        help: { type: 'boolean' },
+      },
+    }).values;
+    choices = parseChoices(values);
+  } catch (error) {
+    console.error(`${error instanceof Error ? error.message : String(error)}\n\n${USAGE}`);
+    process.exitCode = 2;
+    return;
+  }
+  if (values.help) {
+    console.log(USAGE);
+    return;
+  }
   const mode: Mode = values.smoke ? 'smoke' : values.quick ? 'quick' : 'full';
-  const outDir = values.out !== undefined ? path.resolve(values.out) : path.join(REPO_ROOT, 'bench', 'results');
-  // BENCHMARKS.md shows the committed results: only a run writing to the default place updates it.
-  await runShootout({ mode, outDir, updateBenchmarks: values.out === undefined });
+  // Only a full run with the defaults is "the" result (bench/results, BENCHMARKS.md); others go beside it.
+  const custom = mode !== 'full' || Object.keys(choices).length > 0;
+  const label = `${mode}-${choices.mix ?? DEFAULT_MIX}-seed${choices.seed ?? DEFAULT_SEED}${choices.rows ? '-' + choices.rows.length + 'rows' : ''}`;
+  const outDir =
+    values.out !== undefined ? path.resolve(values.out) : custom ? path.join(REPO_ROOT, 'bench', 'results', 'runs', label) : path.join(REPO_ROOT, 'bench', 'results');
+  // BENCHMARKS.md shows the committed results: only a default run writing to the default place updates it.
+  await runShootout({ mode, outDir, choices, updateBenchmarks: values.out === undefined && !custom });
 }
