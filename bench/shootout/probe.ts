@@ -5,9 +5,12 @@
 // real nginx and, every SAMPLE_MS, reads the balancer's status (in flight, latency EWMA per
 // replica) and every replica's /metrics (vLLM's num_requests_running + num_requests_waiting: the
 // truth the gateway cannot see). Per sample it ranks the four replicas by each signal and by the
-// truth ((running + waiting) / weight), and reports over the run:
-//   rho     mean Spearman rank correlation, signal vs truth (1: same order; 0: unrelated)
-//   agree   share of samples where the replica the signal ranks cheapest is among the truly least loaded
+// truth ((running + waiting) / weight, the replica's own queue), and reports over the run:
+//   rho     mean Spearman rank correlation, signal vs queue (1: same order; 0: unrelated)
+//   agree   share of samples where the replica the signal ranks cheapest has the shortest queue
+//   rho KV  the same against vllm:kv_cache_usage_perc (tokens held: long prompts and generations weigh more)
+// With ONE gateway in front, in-flight equals the replicas' queues by construction; the question
+// is how far the other signals are from it.
 // Signals: in-flight/weight (least-connections' cost), the latency EWMA alone, and response-time's
 // cost EWMA × (in-flight + 1) / weight. Samples where every replica is equally loaded are skipped.
 // Writes bench/results/runs/probe-<mix>-seed<N>.json. A diagnostic, not a test.
@@ -32,7 +35,10 @@ interface StatusReplica {
 
 interface Sample {
   atMs: number;
+  /** (running + waiting) / weight per replica: the replica's own queue. */
   truth: number[];
+  /** vllm:kv_cache_usage_perc per replica: the tokens it holds (long prompts and generations weigh more). */
+  kvUsage?: number[];
   inFlight: number[];
   ewmaMs: Array<number | null>;
 }
@@ -81,6 +87,8 @@ function signal(sample: Sample, name: SignalName): number[] | null {
 export interface SignalScore {
   signal: SignalName;
   rho: number | null;
+  /** Mean rho against KV-cache usage instead of the queue (null without KV samples). */
+  rhoKv: number | null;
   agree: number | null;
   samples: number;
 }
@@ -88,11 +96,18 @@ export interface SignalScore {
 export function score(samples: Sample[], name: SignalName): SignalScore {
   let rhoSum = 0;
   let rhoCount = 0;
+  let kvSum = 0;
+  let kvCount = 0;
   let agreeCount = 0;
   let agreeTotal = 0;
   for (const sample of samples) {
     const values = signal(sample, name);
     if (values === null) continue;
+    const rhoKv = sample.kvUsage === undefined ? null : spearman(values, sample.kvUsage);
+    if (rhoKv !== null) {
+      kvSum += rhoKv;
+      kvCount++;
+    }
     const rho = spearman(values, sample.truth);
     if (rho === null) continue;
     rhoSum += rho;
@@ -101,7 +116,7 @@ export function score(samples: Sample[], name: SignalName): SignalScore {
     agreeTotal++;
     if (sample.truth[cheapest] === Math.min(...sample.truth)) agreeCount++;
   }
-  return { signal: name, rho: rhoCount > 0 ? rhoSum / rhoCount : null, agree: agreeTotal > 0 ? agreeCount / agreeTotal : null, samples: rhoCount };
+  return { signal: name, rho: rhoCount > 0 ? rhoSum / rhoCount : null, rhoKv: kvCount > 0 ? kvSum / kvCount : null, agree: agreeTotal > 0 ? agreeCount / agreeTotal : null, samples: rhoCount };
 }
 
 function gauge(text: string, name: string): number {
@@ -131,6 +146,7 @@ async function probeRow(row: string, options: { rate: number; durationS: number;
           samples.push({
             atMs: performance.now() - started,
             truth: metrics.map((text, i) => (gauge(text, 'vllm:num_requests_running') + gauge(text, 'vllm:num_requests_waiting')) / WEIGHTS[i]),
+            kvUsage: metrics.map((text) => gauge(text, 'vllm:kv_cache_usage_perc')),
             inFlight: rows.map((replica) => replica.in_flight),
             ewmaMs: rows.map((replica) => replica.latency_ewma_ms),
           });
@@ -174,9 +190,10 @@ async function main(): Promise<void> {
     const scores = (['in-flight/weight', 'latency EWMA', 'EWMA x (in-flight+1)/weight'] as SignalName[]).map((name) => score(probed.samples, name));
     results.push({ row, completed: probed.completed, total: probed.total, scores, samples: probed.samples });
     console.log(`\n${row}: ${probed.completed}/${probed.total} completed, ${probed.samples.length} samples`);
-    console.log('| signal | rho vs true load | cheapest is truly least loaded | samples |');
-    console.log('|---|--:|--:|--:|');
-    for (const s of scores) console.log(`| ${s.signal} | ${s.rho === null ? '-' : s.rho.toFixed(2)} | ${s.agree === null ? '-' : (s.agree * 100).toFixed(0) + '%'} | ${s.samples} |`);
+    console.log('| signal | rho vs queue | cheapest has the shortest queue | rho vs KV usage | samples |');
+    console.log('|---|--:|--:|--:|--:|');
+    const fixed = (value: number | null) => (value === null ? '-' : value.toFixed(2));
+    for (const s of scores) console.log(`| ${s.signal} | ${fixed(s.rho)} | ${s.agree === null ? '-' : (s.agree * 100).toFixed(0) + '%'} | ${fixed(s.rhoKv)} | ${s.samples} |`);
   }
   const out = path.join(REPO_ROOT, 'bench', 'results', 'runs', `probe-${options.mix}-seed${options.seed}.json`);
   fs.mkdirSync(path.dirname(out), { recursive: true });
