@@ -83,7 +83,7 @@ export const ALL_ROWS = [
 const SETTINGS: Record<Mode, ModeSettings> = {
   full: { calibrationS: 20, traceS: 24, levels: [0.6, 0.9], rows: ALL_ROWS },
   // The high level only: it is where the strategies differ.
-  quick: { calibrationS: 10, traceS: 10, levels: [0.9], rows: ['nginx round robin', 'least-connections', 'response-time', 'hybrid', 'kong least-connections'] },
+  quick: { calibrationS: 10, traceS: 10, levels: [0.9], rows: ['nginx round robin', 'least-connections', 'response-time', 'kong least-connections'] },
   smoke: { calibrationS: 2, traceS: 2, levels: [0.6], rows: ['nginx round robin', 'least-connections', 'kong least-connections'] },
 };
 
