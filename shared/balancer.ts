@@ -13,6 +13,7 @@ import { resolveHashKey } from './hash-key';
 import { buildView, keysOf, readLatency, readNumber, recordEnd, recordLatency, recordStart } from './replica-state';
 import type { ReplicaKeys } from './replica-state';
 import { createStrategy } from './strategies/index';
+import { requestTokenEstimate } from './strategies/least-tokens';
 
 export interface BalancerDeps {
   store: Store;
@@ -33,6 +34,8 @@ export interface ReplicaStatus {
   inFlight: number;
   ewmaMs: number | null;
   ttftMs: number | null;
+  /** Estimated tokens in flight (counted only by strategies that read tokens). */
+  tokens: number;
   samples: number;
   picks: number;
   failures: number;
@@ -42,8 +45,11 @@ export interface Balancer {
   readonly config: BalancerConfig;
   /** The replica to use first, then up to `retries` distinct alternates; or why there is none. */
   pick(replicas: Replica[], request: RequestView): PickResult;
-  /** An attempt on this replica (or replica id) begins: call for the pick and each failover attempt. */
-  onStart(replica: Replica | string): void;
+  /**
+   * An attempt on this replica (or replica id) begins: call for the pick and each failover attempt,
+   * with the pick's `tokens` (counted until the Outcome hands them back to onEnd).
+   */
+  onStart(replica: Replica | string, tokens?: number): void;
   /** That attempt ended. `replicas` is the current list (for the ejection cap). */
   onEnd(replicas: Replica[], replica: Replica | string, outcome: Outcome): void;
   status(replicas: Replica[]): ReplicaStatus[];
@@ -64,8 +70,14 @@ export function readsHashKey(config: BalancerConfig): boolean {
   return config.hash_key !== null && createStrategy(config, config.strategy).reads.hashKey;
 }
 
+/** Whether the configured strategy counts tokens (least-tokens, or a key strategy falling back to it). */
+export function readsTokens(config: BalancerConfig): boolean {
+  return createStrategy(config, config.strategy).reads.tokens;
+}
+
 /** Whether the adapter must read and parse the JSON body before picking (it is slow: read it only then). */
 export function needsRequestBody(config: BalancerConfig): boolean {
+  if (readsTokens(config)) return true;
   return config.hash_key !== null && config.hash_key.source === 'body' && readsHashKey(config);
 }
 
@@ -87,6 +99,7 @@ export function createBalancer(config: BalancerConfig, deps: BalancerDeps): Bala
   const context: StrategyContext = {
     request: {},
     hashKey: null,
+    requestTokens: 0,
     random: deps.random,
     now: 0,
     nextCursor: (name: string) => store.incr('c:' + name, 1, 0) - 1,
@@ -144,6 +157,7 @@ export function createBalancer(config: BalancerConfig, deps: BalancerDeps): Bala
     }
     context.request = request;
     context.hashKey = strategy.reads.hashKey ? resolveHashKey(config.hash_key, request) : null;
+    context.requestTokens = strategy.reads.tokens ? requestTokenEstimate(config, request.body) : 0;
     context.now = now;
     // With a half-open candidate, ask for one extra: it may lose its trial claim or be dropped as an alternate.
     let halfOpen = false;
@@ -162,7 +176,7 @@ export function createBalancer(config: BalancerConfig, deps: BalancerDeps): Bala
     if (chosen.length === 0) {
       return { ok: false, reason: 'no-healthy-replica', message: 'the only available replica is already serving its recovery trial' };
     }
-    return { ok: true, replicas: chosen };
+    return { ok: true, replicas: chosen, tokens: context.requestTokens };
   }
 
   /** A replica's Store keys: the ones the adapter precomputed, or built from the id. */
@@ -175,7 +189,7 @@ export function createBalancer(config: BalancerConfig, deps: BalancerDeps): Bala
     const now = deps.clock.now();
     const keys = keysFor(replica);
     const replicaId = typeof replica === 'string' ? replica : replica.id;
-    recordEnd(store, keys);
+    recordEnd(store, keys, outcome.tokens === undefined ? 0 : outcome.tokens);
     const verdict = classifyOutcome(outcome, passive.failure_kinds);
     // Latency samples come only from answers the replica actually gave: a connect error's
     // "latency" is the connect timeout, and a client abort measures the client.
@@ -196,6 +210,7 @@ export function createBalancer(config: BalancerConfig, deps: BalancerDeps): Bala
       const passiveNow = passiveState(store, keys, now);
       const ttft = store.get(keys.ttft);
       const inFlight = readNumber(store, keys.inFlight);
+      const tokens = readNumber(store, keys.tokens);
       rows.push({
         id: replica.id,
         address: replica.address,
@@ -206,6 +221,7 @@ export function createBalancer(config: BalancerConfig, deps: BalancerDeps): Bala
         inFlight: inFlight > 0 ? inFlight : 0,
         ewmaMs: readLatency(store, keys, now, halfLifeMs),
         ttftMs: ttft === undefined ? null : ttft,
+        tokens: tokens > 0 ? tokens : 0,
         samples: readNumber(store, keys.samples),
         picks: readNumber(store, keys.picks),
         failures: readNumber(store, keys.failures),
@@ -217,7 +233,7 @@ export function createBalancer(config: BalancerConfig, deps: BalancerDeps): Bala
   return {
     config: config,
     pick: pick,
-    onStart: (replica) => recordStart(store, keysFor(replica)),
+    onStart: (replica, tokens) => recordStart(store, keysFor(replica), tokens === undefined ? 0 : tokens),
     onEnd: onEnd,
     status: status,
   };

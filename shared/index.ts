@@ -1,6 +1,6 @@
 // The public surface of the strategy core, for the adapters and the benchmark.
 
-export { createBalancer, needsRequestBody, readsHashKey, replicasFromConfig } from './balancer';
+export { createBalancer, needsRequestBody, readsHashKey, readsTokens, replicasFromConfig } from './balancer';
 export type { Balancer, BalancerDeps, ReplicaState, ReplicaStatus } from './balancer';
 export { noReplicaError } from './errors';
 export type { OpenAiError } from './errors';
@@ -12,5 +12,7 @@ export { resolveHashKey } from './hash-key';
 export * from './config/index';
 export type * from './types';
 export { splitAddress } from './address';
+export { readLlmRequest } from './llm-request';
+export type { LlmParse, LlmRequest } from './llm-request';
 export type { HostPort } from './address';
 export { createSeededRandom } from './random';

@@ -25,6 +25,7 @@ export interface ReplicaKeys {
   probesPassed: string;
   probesFailed: string;
   markedDown: string;
+  tokens: string;
 }
 
 export function buildKeys(id: string): ReplicaKeys {
@@ -47,6 +48,7 @@ export function buildKeys(id: string): ReplicaKeys {
     probesPassed: p + 'ap',
     probesFailed: p + 'af',
     markedDown: p + 'ad',
+    tokens: p + 'tk',
   };
 }
 
@@ -84,6 +86,7 @@ export function buildView(
 ): ReplicaView {
   const inFlight = reads.inFlight ? readNumber(store, keys.inFlight) : 0;
   const samples = reads.latency ? readNumber(store, keys.samples) : 0;
+  const tokens = reads.tokens ? readNumber(store, keys.tokens) : 0;
   return {
     id: replica.id,
     address: replica.address,
@@ -92,17 +95,22 @@ export function buildView(
     inFlight: inFlight > 0 ? inFlight : 0,
     ewmaMs: samples > 0 ? readEwma(readNumber(store, keys.ewma), readNumber(store, keys.ewmaAt), now, halfLifeMs) : null,
     samples: samples,
+    tokens: tokens > 0 ? tokens : 0,
     halfOpen: halfOpen,
   };
 }
 
-export function recordStart(store: Store, keys: ReplicaKeys): void {
+/** An attempt begins: one more in flight, and its estimated tokens (0 when not counted). */
+export function recordStart(store: Store, keys: ReplicaKeys, tokens: number): void {
   store.incr(keys.inFlight, 1, 0);
   store.incr(keys.picks, 1, 0);
+  if (tokens > 0) store.incr(keys.tokens, tokens, 0);
 }
 
-export function recordEnd(store: Store, keys: ReplicaKeys): void {
+/** The attempt ended: release what recordStart counted (never below 0 after a lost race or a reset zone). */
+export function recordEnd(store: Store, keys: ReplicaKeys, tokens: number): void {
   if (store.incr(keys.inFlight, -1, 0) < 0) store.set(keys.inFlight, 0);
+  if (tokens > 0 && store.incr(keys.tokens, -tokens, 0) < 0) store.set(keys.tokens, 0);
 }
 
 /** Folds one latency sample (and time to first byte, when known) into the replica's estimates. */

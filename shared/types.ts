@@ -30,6 +30,8 @@ export interface ReplicaView {
   inFlight: number;
   /** Time-decayed latency estimate in ms, or null before the first sample. */
   ewmaMs: number | null;
+  /** Estimated tokens of the requests in flight (prompt + expected output; least-tokens). */
+  tokens: number;
   /** Completed requests that produced a latency sample. */
   samples: number;
   /** True when the replica's passive ejection has expired and one trial request may go to it. */
@@ -48,7 +50,7 @@ export interface RequestView {
   clientIp?: string | null;
   /** Identity established by the gateway's own auth (Kong consumer id, $remote_user, ...). */
   consumer?: string | null;
-  /** Parsed JSON body, when the adapter read it. */
+  /** Parsed JSON body, when the adapter read it (a body hash key, or a strategy that counts tokens). */
   body?: unknown;
 }
 
@@ -77,7 +79,11 @@ export interface Store {
 export type NoReplicaReason = 'no-replicas' | 'no-healthy-replica';
 
 export type PickResult =
-  | { ok: true; replicas: Replica[] }
+  /**
+   * `tokens`: the request's estimated tokens when the strategy counts them (else 0). The adapter
+   * hands the same number to onStart and, in the Outcome, to onEnd of every attempt.
+   */
+  | { ok: true; replicas: Replica[]; tokens: number }
   | { ok: false; reason: NoReplicaReason; message: string };
 
 export type ErrorKind = 'connect-error' | 'timeout' | 'aborted';
@@ -92,6 +98,8 @@ export interface Outcome {
   ttftMs?: number | null;
   /** Set when the attempt failed below HTTP. 'aborted' = the client went away (not the replica's fault). */
   error?: ErrorKind | null;
+  /** The tokens onStart counted for this attempt (PickResult.tokens), released now. */
+  tokens?: number;
 }
 
 export interface MetricReads {
@@ -101,6 +109,8 @@ export interface MetricReads {
   latency: boolean;
   /** context.hashKey (null unless read) */
   hashKey: boolean;
+  /** tokens, and context.requestTokens (the request's body is then parsed) */
+  tokens: boolean;
 }
 
 /** Everything a strategy may read when ordering candidates. */
@@ -108,6 +118,8 @@ export interface StrategyContext {
   request: RequestView;
   /** The hash key resolved from the configured source, or null. */
   hashKey: string | null;
+  /** This request's estimated tokens (prompt + expected output) when the strategy reads tokens, else 0. */
+  requestTokens: number;
   random: Random;
   now: number;
   /** Atomically advances the named cursor and returns its value before the increment. */

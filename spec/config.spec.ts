@@ -34,6 +34,7 @@ const DEFAULTS: BalancerConfig = {
   replicas: [],
   hash_key: null,
   least_connections: { choices: 0 },
+  least_tokens: { default_output_tokens: 256, max_output_tokens: 1024, default_request_tokens: 512 },
   response_time: { half_life_s: 10, peak_sensitive: true },
   consistent_hash: { balance_factor: 1.25, fallback: 'least-connections' },
   hybrid: { sticky: true, max_concurrent: 64 },
@@ -55,7 +56,7 @@ const DEFAULTS: BalancerConfig = {
   },
 };
 
-const STRATEGY_LIST = 'round-robin, weighted-round-robin, least-connections, response-time, consistent-hash, hybrid';
+const STRATEGY_LIST = 'round-robin, weighted-round-robin, least-connections, least-tokens, response-time, consistent-hash, hybrid';
 const R = (fields: Record<string, unknown>) => ({ replicas: [{ address: 'a:1', ...fields }] });
 
 describe('validate: each invalid field yields exactly its own error', () => {
@@ -107,6 +108,10 @@ describe('validate: each invalid field yields exactly its own error', () => {
         '(0 compares all replicas, 2 is power of two choices; 1 would be a plain random pick)',
     ]),
     ['choices fractional', { least_connections: { choices: 2.5 } }, 'least_connections.choices', 'must be an integer, got 2.5'],
+    ['default_output_tokens 0', { least_tokens: { default_output_tokens: 0 } }, 'least_tokens.default_output_tokens', 'must be an integer between 1 and 1000000, got 0'],
+    ['max_output_tokens fractional', { least_tokens: { max_output_tokens: 10.5 } }, 'least_tokens.max_output_tokens', 'must be an integer, got 10.5'],
+    ['default_request_tokens a string', { least_tokens: { default_request_tokens: '512' } }, 'least_tokens.default_request_tokens', 'must be an integer, got string "512"'],
+    ['least_tokens not a record', { least_tokens: [] }, 'least_tokens', 'must be a record (an object of named fields), got array'],
     ...[0, 0.05, 601].map((half): [string, unknown, string, string] => [
       `half_life_s ${half}`,
       { response_time: { half_life_s: half } },
@@ -124,7 +129,7 @@ describe('validate: each invalid field yields exactly its own error', () => {
       `fallback ${fallback}`,
       { consistent_hash: { fallback } },
       'consistent_hash.fallback',
-      `must be one of round-robin, weighted-round-robin, least-connections, response-time, got "${fallback}"`,
+      `must be one of round-robin, weighted-round-robin, least-connections, least-tokens, response-time, got "${fallback}"`,
     ]),
     ['sticky', { hybrid: { sticky: 1 } }, 'hybrid.sticky', 'must be a boolean, got number 1'],
     ['max_concurrent 0', { hybrid: { max_concurrent: 0 } }, 'hybrid.max_concurrent', 'must be an integer between 1 and 100000, got 0'],

@@ -16,6 +16,7 @@ import {
   kongSchema,
   noReplicaError,
   readsHashKey,
+  readsTokens,
   replicasFromConfig,
   splitAddress,
   validate,
@@ -39,6 +40,8 @@ export const Schema = kongSchema(kongOptionsSchema);
 
 /** kong.ctx.shared key holding the replica id picked in access, read back in log. */
 const PICK_KEY = 'llm_balancer_pick';
+// The request's estimated tokens (token-counting strategies only): the log phase releases them.
+const TOKENS_KEY = 'llm_balancer_tokens';
 const JSON_HEADERS = { 'Content-Type': 'application/json' };
 
 export type LoadedConfig = { ok: true; config: BalancerConfig; kong: KongOptions } | { ok: false; errors: ConfigError[] };
@@ -71,6 +74,8 @@ interface PluginState {
   config: BalancerConfig;
   kong: KongOptions;
   readsKey: boolean;
+  /** The strategy counts tokens: read the body in access, remember the count for the log phase. */
+  readsTokens: boolean;
   balancer: Balancer;
   staticReplicas: Replica[];
   source: ReplicaSource | null;
@@ -124,6 +129,7 @@ function stateFor(pluginId: string, config: BalancerConfig, kong: KongOptions): 
     config,
     kong,
     readsKey: readsHashKey(config),
+    readsTokens: readsTokens(config),
     balancer: createBalancer(config, {
       store: createMemoryStore(),
       clock: { now: () => Date.now() },
@@ -212,7 +218,7 @@ export class Plugin {
         await answer503(kong, 'no-replicas', 'the targets of Kong upstream "' + state.kong.upstream + '" could not be read from the Admin API yet' + (why ? ': ' + why : ''));
         return;
       }
-      const view = await requestViewFromKong(kong, state.config, state.readsKey, state.kong.max_body_bytes);
+      const view = await requestViewFromKong(kong, state.config, state.readsKey, state.kong.max_body_bytes, state.readsTokens);
       const result = state.balancer.pick(replicas, view);
       if (!result.ok) {
         await answer503(kong, result.reason, result.message);
@@ -223,7 +229,8 @@ export class Plugin {
       // Record the pick before anything else can fail: Kong runs the log phase for every request,
       // and that is where the start is matched by an end.
       await kong.ctx.shared.set(PICK_KEY, chosen.id);
-      state.balancer.onStart(chosen.id);
+      if (result.tokens > 0) await kong.ctx.shared.set(TOKENS_KEY, result.tokens);
+      state.balancer.onStart(chosen.id, result.tokens);
       if (!state.retries.skip) await kong.service.setRetries(state.kong.same_target_retries);
       await kong.service.setTarget(target.host, target.port);
     } catch (error) {
@@ -245,7 +252,12 @@ export class Plugin {
       if (picked === null) picked = await kong.ctx.shared.get(PICK_KEY);
       learnServiceRetries(state.retries, entry, state.kong.same_target_retries);
       if (typeof picked !== 'string') return;
-      state.balancer.onEnd(replicas, picked, outcomeFromLogEntry(entry));
+      const outcome = outcomeFromLogEntry(entry);
+      if (state.readsTokens) {
+        const tokens = await kong.ctx.shared.get(TOKENS_KEY);
+        outcome.tokens = typeof tokens === 'number' && tokens > 0 ? tokens : 0;
+      }
+      state.balancer.onEnd(replicas, picked, outcome);
     } catch (error) {
       await kong.log.err('llm-balancer: log failed: ' + String(error));
     }

@@ -33,8 +33,17 @@ async function jsonBody(kong: KongPdk, maxBytes: number): Promise<unknown> {
  * Reads what the hash key needs. The consumer is Kong's authenticated consumer (key-auth, JWT,
  * OIDC... ran before us, priority 790): its id, so renaming a consumer keeps its replica.
  */
-export async function requestViewFromKong(kong: KongPdk, config: BalancerConfig, readsHashKey: boolean, maxBodyBytes: number): Promise<RequestView> {
+export async function requestViewFromKong(
+  kong: KongPdk,
+  config: BalancerConfig,
+  readsHashKey: boolean,
+  maxBodyBytes: number,
+  readsTokens: boolean = false,
+): Promise<RequestView> {
   const view: RequestView = {};
+  // Token-counting strategies estimate from the OpenAI body (a missing or oversized one counts
+  // least_tokens.default_request_tokens).
+  if (readsTokens) view.body = await jsonBody(kong, maxBodyBytes);
   if (!readsHashKey || config.hash_key === null) return view;
   const source = config.hash_key.source;
   if (source === 'header' || source === 'cookie') {
@@ -50,7 +59,7 @@ export async function requestViewFromKong(kong: KongPdk, config: BalancerConfig,
   } else if (source === 'consumer') {
     const consumer = await kong.client.getConsumer();
     view.consumer = consumer && typeof consumer.id === 'string' && consumer.id !== '' ? consumer.id : null;
-  } else if (source === 'body') {
+  } else if (source === 'body' && view.body === undefined) {
     view.body = await jsonBody(kong, maxBodyBytes);
   }
   return view;

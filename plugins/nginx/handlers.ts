@@ -35,7 +35,7 @@ import { attemptOutcome, describeOutcome } from './outcome';
 import type { ResponseVariables } from './outcome';
 import { linkPeers, readPeers } from './peers';
 import { joinIds, nextInPlan, parseIds } from './plan';
-import { DEFAULT_CONSUMER_VARIABLE, requestViewOf } from './request-view';
+import { DEFAULT_CONSUMER_VARIABLE, parseBody, requestViewOf } from './request-view';
 import { preloadedObject, stateDict, systemClock, systemRandom } from './runtime';
 import type { NjsRequest } from './runtime';
 import { createSharedDictStore } from './shared-dict-store';
@@ -139,8 +139,10 @@ function begin(r: NjsRequest, ctx: Context, result: PickResult): string {
   const first = plan[0];
   r.variables[NAMES.planVar] = joinIds(plan);
   r.variables[NAMES.triedVar] = joinIds([first]);
+  // Token-counting strategies: every attempt counts the request's tokens until its end.
+  if (result.tokens > 0) r.variables[NAMES.tokensVar] = String(result.tokens);
   // The replica object carries its preloaded Store keys: njs would rebuild them otherwise.
-  ctx.balancer.onStart(result.replicas[0]);
+  ctx.balancer.onStart(result.replicas[0], result.tokens);
   return ctx.upstreams[ctx.indexOf[first]];
 }
 
@@ -151,9 +153,17 @@ function begin(r: NjsRequest, ctx: Context, result: PickResult): string {
 function endAttempt(r: NjsRequest, ctx: Context, id: string, index: number, response: ResponseVariables | null): string {
   const v = r.variables;
   const outcome = attemptOutcome({ status: v.upstream_status, responseTime: v.upstream_response_time, headerTime: v.upstream_header_time }, index, response);
+  outcome.tokens = requestTokens(r);
   const i = ctx.indexOf[id];
   ctx.balancer.onEnd(ctx.replicas, i === undefined ? id : ctx.replicas[i], outcome);
   return describeOutcome(id, outcome);
+}
+
+/** The tokens `begin` counted for this request (0 when the strategy counts none). */
+function requestTokens(r: NjsRequest): number {
+  const text = r.variables[NAMES.tokensVar];
+  const tokens = text === undefined || text === '' ? 0 : Number(text);
+  return tokens > 0 ? tokens : 0;
 }
 
 /** Whether a failover may still go to replica `id`: it is in the current list and takes traffic. */
@@ -201,7 +211,7 @@ export function retry(r: NjsRequest): string {
     } catch (e) {
       r.error('llm-balancer: recording a failed attempt failed: ' + describeError(e));
     }
-    ctx.balancer.onStart(ctx.replicas[ctx.indexOf[next]]);
+    ctx.balancer.onStart(ctx.replicas[ctx.indexOf[next]], requestTokens(r));
     return ctx.upstreams[ctx.indexOf[next]];
   } catch (e) {
     return failed(r, 'fail over', e);
@@ -243,7 +253,11 @@ export function route(r: NjsRequest): void {
   let target = '';
   try {
     const ctx = context();
-    target = begin(r, ctx, ctx.balancer.pick(ctx.replicas, requestViewOf(ctx.config.hash_key, r, requestBody(r), ctx.consumerVariable)));
+    const bodyText = requestBody(r);
+    const view = requestViewOf(ctx.config.hash_key, r, bodyText, ctx.consumerVariable);
+    // Token-counting strategies read the OpenAI body whatever the hash key.
+    if (view.body === undefined) view.body = parseBody(bodyText);
+    target = begin(r, ctx, ctx.balancer.pick(ctx.replicas, view));
   } catch (e) {
     target = failed(r, 'pick a replica', e);
   }

@@ -28,6 +28,7 @@ export function statusDocument(rows: ReplicaStatus[], upstreams: string[], strat
       ejected_until: iso(row.ejectedUntil),
       ejections: row.ejections,
       in_flight: row.inFlight,
+      tokens_in_flight: row.tokens,
       latency_ewma_ms: round(row.ewmaMs),
       ttft_ewma_ms: round(row.ttftMs),
       samples: row.samples,
@@ -52,10 +53,11 @@ interface Metric {
 }
 
 // Built on use, not at module level: njs evaluates the module's top level for every request, and
-// this table (nine objects, nine closures) would cost each proxied request for a page few ask for.
+// this table (ten objects, ten closures) would cost each proxied request for a page few ask for.
 function metricTable(): Metric[] {
   return [
     { name: 'in_flight', type: 'gauge', help: 'Requests in flight to the replica, across all worker processes.', value: (r) => r.inFlight },
+    { name: 'tokens_in_flight', type: 'gauge', help: 'Estimated tokens (prompt + expected output) of the requests in flight; counted by least-tokens only.', value: (r) => r.tokens },
     { name: 'picks_total', type: 'counter', help: 'Attempts started on the replica (picks and failover attempts).', value: (r) => r.picks },
     { name: 'failures_total', type: 'counter', help: 'Attempts that failed with a configured failure kind (connect error, timeout, 5xx, 429).', value: (r) => r.failures },
     { name: 'latency_ewma_ms', type: 'gauge', help: 'Time-decayed peak EWMA of response time in milliseconds (absent before the first sample).', value: (r) => round(r.ewmaMs) },

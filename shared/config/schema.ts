@@ -51,13 +51,14 @@ export const STRATEGIES = [
   'round-robin',
   'weighted-round-robin',
   'least-connections',
+  'least-tokens',
   'response-time',
   'consistent-hash',
   'hybrid',
 ];
 
 /** Strategies that need no hash key, so they can serve requests that carry none. */
-export const KEYLESS_STRATEGIES = ['round-robin', 'weighted-round-robin', 'least-connections', 'response-time'];
+export const KEYLESS_STRATEGIES = ['round-robin', 'weighted-round-robin', 'least-connections', 'least-tokens', 'response-time'];
 
 /** Hash key sources that read a named thing, so `hash_key.name` is required. */
 export const NAMED_HASH_KEY_SOURCES = ['header', 'cookie', 'query', 'body'];
@@ -174,6 +175,42 @@ export const schema: FieldEntry[] = [
             also_allowed: [0],
             hint: '0 compares all replicas, 2 is power of two choices; 1 would be a plain random pick',
             description: 'Replicas sampled per pick: 0 compares all, 2 is power of two choices.',
+          },
+        },
+      ],
+    },
+  },
+  {
+    least_tokens: {
+      type: 'record',
+      required: true,
+      description: 'Options of the least-tokens strategy: load = estimated tokens in flight (prompt + expected output).',
+      fields: [
+        {
+          default_output_tokens: {
+            type: 'integer',
+            default: 256,
+            // A typical chat answer is a few hundred tokens; the estimate only needs the right scale.
+            between: [1, 1000000],
+            description: 'Output tokens expected from a request that sets no max_tokens.',
+          },
+        },
+        {
+          max_output_tokens: {
+            type: 'integer',
+            default: 1024,
+            // Clients often send a large max_tokens "just in case": counting 32k for a 200-token
+            // answer would make one request look like a hundred.
+            between: [1, 1000000],
+            description: 'Cap on the output tokens counted from a request\'s max_tokens.',
+          },
+        },
+        {
+          default_request_tokens: {
+            type: 'integer',
+            default: 512,
+            between: [1, 10000000],
+            description: 'Tokens counted for a request whose body is missing, too large or not an OpenAI request.',
           },
         },
       ],

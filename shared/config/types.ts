@@ -6,12 +6,13 @@ export type StrategyName =
   | 'round-robin'
   | 'weighted-round-robin'
   | 'least-connections'
+  | 'least-tokens'
   | 'response-time'
   | 'consistent-hash'
   | 'hybrid';
 
 /** Strategies that need no hash key: allowed as the fallback of the key-based ones. */
-export type KeylessStrategyName = 'round-robin' | 'weighted-round-robin' | 'least-connections' | 'response-time';
+export type KeylessStrategyName = 'round-robin' | 'weighted-round-robin' | 'least-connections' | 'least-tokens' | 'response-time';
 
 export type HashKeySource = 'header' | 'consumer' | 'cookie' | 'query' | 'client-ip' | 'body';
 
@@ -57,6 +58,7 @@ export interface BalancerConfig {
   replicas: ReplicaConfig[];
   hash_key: HashKeyConfig | null;
   least_connections: { choices: number };
+  least_tokens: { default_output_tokens: number; max_output_tokens: number; default_request_tokens: number };
   response_time: { half_life_s: number; peak_sensitive: boolean };
   consistent_hash: { balance_factor: number; fallback: KeylessStrategyName };
   hybrid: { sticky: boolean; max_concurrent: number };

@@ -6,6 +6,7 @@ import type { Strategy } from '../types';
 import { createConsistentHash } from './consistent-hash';
 import { createHybrid } from './hybrid';
 import { createLeastConnections } from './least-connections';
+import { createLeastTokens } from './least-tokens';
 import { createResponseTime } from './response-time';
 import { createRoundRobin } from './round-robin';
 import { createWeightedRoundRobin } from './weighted-round-robin';
@@ -20,6 +21,8 @@ export function createStrategy(config: BalancerConfig, name: StrategyName): Stra
       return createWeightedRoundRobin();
     case 'least-connections':
       return createLeastConnections(config);
+    case 'least-tokens':
+      return createLeastTokens();
     case 'response-time':
       return createResponseTime();
     case 'consistent-hash':

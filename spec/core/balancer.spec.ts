@@ -173,6 +173,7 @@ describe('balancer', () => {
         inFlight: 1,
         ewmaMs: 120,
         ttftMs: 30,
+        tokens: 0,
         samples: 1,
         picks: 2,
         failures: 0,

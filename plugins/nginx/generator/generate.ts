@@ -12,6 +12,7 @@
 import type { BalancerConfig } from '../../../shared/config/types';
 import { needsRequestBody } from '../../../shared/balancer';
 import { buildKeys } from '../../../shared/replica-state';
+import { readsTokens } from '../../../shared/balancer';
 import type { ReplicaKeys } from '../../../shared/replica-state';
 import { exhaustedError } from '../errors';
 import { NAMES } from '../names';
@@ -122,6 +123,7 @@ function httpBody(input: RenderInput): string[] {
   lines.push('  js_var $' + NAMES.triedVar + ';');
   lines.push('  js_var $' + NAMES.errorVar + ';');
   lines.push('  js_var $' + NAMES.targetVar + ';');
+  if (readsTokens(config)) lines.push('  js_var $' + NAMES.tokensVar + ';');
   // Referenced only here, the outcome variable is evaluated in the LOG phase, after the response:
   // it sees every attempt's $upstream_status and timings, client aborts (499) included.
   lines.push("  log_format " + NAMES.logFormat + " '$" + NAMES.outcomeVar + "';");

@@ -1,0 +1,205 @@
+// Reads the load signals a balancer uses out of the Prometheus text exposition (format 0.0.4) that
+// a model server serves on GET /metrics. The adapters fetch the text on an interval; this module
+// only parses it: pure, one pass over the text, O(length), and it never throws (any input that is
+// not a string, and any line it cannot read, yields nulls, never an exception).
+//
+// Servers and names (METRIC_NAMES below), from their production-metrics docs:
+// - vLLM (V1 engine): gauges vllm:num_requests_running, vllm:num_requests_waiting,
+//   vllm:kv_cache_usage_perc; counters vllm:prefix_cache_queries / vllm:prefix_cache_hits, which
+//   prometheus_client exposes as vllm:prefix_cache_queries_total / vllm:prefix_cache_hits_total.
+//   Older V1 releases (0.8.x) name the last three vllm:gpu_cache_usage_perc,
+//   vllm:gpu_prefix_cache_queries_total, vllm:gpu_prefix_cache_hits_total; during the deprecation
+//   a server can expose both spellings (the old one behind --show-hidden-metrics-for-version), so
+//   the current name wins whenever it has a usable series (counting both would double them).
+// - SGLang (--enable-metrics): gauges sglang:num_running_reqs, sglang:num_queue_reqs and
+//   sglang:token_usage (tokens held / token capacity, already a 0..1 fraction). SGLang has no
+//   prefix-cache query/hit counters under these names: prefixQueries/prefixHits stay null.
+// Only the listed names are read: `_total`-less counter spellings, `_created` series and every
+// other family are skipped.
+//
+// Several series of one metric: one server process can expose a metric once per label set, e.g.
+// vLLM V1 with data parallelism writes one series per engine (engine="0", engine="1"), each engine
+// with its own batch, queue and KV cache. running, waiting and the prefix counters are counts of
+// things, and the replica's total is the SUM over its engines. kvUsage is a fraction of ONE
+// engine's KV pool: two engines at 0.6 do not make 1.2. The MAX is taken: the fullest engine is the
+// one that preempts or queues first, and an average would hide it. A caveat for SGLang: by default
+// only the first attention-TP rank's scheduler exports, so nothing is counted twice; a server
+// started with --enable-metrics-for-all-schedulers writes the same batch once per TP rank, and the
+// sum over-counts by the TP size.
+//
+// Lines: `name{labels} value [timestamp]` or `name value`. `#` lines (HELP, TYPE, comments) and blank
+// lines are skipped. Label values are scanned quote-aware, with backslash escapes, so a value
+// holding spaces, commas, `}` or `\"` cannot end the label block early. Values are decimal floats
+// (scientific notation included); NaN, +Inf, -Inf and anything unparsable make the series ignored,
+// and so do negative counts (a count below zero is not a measurement). kvUsage is clamped to
+// [0, 1]. Whatever follows the value (a timestamp, an OpenMetrics exemplar) is ignored.
+//
+// `server` says whose names were read: 'vllm' if any of the vLLM names above has a well-formed
+// sample line (whatever its value), else 'sglang' for any SGLang one, else 'unknown'. Fields are then
+// read from that family only, so an odd text mixing both never blends a vLLM count with an SGLang one.
+
+/** The load of one replica as its /metrics text reports it; null where the text has no usable series. */
+export interface ReplicaLoad {
+  /** Requests in the running batch (vLLM vllm:num_requests_running; SGLang sglang:num_running_reqs). null when the text has no such metric. */
+  running: number | null;
+  /** Requests queued (vLLM vllm:num_requests_waiting; SGLang sglang:num_queue_reqs). */
+  waiting: number | null;
+  /** KV-cache usage as a fraction 0..1 (vLLM vllm:kv_cache_usage_perc, or the older vllm:gpu_cache_usage_perc; SGLang sglang:token_usage). */
+  kvUsage: number | null;
+  /** Prefix-cache counters when present (vLLM vllm:prefix_cache_queries_total / vllm:prefix_cache_hits_total; older vllm:gpu_prefix_cache_queries_total / _hits_total). */
+  prefixQueries: number | null;
+  prefixHits: number | null;
+  /** Which server family the names came from. */
+  server: 'vllm' | 'sglang' | 'unknown';
+}
+
+/** The metric names read for each field of ReplicaLoad, in order of preference. */
+export interface MetricNames {
+  /** Gauges, summed over series. */
+  readonly running: readonly string[];
+  /** Gauges, summed over series. */
+  readonly waiting: readonly string[];
+  /** Gauges (fractions 0..1), maximum over series, clamped to [0, 1]. vLLM's current name before its deprecated one. */
+  readonly kvUsage: readonly string[];
+  /** Counters (tokens looked up in the prefix cache), summed over series. Current vLLM name before the deprecated one. */
+  readonly prefixQueries: readonly string[];
+  /** Counters (of those tokens, the ones found), summed over series. Current vLLM name before the deprecated one. */
+  readonly prefixHits: readonly string[];
+}
+
+export const METRIC_NAMES: MetricNames = {
+  running: ['vllm:num_requests_running', 'sglang:num_running_reqs'],
+  waiting: ['vllm:num_requests_waiting', 'sglang:num_queue_reqs'],
+  kvUsage: ['vllm:kv_cache_usage_perc', 'vllm:gpu_cache_usage_perc', 'sglang:token_usage'],
+  prefixQueries: ['vllm:prefix_cache_queries_total', 'vllm:gpu_prefix_cache_queries_total'],
+  prefixHits: ['vllm:prefix_cache_hits_total', 'vllm:gpu_prefix_cache_hits_total'],
+};
+
+type Field = 'running' | 'waiting' | 'kvUsage' | 'prefixQueries' | 'prefixHits';
+type Family = 'vllm' | 'sglang';
+
+const FIELDS: readonly Field[] = ['running', 'waiting', 'kvUsage', 'prefixQueries', 'prefixHits'];
+
+interface NameEntry {
+  field: Field;
+  /** Position in METRIC_NAMES[field]: lower is preferred. */
+  rank: number;
+  family: Family;
+}
+
+/** Metric name -> what it feeds. A null-prototype record, so names like `constructor` find nothing. */
+const NAME_INDEX: Record<string, NameEntry | undefined> = (function buildIndex() {
+  const index = Object.create(null) as Record<string, NameEntry | undefined>;
+  for (let f = 0; f < FIELDS.length; f++) {
+    const names = METRIC_NAMES[FIELDS[f]];
+    for (let r = 0; r < names.length; r++) {
+      const family: Family = names[r].indexOf('vllm:') === 0 ? 'vllm' : 'sglang';
+      index[names[r]] = { field: FIELDS[f], rank: r, family };
+    }
+  }
+  return index;
+})();
+
+/** A decimal float as the exposition writes it: 3, 3.0, .5, -1.5e-3, 1.2345e+06. NaN and ±Inf do not match (they are ignored anyway). */
+const DECIMAL = /^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$/;
+
+function isBlank(c: string): boolean {
+  return c === ' ' || c === '\t' || c === '\r';
+}
+
+function skipBlanks(text: string, i: number, end: number): number {
+  while (i < end && isBlank(text.charAt(i))) i++;
+  return i;
+}
+
+/** From just after `{`: the index just after the matching `}`, or -1 if the line ends first. */
+function skipLabels(text: string, i: number, end: number): number {
+  let quoted = false;
+  while (i < end) {
+    const c = text.charAt(i);
+    if (quoted) {
+      if (c === '\\') i++;
+      else if (c === '"') quoted = false;
+    } else if (c === '"') {
+      quoted = true;
+    } else if (c === '}') {
+      return i + 1;
+    }
+    i++;
+  }
+  return -1;
+}
+
+function emptyTotals(): Record<Field, (number | null)[]> {
+  const totals = Object.create(null) as Record<Field, (number | null)[]>;
+  for (let f = 0; f < FIELDS.length; f++) {
+    const slots: (number | null)[] = [];
+    for (let r = 0; r < METRIC_NAMES[FIELDS[f]].length; r++) slots.push(null);
+    totals[FIELDS[f]] = slots;
+  }
+  return totals;
+}
+
+/** Parses a /metrics text into the replica's load. Never throws. */
+export function parseReplicaMetrics(text: string): ReplicaLoad {
+  const load: ReplicaLoad = { running: null, waiting: null, kvUsage: null, prefixQueries: null, prefixHits: null, server: 'unknown' };
+  if (typeof text !== 'string') return load;
+
+  const totals = emptyTotals();
+  let sawVllm = false;
+  let sawSglang = false;
+  const length = text.length;
+  let lineStart = 0;
+  while (lineStart < length) {
+    let end = text.indexOf('\n', lineStart);
+    if (end < 0) end = length;
+    let i = skipBlanks(text, lineStart, end);
+    lineStart = end + 1;
+    if (i >= end || text.charAt(i) === '#') continue;
+    const nameStart = i;
+    while (i < end && text.charAt(i) !== '{' && !isBlank(text.charAt(i))) i++;
+    const entry = NAME_INDEX[text.slice(nameStart, i)];
+    if (entry === undefined) continue;
+
+    i = skipBlanks(text, i, end);
+    if (i < end && text.charAt(i) === '{') {
+      i = skipLabels(text, i + 1, end);
+      if (i < 0) continue;
+      i = skipBlanks(text, i, end);
+    }
+    const valueStart = i;
+    while (i < end && !isBlank(text.charAt(i))) i++;
+    if (i === valueStart) continue;
+    if (entry.family === 'vllm') sawVllm = true;
+    else sawSglang = true;
+
+    const valueText = text.slice(valueStart, i);
+    if (!DECIMAL.test(valueText)) continue;
+    let value = Number(valueText);
+    if (!isFinite(value)) continue;
+    if (value === 0) value = 0; // -0 -> 0
+    const isFraction = entry.field === 'kvUsage';
+    if (value < 0 && !isFraction) continue;
+
+    const slots = totals[entry.field];
+    const previous = slots[entry.rank];
+    if (previous === null) slots[entry.rank] = value;
+    else slots[entry.rank] = isFraction ? Math.max(previous, value) : previous + value;
+  }
+
+  const family: Family | null = sawVllm ? 'vllm' : sawSglang ? 'sglang' : null;
+  if (family === null) return load;
+  load.server = family;
+  for (let f = 0; f < FIELDS.length; f++) {
+    const field = FIELDS[f];
+    const names = METRIC_NAMES[field];
+    const slots = totals[field];
+    for (let r = 0; r < names.length; r++) {
+      const value = slots[r];
+      if (value === null || names[r].indexOf(family + ':') !== 0) continue;
+      load[field] = field === 'kvUsage' ? Math.min(1, Math.max(0, value)) : value;
+      break;
+    }
+  }
+  return load;
+}

@@ -1,0 +1,100 @@
+import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { createBalancer, needsRequestBody, readsTokens } from '../../shared/balancer';
+import { createMemoryStore } from '../../shared/memory-store';
+import { createLeastTokens, requestTokenEstimate } from '../../shared/strategies/least-tokens';
+import type { StrategyContext } from '../../shared/types';
+import { configOf, fakeClock, replicas, seededRandom, view } from '../helpers/core';
+
+function context(requestTokens: number, random = seededRandom(5)): StrategyContext {
+  return { request: {}, hashKey: null, requestTokens, random, now: 0, nextCursor: () => 0 };
+}
+
+const chat = (content: string, extra: Record<string, unknown> = {}) => ({ model: 'm', messages: [{ role: 'user', content }], ...extra });
+
+describe('least-tokens', () => {
+  it.each([
+    // Two replicas with 1 request each: a long prompt on r0 makes r1 the pick, though least-connections ties.
+    { tokens: [4200, 300], weights: [1, 1], expected: 'r1' },
+    { tokens: [0, 0, 100], weights: [1, 1, 1], expected: ['r0', 'r1'] },
+    // Weights: (3000 + 500) / 2 = 1750 > (1000 + 500) / 1 = 1500, but (2000 + 500) / 2 = 1250 < 1500.
+    { tokens: [3000, 1000], weights: [2, 1], expected: 'r1' },
+    { tokens: [2000, 1000], weights: [2, 1], expected: 'r0' },
+  ])('picks the lowest (tokens in flight + own) / weight: $tokens / $weights', ({ tokens, weights, expected }) => {
+    const strategy = createLeastTokens();
+    const views = tokens.map((n, i) => view(`r${i}`, { tokens: n, weight: weights[i] }));
+    const picked = strategy.order(views, context(500), 1)[0].id;
+    if (Array.isArray(expected)) expect(expected).toContain(picked);
+    else expect(picked).toBe(expected);
+  });
+
+  it('estimates a request from its OpenAI body: prompt tokens + max_tokens capped, defaults otherwise', () => {
+    const config = configOf({ strategy: 'least-tokens', least_tokens: { default_output_tokens: 100, max_output_tokens: 1000, default_request_tokens: 777 } });
+    // 'x' × 400 = 100 tokens + 4 for the message.
+    expect(requestTokenEstimate(config, chat('x'.repeat(400)))).toBe(104 + 100);
+    expect(requestTokenEstimate(config, chat('x'.repeat(400), { max_tokens: 50 }))).toBe(104 + 50);
+    expect(requestTokenEstimate(config, chat('x'.repeat(400), { max_tokens: 32000 }))).toBe(104 + 1000);
+    expect(requestTokenEstimate(config, { prompt: 'y'.repeat(40), max_tokens: 10 })).toBe(10 + 10);
+    for (const body of [undefined, null, 'text', [1, 2], { not: 'openai' }]) expect(requestTokenEstimate(config, body)).toBe(777);
+  });
+
+  it('tells the adapter to read the body, also as the fallback of a key strategy', () => {
+    expect(readsTokens(configOf({ strategy: 'least-tokens' }))).toBe(true);
+    expect(needsRequestBody(configOf({ strategy: 'least-tokens' }))).toBe(true);
+    const keyed = configOf({ strategy: 'consistent-hash', hash_key: { source: 'header', name: 'x-user' }, consistent_hash: { fallback: 'least-tokens' } });
+    expect(readsTokens(keyed)).toBe(true);
+    expect(needsRequestBody(configOf({ strategy: 'least-connections' }))).toBe(false);
+  });
+
+  it('counts tokens at start and releases them at the end: a long prompt steers the next requests away', () => {
+    const store = createMemoryStore();
+    const clock = fakeClock();
+    const balancer = createBalancer(configOf({ strategy: 'least-tokens' }), { store, clock, random: seededRandom(2) });
+    const fleet = replicas([1, 1]);
+    const long = balancer.pick(fleet, { body: chat('x'.repeat(16000), { max_tokens: 100 }) });
+    if (!long.ok) throw new Error(long.message);
+    expect(long.tokens).toBe(4004 + 100);
+    balancer.onStart(long.replicas[0], long.tokens);
+    const busy = long.replicas[0].id;
+    // Five short chats in flight at once all go to the other replica: 5 × 356 < 4104.
+    const shorts = [];
+    for (let i = 0; i < 5; i++) {
+      const short = balancer.pick(fleet, { body: chat('hi') });
+      if (!short.ok) throw new Error(short.message);
+      expect(short.replicas[0].id).not.toBe(busy);
+      balancer.onStart(short.replicas[0], short.tokens);
+      shorts.push(short);
+    }
+    const status = balancer.status(fleet);
+    expect(status.find((row) => row.id === busy)?.tokens).toBe(4104);
+    expect(status.find((row) => row.id !== busy)?.tokens).toBe(5 * shorts[0].tokens);
+    balancer.onEnd(fleet, long.replicas[0], { status: 200, latencyMs: 10, tokens: long.tokens });
+    for (const short of shorts) balancer.onEnd(fleet, short.replicas[0], { status: 200, latencyMs: 10, tokens: short.tokens });
+    expect(balancer.status(fleet).map((row) => row.tokens)).toEqual([0, 0]);
+  });
+
+  it('never shows negative tokens, whatever the order of starts and ends (lost races, zone resets)', () => {
+    fc.assert(
+      fc.property(fc.array(fc.tuple(fc.boolean(), fc.nat(3), fc.integer({ min: 1, max: 5000 })), { maxLength: 100 }), (ops) => {
+        const store = createMemoryStore();
+        const balancer = createBalancer(configOf({ strategy: 'least-tokens' }), { store, clock: fakeClock(), random: seededRandom(1) });
+        const fleet = replicas([1, 1, 1, 1]);
+        for (const [start, index, tokens] of ops) {
+          if (start) balancer.onStart(fleet[index], tokens);
+          else balancer.onEnd(fleet, fleet[index], { status: 200, latencyMs: 1, tokens });
+          for (const row of balancer.status(fleet)) expect(row.tokens).toBeGreaterThanOrEqual(0);
+        }
+      }),
+    );
+  });
+
+  it('returns tokens 0 from strategies that do not count them, and onStart without tokens counts none', () => {
+    const store = createMemoryStore();
+    const balancer = createBalancer(configOf({ strategy: 'least-connections' }), { store, clock: fakeClock(), random: seededRandom(1) });
+    const fleet = replicas([1, 1]);
+    const result = balancer.pick(fleet, { body: chat('x'.repeat(4000)) });
+    expect(result.ok && result.tokens).toBe(0);
+    balancer.onStart(fleet[0]);
+    expect(balancer.status(fleet)[0].tokens).toBe(0);
+  });
+});
