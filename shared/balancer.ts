@@ -13,7 +13,7 @@ import { resolveHashKey } from './hash-key';
 import { buildView, keysOf, readLatency, readNumber, recordEnd, recordLatency, recordStart } from './replica-state';
 import type { ReplicaKeys } from './replica-state';
 import { createStrategy } from './strategies/index';
-import { requestTokenEstimate } from './strategies/least-tokens';
+import { llmRequestOf, tokensOf } from './strategies/least-tokens';
 
 export interface BalancerDeps {
   store: Store;
@@ -75,9 +75,15 @@ export function readsTokens(config: BalancerConfig): boolean {
   return createStrategy(config, config.strategy).reads.tokens;
 }
 
+/** Whether the configured strategy reads the OpenAI body (token counts, prompt prefixes). */
+export function readsBody(config: BalancerConfig): boolean {
+  const reads = createStrategy(config, config.strategy).reads;
+  return reads.body || reads.tokens;
+}
+
 /** Whether the adapter must read and parse the JSON body before picking (it is slow: read it only then). */
 export function needsRequestBody(config: BalancerConfig): boolean {
-  if (readsTokens(config)) return true;
+  if (readsBody(config)) return true;
   return config.hash_key !== null && config.hash_key.source === 'body' && readsHashKey(config);
 }
 
@@ -91,7 +97,8 @@ function reportedOut(replica: Replica, keys: ReplicaKeys, store: Store, checkMar
 
 export function createBalancer(config: BalancerConfig, deps: BalancerDeps): Balancer {
   const store = deps.store;
-  const strategy = createStrategy(config, config.strategy);
+  const strategy = createStrategy(config, config.strategy, store);
+  const readsLlm = strategy.reads.body || strategy.reads.tokens;
   const halfLifeMs = config.response_time.half_life_s * 1000;
   const passive = config.passive_health;
   const wanted = 1 + config.retries;
@@ -100,6 +107,7 @@ export function createBalancer(config: BalancerConfig, deps: BalancerDeps): Bala
     request: {},
     hashKey: null,
     requestTokens: 0,
+    llm: null,
     random: deps.random,
     now: 0,
     nextCursor: (name: string) => store.incr('c:' + name, 1, 0) - 1,
@@ -157,7 +165,8 @@ export function createBalancer(config: BalancerConfig, deps: BalancerDeps): Bala
     }
     context.request = request;
     context.hashKey = strategy.reads.hashKey ? resolveHashKey(config.hash_key, request) : null;
-    context.requestTokens = strategy.reads.tokens ? requestTokenEstimate(config, request.body) : 0;
+    context.llm = readsLlm ? llmRequestOf(request.body) : null;
+    context.requestTokens = strategy.reads.tokens ? tokensOf(config, context.llm) : 0;
     context.now = now;
     // With a half-open candidate, ask for one extra: it may lose its trial claim or be dropped as an alternate.
     let halfOpen = false;
@@ -176,6 +185,7 @@ export function createBalancer(config: BalancerConfig, deps: BalancerDeps): Bala
     if (chosen.length === 0) {
       return { ok: false, reason: 'no-healthy-replica', message: 'the only available replica is already serving its recovery trial' };
     }
+    if (strategy.afterPick !== undefined) strategy.afterPick(ordered[0], context);
     return { ok: true, replicas: chosen, tokens: context.requestTokens };
   }
 

@@ -2,6 +2,7 @@
 // the core hands back (an ordered pick or a typed reason). Everything here is plain data so the
 // same code runs under Node (Kong's plugin server) and njs (NGINX), and state survives JSON.
 
+import type { LlmRequest } from './llm-request';
 import type { ReplicaKeys } from './replica-state';
 
 /** Health as reported by the gateway or by active checks; passive ejection is tracked by the core. */
@@ -111,6 +112,8 @@ export interface MetricReads {
   hashKey: boolean;
   /** tokens, and context.requestTokens (the request's body is then parsed) */
   tokens: boolean;
+  /** context.llm: the request's OpenAI body, parsed (the adapter must then read the body) */
+  body: boolean;
 }
 
 /** Everything a strategy may read when ordering candidates. */
@@ -120,6 +123,8 @@ export interface StrategyContext {
   hashKey: string | null;
   /** This request's estimated tokens (prompt + expected output) when the strategy reads tokens, else 0. */
   requestTokens: number;
+  /** The request's OpenAI body when the strategy reads it and it is one, else null. */
+  llm: LlmRequest | null;
   random: Random;
   now: number;
   /** Atomically advances the named cursor and returns its value before the increment. */
@@ -136,4 +141,9 @@ export interface Strategy {
   /** The metrics `order` looks at; the others are left at 0 / null in the views (saves reads per pick). */
   reads: MetricReads;
   order(candidates: ReplicaView[], context: StrategyContext, count: number): ReplicaView[];
+  /**
+   * Called once per pick with the replica finally chosen (after half-open trials were settled).
+   * For routing memory that is not a metric (prefix-affinity's table of routed prefixes).
+   */
+  afterPick?(chosen: ReplicaView, context: StrategyContext): void;
 }

@@ -35,6 +35,7 @@ const DEFAULTS: BalancerConfig = {
   hash_key: null,
   least_connections: { choices: 0 },
   least_tokens: { default_output_tokens: 256, max_output_tokens: 1024, default_request_tokens: 512 },
+  prefix_affinity: { block_tokens: 64, max_blocks: 128, table_slots: 8192, min_match: 0.3, balance_abs: 16, balance_rel: 1.5, balance_factor: 1.25 },
   response_time: { half_life_s: 10, peak_sensitive: true },
   consistent_hash: { balance_factor: 1.25, fallback: 'least-connections' },
   hybrid: { sticky: true, max_concurrent: 64 },
@@ -56,7 +57,7 @@ const DEFAULTS: BalancerConfig = {
   },
 };
 
-const STRATEGY_LIST = 'round-robin, weighted-round-robin, least-connections, least-tokens, response-time, consistent-hash, hybrid';
+const STRATEGY_LIST = 'round-robin, weighted-round-robin, least-connections, least-tokens, prefix-affinity, response-time, consistent-hash, hybrid';
 const R = (fields: Record<string, unknown>) => ({ replicas: [{ address: 'a:1', ...fields }] });
 
 describe('validate: each invalid field yields exactly its own error', () => {
@@ -112,6 +113,13 @@ describe('validate: each invalid field yields exactly its own error', () => {
     ['max_output_tokens fractional', { least_tokens: { max_output_tokens: 10.5 } }, 'least_tokens.max_output_tokens', 'must be an integer, got 10.5'],
     ['default_request_tokens a string', { least_tokens: { default_request_tokens: '512' } }, 'least_tokens.default_request_tokens', 'must be an integer, got string "512"'],
     ['least_tokens not a record', { least_tokens: [] }, 'least_tokens', 'must be a record (an object of named fields), got array'],
+    ['block_tokens too small', { prefix_affinity: { block_tokens: 2 } }, 'prefix_affinity.block_tokens', 'must be an integer between 4 and 4096, got 2'],
+    ['max_blocks 0', { prefix_affinity: { max_blocks: 0 } }, 'prefix_affinity.max_blocks', 'must be an integer between 1 and 4096, got 0'],
+    ['table_slots huge', { prefix_affinity: { table_slots: 2 ** 25 } }, 'prefix_affinity.table_slots', 'must be an integer between 16 and 16777216, got 33554432'],
+    ['min_match above 1', { prefix_affinity: { min_match: 1.5 } }, 'prefix_affinity.min_match', 'must be a number between 0 and 1, got 1.5'],
+    ['balance_abs negative', { prefix_affinity: { balance_abs: -1 } }, 'prefix_affinity.balance_abs', 'must be a number between 0 and 100000, got -1'],
+    ['balance_rel below 1', { prefix_affinity: { balance_rel: 0.5 } }, 'prefix_affinity.balance_rel', 'must be a number between 1 and 1000, got 0.5'],
+    ['prefix balance_factor 0.5', { prefix_affinity: { balance_factor: 0.5 } }, 'prefix_affinity.balance_factor', 'must be 0 or a number between 1 and 10, got 0.5 (0 disables the bound)'],
     ...[0, 0.05, 601].map((half): [string, unknown, string, string] => [
       `half_life_s ${half}`,
       { response_time: { half_life_s: half } },

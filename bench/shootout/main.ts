@@ -73,6 +73,7 @@ export const ALL_ROWS = [
   'round-robin',
   'weighted-round-robin',
   'least-connections',
+  'least-tokens',
   'response-time',
   'consistent-hash',
   'hybrid',

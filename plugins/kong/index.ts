@@ -15,6 +15,7 @@ import {
   formatErrors,
   kongSchema,
   noReplicaError,
+  readsBody,
   readsHashKey,
   readsTokens,
   replicasFromConfig,
@@ -74,8 +75,10 @@ interface PluginState {
   config: BalancerConfig;
   kong: KongOptions;
   readsKey: boolean;
-  /** The strategy counts tokens: read the body in access, remember the count for the log phase. */
+  /** The strategy counts tokens: remember the count for the log phase. */
   readsTokens: boolean;
+  /** The strategy reads the OpenAI body (token counts, prompt prefixes): read it in access. */
+  readsBody: boolean;
   balancer: Balancer;
   staticReplicas: Replica[];
   source: ReplicaSource | null;
@@ -130,6 +133,7 @@ function stateFor(pluginId: string, config: BalancerConfig, kong: KongOptions): 
     kong,
     readsKey: readsHashKey(config),
     readsTokens: readsTokens(config),
+    readsBody: readsBody(config),
     balancer: createBalancer(config, {
       store: createMemoryStore(),
       clock: { now: () => Date.now() },
@@ -218,7 +222,7 @@ export class Plugin {
         await answer503(kong, 'no-replicas', 'the targets of Kong upstream "' + state.kong.upstream + '" could not be read from the Admin API yet' + (why ? ': ' + why : ''));
         return;
       }
-      const view = await requestViewFromKong(kong, state.config, state.readsKey, state.kong.max_body_bytes, state.readsTokens);
+      const view = await requestViewFromKong(kong, state.config, state.readsKey, state.kong.max_body_bytes, state.readsBody);
       const result = state.balancer.pick(replicas, view);
       if (!result.ok) {
         await answer503(kong, result.reason, result.message);

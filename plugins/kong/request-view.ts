@@ -38,12 +38,12 @@ export async function requestViewFromKong(
   config: BalancerConfig,
   readsHashKey: boolean,
   maxBodyBytes: number,
-  readsTokens: boolean = false,
+  readsBody: boolean = false,
 ): Promise<RequestView> {
   const view: RequestView = {};
-  // Token-counting strategies estimate from the OpenAI body (a missing or oversized one counts
-  // least_tokens.default_request_tokens).
-  if (readsTokens) view.body = await jsonBody(kong, maxBodyBytes);
+  // LLM-aware strategies read the OpenAI body (a missing, oversized or non-OpenAI one gives them
+  // nothing to go on: least-tokens then counts its default, prefix-affinity balances by load).
+  if (readsBody) view.body = await jsonBody(kong, maxBodyBytes);
   if (!readsHashKey || config.hash_key === null) return view;
   const source = config.hash_key.source;
   if (source === 'header' || source === 'cookie') {

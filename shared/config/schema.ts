@@ -52,6 +52,7 @@ export const STRATEGIES = [
   'weighted-round-robin',
   'least-connections',
   'least-tokens',
+  'prefix-affinity',
   'response-time',
   'consistent-hash',
   'hybrid',
@@ -211,6 +212,77 @@ export const schema: FieldEntry[] = [
             default: 512,
             between: [1, 10000000],
             description: 'Tokens counted for a request whose body is missing, too large or not an OpenAI request.',
+          },
+        },
+      ],
+    },
+  },
+  {
+    prefix_affinity: {
+      type: 'record',
+      required: true,
+      description: 'Options of the prefix-affinity strategy: the replica that was sent a prompt\'s prefix gets it again, within load bounds.',
+      fields: [
+        {
+          block_tokens: {
+            type: 'integer',
+            default: 64,
+            // vLLM caches 16-token blocks; 64 (256 characters) keeps the table and the per-request
+            // hashing small while a system prompt of a few hundred tokens still spans several blocks.
+            between: [4, 4096],
+            description: 'Prefix block size in tokens (4 characters per token); prompts are matched block by block.',
+          },
+        },
+        {
+          max_blocks: {
+            type: 'integer',
+            default: 128,
+            between: [1, 4096],
+            description: 'Blocks hashed per prompt (128 × 64 tokens = the first 8,192 tokens).',
+          },
+        },
+        {
+          table_slots: {
+            type: 'integer',
+            default: 8192,
+            // Each slot is one shared-dict entry (~100 bytes in njs): 8192 fit a 1m state zone
+            // with room for the replicas' own keys.
+            between: [16, 16777216],
+            description: 'Entries in the table of routed prefix blocks (shared by all workers; older blocks are overwritten).',
+          },
+        },
+        {
+          min_match: {
+            type: 'number',
+            default: 0.3,
+            between: [0, 1],
+            description: 'Share of the prompt\'s blocks a replica must hold for affinity to count (SGLang\'s cache threshold).',
+          },
+        },
+        {
+          balance_abs: {
+            type: 'number',
+            default: 16,
+            between: [0, 100000],
+            description: 'Least load first when max - min in-flight (per weight) exceeds this AND balance_rel (SGLang: 64).',
+          },
+        },
+        {
+          balance_rel: {
+            type: 'number',
+            default: 1.5,
+            between: [1, 1000],
+            description: 'Least load first when the busiest replica has more than this times the least busy one\'s load.',
+          },
+        },
+        {
+          balance_factor: {
+            type: 'number',
+            default: 1.25,
+            between: [1, 10],
+            also_allowed: [0],
+            hint: '0 disables the bound',
+            description: 'The matched replica is skipped above ceil(c x average in-flight x weight share); 0 disables.',
           },
         },
       ],

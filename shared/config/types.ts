@@ -7,6 +7,7 @@ export type StrategyName =
   | 'weighted-round-robin'
   | 'least-connections'
   | 'least-tokens'
+  | 'prefix-affinity'
   | 'response-time'
   | 'consistent-hash'
   | 'hybrid';
@@ -59,6 +60,15 @@ export interface BalancerConfig {
   hash_key: HashKeyConfig | null;
   least_connections: { choices: number };
   least_tokens: { default_output_tokens: number; max_output_tokens: number; default_request_tokens: number };
+  prefix_affinity: {
+    block_tokens: number;
+    max_blocks: number;
+    table_slots: number;
+    min_match: number;
+    balance_abs: number;
+    balance_rel: number;
+    balance_factor: number;
+  };
   response_time: { half_life_s: number; peak_sensitive: boolean };
   consistent_hash: { balance_factor: number; fallback: KeylessStrategyName };
   hybrid: { sticky: boolean; max_concurrent: number };

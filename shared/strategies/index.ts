@@ -2,18 +2,37 @@
 // one spec, one row in the schema's one_of (shared/config/schema.ts).
 
 import type { BalancerConfig, StrategyName } from '../config/types';
-import type { Strategy } from '../types';
+import type { Store, Strategy } from '../types';
 import { createConsistentHash } from './consistent-hash';
 import { createHybrid } from './hybrid';
 import { createLeastConnections } from './least-connections';
 import { createLeastTokens } from './least-tokens';
+import { createPrefixAffinity } from './prefix-affinity';
 import { createResponseTime } from './response-time';
 import { createRoundRobin } from './round-robin';
 import { createWeightedRoundRobin } from './weighted-round-robin';
 
+/** Stands in when a strategy is built only to ask what it reads: using it is a bug. */
+const NO_STORE: Store = {
+  get: () => {
+    throw new Error('strategy built without a store');
+  },
+  set: () => {
+    throw new Error('strategy built without a store');
+  },
+  incr: () => {
+    throw new Error('strategy built without a store');
+  },
+  delete: () => {
+    throw new Error('strategy built without a store');
+  },
+};
+
 // A switch, not a table of factories: under njs the module's top level runs for every request,
 // and a table would be built each time.
-export function createStrategy(config: BalancerConfig, name: StrategyName): Strategy {
+// `store`: for strategies with routing memory of their own (prefix-affinity's table); omitted
+// when only asking what a strategy reads.
+export function createStrategy(config: BalancerConfig, name: StrategyName, store?: Store): Strategy {
   switch (name) {
     case 'round-robin':
       return createRoundRobin();
@@ -25,8 +44,10 @@ export function createStrategy(config: BalancerConfig, name: StrategyName): Stra
       return createLeastTokens();
     case 'response-time':
       return createResponseTime();
+    case 'prefix-affinity':
+      return createPrefixAffinity(config, store === undefined ? NO_STORE : store);
     case 'consistent-hash':
-      return createConsistentHash(config, createStrategy(config, config.consistent_hash.fallback));
+      return createConsistentHash(config, createStrategy(config, config.consistent_hash.fallback, store));
     case 'hybrid':
       return createHybrid(config);
   }

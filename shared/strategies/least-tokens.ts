@@ -14,24 +14,34 @@
 
 import type { BalancerConfig } from '../config/types';
 import { readLlmRequest } from '../llm-request';
+import type { LlmRequest } from '../llm-request';
 import type { ReplicaView, Strategy, StrategyContext } from '../types';
 import { cheapestFirst } from './ranking';
 
-/** A request's estimated tokens from its parsed JSON body (undefined or not OpenAI: the configured default). */
-export function requestTokenEstimate(config: BalancerConfig, body: unknown): number {
+/** A request's estimated tokens: prompt + expected output; no OpenAI body (null): the configured default. */
+export function tokensOf(config: BalancerConfig, llm: LlmRequest | null): number {
   const options = config.least_tokens;
-  if (body === undefined || body === null) return options.default_request_tokens;
+  if (llm === null) return options.default_request_tokens;
+  const output = llm.maxTokens === null ? options.default_output_tokens : Math.min(llm.maxTokens, options.max_output_tokens);
+  return llm.promptTokens + output;
+}
+
+/** The OpenAI request in a parsed JSON body, or null (absent, not JSON, not OpenAI). */
+export function llmRequestOf(body: unknown): LlmRequest | null {
+  if (body === undefined || body === null) return null;
   const parsed = readLlmRequest(body);
-  if (!parsed.ok) return options.default_request_tokens;
-  const maxTokens = parsed.request.maxTokens;
-  const output = maxTokens === null ? options.default_output_tokens : Math.min(maxTokens, options.max_output_tokens);
-  return parsed.request.promptTokens + output;
+  return parsed.ok ? parsed.request : null;
+}
+
+/** tokensOf the parsed JSON body. */
+export function requestTokenEstimate(config: BalancerConfig, body: unknown): number {
+  return tokensOf(config, llmRequestOf(body));
 }
 
 export function createLeastTokens(): Strategy {
   return {
     name: 'least-tokens',
-    reads: { inFlight: false, latency: false, hashKey: false, tokens: true },
+    reads: { inFlight: false, latency: false, hashKey: false, tokens: true, body: true },
     order(candidates: ReplicaView[], context: StrategyContext, count: number): ReplicaView[] {
       const own = context.requestTokens;
       return cheapestFirst(candidates, (replica) => (replica.tokens + own) / replica.weight, context.random, count);

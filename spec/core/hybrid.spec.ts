@@ -9,7 +9,7 @@ import { configOf, fakeClock, replicas, seededRandom, view } from '../helpers/co
 const config = configOf({ strategy: 'hybrid', hash_key: { source: 'body', name: 'user' }, hybrid: { max_concurrent: 2 } });
 
 function context(hashKey: string | null): StrategyContext {
-  return { request: {}, hashKey, requestTokens: 0, random: seededRandom(1), now: 0, nextCursor: () => 0 };
+  return { request: {}, hashKey, requestTokens: 0, llm: null, random: seededRandom(1), now: 0, nextCursor: () => 0 };
 }
 
 describe('hybrid', () => {

@@ -7,7 +7,7 @@ import type { StrategyContext } from '../../shared/types';
 import { configOf, fakeClock, replicas, scriptedRandom, seededRandom, view } from '../helpers/core';
 
 function context(random = seededRandom(3)): StrategyContext {
-  return { request: {}, hashKey: null, requestTokens: 0, random, now: 0, nextCursor: () => 0 };
+  return { request: {}, hashKey: null, requestTokens: 0, llm: null, random, now: 0, nextCursor: () => 0 };
 }
 
 describe('least-connections', () => {

@@ -7,7 +7,7 @@ import type { StrategyContext } from '../../shared/types';
 import { configOf, fakeClock, replicas, seededRandom, view } from '../helpers/core';
 
 function context(requestTokens: number, random = seededRandom(5)): StrategyContext {
-  return { request: {}, hashKey: null, requestTokens, random, now: 0, nextCursor: () => 0 };
+  return { request: {}, hashKey: null, requestTokens, llm: null, random, now: 0, nextCursor: () => 0 };
 }
 
 const chat = (content: string, extra: Record<string, unknown> = {}) => ({ model: 'm', messages: [{ role: 'user', content }], ...extra });

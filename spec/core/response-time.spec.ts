@@ -7,7 +7,7 @@ import type { StrategyContext } from '../../shared/types';
 import { configOf, fakeClock, replicas, seededRandom, view } from '../helpers/core';
 
 function context(): StrategyContext {
-  return { request: {}, hashKey: null, requestTokens: 0, random: seededRandom(1), now: 0, nextCursor: () => 0 };
+  return { request: {}, hashKey: null, requestTokens: 0, llm: null, random: seededRandom(1), now: 0, nextCursor: () => 0 };
 }
 
 describe('time-decayed EWMA', () => {
