@@ -26,6 +26,9 @@ const CASES: Array<[string, Record<string, unknown>]> = [
   ['consistent-hash (header)', { strategy: 'consistent-hash', hash_key: { source: 'header', name: 'x-user' } }],
   ['consistent-hash (body, tight bound)', { strategy: 'consistent-hash', hash_key: { source: 'body', name: 'user' }, consistent_hash: { balance_factor: 1 } }],
   ['hybrid', { strategy: 'hybrid', hash_key: { source: 'header', name: 'x-user' }, hybrid: { max_concurrent: 3 } }],
+  ['least-tokens', { strategy: 'least-tokens', least_tokens: { max_output_tokens: 800 } }],
+  ['prefix-affinity', { strategy: 'prefix-affinity', prefix_affinity: { block_tokens: 16, table_slots: 64, balance_abs: 4 } }],
+  ['consistent-hash falling back to least-tokens', { strategy: 'consistent-hash', hash_key: { source: 'header', name: 'x-none' }, consistent_hash: { fallback: 'least-tokens' } }],
 ];
 const STEPS = 400;
 
