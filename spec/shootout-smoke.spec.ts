@@ -52,6 +52,17 @@ describe('npm run bench -- --smoke', () => {
     }
   });
 
+  it("reads every row's prefix-cache counters from the replicas' own /metrics", () => {
+    for (const level of result.levels) {
+      for (const row of level.rows) {
+        expect(row.cache, row.strategy).toBeTruthy();
+        expect(row.cache?.queriedTokens).toBeGreaterThan(0);
+        expect(row.cache?.hitTokens).toBeLessThanOrEqual(row.cache?.queriedTokens ?? 0);
+        expect(row.cache?.hitRate).toBeCloseTo((row.cache?.hitTokens ?? 0) / (row.cache?.queriedTokens ?? 1), 10);
+      }
+    }
+  });
+
   it('records a positive calibrated capacity and the settings that produced it', () => {
     expect(result.calibration.capacityPerS).toBeGreaterThan(0);
     expect(result.calibration.attempts.length).toBeGreaterThan(0);

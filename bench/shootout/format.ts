@@ -3,13 +3,15 @@
 
 import fs from 'node:fs';
 import type { Report } from '../loadgen/index';
-import type { Calibration, Mode } from './main';
+import type { CacheStats, Calibration, Mode } from './main';
 
 export interface Row {
   strategy: string;
   report: Report;
   /** njs exceptions in nginx's error log, or the Kong plugin's errors (first few); empty for the native rows. */
   moduleErrors: string[];
+  /** Prefix-cache hits the replicas reported for this row (null when their /metrics could not be read). */
+  cache?: CacheStats | null;
 }
 
 export interface LevelResult {
@@ -76,7 +78,7 @@ export function referenceRow(level: LevelResult): Row {
 /** Markdown table lines of one level. */
 export function renderTable(result: ShootoutResult, level: LevelResult): string[] {
   const reference = referenceRow(level).report;
-  const header = ['strategy', 'mean ms', 'p99 ms', 'TTFT p50', 'TTFT p99', 'req/s', 'out tok/s', 'errors', 'goodput', 'mean vs RR', 'p99 vs RR'];
+  const header = ['strategy', 'mean ms', 'p99 ms', 'TTFT p50', 'TTFT p99', 'req/s', 'out tok/s', 'errors', 'goodput', 'cache hits', 'mean vs RR', 'p99 vs RR'];
   const rows = level.rows.map((row) => {
     const r = row.report;
     return [
@@ -89,6 +91,7 @@ export function renderTable(result: ShootoutResult, level: LevelResult): string[
       r.throughput.outputTokensPerS.toFixed(0),
       String(errorCount(r)),
       r.goodput === null ? '-' : (r.goodput.share * 100).toFixed(0) + '%',
+      row.cache === undefined || row.cache === null || row.cache.hitRate === null ? '-' : (row.cache.hitRate * 100).toFixed(0) + '%',
       ratio(r.metrics.e2e.meanMs, reference.metrics.e2e.meanMs),
       ratio(r.metrics.e2e.p99Ms, reference.metrics.e2e.p99Ms),
     ];
@@ -124,7 +127,7 @@ export function renderSection(result: ShootoutResult): string {
       `bench/kong-gateway/). The emulator runs at ` +
       `timeScale ${s.timeScale} (every emulated duration × ${s.timeScale}), so milliseconds here are ${s.timeScale}× what the ` +
       `profiles' cards would show. Latency is end-to-end (request sent to \`[DONE]\`) of completed requests; TTFT is to the first ` +
-      `content chunk. Goodput: share of requests with TTFT ≤ ${s.slo.ttftMs} ms and TPOT ≤ ${s.slo.tpotMs} ms. Ratios are to nginx's own round robin. ` +
+      `content chunk. Cache hits: prefix-cache hit tokens / queried prompt tokens, summed over the replicas' own \`/metrics\`. Goodput: share of requests with TTFT ≤ ${s.slo.ttftMs} ms and TPOT ≤ ${s.slo.tpotMs} ms. Ratios are to nginx's own round robin. ` +
       `req/s and out tok/s divide by the whole window, trace start to the last completion (vLLM's definition): with short traces ` +
       `the drain of the long generations weighs in, so they sit below the offered rate.`,
     '',

@@ -24,6 +24,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { startBalancer } from '../lib/nginx-balancer';
 import type { Balancer } from '../lib/nginx-balancer';
+import { parseReplicaMetrics } from '../../shared/replica-metrics';
 import { startJsonChild } from '../lib/json-child';
 import { loadNginxEnv, REPO_ROOT } from '../lib/nginx-env';
 import { nativeNginxConf } from '../lib/native-nginx.js';
@@ -74,6 +75,7 @@ export const ALL_ROWS = [
   'weighted-round-robin',
   'least-connections',
   'least-tokens',
+  'prefix-affinity',
   'response-time',
   'consistent-hash',
   'hybrid',
@@ -82,7 +84,8 @@ export const ALL_ROWS = [
 ];
 
 const SETTINGS: Record<Mode, ModeSettings> = {
-  full: { calibrationS: 20, traceS: 24, levels: [0.6, 0.9], rows: ALL_ROWS },
+  // 20 s traces: 12 rows × 2 levels stay within 15 minutes on 2 cores.
+  full: { calibrationS: 20, traceS: 20, levels: [0.6, 0.9], rows: ALL_ROWS },
   // The high level only: it is where the strategies differ.
   quick: { calibrationS: 10, traceS: 10, levels: [0.9], rows: ['nginx round robin', 'least-connections', 'response-time', 'kong least-connections'] },
   smoke: { calibrationS: 2, traceS: 2, levels: [0.6], rows: ['nginx round robin', 'least-connections', 'kong least-connections'] },
@@ -214,7 +217,36 @@ function scaledSlo(timeScale: number): Slo {
   return { ttftMs: SLO_AT_SCALE_1.ttftMs * timeScale, tpotMs: SLO_AT_SCALE_1.tpotMs * timeScale };
 }
 
-async function withStack<T>(row: string, timeScale: number, seed: number, body: (gateway: Gateway) => Promise<T>): Promise<T & { moduleErrors: string[] }> {
+/** Prefix-cache hits over the run, read from the replicas' own /metrics (tokens, vLLM's counters). */
+export interface CacheStats {
+  queriedTokens: number;
+  hitTokens: number;
+  /** hitTokens / queriedTokens, null when nothing was queried. */
+  hitRate: number | null;
+}
+
+async function cacheStats(addresses: string[]): Promise<CacheStats | null> {
+  let queried = 0;
+  let hits = 0;
+  for (const address of addresses) {
+    try {
+      const load = parseReplicaMetrics(await (await fetch(`http://${address}/metrics`, { signal: AbortSignal.timeout(5000) })).text());
+      if (load.prefixQueries === null || load.prefixHits === null) return null;
+      queried += load.prefixQueries;
+      hits += load.prefixHits;
+    } catch {
+      return null;
+    }
+  }
+  return { queriedTokens: queried, hitTokens: hits, hitRate: queried > 0 ? hits / queried : null };
+}
+
+async function withStack<T>(
+  row: string,
+  timeScale: number,
+  seed: number,
+  body: (gateway: Gateway) => Promise<T>,
+): Promise<T & { moduleErrors: string[]; cache: CacheStats | null }> {
   const emulators = await startEmulators(timeScale, seed);
   try {
     const gateway = await startGateway(row, emulators.addresses);
@@ -226,7 +258,9 @@ async function withStack<T>(row: string, timeScale: number, seed: number, body: 
       throw error;
     }
     const moduleErrors = await gateway.stop();
-    return Object.assign(result as object, { moduleErrors }) as T & { moduleErrors: string[] };
+    // Fresh replicas per row: their counters are this row's alone.
+    const cache = await cacheStats(emulators.addresses);
+    return Object.assign(result as object, { moduleErrors, cache }) as T & { moduleErrors: string[]; cache: CacheStats | null };
   } finally {
     await emulators.stop();
   }
@@ -343,7 +377,7 @@ export async function runShootout(options: ShootoutOptions): Promise<ShootoutRes
         return { report: buildReport(result.records, { windowMs: result.windowMs, slo, trace: traceInfo(trace), target: { baseUrl: gateway.url, path: null } }) };
       });
       const report: Report = outcome.report;
-      rows.push({ strategy: name, report, moduleErrors: outcome.moduleErrors.slice(0, 5) });
+      rows.push({ strategy: name, report, moduleErrors: outcome.moduleErrors.slice(0, 5), cache: outcome.cache });
       log(
         `  ${name.padEnd(22)} mean ${fmt(report.metrics.e2e.meanMs)} ms  p99 ${fmt(report.metrics.e2e.p99Ms)} ms  ` +
           `completed ${report.requests.completed}/${report.requests.total}  lag p99 ${fmt(report.metrics.scheduleLag.p99Ms)} ms`,

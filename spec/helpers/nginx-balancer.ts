@@ -78,6 +78,7 @@ export interface StatusRow {
   ejected_until: string | null;
   ejections: number;
   in_flight: number;
+  tokens_in_flight: number;
   latency_ewma_ms: number | null;
   ttft_ewma_ms: number | null;
   samples: number;
