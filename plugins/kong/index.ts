@@ -232,8 +232,10 @@ export class Plugin {
       const target = splitAddress(chosen.address);
       // Record the pick before anything else can fail: Kong runs the log phase for every request,
       // and that is where the start is matched by an end.
-      await kong.ctx.shared.set(PICK_KEY, chosen.id);
+      // The tokens first: once the pick is recorded, the log phase ends an attempt, and it must
+      // find the tokens that attempt counted.
       if (result.tokens > 0) await kong.ctx.shared.set(TOKENS_KEY, result.tokens);
+      await kong.ctx.shared.set(PICK_KEY, chosen.id);
       state.balancer.onStart(chosen.id, result.tokens);
       if (!state.retries.skip) await kong.service.setRetries(state.kong.same_target_retries);
       await kong.service.setTarget(target.host, target.port);
