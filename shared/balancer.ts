@@ -14,6 +14,8 @@ import { buildView, keysOf, readLatency, readNumber, recordEnd, recordLatency, r
 import type { ReplicaKeys } from './replica-state';
 import { createStrategy } from './strategies/index';
 import { llmRequestOf, tokensOf } from './strategies/least-tokens';
+import { slowStartFactor } from './slow-start';
+import type { SlowStartConfig } from './slow-start';
 
 export interface BalancerDeps {
   store: Store;
@@ -95,6 +97,11 @@ function reportedOut(replica: Replica, keys: ReplicaKeys, store: Store, checkMar
   return null;
 }
 
+/** When this balancer state first picked (slow start tells a gateway start from a new replica by it). */
+const STATE_BORN_KEY = 'ss:born';
+/** Replicas first seen within this long of STATE_BORN_KEY were there before the gateway started. */
+const ESTABLISHED_WITHIN_MS = 1000;
+
 export function createBalancer(config: BalancerConfig, deps: BalancerDeps): Balancer {
   const store = deps.store;
   const strategy = createStrategy(config, config.strategy, store);
@@ -102,6 +109,42 @@ export function createBalancer(config: BalancerConfig, deps: BalancerDeps): Bala
   const halfLifeMs = config.response_time.half_life_s * 1000;
   const passive = config.passive_health;
   const wanted = 1 + config.retries;
+  const slowStart: SlowStartConfig | null =
+    config.slow_start.window_s > 0
+      ? { windowS: config.slow_start.window_s, aggression: config.slow_start.aggression, minWeightPercent: config.slow_start.min_weight_percent }
+      : null;
+
+  /**
+   * Slow start's weight multiplier for a candidate. A replica first seen in the gateway's first
+   * second (its state is that young) is established: the gateway started, not the replica. One
+   * seen later is new, available from now; recoveries reset the time (outOfService below,
+   * health/passive.ts, health/active.ts). Rounded up to 1/20 steps: weighted round robin builds a
+   * cycle per distinct weight vector, and a continuous ramp would build a new one per request.
+   */
+  function rampOf(keys: ReplicaKeys, now: number): number {
+    if (slowStart === null) return 1;
+    let since = store.get(keys.availableSince);
+    if (since === undefined) {
+      let born = store.get(STATE_BORN_KEY);
+      if (born === undefined) {
+        store.set(STATE_BORN_KEY, now);
+        born = now;
+      }
+      since = now - born < ESTABLISHED_WITHIN_MS ? now - slowStart.windowS * 1000 : now;
+      store.set(keys.availableSince, since);
+    }
+    const factor = slowStartFactor(slowStart, since, now);
+    return factor >= 1 ? 1 : Math.ceil(factor * 20) / 20;
+  }
+
+  /**
+   * A replica out of service (reported unhealthy or draining by the gateway or active checks,
+   * weight 0, ejected) forgets when it became available: whichever way it comes back (Kong's
+   * health, NGINX Plus, an operator's weight), slow start ramps it from then.
+   */
+  function outOfService(keys: ReplicaKeys): void {
+    if (slowStart !== null && store.get(keys.availableSince) !== undefined) store.delete(keys.availableSince);
+  }
   // One context object reused by every pick (strategies never keep it): a pick allocates less.
   const context: StrategyContext = {
     request: {},
@@ -119,11 +162,17 @@ export function createBalancer(config: BalancerConfig, deps: BalancerDeps): Bala
     for (let i = 0; i < replicas.length; i++) {
       const replica = replicas[i];
       const keys = replica.keys !== undefined ? replica.keys : keysOf(replica.id);
-      if (reportedOut(replica, keys, store, checkMarks) !== null) continue;
+      if (reportedOut(replica, keys, store, checkMarks) !== null) {
+        outOfService(keys);
+        continue;
+      }
       const state = passive.enabled ? passiveState(store, keys, now) : 'active';
-      if (state === 'ejected') continue;
+      if (state === 'ejected') {
+        outOfService(keys);
+        continue;
+      }
       if (state === 'half-open' && trialInProgress(store, keys, now, passive)) continue;
-      views.push(buildView(store, replica, keys, strategy.reads, now, halfLifeMs, state === 'half-open'));
+      views.push(buildView(store, replica, keys, strategy.reads, now, halfLifeMs, state === 'half-open', slowStart === null ? undefined : rampOf(keys, now)));
     }
     return views;
   }

@@ -26,6 +26,8 @@ export interface ReplicaKeys {
   probesFailed: string;
   markedDown: string;
   tokens: string;
+  /** When the replica was first seen or last recovered (slow start). */
+  availableSince: string;
 }
 
 export function buildKeys(id: string): ReplicaKeys {
@@ -49,6 +51,7 @@ export function buildKeys(id: string): ReplicaKeys {
     probesFailed: p + 'af',
     markedDown: p + 'ad',
     tokens: p + 'tk',
+    availableSince: p + 'as',
   };
 }
 
@@ -83,6 +86,7 @@ export function buildView(
   now: number,
   halfLifeMs: number,
   halfOpen: boolean,
+  weightFactor?: number,
 ): ReplicaView {
   const inFlight = reads.inFlight ? readNumber(store, keys.inFlight) : 0;
   const samples = reads.latency ? readNumber(store, keys.samples) : 0;
@@ -90,7 +94,8 @@ export function buildView(
   return {
     id: replica.id,
     address: replica.address,
-    weight: replica.weight,
+    // Slow start scales the weight of a replica that just became available (balancer.ts).
+    weight: weightFactor === undefined ? replica.weight : replica.weight * weightFactor,
     // In-flight counts are decremented by a log handler; never let a lost race show a negative load.
     inFlight: inFlight > 0 ? inFlight : 0,
     ewmaMs: samples > 0 ? readEwma(readNumber(store, keys.ewma), readNumber(store, keys.ewmaAt), now, halfLifeMs) : null,

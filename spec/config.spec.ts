@@ -47,6 +47,7 @@ const DEFAULTS: BalancerConfig = {
     max_ejection_s: 300,
     max_ejected_percent: 10,
   },
+  slow_start: { window_s: 0, aggression: 1, min_weight_percent: 10 },
   active_health: {
     enabled: false,
     path: '/health',
@@ -119,6 +120,9 @@ describe('validate: each invalid field yields exactly its own error', () => {
     ['min_match above 1', { prefix_affinity: { min_match: 1.5 } }, 'prefix_affinity.min_match', 'must be a number between 0 and 1, got 1.5'],
     ['balance_abs negative', { prefix_affinity: { balance_abs: -1 } }, 'prefix_affinity.balance_abs', 'must be a number between 0 and 100000, got -1'],
     ['balance_rel below 1', { prefix_affinity: { balance_rel: 0.5 } }, 'prefix_affinity.balance_rel', 'must be a number between 1 and 1000, got 0.5'],
+    ['slow_start window negative', { slow_start: { window_s: -1 } }, 'slow_start.window_s', 'must be a number between 0 and 3600, got -1'],
+    ['slow_start aggression 0', { slow_start: { aggression: 0 } }, 'slow_start.aggression', 'must be a number between 0.1 and 10, got 0'],
+    ['slow_start min_weight_percent 0', { slow_start: { min_weight_percent: 0 } }, 'slow_start.min_weight_percent', 'must be a number between 1 and 100, got 0'],
     ['prefix balance_factor 0.5', { prefix_affinity: { balance_factor: 0.5 } }, 'prefix_affinity.balance_factor', 'must be 0 or a number between 1 and 10, got 0.5 (0 disables the bound)'],
     ...[0, 0.05, 601].map((half): [string, unknown, string, string] => [
       `half_life_s ${half}`,

@@ -60,7 +60,7 @@ async function passes(url: string, timeoutMs: number): Promise<boolean> {
 
 function record(store: Store, replica: Replica, passed: boolean, active: ActiveHealthConfig): void {
   const wasUp = store.get(keysOf(replica.id).markedDown) !== 1;
-  const up = recordProbe(store, replica.id, passed, { healthyThreshold: active.healthy_threshold, unhealthyThreshold: active.unhealthy_threshold });
+  const up = recordProbe(store, replica.id, passed, { healthyThreshold: active.healthy_threshold, unhealthyThreshold: active.unhealthy_threshold }, systemClock.now());
   if (up !== wasUp) {
     const ngx = host();
     ngx.log(ngx.WARN, 'llm-balancer: active check: replica ' + replica.id + ' (' + replica.address + ') is now ' + (up ? 'healthy' : 'unhealthy'));

@@ -493,6 +493,40 @@ export const schema: FieldEntry[] = [
       ],
     },
   },
+  {
+    slow_start: {
+      type: 'record',
+      required: true,
+      description: 'Envoy-style slow start: a replica that is new or just recovered gets a ramping share of its weight.',
+      fields: [
+        {
+          window_s: {
+            type: 'number',
+            default: 0,
+            // An hour is far past any warm-up (weights loaded, kernels compiled, cache filled).
+            between: [0, 3600],
+            description: 'Length of the ramp in seconds; 0 disables slow start.',
+          },
+        },
+        {
+          aggression: {
+            type: 'number',
+            default: 1,
+            between: [0.1, 10],
+            description: 'Ramp shape: weight x (t / window)^(1 / aggression); 1 is linear, above 1 ramps faster early (Envoy).',
+          },
+        },
+        {
+          min_weight_percent: {
+            type: 'number',
+            default: 10,
+            between: [1, 100],
+            description: 'Lowest share of its weight a ramping replica gets (Envoy: 10).',
+          },
+        },
+      ],
+    },
+  },
 ];
 
 /** The name and spec of a single-key field entry. */

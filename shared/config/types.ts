@@ -74,4 +74,5 @@ export interface BalancerConfig {
   hybrid: { sticky: boolean; max_concurrent: number };
   passive_health: PassiveHealthConfig;
   active_health: ActiveHealthConfig;
+  slow_start: { window_s: number; aggression: number; min_weight_percent: number };
 }

@@ -29,7 +29,7 @@ export function activelyUnhealthy(store: Store, keys: ReplicaKeys): boolean {
 }
 
 /** Records one probe result and returns whether the replica is now considered healthy. */
-export function recordProbe(store: Store, id: string, passed: boolean, thresholds: ActiveThresholds): boolean {
+export function recordProbe(store: Store, id: string, passed: boolean, thresholds: ActiveThresholds, now?: number): boolean {
   const keys = keysOf(id);
   const wasDown = activelyUnhealthy(store, keys);
   if (passed) {
@@ -38,6 +38,8 @@ export function recordProbe(store: Store, id: string, passed: boolean, threshold
     if (wasDown && inARow >= thresholds.healthyThreshold) {
       store.delete(keys.markedDown);
       store.incr(MARKED_DOWN_COUNT_KEY, -1, 0);
+      // Back in service: slow start ramps its share up again.
+      if (now !== undefined) store.set(keys.availableSince, now);
     }
   } else {
     store.set(keys.probesPassed, 0);

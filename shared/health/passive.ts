@@ -110,6 +110,8 @@ export function recordVerdict(
     if (state === 'half-open') {
       store.delete(keys.ejectedUntil);
       store.set(keys.ejectionLiftedAt, now);
+      // Back in service: slow start ramps its share up again.
+      store.set(keys.availableSince, now);
       releaseTrial(store, keys);
     }
     return;
