@@ -10,7 +10,8 @@ import type { Clock, Outcome, PickResult, Random, Replica, ReplicaView, RequestV
 import { activelyUnhealthy, anyActivelyUnhealthy } from './health/active';
 import { claimTrial, classifyOutcome, passiveState, recordVerdict, trialInProgress } from './health/passive';
 import { resolveHashKey } from './hash-key';
-import { buildView, keysOf, readLatency, readNumber, recordEnd, recordLatency, recordStart } from './replica-state';
+import { buildView, keysOf, readLatency, readNumber, recordEnd, recordLatency, recordReplicaLoad, recordStart } from './replica-state';
+import { parseReplicaMetrics } from './replica-metrics';
 import type { ReplicaKeys } from './replica-state';
 import { createStrategy } from './strategies/index';
 import { llmRequestOf, tokensOf } from './strategies/least-tokens';
@@ -38,6 +39,10 @@ export interface ReplicaStatus {
   ttftMs: number | null;
   /** Estimated tokens in flight (counted only by strategies that read tokens). */
   tokens: number;
+  /** running + waiting from the replica's /metrics (null: not scraped, or stale). */
+  queue: number | null;
+  /** KV-cache usage 0..1 from the replica's /metrics (null: not scraped, not reported, or stale). */
+  kvUsage: number | null;
   samples: number;
   picks: number;
   failures: number;
@@ -55,6 +60,11 @@ export interface Balancer {
   /** That attempt ended. `replicas` is the current list (for the ejection cap). */
   onEnd(replicas: Replica[], replica: Replica | string, outcome: Outcome): void;
   status(replicas: Replica[]): ReplicaStatus[];
+  /**
+   * The text of a replica's /metrics, as the adapter's scraper read it (vLLM or SGLang names,
+   * replica-metrics.ts). Returns whether it held a usable load; when not, the last values age out.
+   */
+  onReplicaMetrics(replica: Replica | string, text: string): boolean;
 }
 
 /** The replicas given statically in the config, all reported healthy. */
@@ -75,6 +85,11 @@ export function readsHashKey(config: BalancerConfig): boolean {
 /** Whether the configured strategy counts tokens (least-tokens, or a key strategy falling back to it). */
 export function readsTokens(config: BalancerConfig): boolean {
   return createStrategy(config, config.strategy).reads.tokens;
+}
+
+/** Whether the configured strategy reads the replicas' own /metrics (then the adapter scrapes them). */
+export function readsReplicaLoad(config: BalancerConfig): boolean {
+  return createStrategy(config, config.strategy).reads.replicaLoad;
 }
 
 /** Whether the configured strategy reads the OpenAI body (token counts, prompt prefixes). */
@@ -107,6 +122,7 @@ export function createBalancer(config: BalancerConfig, deps: BalancerDeps): Bala
   const strategy = createStrategy(config, config.strategy, store);
   const readsLlm = strategy.reads.body || strategy.reads.tokens;
   const halfLifeMs = config.response_time.half_life_s * 1000;
+  const loadFreshMs = config.replica_metrics.stale_after_s * 1000;
   const passive = config.passive_health;
   const wanted = 1 + config.retries;
   const slowStart: SlowStartConfig | null =
@@ -172,7 +188,7 @@ export function createBalancer(config: BalancerConfig, deps: BalancerDeps): Bala
         continue;
       }
       if (state === 'half-open' && trialInProgress(store, keys, now, passive)) continue;
-      views.push(buildView(store, replica, keys, strategy.reads, now, halfLifeMs, state === 'half-open', slowStart === null ? undefined : rampOf(keys, now)));
+      views.push(buildView(store, replica, keys, strategy.reads, now, halfLifeMs, state === 'half-open', slowStart === null ? undefined : rampOf(keys, now), loadFreshMs));
     }
     return views;
   }
@@ -182,7 +198,7 @@ export function createBalancer(config: BalancerConfig, deps: BalancerDeps): Bala
     for (let i = 0; i < replicas.length; i++) {
       const replica = replicas[i];
       const keys = replica.keys !== undefined ? replica.keys : keysOf(replica.id);
-      if (replica.weight > 0) views.push(buildView(store, replica, keys, strategy.reads, now, halfLifeMs, false));
+      if (replica.weight > 0) views.push(buildView(store, replica, keys, strategy.reads, now, halfLifeMs, false, undefined, loadFreshMs));
     }
     return views;
   }
@@ -261,6 +277,9 @@ export function createBalancer(config: BalancerConfig, deps: BalancerDeps): Bala
 
   function status(replicas: Replica[]): ReplicaStatus[] {
     const now = deps.clock.now();
+    // Only the replica's own load (the queue and KV columns); built here, not at module level,
+    // which njs evaluates for every request.
+    const loadReads = { inFlight: false, latency: false, hashKey: false, tokens: false, body: false, replicaLoad: true };
     const rows: ReplicaStatus[] = [];
     for (let i = 0; i < replicas.length; i++) {
       const replica = replicas[i];
@@ -270,6 +289,7 @@ export function createBalancer(config: BalancerConfig, deps: BalancerDeps): Bala
       const ttft = store.get(keys.ttft);
       const inFlight = readNumber(store, keys.inFlight);
       const tokens = readNumber(store, keys.tokens);
+      const load = buildView(store, replica, keys, loadReads, now, halfLifeMs, false, undefined, loadFreshMs);
       rows.push({
         id: replica.id,
         address: replica.address,
@@ -281,6 +301,8 @@ export function createBalancer(config: BalancerConfig, deps: BalancerDeps): Bala
         ewmaMs: readLatency(store, keys, now, halfLifeMs),
         ttftMs: ttft === undefined ? null : ttft,
         tokens: tokens > 0 ? tokens : 0,
+        queue: load.queue,
+        kvUsage: load.kvUsage,
         samples: readNumber(store, keys.samples),
         picks: readNumber(store, keys.picks),
         failures: readNumber(store, keys.failures),
@@ -295,5 +317,9 @@ export function createBalancer(config: BalancerConfig, deps: BalancerDeps): Bala
     onStart: (replica, tokens) => recordStart(store, keysFor(replica), tokens === undefined ? 0 : tokens),
     onEnd: onEnd,
     status: status,
+    onReplicaMetrics(replica: Replica | string, text: string): boolean {
+      const load = parseReplicaMetrics(text);
+      return recordReplicaLoad(store, keysFor(replica), load.running, load.waiting, load.kvUsage, deps.clock.now());
+    },
   };
 }

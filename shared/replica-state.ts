@@ -28,6 +28,11 @@ export interface ReplicaKeys {
   tokens: string;
   /** When the replica was first seen or last recovered (slow start). */
   availableSince: string;
+  /** The replica's own /metrics: running, waiting, KV-cache usage, and when they were read. */
+  loadRunning: string;
+  loadWaiting: string;
+  loadKv: string;
+  loadAt: string;
 }
 
 export function buildKeys(id: string): ReplicaKeys {
@@ -52,6 +57,10 @@ export function buildKeys(id: string): ReplicaKeys {
     markedDown: p + 'ad',
     tokens: p + 'tk',
     availableSince: p + 'as',
+    loadRunning: p + 'lr',
+    loadWaiting: p + 'lw',
+    loadKv: p + 'lk',
+    loadAt: p + 'la',
   };
 }
 
@@ -87,8 +96,23 @@ export function buildView(
   halfLifeMs: number,
   halfOpen: boolean,
   weightFactor?: number,
+  loadFreshMs?: number,
 ): ReplicaView {
   const inFlight = reads.inFlight ? readNumber(store, keys.inFlight) : 0;
+  let queue: number | null = null;
+  let kvUsage: number | null = null;
+  if (reads.replicaLoad) {
+    const at = store.get(keys.loadAt);
+    // Values older than loadFreshMs are stale: a replica that stopped answering /metrics must not
+    // keep looking idle.
+    if (at !== undefined && (loadFreshMs === undefined || now - at <= loadFreshMs)) {
+      const running = store.get(keys.loadRunning);
+      const waiting = store.get(keys.loadWaiting);
+      if (running !== undefined || waiting !== undefined) queue = (running === undefined ? 0 : running) + (waiting === undefined ? 0 : waiting);
+      const kv = store.get(keys.loadKv);
+      kvUsage = kv === undefined ? null : kv;
+    }
+  }
   const samples = reads.latency ? readNumber(store, keys.samples) : 0;
   const tokens = reads.tokens ? readNumber(store, keys.tokens) : 0;
   return {
@@ -101,8 +125,29 @@ export function buildView(
     ewmaMs: samples > 0 ? readEwma(readNumber(store, keys.ewma), readNumber(store, keys.ewmaAt), now, halfLifeMs) : null,
     samples: samples,
     tokens: tokens > 0 ? tokens : 0,
+    queue: queue,
+    kvUsage: kvUsage,
     halfOpen: halfOpen,
   };
+}
+
+/**
+ * What a replica's /metrics said (replica-metrics.ts), read by the adapter's scraper. Fields the
+ * text did not have are removed, not kept from an older scrape; nothing usable at all records
+ * nothing, so the last good values age out and go stale.
+ */
+export function recordReplicaLoad(store: Store, keys: ReplicaKeys, running: number | null, waiting: number | null, kvUsage: number | null, now: number): boolean {
+  if (running === null && waiting === null && kvUsage === null) return false;
+  setOrDelete(store, keys.loadRunning, running);
+  setOrDelete(store, keys.loadWaiting, waiting);
+  setOrDelete(store, keys.loadKv, kvUsage);
+  store.set(keys.loadAt, now);
+  return true;
+}
+
+function setOrDelete(store: Store, key: string, value: number | null): void {
+  if (value === null) store.delete(key);
+  else store.set(key, value);
 }
 
 /** An attempt begins: one more in flight, and its estimated tokens (0 when not counted). */

@@ -33,6 +33,10 @@ export interface ReplicaView {
   ewmaMs: number | null;
   /** Estimated tokens of the requests in flight (prompt + expected output; least-tokens). */
   tokens: number;
+  /** running + waiting as the replica's own /metrics last reported them; null when not scraped or stale. */
+  queue: number | null;
+  /** KV-cache usage 0..1 from the replica's /metrics; null when not scraped, not reported or stale. */
+  kvUsage: number | null;
   /** Completed requests that produced a latency sample. */
   samples: number;
   /** True when the replica's passive ejection has expired and one trial request may go to it. */
@@ -114,6 +118,8 @@ export interface MetricReads {
   tokens: boolean;
   /** context.llm: the request's OpenAI body, parsed (the adapter must then read the body) */
   body: boolean;
+  /** queue and kvUsage: the replicas' own /metrics (the adapter must then scrape them) */
+  replicaLoad: boolean;
 }
 
 /** Everything a strategy may read when ordering candidates. */

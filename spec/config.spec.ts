@@ -48,6 +48,8 @@ const DEFAULTS: BalancerConfig = {
     max_ejected_percent: 10,
   },
   slow_start: { window_s: 0, aggression: 1, min_weight_percent: 10 },
+  replica_metrics: { path: '/metrics', interval_s: 1, timeout_s: 1, stale_after_s: 5 },
+  llm: { queue_weight: 2, kv_weight: 2, prefix_weight: 3, tokens_weight: 1, kv_saturation: 0.95, queue_saturation: 32 },
   active_health: {
     enabled: false,
     path: '/health',
@@ -58,7 +60,7 @@ const DEFAULTS: BalancerConfig = {
   },
 };
 
-const STRATEGY_LIST = 'round-robin, weighted-round-robin, least-connections, least-tokens, prefix-affinity, response-time, consistent-hash, hybrid';
+const STRATEGY_LIST = 'round-robin, weighted-round-robin, least-connections, least-tokens, prefix-affinity, llm, response-time, consistent-hash, hybrid';
 const R = (fields: Record<string, unknown>) => ({ replicas: [{ address: 'a:1', ...fields }] });
 
 describe('validate: each invalid field yields exactly its own error', () => {
@@ -123,6 +125,16 @@ describe('validate: each invalid field yields exactly its own error', () => {
     ['slow_start window negative', { slow_start: { window_s: -1 } }, 'slow_start.window_s', 'must be a number between 0 and 3600, got -1'],
     ['slow_start aggression 0', { slow_start: { aggression: 0 } }, 'slow_start.aggression', 'must be a number between 0.1 and 10, got 0'],
     ['slow_start min_weight_percent 0', { slow_start: { min_weight_percent: 0 } }, 'slow_start.min_weight_percent', 'must be a number between 1 and 100, got 0'],
+    ['replica_metrics path empty', { replica_metrics: { path: '' } }, 'replica_metrics.path', 'must be a non-empty string, got ""'],
+    ['replica_metrics interval 0', { replica_metrics: { interval_s: 0 } }, 'replica_metrics.interval_s', 'must be a number between 0.05 and 60, got 0'],
+    ['replica_metrics timeout 100', { replica_metrics: { timeout_s: 100 } }, 'replica_metrics.timeout_s', 'must be a number between 0.05 and 30, got 100'],
+    ['replica_metrics stale 0', { replica_metrics: { stale_after_s: 0 } }, 'replica_metrics.stale_after_s', 'must be a number between 0.1 and 600, got 0'],
+    ['llm queue_weight negative', { llm: { queue_weight: -1 } }, 'llm.queue_weight', 'must be a number between 0 and 100, got -1'],
+    ['llm kv_weight huge', { llm: { kv_weight: 101 } }, 'llm.kv_weight', 'must be a number between 0 and 100, got 101'],
+    ['llm prefix_weight string', { llm: { prefix_weight: '3' } }, 'llm.prefix_weight', 'must be a number, got string "3"'],
+    ['llm tokens_weight negative', { llm: { tokens_weight: -2 } }, 'llm.tokens_weight', 'must be a number between 0 and 100, got -2'],
+    ['llm kv_saturation 2', { llm: { kv_saturation: 2 } }, 'llm.kv_saturation', 'must be a number between 0.1 and 1, got 2'],
+    ['llm queue_saturation 0', { llm: { queue_saturation: 0 } }, 'llm.queue_saturation', 'must be an integer between 1 and 100000, got 0'],
     ['prefix balance_factor 0.5', { prefix_affinity: { balance_factor: 0.5 } }, 'prefix_affinity.balance_factor', 'must be 0 or a number between 1 and 10, got 0.5 (0 disables the bound)'],
     ...[0, 0.05, 601].map((half): [string, unknown, string, string] => [
       `half_life_s ${half}`,

@@ -233,6 +233,8 @@ const ROWS: ReplicaStatus[] = [
     ewmaMs: 123.456,
     ttftMs: 20.04,
     tokens: 1500,
+    queue: 7,
+    kvUsage: 0.42,
     samples: 10,
     picks: 13,
     failures: 1,
@@ -248,6 +250,8 @@ const ROWS: ReplicaStatus[] = [
     ewmaMs: null,
     ttftMs: null,
     tokens: 0,
+    queue: null,
+    kvUsage: null,
     samples: 0,
     picks: 5,
     failures: 5,
@@ -272,6 +276,8 @@ describe('status rendering', () => {
           ejections: 0,
           in_flight: 3,
           tokens_in_flight: 1500,
+          queue: 7,
+          kv_cache_usage: 0.42,
           latency_ewma_ms: 123.5,
           ttft_ewma_ms: 20,
           samples: 10,
@@ -289,6 +295,8 @@ describe('status rendering', () => {
           ejections: 2,
           in_flight: 0,
           tokens_in_flight: 0,
+          queue: null,
+          kv_cache_usage: null,
           latency_ewma_ms: null,
           ttft_ewma_ms: null,
           samples: 0,
@@ -308,6 +316,8 @@ describe('status rendering', () => {
     for (const expected of [
       '# TYPE llm_balancer_replica_in_flight gauge',
       `llm_balancer_replica_in_flight{${a}} 3`,
+      `llm_balancer_replica_queue{${a}} 7`,
+      `llm_balancer_replica_kv_cache_usage{${a}} 0.42`,
       '# TYPE llm_balancer_replica_tokens_in_flight gauge',
       `llm_balancer_replica_tokens_in_flight{${a}} 1500`,
       '# TYPE llm_balancer_replica_picks_total counter',
@@ -323,6 +333,7 @@ describe('status rendering', () => {
       expect(lines, expected).toContain(expected);
     }
     expect(text).not.toContain(`llm_balancer_replica_latency_ewma_ms{${b}}`);
+    expect(text).not.toContain(`llm_balancer_replica_queue{${b}}`);
     // Exposition format: every sample line is `name{labels} number`, every family has HELP then TYPE.
     for (const line of lines) {
       if (line.startsWith('#')) expect(line).toMatch(/^# (HELP|TYPE) llm_balancer_replica_[a-z_]+ \S/);

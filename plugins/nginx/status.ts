@@ -29,6 +29,8 @@ export function statusDocument(rows: ReplicaStatus[], upstreams: string[], strat
       ejections: row.ejections,
       in_flight: row.inFlight,
       tokens_in_flight: row.tokens,
+      queue: row.queue,
+      kv_cache_usage: row.kvUsage,
       latency_ewma_ms: round(row.ewmaMs),
       ttft_ewma_ms: round(row.ttftMs),
       samples: row.samples,
@@ -53,11 +55,13 @@ interface Metric {
 }
 
 // Built on use, not at module level: njs evaluates the module's top level for every request, and
-// this table (ten objects, ten closures) would cost each proxied request for a page few ask for.
+// this table (twelve objects, twelve closures) would cost each proxied request for a page few ask for.
 function metricTable(): Metric[] {
   return [
     { name: 'in_flight', type: 'gauge', help: 'Requests in flight to the replica, across all worker processes.', value: (r) => r.inFlight },
     { name: 'tokens_in_flight', type: 'gauge', help: 'Estimated tokens (prompt + expected output) of the requests in flight; counted by least-tokens only.', value: (r) => r.tokens },
+    { name: 'queue', type: 'gauge', help: "Running + waiting requests as the replica's own /metrics last reported (absent unless scraped and fresh).", value: (r) => r.queue },
+    { name: 'kv_cache_usage', type: 'gauge', help: "KV-cache usage 0..1 as the replica's own /metrics last reported (absent unless scraped and fresh).", value: (r) => r.kvUsage },
     { name: 'picks_total', type: 'counter', help: 'Attempts started on the replica (picks and failover attempts).', value: (r) => r.picks },
     { name: 'failures_total', type: 'counter', help: 'Attempts that failed with a configured failure kind (connect error, timeout, 5xx, 429).', value: (r) => r.failures },
     { name: 'latency_ewma_ms', type: 'gauge', help: 'Time-decayed peak EWMA of response time in milliseconds (absent before the first sample).', value: (r) => round(r.ewmaMs) },

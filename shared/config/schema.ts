@@ -53,6 +53,7 @@ export const STRATEGIES = [
   'least-connections',
   'least-tokens',
   'prefix-affinity',
+  'llm',
   'response-time',
   'consistent-hash',
   'hybrid',
@@ -522,6 +523,108 @@ export const schema: FieldEntry[] = [
             default: 10,
             between: [1, 100],
             description: 'Lowest share of its weight a ramping replica gets (Envoy: 10).',
+          },
+        },
+      ],
+    },
+  },
+  {
+    replica_metrics: {
+      type: 'record',
+      required: true,
+      description: "The replicas' own /metrics (vLLM, SGLang), scraped by the gateway when the strategy reads them (llm).",
+      fields: [
+        {
+          path: {
+            type: 'string',
+            default: '/metrics',
+            len_min: 1,
+            len_max: 256,
+            description: 'Path of the Prometheus metrics on every replica (vLLM and SGLang serve /metrics).',
+          },
+        },
+        {
+          interval_s: {
+            type: 'number',
+            default: 1,
+            // llm-d scrapes every 50 ms; once a second keeps the gateway's own work negligible and
+            // still follows a queue that builds over seconds.
+            between: [0.05, 60],
+            description: 'Seconds between scrapes of each replica.',
+          },
+        },
+        {
+          timeout_s: {
+            type: 'number',
+            default: 1,
+            between: [0.05, 30],
+            description: 'A scrape not answered within this many seconds counts as failed.',
+          },
+        },
+        {
+          stale_after_s: {
+            type: 'number',
+            default: 5,
+            between: [0.1, 600],
+            description: 'Values older than this are ignored (the replica stopped answering /metrics): in-flight counts stand in.',
+          },
+        },
+      ],
+    },
+  },
+  {
+    llm: {
+      type: 'record',
+      required: true,
+      description: 'The llm strategy: drop saturated replicas, then score queue, KV cache, prefix match and token load, pick the best.',
+      fields: [
+        {
+          queue_weight: {
+            type: 'number',
+            default: 2,
+            // llm-d's default blend: queue 2, KV cache 2, prefix 3.
+            between: [0, 100],
+            description: 'Weight of the queue score (running + waiting from /metrics, else in-flight), per replica weight.',
+          },
+        },
+        {
+          kv_weight: {
+            type: 'number',
+            default: 2,
+            between: [0, 100],
+            description: 'Weight of the free KV-cache score (1 - kv_cache_usage from /metrics).',
+          },
+        },
+        {
+          prefix_weight: {
+            type: 'number',
+            default: 3,
+            between: [0, 100],
+            description: "Weight of the prefix score: the share of the prompt's blocks last sent to the replica (prefix_affinity options).",
+          },
+        },
+        {
+          tokens_weight: {
+            type: 'number',
+            default: 1,
+            between: [0, 100],
+            description: 'Weight of the token-load score (estimated tokens in flight, least_tokens options).',
+          },
+        },
+        {
+          kv_saturation: {
+            type: 'number',
+            default: 0.95,
+            between: [0.1, 1],
+            description: 'Replicas at or above this KV-cache usage are skipped while another is below (vLLM would preempt).',
+          },
+        },
+        {
+          queue_saturation: {
+            type: 'integer',
+            default: 32,
+            between: [1, 100000],
+            description: 'Replicas with this many waiting requests (per weight) are skipped while another has fewer.',
           },
         },
       ],

@@ -8,6 +8,7 @@ export type StrategyName =
   | 'least-connections'
   | 'least-tokens'
   | 'prefix-affinity'
+  | 'llm'
   | 'response-time'
   | 'consistent-hash'
   | 'hybrid';
@@ -75,4 +76,13 @@ export interface BalancerConfig {
   passive_health: PassiveHealthConfig;
   active_health: ActiveHealthConfig;
   slow_start: { window_s: number; aggression: number; min_weight_percent: number };
+  replica_metrics: { path: string; interval_s: number; timeout_s: number; stale_after_s: number };
+  llm: {
+    queue_weight: number;
+    kv_weight: number;
+    prefix_weight: number;
+    tokens_weight: number;
+    kv_saturation: number;
+    queue_saturation: number;
+  };
 }

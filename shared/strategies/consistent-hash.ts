@@ -102,7 +102,7 @@ export function createConsistentHash(config: BalancerConfig, fallback: Strategy)
   return {
     name: 'consistent-hash',
     // The bound needs in-flight counts; requests without a key are ordered by the fallback.
-    reads: { inFlight: balanceFactor > 0 || fallback.reads.inFlight, latency: fallback.reads.latency, hashKey: true, tokens: fallback.reads.tokens, body: fallback.reads.body },
+    reads: { inFlight: balanceFactor > 0 || fallback.reads.inFlight, latency: fallback.reads.latency, hashKey: true, tokens: fallback.reads.tokens, body: fallback.reads.body, replicaLoad: fallback.reads.replicaLoad },
     order(candidates: ReplicaView[], context: StrategyContext, count: number): ReplicaView[] {
       if (context.hashKey === null) return fallback.order(candidates, context, count);
       return boundedOrder(candidates, context.hashKey, balanceFactor, count);

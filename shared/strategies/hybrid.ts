@@ -18,7 +18,7 @@ export function createHybrid(config: BalancerConfig): Strategy {
   const maxConcurrent = config.hybrid.max_concurrent;
   return {
     name: 'hybrid',
-    reads: { inFlight: true, latency: true, hashKey: sticky, tokens: false, body: false },
+    reads: { inFlight: true, latency: true, hashKey: sticky, tokens: false, body: false, replicaLoad: false },
     order(candidates: ReplicaView[], context: StrategyContext, count: number): ReplicaView[] {
       const open: ReplicaView[] = [];
       for (let i = 0; i < candidates.length; i++) {

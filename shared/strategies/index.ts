@@ -8,6 +8,7 @@ import { createHybrid } from './hybrid';
 import { createLeastConnections } from './least-connections';
 import { createLeastTokens } from './least-tokens';
 import { createPrefixAffinity } from './prefix-affinity';
+import { createLlm } from './llm';
 import { createResponseTime } from './response-time';
 import { createRoundRobin } from './round-robin';
 import { createWeightedRoundRobin } from './weighted-round-robin';
@@ -44,6 +45,8 @@ export function createStrategy(config: BalancerConfig, name: StrategyName, store
       return createLeastTokens();
     case 'response-time':
       return createResponseTime();
+    case 'llm':
+      return createLlm(config, store === undefined ? NO_STORE : store);
     case 'prefix-affinity':
       return createPrefixAffinity(config, store === undefined ? NO_STORE : store);
     case 'consistent-hash':

@@ -36,7 +36,7 @@ export function createLeastConnections(config: BalancerConfig): Strategy {
   const choices = config.least_connections.choices;
   return {
     name: 'least-connections',
-    reads: { inFlight: true, latency: false, hashKey: false, tokens: false, body: false },
+    reads: { inFlight: true, latency: false, hashKey: false, tokens: false, body: false, replicaLoad: false },
     order(candidates: ReplicaView[], context: StrategyContext, count: number): ReplicaView[] {
       if (choices < 2 || choices >= candidates.length) {
         return cheapestFirst(candidates, connectionCost, context.random, count);

@@ -41,7 +41,7 @@ export function requestTokenEstimate(config: BalancerConfig, body: unknown): num
 export function createLeastTokens(): Strategy {
   return {
     name: 'least-tokens',
-    reads: { inFlight: false, latency: false, hashKey: false, tokens: true, body: true },
+    reads: { inFlight: false, latency: false, hashKey: false, tokens: true, body: true, replicaLoad: false },
     order(candidates: ReplicaView[], context: StrategyContext, count: number): ReplicaView[] {
       const own = context.requestTokens;
       return cheapestFirst(candidates, (replica) => (replica.tokens + own) / replica.weight, context.random, count);

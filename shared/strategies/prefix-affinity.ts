@@ -57,7 +57,7 @@ export function createPrefixAffinity(config: BalancerConfig, store: Store): Stra
   let pending: number[] | null = null;
   return {
     name: 'prefix-affinity',
-    reads: { inFlight: true, latency: false, hashKey: false, tokens: false, body: true },
+    reads: { inFlight: true, latency: false, hashKey: false, tokens: false, body: true, replicaLoad: false },
     order(candidates: ReplicaView[], context: StrategyContext, count: number): ReplicaView[] {
       const llm = context.llm;
       pending = llm === null ? null : prefixBlockHashes(llm.promptKey, blockChars, options.max_blocks);

@@ -61,5 +61,5 @@ export function orderByLatency(candidates: ReplicaView[], context: StrategyConte
 }
 
 export function createResponseTime(): Strategy {
-  return { name: 'response-time', reads: { inFlight: true, latency: true, hashKey: false, tokens: false, body: false }, order: orderByLatency };
+  return { name: 'response-time', reads: { inFlight: true, latency: true, hashKey: false, tokens: false, body: false, replicaLoad: false }, order: orderByLatency };
 }

@@ -11,7 +11,7 @@ import type { ReplicaView, Strategy, StrategyContext } from '../types';
 export function createRoundRobin(): Strategy {
   return {
     name: 'round-robin',
-    reads: { inFlight: false, latency: false, hashKey: false, tokens: false, body: false },
+    reads: { inFlight: false, latency: false, hashKey: false, tokens: false, body: false, replicaLoad: false },
     order(candidates: ReplicaView[], context: StrategyContext, count: number): ReplicaView[] {
       const n = candidates.length;
       const start = context.nextCursor('round-robin') % n;

@@ -116,7 +116,7 @@ function memoisedCycle(weights: number[]): number[] {
 export function createWeightedRoundRobin(): Strategy {
   return {
     name: 'weighted-round-robin',
-    reads: { inFlight: false, latency: false, hashKey: false, tokens: false, body: false },
+    reads: { inFlight: false, latency: false, hashKey: false, tokens: false, body: false, replicaLoad: false },
     order(candidates: ReplicaView[], context: StrategyContext, count: number): ReplicaView[] {
       const cycle = cycleFor(candidates);
       const position = context.nextCursor('weighted-round-robin') % cycle.length;

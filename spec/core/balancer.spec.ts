@@ -174,6 +174,8 @@ describe('balancer', () => {
         ewmaMs: 120,
         ttftMs: 30,
         tokens: 0,
+        queue: null,
+        kvUsage: null,
         samples: 1,
         picks: 2,
         failures: 0,

@@ -55,5 +55,5 @@ export function replicas(weights: number[]): Replica[] {
 }
 
 export function view(id: string, fields: Partial<ReplicaView> = {}): ReplicaView {
-  return { id, address: `${id}:8000`, weight: 1, inFlight: 0, ewmaMs: null, tokens: 0, samples: 0, halfOpen: false, ...fields };
+  return { id, address: `${id}:8000`, weight: 1, inFlight: 0, ewmaMs: null, tokens: 0, queue: null, kvUsage: null, samples: 0, halfOpen: false, ...fields };
 }

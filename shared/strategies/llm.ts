@@ -1,0 +1,106 @@
+// llm — the LLM-aware composite: filters, then weighted scorers, then the best score, the way
+// the Gateway API Inference Extension / llm-d scheduler composes its plugins.
+//   filter   saturation: replicas whose /metrics show KV-cache usage ≥ llm.kv_saturation or
+//            waiting ≥ llm.queue_saturation (per weight) are skipped while another is below
+//            (if every replica is saturated, all stay: the least bad still wins on score)
+//   scorers  each normalised to [0, 1], higher is better, summed with llm.*_weight:
+//            queue   min-max over (running + waiting) / weight from the replicas' /metrics; a
+//                    replica without fresh metrics counts its in-flight requests instead
+//            kv      1 − KV-cache usage (a replica without it gets the mean of the others)
+//            prefix  the share of the prompt's blocks last sent to the replica (prefix-table.ts)
+//            tokens  min-max over (estimated tokens in flight + this request's) / weight
+//   pick     the highest total, ties at random; alternates by total.
+// The pick is then recorded as the holder of the prompt's blocks, as prefix-affinity does.
+// Defaults follow llm-d (queue 2, KV 2, prefix 3) plus token load 1; the shootout compares them.
+// Because queue and KV come from the replicas themselves, several gateways in front of the same
+// replicas see the same load. O(blocks + N × count).
+// Reads: the OpenAI body, inFlight, tokens, the replicas' /metrics, weight.
+// Options: llm.*, prefix_affinity.block_tokens/max_blocks/table_slots, least_tokens.*, replica_metrics.*.
+
+import type { BalancerConfig } from '../config/types';
+import { CHARS_PER_TOKEN } from '../llm-request';
+import { prefixBlockHashes } from '../prefix-blocks';
+import { deepestMatch, recordRoute, replicaTag } from '../prefix-table';
+import type { ReplicaView, Store, Strategy, StrategyContext } from '../types';
+import { cheapestFirst } from './ranking';
+
+/** Scores in [0, 1] from loads (lower load = higher score), min-max over the candidates; all equal → 1. */
+export function minMaxScores(loads: number[]): number[] {
+  let min = Infinity;
+  let max = -Infinity;
+  for (let i = 0; i < loads.length; i++) {
+    if (loads[i] < min) min = loads[i];
+    if (loads[i] > max) max = loads[i];
+  }
+  const scores: number[] = [];
+  for (let i = 0; i < loads.length; i++) scores.push(max > min ? (max - loads[i]) / (max - min) : 1);
+  return scores;
+}
+
+/** Candidates not saturated by their own /metrics; all of them when every one is. */
+export function unsaturated(candidates: ReplicaView[], kvSaturation: number, queueSaturation: number): ReplicaView[] {
+  const kept: ReplicaView[] = [];
+  for (let i = 0; i < candidates.length; i++) {
+    const c = candidates[i];
+    const kvFull = c.kvUsage !== null && c.kvUsage >= kvSaturation;
+    const queueFull = c.queue !== null && c.queue / c.weight >= queueSaturation;
+    if (!kvFull && !queueFull) kept.push(c);
+  }
+  return kept.length > 0 ? kept : candidates;
+}
+
+export function createLlm(config: BalancerConfig, store: Store): Strategy {
+  const options = config.llm;
+  const prefix = config.prefix_affinity;
+  const blockChars = prefix.block_tokens * CHARS_PER_TOKEN;
+  let pending: number[] | null = null;
+  return {
+    name: 'llm',
+    reads: { inFlight: true, latency: false, hashKey: false, tokens: true, body: true, replicaLoad: true },
+    order(all: ReplicaView[], context: StrategyContext, count: number): ReplicaView[] {
+      const candidates = unsaturated(all, options.kv_saturation, options.queue_saturation);
+      const n = candidates.length;
+      const queueLoads: number[] = [];
+      const tokenLoads: number[] = [];
+      let kvSum = 0;
+      let kvKnown = 0;
+      for (let i = 0; i < n; i++) {
+        const c = candidates[i];
+        queueLoads.push((c.queue !== null ? c.queue : c.inFlight) / c.weight);
+        tokenLoads.push((c.tokens + context.requestTokens) / c.weight);
+        if (c.kvUsage !== null) {
+          kvSum += c.kvUsage;
+          kvKnown++;
+        }
+      }
+      const queueScores = minMaxScores(queueLoads);
+      const tokenScores = minMaxScores(tokenLoads);
+      const kvMean = kvKnown > 0 ? kvSum / kvKnown : 0;
+      const totals: number[] = [];
+      for (let i = 0; i < n; i++) {
+        const kv = candidates[i].kvUsage !== null ? (candidates[i].kvUsage as number) : kvMean;
+        totals.push(options.queue_weight * queueScores[i] + options.kv_weight * (1 - kv) + options.tokens_weight * tokenScores[i]);
+      }
+      const llm = context.llm;
+      pending = llm === null ? null : prefixBlockHashes(llm.promptKey, blockChars, prefix.max_blocks);
+      if (pending !== null && pending.length > 0 && options.prefix_weight > 0) {
+        const tags: number[] = [];
+        for (let i = 0; i < n; i++) tags.push(replicaTag(candidates[i].id));
+        const match = deepestMatch(store, pending, prefix.table_slots, tags);
+        if (match.depth > 0) totals[match.index] += (options.prefix_weight * match.depth) / pending.length;
+      }
+      const indexOf: Record<string, number> = Object.create(null);
+      for (let i = 0; i < n; i++) indexOf[candidates[i].id] = i;
+      const ordered = cheapestFirst(candidates, (replica) => -totals[indexOf[replica.id]], context.random, count);
+      // Saturated replicas stay usable as the last alternates.
+      if (ordered.length < count && n < all.length) {
+        for (let i = 0; i < all.length && ordered.length < count; i++) if (indexOf[all[i].id] === undefined) ordered.push(all[i]);
+      }
+      return ordered;
+    },
+    afterPick(chosen: ReplicaView): void {
+      if (pending !== null && pending.length > 0) recordRoute(store, pending, prefix.table_slots, replicaTag(chosen.id));
+      pending = null;
+    },
+  };
+}

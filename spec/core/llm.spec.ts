@@ -1,0 +1,120 @@
+import { describe, expect, it } from 'vitest';
+import { createBalancer } from '../../shared/balancer';
+import { createMemoryStore } from '../../shared/memory-store';
+import { minMaxScores, unsaturated } from '../../shared/strategies/llm';
+import type { Replica } from '../../shared/types';
+import { configOf, fakeClock, replicas, seededRandom, view } from '../helpers/core';
+
+/** vLLM-style /metrics text. */
+function metrics(running: number, waiting: number, kv: number): string {
+  const labels = '{engine="0",model_name="m"}';
+  return [
+    '# HELP vllm:num_requests_running Number of requests in model execution batches.',
+    '# TYPE vllm:num_requests_running gauge',
+    `vllm:num_requests_running${labels} ${running}`,
+    `vllm:num_requests_waiting${labels} ${waiting}`,
+    `vllm:kv_cache_usage_perc${labels} ${kv}`,
+    '',
+  ].join('\n');
+}
+
+const chat = (system: string, question: string) => ({ model: 'm', messages: [{ role: 'system', content: system }, { role: 'user', content: question }] });
+
+function setup(extra: Record<string, unknown> = {}) {
+  const store = createMemoryStore();
+  const clock = fakeClock();
+  const balancer = createBalancer(configOf({ strategy: 'llm', ...extra }), { store, clock, random: seededRandom(4) });
+  return { store, clock, balancer };
+}
+
+function pickId(b: ReturnType<typeof createBalancer>, fleet: Replica[], body: unknown, start = false): string {
+  const result = b.pick(fleet, { body });
+  if (!result.ok) throw new Error(result.message);
+  if (start) b.onStart(result.replicas[0], result.tokens);
+  return result.replicas[0].id;
+}
+
+describe('llm scorers and filters', () => {
+  it('scores loads min-max: the lightest 1, the heaviest 0, all equal 1', () => {
+    expect(minMaxScores([0, 5, 10])).toEqual([1, 0.5, 0]);
+    expect(minMaxScores([3, 3])).toEqual([1, 1]);
+  });
+
+  it('skips saturated replicas while another is not, and keeps all when every one is', () => {
+    const calm = view('calm', { kvUsage: 0.5, queue: 2 });
+    const fullKv = view('kv', { kvUsage: 0.97, queue: 1 });
+    const longQueue = view('q', { kvUsage: 0.1, queue: 40 });
+    expect(unsaturated([calm, fullKv, longQueue], 0.95, 32).map((v) => v.id)).toEqual(['calm']);
+    expect(unsaturated([fullKv, longQueue], 0.95, 32).map((v) => v.id)).toEqual(['kv', 'q']);
+    // Unknown metrics never count as saturated.
+    expect(unsaturated([view('unknown')], 0.95, 32).map((v) => v.id)).toEqual(['unknown']);
+  });
+});
+
+describe('llm', () => {
+  it("follows the replicas' own queues: load another gateway put there counts, though this one sent nothing", () => {
+    const { balancer } = setup();
+    const fleet = replicas([1, 1, 1]);
+    balancer.onReplicaMetrics(fleet[0], metrics(20, 8, 0.7));
+    balancer.onReplicaMetrics(fleet[1], metrics(2, 0, 0.1));
+    balancer.onReplicaMetrics(fleet[2], metrics(12, 0, 0.5));
+    for (let i = 0; i < 5; i++) expect(pickId(balancer, fleet, chat('s', `q${i}`))).toBe('r1');
+    const status = balancer.status(fleet);
+    expect(status.map((row) => [row.queue, row.kvUsage])).toEqual([
+      [28, 0.7],
+      [2, 0.1],
+      [12, 0.5],
+    ]);
+  });
+
+  it('ignores metrics older than stale_after_s and counts its own in-flight requests instead', () => {
+    const { balancer, clock } = setup({ replica_metrics: { stale_after_s: 5 } });
+    const fleet = replicas([1, 1]);
+    balancer.onReplicaMetrics(fleet[0], metrics(0, 0, 0));
+    balancer.onReplicaMetrics(fleet[1], metrics(30, 10, 0.9));
+    expect(pickId(balancer, fleet, chat('s', 'a'))).toBe('r0');
+    clock.advance(6000);
+    expect(balancer.status(fleet).map((row) => row.queue)).toEqual([null, null]);
+    // Stale: r0 now holds 2 of this gateway's requests, r1 none.
+    pickId(balancer, fleet, chat('x', 'b'), true);
+    pickId(balancer, fleet, chat('y', 'c'), true);
+    const placed = balancer.status(fleet).map((row) => row.inFlight);
+    expect(placed.sort()).toEqual([1, 1]);
+  });
+
+  it('a text without the metrics records nothing and keeps the last good values until they go stale', () => {
+    const { balancer } = setup();
+    const fleet = replicas([1]);
+    expect(balancer.onReplicaMetrics(fleet[0], metrics(3, 1, 0.25))).toBe(true);
+    expect(balancer.onReplicaMetrics(fleet[0], 'not metrics at all')).toBe(false);
+    expect(balancer.status(fleet)[0].queue).toBe(4);
+  });
+
+  it('keeps a conversation on the replica that holds its prefix while loads are even', () => {
+    const { balancer } = setup();
+    const fleet = replicas([1, 1, 1, 1]);
+    const system = 'You are a careful assistant. '.repeat(80);
+    const home = pickId(balancer, fleet, chat(system, 'first question'));
+    for (let i = 0; i < 10; i++) expect(pickId(balancer, fleet, chat(system, `question ${i}`))).toBe(home);
+  });
+
+  it('moves a hot prefix off its replica once that replica is loaded (queue, KV, tokens outweigh the prefix)', () => {
+    const { balancer } = setup();
+    const fleet = replicas([1, 1]);
+    const system = 'Shared tool definitions. '.repeat(100);
+    const home = pickId(balancer, fleet, chat(system, 'q'));
+    const homeIndex = fleet.findIndex((r) => r.id === home);
+    balancer.onReplicaMetrics(fleet[homeIndex], metrics(24, 6, 0.85));
+    balancer.onReplicaMetrics(fleet[1 - homeIndex], metrics(1, 0, 0.1));
+    expect(pickId(balancer, fleet, chat(system, 'q2'))).not.toBe(home);
+  });
+
+  it('never leaves the saturated replica as the only choice missing: it stays an alternate', () => {
+    const { balancer } = setup({ retries: 1 });
+    const fleet = replicas([1, 1]);
+    balancer.onReplicaMetrics(fleet[0], metrics(10, 50, 0.99));
+    balancer.onReplicaMetrics(fleet[1], metrics(1, 0, 0.2));
+    const result = balancer.pick(fleet, { body: chat('s', 'q') });
+    expect(result.ok && result.replicas.map((r) => r.id)).toEqual(['r1', 'r0']);
+  });
+});
