@@ -21,9 +21,11 @@ export interface Behaviour {
   healthStatus: number;
   /** GET /health never answers (a hung replica). */
   healthHangs: boolean;
+  /** GET /metrics answers this text (Prometheus exposition); null: 404. Not counted as a request. */
+  metricsText: string | null;
 }
 
-const DEFAULTS: Behaviour = { status: 200, latencyMs: 0, mode: 'json', chunks: 3, chunkDelayMs: 50, pauseAfterChunks: 0, healthStatus: 200, healthHangs: false };
+const DEFAULTS: Behaviour = { status: 200, latencyMs: 0, mode: 'json', chunks: 3, chunkDelayMs: 50, pauseAfterChunks: 0, healthStatus: 200, healthHangs: false, metricsText: null };
 
 /** What a backend answers in json mode. */
 export interface BackendReply {
@@ -42,6 +44,8 @@ export interface Backend {
   /** Requests seen, /health excluded. */
   readonly requests: number;
   readonly healthChecks: number;
+  /** GET /metrics requests seen. */
+  readonly metricsScrapes: number;
   /** Requests received and not yet answered or closed (held ones included). */
   readonly open: number;
   /** Request bodies seen, in order (the last 100). */
@@ -71,6 +75,7 @@ function createBackend(name: string): { backend: Backend; listen(port: number): 
   let behaviour: Behaviour = Object.assign({}, DEFAULTS);
   let requests = 0;
   let healthChecks = 0;
+  let metricsScrapes = 0;
   let open = 0;
   let port = 0;
   let listening = false;
@@ -89,6 +94,13 @@ function createBackend(name: string): { backend: Backend; listen(port: number): 
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
       const body = Buffer.concat(chunks).toString('utf8');
+      if (req.url === '/metrics') {
+        metricsScrapes++;
+        const text = behaviour.metricsText;
+        res.writeHead(text === null ? 404 : 200, { 'content-type': 'text/plain; version=0.0.4' });
+        res.end(text === null ? 'no metrics' : text);
+        return;
+      }
       if (req.url === '/health' || (req.url ?? '').startsWith('/health?')) {
         healthChecks++;
         if (behaviour.healthHangs) return;
@@ -178,6 +190,9 @@ function createBackend(name: string): { backend: Backend; listen(port: number): 
     get healthChecks() {
       return healthChecks;
     },
+    get metricsScrapes() {
+      return metricsScrapes;
+    },
     get open() {
       return open;
     },
@@ -210,6 +225,7 @@ function createBackend(name: string): { backend: Backend; listen(port: number): 
       behaviour = Object.assign({}, DEFAULTS);
       requests = 0;
       healthChecks = 0;
+      metricsScrapes = 0;
       bodies.length = 0;
     },
   };
