@@ -153,6 +153,7 @@ describe('request mixes', () => {
     ['mixed', { 'short-chat': 0.5, 'long-prompt': 0.25, 'long-generation': 0.25 }],
     ['short-chat', { 'short-chat': 1 }],
     ['shared-prefix', { 'shared-prefix': 1 }],
+    ['hot-prefix', { 'hot-prefix': 1 }],
   ] as const)('%s: kind shares match the weights over 10,000 requests', (mix, expected) => {
     const requests = generateRequests(SAMPLE, { seed: 5, mix, model: 'm' });
     const shares: Record<string, number> = {};
@@ -226,6 +227,29 @@ describe('request mixes', () => {
     it('single-turn prompts never share a prefix by accident (each starts with its own tag)', () => {
       const starts = requests.filter((request) => request.kind !== 'shared-prefix').map((request) => messagesOf(request)[0].content.slice(0, 10));
       expect(new Set(starts).size).toBe(starts.length);
+    });
+  });
+
+  describe('hot-prefix', () => {
+    const requests = generateRequests(3000, { seed: 8, mix: 'hot-prefix', model: 'm' });
+
+    it('opens about half of the conversations on prefix 0, the rest on the others', () => {
+      const byConversation = new Map<string, number>();
+      for (const request of requests) byConversation.set(request.sessionId as string, request.prefixIndex as number);
+      const prefixes = [...byConversation.values()];
+      const hot = prefixes.filter((index) => index === 0).length / prefixes.length;
+      // ~500 conversations: a share of 0.5 has a standard error of ~0.022; 0.1 is over 4 of them.
+      expect(Math.abs(hot - SHARED_PREFIX_SHAPE.hotShare)).toBeLessThan(0.1);
+      for (let k = 1; k < SHARED_PREFIX_SHAPE.prefixCount; k++) expect(prefixes).toContain(k);
+    });
+
+    it('uses the same system prompts as shared-prefix, and conversation ids of its own', () => {
+      const shared = generateRequests(200, { seed: 8, mix: 'shared-prefix', model: 'm' });
+      const systemOf = (request: (typeof requests)[number]) => messagesOf(request)[0].content;
+      const sharedPrefix0 = shared.find((request) => request.prefixIndex === 0);
+      expect(sharedPrefix0).toBeDefined();
+      expect(requests.filter((request) => request.prefixIndex === 0).every((request) => systemOf(request) === systemOf(sharedPrefix0!))).toBe(true);
+      for (const request of requests) expect(request.sessionId).toMatch(/^h8-c\d+$/);
     });
   });
 

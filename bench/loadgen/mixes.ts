@@ -19,9 +19,9 @@ export function tokensByCharRule(text: string): number {
   return Math.ceil(text.length / CHARS_PER_TOKEN);
 }
 
-export type RequestKind = 'short-chat' | 'long-prompt' | 'long-generation' | 'shared-prefix';
+export type RequestKind = 'short-chat' | 'long-prompt' | 'long-generation' | 'shared-prefix' | 'hot-prefix';
 
-export const REQUEST_KINDS: readonly RequestKind[] = ['short-chat', 'long-prompt', 'long-generation', 'shared-prefix'];
+export const REQUEST_KINDS: readonly RequestKind[] = ['short-chat', 'long-prompt', 'long-generation', 'shared-prefix', 'hot-prefix'];
 
 /** Which OpenAI endpoint the bodies are written for. */
 export type Api = 'chat' | 'completions';
@@ -43,7 +43,7 @@ export interface RequestShape {
 }
 
 /** The single-turn kinds. Ranges follow the brief; the reasons are the workloads they stand for. */
-export const REQUEST_SHAPES: Record<Exclude<RequestKind, 'shared-prefix'>, RequestShape> = {
+export const REQUEST_SHAPES: Record<Exclude<RequestKind, 'shared-prefix' | 'hot-prefix'>, RequestShape> = {
   // An interactive chat turn: both phases short, TTFT-sensitive.
   'short-chat': { promptTokens: { min: 50, max: 200 }, outputTokens: { min: 50, max: 150 } },
   // RAG / summarisation: prefill-bound, the replica is busy long before the first token.
@@ -67,6 +67,12 @@ export const SHARED_PREFIX_SHAPE = {
   turnsPerConversation: 6,
   userTurnTokens: { min: 50, max: 150 } as TokenRange,
   outputTokens: { min: 50, max: 150 } as TokenRange,
+  /**
+   * hot-prefix only: the share of NEW conversations that open on prefix 0 (the rest spread over the
+   * others): a skew where one system prompt carries about half the traffic, the case where
+   * prefix-only routing melts one replica.
+   */
+  hotShare: 0.5,
 };
 
 export interface MixComponent {
@@ -84,6 +90,8 @@ export const MIXES: Readonly<Record<string, Mix>> = {
   'long-prompt': { name: 'long-prompt', components: [{ kind: 'long-prompt', weight: 1 }] },
   'long-generation': { name: 'long-generation', components: [{ kind: 'long-generation', weight: 1 }] },
   'shared-prefix': { name: 'shared-prefix', components: [{ kind: 'shared-prefix', weight: 1 }] },
+  // The shared-prefix conversations with one system prompt taking about half of them.
+  'hot-prefix': { name: 'hot-prefix', components: [{ kind: 'hot-prefix', weight: 1 }] },
   // Mostly chat, with enough prefill-heavy and decode-heavy requests that replicas' loads diverge.
   mixed: {
     name: 'mixed',
@@ -177,7 +185,8 @@ export function createRequestGenerator(options: RequestGeneratorOptions): () => 
   const weights = mix.components.map((component) => component.weight);
   const kindRandom = createRandom(options.seed, 'kinds');
   const shapeRandom = createRandom(options.seed, 'shapes');
-  const conversations = createConversations(options.seed);
+  const conversations = createConversations(options.seed, null);
+  const hotConversations = createConversations(options.seed, SHARED_PREFIX_SHAPE.hotShare);
   let index = 0;
 
   return () => {
@@ -188,8 +197,8 @@ export function createRequestGenerator(options: RequestGeneratorOptions): () => 
     let outputTokens: number;
     let sessionId: string | null = null;
     let prefixIndex: number | null = null;
-    if (kind === 'shared-prefix') {
-      const turn = conversations.nextTurn();
+    if (kind === 'shared-prefix' || kind === 'hot-prefix') {
+      const turn = (kind === 'hot-prefix' ? hotConversations : conversations).nextTurn();
       messages = turn.messages;
       outputTokens = turn.outputTokens;
       sessionId = turn.sessionId;
@@ -233,12 +242,15 @@ interface Conversation {
   turns: number;
 }
 
-/** The shared-prefix state: K system prompts and the open conversations that reuse them. */
-function createConversations(seed: number): { nextTurn(): ConversationTurn } {
+/**
+ * The shared-prefix state: K system prompts and the open conversations that reuse them. With
+ * `hotShare`, a new conversation opens on prefix 0 with that probability, else on one of the others.
+ */
+function createConversations(seed: number, hotShare: number | null): { nextTurn(): ConversationTurn } {
   const shape = SHARED_PREFIX_SHAPE;
   // Streams of their own: the prefixes of a seed do not depend on the mix or on the other kinds.
   const prefixRandom = createRandom(seed, 'prefixes');
-  const turnRandom = createRandom(seed, 'conversations');
+  const turnRandom = createRandom(seed, hotShare === null ? 'conversations' : 'hot-conversations');
   const prefixes: string[] = [];
   for (let k = 0; k < shape.prefixCount; k++) {
     prefixes.push(syntheticText(prefixRandom, drawTokens(prefixRandom, shape.prefixTokens), '[system prompt ' + k + '] '));
@@ -246,8 +258,9 @@ function createConversations(seed: number): { nextTurn(): ConversationTurn } {
   let opened = 0;
   const open = (): Conversation => {
     const conversation = {
-      id: 's' + seed + '-c' + String(opened).padStart(4, '0'),
-      prefixIndex: uniformInt(turnRandom, 0, shape.prefixCount - 1),
+      id: (hotShare === null ? 's' : 'h') + seed + '-c' + String(opened).padStart(4, '0'),
+      prefixIndex:
+        hotShare === null ? uniformInt(turnRandom, 0, shape.prefixCount - 1) : turnRandom.next() < hotShare ? 0 : uniformInt(turnRandom, 1, shape.prefixCount - 1),
       history: [],
       turns: 0,
     };
