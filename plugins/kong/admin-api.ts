@@ -255,8 +255,8 @@ function kongMessage(text: string): string | null {
   return null;
 }
 
-/** undici reports every network failure as "fetch failed"; the cause says which one. */
-function fetchFailure(error: unknown): string {
+/** undici reports every network failure as "fetch failed"; the cause says which one (metrics-scraper.ts too). */
+export function fetchFailure(error: unknown): string {
   const cause = error instanceof Error ? (error as Error & { cause?: unknown }).cause : undefined;
   const code = cause !== null && typeof cause === 'object' ? (cause as { code?: unknown }).code : undefined;
   if (code === 'ECONNREFUSED') return 'connection refused';

@@ -6,6 +6,8 @@
 // Replicas: the targets, weights and health of a Kong upstream, read from the Admin API in the
 // background (replica-source.ts), or the static `replicas` list; the static list also serves
 // until the first successful read.
+// Replica load: strategies that read the replicas' own /metrics (llm) get them scraped in the
+// background (metrics-scraper.ts) from the same replicas.
 // Every failure inside a phase is answered with a 503: an exception thrown out of a JS plugin
 // makes Kong proxy to the Service's default host, a silent wrong route.
 
@@ -17,6 +19,7 @@ import {
   noReplicaError,
   readsBody,
   readsHashKey,
+  readsReplicaLoad,
   readsTokens,
   replicasFromConfig,
   splitAddress,
@@ -29,6 +32,8 @@ import type { KongOptions } from './options';
 import { lastTriedAddress, outcomeFromLogEntry } from './outcome';
 import type { KongLogEntry } from './outcome';
 import type { KongPdk } from './pdk';
+import { startMetricsScraper } from './metrics-scraper';
+import type { MetricsScraper } from './metrics-scraper';
 import { replicaSourceFor } from './replica-source';
 import type { ReplicaSource } from './replica-source';
 import { requestViewFromKong } from './request-view';
@@ -82,6 +87,8 @@ interface PluginState {
   balancer: Balancer;
   staticReplicas: Replica[];
   source: ReplicaSource | null;
+  /** Scrapes the replicas' /metrics when the strategy reads them; else null. */
+  scraper: MetricsScraper | null;
   retries: ServiceRetries;
 }
 
@@ -127,6 +134,7 @@ function stateFor(pluginId: string, config: BalancerConfig, kong: KongOptions): 
   const known = states[pluginId];
   if (known && known.signature === signature) return known;
   if (known && known.source) known.source.stop();
+  if (known && known.scraper) known.scraper.stop();
   const state: PluginState = {
     signature,
     config,
@@ -151,7 +159,18 @@ function stateFor(pluginId: string, config: BalancerConfig, kong: KongOptions): 
             timeoutMs: kong.admin_timeout_s * 1000,
             intervalMs: kong.refresh_interval_s * 1000,
           }),
+    scraper: null,
   };
+  if (readsReplicaLoad(config)) {
+    state.scraper = startMetricsScraper({
+      path: config.replica_metrics.path,
+      intervalMs: config.replica_metrics.interval_s * 1000,
+      timeoutMs: config.replica_metrics.timeout_s * 1000,
+      // Read at each round: the Admin API list follows the upstream's targets.
+      replicas: () => currentReplicas(state),
+      record: (replicaId, text) => state.balancer.onReplicaMetrics(replicaId, text),
+    });
+  }
   states[pluginId] = state;
   return state;
 }
