@@ -90,6 +90,25 @@ describe('nginx-config output passes the real `nginx -t`', () => {
     expect(verdict.conf).not.toContain('js_periodic llm_balancer.healthCheck');
   });
 
+  it('scrapes the replicas\' /metrics only when the strategy reads their load (llm), at replica_metrics.interval_s', async () => {
+    const llm = await nginxTest('strategy: llm\nreplica_metrics:\n  interval_s: 0.2\n  timeout_s: 2' + REPLICAS, 'full', 'scrape-llm');
+    expect(llm.output).toContain('test is successful');
+    // Its own location; the fetch timeout is timeout_s but below the beat (a run still going at the next beat is killed).
+    expect(llm.conf).toMatch(/location @llm_balancer_metrics \{\n\s+js_fetch_timeout 150ms;\n\s+js_periodic llm_balancer\.scrapeMetrics interval=200ms;\n\s+\}/);
+    expect(llm.conf.match(/scrapeMetrics/g)).toHaveLength(1);
+    const defaults = await nginxTest('strategy: llm' + REPLICAS, 'snippet', 'scrape-llm-defaults');
+    expect(defaults.output).toContain('test is successful');
+    expect(defaults.conf).toMatch(/location @llm_balancer_metrics \{\n\s+js_fetch_timeout 750ms;\n\s+js_periodic llm_balancer\.scrapeMetrics interval=1000ms;/);
+    const slowBeat = await nginxTest('strategy: llm\nreplica_metrics:\n  interval_s: 10\n  timeout_s: 0.5' + REPLICAS, 'full', 'scrape-llm-slow');
+    expect(slowBeat.conf).toMatch(/js_fetch_timeout 500ms;\n\s+js_periodic llm_balancer\.scrapeMetrics interval=10000ms;/);
+    for (const strategy of ['least-connections', 'round-robin', 'least-tokens', 'prefix-affinity']) {
+      const other = await nginxTest(`strategy: ${strategy}\nreplica_metrics:\n  interval_s: 0.2` + REPLICAS, 'full', 'scrape-' + strategy);
+      expect(other.output).toContain('test is successful');
+      expect(other.conf).not.toContain('scrapeMetrics');
+      expect(other.conf).not.toContain('@llm_balancer_metrics');
+    }
+  });
+
   it('renders one keepalive upstream per replica, a failover location per retry, and the body route only when needed', async () => {
     const headerKeyed = await nginxTest('strategy: least-connections\nretries: 2' + REPLICAS, 'full', 'shape-a');
     expect(headerKeyed.conf.match(/^  upstream llm_balancer_\d+ \{$/gm)).toHaveLength(3);

@@ -47,7 +47,11 @@ export interface Balancer {
   port: number;
   /** Re-renders with a new balancer file and reloads with HUP (the state zone is kept). */
   reconfigure(balancer: Record<string, unknown>): Promise<void>;
-  /** Error-log lines where the njs module failed: uncaught exceptions or a handler reporting its own failure. */
+  /**
+   * Error-log lines (level error or worse) where the njs module failed: uncaught exceptions or a
+   * handler reporting its own failure. Warnings are not failures: they may quote a replica's error
+   * (e.g. the metrics scraper's "could not be read (connect failed)").
+   */
   moduleErrors(): string[];
   stop(): Promise<void>;
 }
@@ -117,7 +121,7 @@ export async function startBalancer(balancer: Record<string, unknown>, label = '
       return nginx
         .stderr()
         .split('\n')
-        .filter((line) => /js exception|js: llm-balancer: .*failed/.test(line));
+        .filter((line) => /\[(error|crit|alert|emerg)\]/.test(line) && /js exception|js: llm-balancer: .*failed/.test(line));
     },
     async stop() {
       await nginx.stop();

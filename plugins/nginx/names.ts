@@ -37,6 +37,8 @@ export const NAMES = {
   retryLocationPrefix: '@llm_balancer_retry_',
   /** Named location holding `js_periodic` for active health checks. */
   periodicLocation: '@llm_balancer_periodic',
+  /** Named location holding `js_periodic` for the replicas' /metrics scrape (strategies that read replica load). */
+  metricsLocation: '@llm_balancer_metrics',
   /** Named location holding `js_periodic` for the NGINX Plus peer sync (its own fetch timeout). */
   peerSyncLocation: '@llm_balancer_peer_sync',
   /** One `upstream {}` block per replica, by index: `llm_balancer_0`, `llm_balancer_1`, ... */

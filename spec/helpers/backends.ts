@@ -23,9 +23,11 @@ export interface Behaviour {
   healthHangs: boolean;
   /** GET /metrics answers this text (Prometheus exposition); null: 404. Not counted as a request. */
   metricsText: string | null;
+  /** GET /metrics never answers (a hung replica); still counted in metricsScrapes. */
+  metricsHangs: boolean;
 }
 
-const DEFAULTS: Behaviour = { status: 200, latencyMs: 0, mode: 'json', chunks: 3, chunkDelayMs: 50, pauseAfterChunks: 0, healthStatus: 200, healthHangs: false, metricsText: null };
+const DEFAULTS: Behaviour = { status: 200, latencyMs: 0, mode: 'json', chunks: 3, chunkDelayMs: 50, pauseAfterChunks: 0, healthStatus: 200, healthHangs: false, metricsText: null, metricsHangs: false };
 
 /** What a backend answers in json mode. */
 export interface BackendReply {
@@ -96,6 +98,7 @@ function createBackend(name: string): { backend: Backend; listen(port: number): 
       const body = Buffer.concat(chunks).toString('utf8');
       if (req.url === '/metrics') {
         metricsScrapes++;
+        if (behaviour.metricsHangs) return;
         const text = behaviour.metricsText;
         res.writeHead(text === null ? 404 : 200, { 'content-type': 'text/plain; version=0.0.4' });
         res.end(text === null ? 'no metrics' : text);

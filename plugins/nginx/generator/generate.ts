@@ -1,8 +1,9 @@
 // Renders the nginx configuration for a validated balancer config: load_module, js_import,
 // the preloaded config, the shared state zone, one keepalive `upstream {}` per replica, the
 // balanced location (js_set pick, or js_content route when the pick needs the JSON body), one
-// named location per failover attempt, the status and metrics endpoints, and the active-check
-// timer. Pure string building; the CLI does the file I/O.
+// named location per failover attempt, the status and metrics endpoints, and the timers (active
+// checks, the replicas' /metrics scrape, the NGINX Plus peer sync). Pure string building; the CLI
+// does the file I/O.
 //
 // Why per-replica upstream blocks: `proxy_pass http://$var` with an ip:port value cannot keep
 // upstream connections alive (measured ~3x slower); naming a one-server `upstream {}` with
@@ -12,9 +13,10 @@
 import type { BalancerConfig } from '../../../shared/config/types';
 import { needsRequestBody } from '../../../shared/balancer';
 import { buildKeys } from '../../../shared/replica-state';
-import { readsTokens } from '../../../shared/balancer';
+import { readsReplicaLoad, readsTokens } from '../../../shared/balancer';
 import type { ReplicaKeys } from '../../../shared/replica-state';
 import { exhaustedError } from '../errors';
+import { scrapeTimeoutMs } from '../metrics-scrape';
 import { NAMES } from '../names';
 import { syncTimeoutMs } from '../peers';
 import type { PreloadedConfig } from '../names';
@@ -192,6 +194,15 @@ function httpBody(input: RenderInput): string[] {
     lines.push('    location ' + NAMES.periodicLocation + ' {');
     lines.push('      js_fetch_timeout ' + milliseconds(config.active_health.timeout_s) + ';');
     lines.push('      js_periodic ' + NAMES.module + '.healthCheck interval=' + milliseconds(config.active_health.interval_s) + ';');
+    lines.push('    }');
+  }
+  // The replicas' own load (/metrics), scraped only when the strategy reads it.
+  if (readsReplicaLoad(config)) {
+    const scrape = config.replica_metrics;
+    lines.push('');
+    lines.push('    location ' + NAMES.metricsLocation + ' {');
+    lines.push('      js_fetch_timeout ' + scrapeTimeoutMs(scrape.timeout_s, scrape.interval_s) + 'ms;');
+    lines.push('      js_periodic ' + NAMES.module + '.scrapeMetrics interval=' + milliseconds(scrape.interval_s) + ';');
     lines.push('    }');
   }
   if (nginx.plus_api) {
