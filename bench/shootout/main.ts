@@ -76,6 +76,7 @@ export const ALL_ROWS = [
   'least-connections',
   'least-tokens',
   'prefix-affinity',
+  'llm',
   'response-time',
   'consistent-hash',
   'hybrid',
@@ -84,7 +85,7 @@ export const ALL_ROWS = [
 ];
 
 const SETTINGS: Record<Mode, ModeSettings> = {
-  // 20 s traces: 12 rows × 2 levels stay within 15 minutes on 2 cores.
+  // 20 s traces: 13 rows × 2 levels stay within 15 minutes on 2 cores.
   full: { calibrationS: 20, traceS: 20, levels: [0.6, 0.9], rows: ALL_ROWS },
   // The high level only: it is where the strategies differ.
   quick: { calibrationS: 10, traceS: 10, levels: [0.9], rows: ['nginx round robin', 'least-connections', 'response-time', 'kong least-connections'] },
