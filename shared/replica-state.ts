@@ -33,6 +33,8 @@ export interface ReplicaKeys {
   loadWaiting: string;
   loadKv: string;
   loadAt: string;
+  /** This gateway's in-flight count when the load was recorded (see buildView). */
+  loadInFlight: string;
 }
 
 export function buildKeys(id: string): ReplicaKeys {
@@ -61,6 +63,7 @@ export function buildKeys(id: string): ReplicaKeys {
     loadWaiting: p + 'lw',
     loadKv: p + 'lk',
     loadAt: p + 'la',
+    loadInFlight: p + 'li',
   };
 }
 
@@ -108,7 +111,16 @@ export function buildView(
     if (at !== undefined && (loadFreshMs === undefined || now - at <= loadFreshMs)) {
       const running = store.get(keys.loadRunning);
       const waiting = store.get(keys.loadWaiting);
-      if (running !== undefined || waiting !== undefined) queue = (running === undefined ? 0 : running) + (waiting === undefined ? 0 : waiting);
+      if (running !== undefined || waiting !== undefined) {
+        // The scrape is up to an interval old, and every gateway that trusted it as is would send
+        // the whole interval's traffic to the replica that looked lightest (a herd: measured in
+        // the shootout). So this gateway's own requests since the scrape are added: the queue then,
+        // plus in-flight now minus in-flight then (other gateways' changes show at the next scrape).
+        const then = readNumber(store, keys.loadInFlight);
+        const delta = readNumber(store, keys.inFlight) - then;
+        const scraped = (running === undefined ? 0 : running) + (waiting === undefined ? 0 : waiting);
+        queue = scraped + delta > 0 ? scraped + delta : 0;
+      }
       const kv = store.get(keys.loadKv);
       kvUsage = kv === undefined ? null : kv;
     }
@@ -141,6 +153,7 @@ export function recordReplicaLoad(store: Store, keys: ReplicaKeys, running: numb
   setOrDelete(store, keys.loadRunning, running);
   setOrDelete(store, keys.loadWaiting, waiting);
   setOrDelete(store, keys.loadKv, kvUsage);
+  store.set(keys.loadInFlight, readNumber(store, keys.inFlight));
   store.set(keys.loadAt, now);
   return true;
 }

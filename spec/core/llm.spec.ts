@@ -67,6 +67,25 @@ describe('llm', () => {
     ]);
   });
 
+  it('adds its own requests since the last scrape: no herd onto the replica that looked lightest', () => {
+    const { balancer } = setup({ llm: { kv_weight: 0, tokens_weight: 0, prefix_weight: 0 } });
+    const fleet = replicas([1, 1]);
+    balancer.onReplicaMetrics(fleet[0], metrics(4, 0, 0.3));
+    balancer.onReplicaMetrics(fleet[1], metrics(6, 0, 0.3));
+    const counts: Record<string, number> = {};
+    for (let i = 0; i < 10; i++) {
+      const id = pickId(balancer, fleet, chat('s', `q${i}`), true);
+      counts[id] = (counts[id] ?? 0) + 1;
+    }
+    // Queues 4 + 6 + 10 new = 20: 10 each, i.e. r0 takes 6 and r1 4 (not all 10 on r0).
+    expect(counts).toEqual({ r0: 6, r1: 4 });
+    expect(balancer.status(fleet).map((row) => row.queue)).toEqual([10, 10]);
+    // The next scrape reports what the replicas now hold; the delta starts over from there.
+    balancer.onReplicaMetrics(fleet[0], metrics(10, 0, 0.3));
+    balancer.onReplicaMetrics(fleet[1], metrics(10, 0, 0.3));
+    expect(balancer.status(fleet).map((row) => row.queue)).toEqual([10, 10]);
+  });
+
   it('ignores metrics older than stale_after_s and counts its own in-flight requests instead', () => {
     const { balancer, clock } = setup({ replica_metrics: { stale_after_s: 5 } });
     const fleet = replicas([1, 1]);
