@@ -123,6 +123,8 @@ export function createBalancer(config: BalancerConfig, deps: BalancerDeps): Bala
   const readsLlm = strategy.reads.body || strategy.reads.tokens;
   const halfLifeMs = config.response_time.half_life_s * 1000;
   const loadFreshMs = config.replica_metrics.stale_after_s * 1000;
+  // response_time.latency_metric ttft: latency-reading strategies see the time-to-first-byte estimate.
+  const ttftMetric = config.response_time.latency_metric === 'ttft';
   const passive = config.passive_health;
   const wanted = 1 + config.retries;
   const slowStart: SlowStartConfig | null =
@@ -188,7 +190,7 @@ export function createBalancer(config: BalancerConfig, deps: BalancerDeps): Bala
         continue;
       }
       if (state === 'half-open' && trialInProgress(store, keys, now, passive)) continue;
-      views.push(buildView(store, replica, keys, strategy.reads, now, halfLifeMs, state === 'half-open', slowStart === null ? undefined : rampOf(keys, now), loadFreshMs));
+      views.push(buildView(store, replica, keys, strategy.reads, now, halfLifeMs, state === 'half-open', slowStart === null ? undefined : rampOf(keys, now), loadFreshMs, ttftMetric));
     }
     return views;
   }
@@ -198,7 +200,7 @@ export function createBalancer(config: BalancerConfig, deps: BalancerDeps): Bala
     for (let i = 0; i < replicas.length; i++) {
       const replica = replicas[i];
       const keys = replica.keys !== undefined ? replica.keys : keysOf(replica.id);
-      if (replica.weight > 0) views.push(buildView(store, replica, keys, strategy.reads, now, halfLifeMs, false, undefined, loadFreshMs));
+      if (replica.weight > 0) views.push(buildView(store, replica, keys, strategy.reads, now, halfLifeMs, false, undefined, loadFreshMs, ttftMetric));
     }
     return views;
   }

@@ -86,6 +86,13 @@ export function readLatency(store: Store, keys: ReplicaKeys, now: number, halfLi
   return readEwma(readNumber(store, keys.ewma), readNumber(store, keys.ewmaAt), now, halfLifeMs);
 }
 
+/** The time-to-first-byte estimate at `now`, or null before the first TTFT sample. */
+export function readTtft(store: Store, keys: ReplicaKeys, now: number, halfLifeMs: number): number | null {
+  const ttft = store.get(keys.ttft);
+  if (ttft === undefined) return null;
+  return readEwma(ttft, readNumber(store, keys.ttftAt), now, halfLifeMs);
+}
+
 /**
  * The view of one replica. Only the metrics the strategy declared are read (the rest stay 0 /
  * null): a round-robin pick should not pay for latency reads it never looks at.
@@ -100,6 +107,7 @@ export function buildView(
   halfOpen: boolean,
   weightFactor?: number,
   loadFreshMs?: number,
+  ttftMetric?: boolean,
 ): ReplicaView {
   const inFlight = reads.inFlight ? readNumber(store, keys.inFlight) : 0;
   let queue: number | null = null;
@@ -134,7 +142,7 @@ export function buildView(
     weight: weightFactor === undefined ? replica.weight : replica.weight * weightFactor,
     // In-flight counts are decremented by a log handler; never let a lost race show a negative load.
     inFlight: inFlight > 0 ? inFlight : 0,
-    ewmaMs: samples > 0 ? readEwma(readNumber(store, keys.ewma), readNumber(store, keys.ewmaAt), now, halfLifeMs) : null,
+    ewmaMs: samples > 0 ? (ttftMetric === true ? readTtft(store, keys, now, halfLifeMs) : readEwma(readNumber(store, keys.ewma), readNumber(store, keys.ewmaAt), now, halfLifeMs)) : null,
     samples: samples,
     tokens: tokens > 0 ? tokens : 0,
     queue: queue,

@@ -36,7 +36,7 @@ const DEFAULTS: BalancerConfig = {
   least_connections: { choices: 0 },
   least_tokens: { default_output_tokens: 256, max_output_tokens: 1024, default_request_tokens: 512 },
   prefix_affinity: { block_tokens: 64, max_blocks: 128, table_slots: 8192, min_match: 0.3, balance_abs: 16, balance_rel: 1.5, balance_factor: 1.25 },
-  response_time: { half_life_s: 10, peak_sensitive: true },
+  response_time: { half_life_s: 10, peak_sensitive: true, latency_metric: 'e2e' },
   consistent_hash: { balance_factor: 1.25, fallback: 'least-connections' },
   hybrid: { sticky: true, max_concurrent: 64 },
   passive_health: {
@@ -122,6 +122,7 @@ describe('validate: each invalid field yields exactly its own error', () => {
     ['min_match above 1', { prefix_affinity: { min_match: 1.5 } }, 'prefix_affinity.min_match', 'must be a number between 0 and 1, got 1.5'],
     ['balance_abs negative', { prefix_affinity: { balance_abs: -1 } }, 'prefix_affinity.balance_abs', 'must be a number between 0 and 100000, got -1'],
     ['balance_rel below 1', { prefix_affinity: { balance_rel: 0.5 } }, 'prefix_affinity.balance_rel', 'must be a number between 1 and 1000, got 0.5'],
+    ['latency_metric unknown', { response_time: { latency_metric: 'tpot' } }, 'response_time.latency_metric', 'must be one of e2e, ttft, got "tpot"'],
     ['slow_start window negative', { slow_start: { window_s: -1 } }, 'slow_start.window_s', 'must be a number between 0 and 3600, got -1'],
     ['slow_start aggression 0', { slow_start: { aggression: 0 } }, 'slow_start.aggression', 'must be a number between 0.1 and 10, got 0'],
     ['slow_start min_weight_percent 0', { slow_start: { min_weight_percent: 0 } }, 'slow_start.min_weight_percent', 'must be a number between 1 and 100, got 0'],
@@ -271,7 +272,7 @@ describe('validate: defaults', () => {
     [
       'a nested record is filled around the given field',
       { response_time: { half_life_s: 5 } },
-      { response_time: { half_life_s: 5, peak_sensitive: true } },
+      { response_time: { half_life_s: 5, peak_sensitive: true, latency_metric: 'e2e' } },
     ],
     [
       'replica weight and id',
@@ -379,7 +380,7 @@ describe('validate: unknown fields', () => {
       'nothing close',
       { response_time: { zzz: 1 } },
       'response_time.zzz',
-      'unknown field (known fields: half_life_s, peak_sensitive)',
+      'unknown field (known fields: half_life_s, peak_sensitive, latency_metric)',
     ],
   ])('%s', (_name, input, path, message) => {
     expect(errorsOf(input)).toEqual([{ path, message }]);

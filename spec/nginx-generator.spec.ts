@@ -109,6 +109,17 @@ describe('nginx-config output passes the real `nginx -t`', () => {
     }
   });
 
+  it('times the first body byte (js_body_filter in every proxy location) only with latency_metric ttft', async () => {
+    const ttft = await nginxTest('strategy: response-time\nretries: 2\nresponse_time:\n  latency_metric: ttft' + REPLICAS, 'full', 'ttft');
+    expect(ttft.output).toContain('test is successful');
+    // The first attempt and both failover locations.
+    expect(ttft.conf.match(/js_body_filter llm_balancer\.firstByte buffer_type=buffer;/g)).toHaveLength(3);
+    expect(ttft.conf).toContain('js_var $llm_balancer_first_byte;');
+    const e2e = await nginxTest('strategy: response-time\nretries: 2' + REPLICAS, 'full', 'e2e');
+    expect(e2e.conf).not.toContain('js_body_filter');
+    expect(e2e.conf).not.toContain('llm_balancer_first_byte');
+  });
+
   it('renders one keepalive upstream per replica, a failover location per retry, and the body route only when needed', async () => {
     const headerKeyed = await nginxTest('strategy: least-connections\nretries: 2' + REPLICAS, 'full', 'shape-a');
     expect(headerKeyed.conf.match(/^  upstream llm_balancer_\d+ \{$/gm)).toHaveLength(3);

@@ -189,6 +189,7 @@ function fakeRequest(variables: Record<string, string | undefined> = {}): NjsReq
     remoteAddress: '127.0.0.1',
     return: () => undefined,
     internalRedirect: () => undefined,
+    sendBuffer: () => undefined,
     error: (m: string) => errors.push(m),
     warn: () => undefined,
     errors,

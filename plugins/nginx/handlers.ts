@@ -154,9 +154,40 @@ function endAttempt(r: NjsRequest, ctx: Context, id: string, index: number, resp
   const v = r.variables;
   const outcome = attemptOutcome({ status: v.upstream_status, responseTime: v.upstream_response_time, headerTime: v.upstream_header_time }, index, response);
   outcome.tokens = requestTokens(r);
+  // The last attempt's time to the first body byte, when the body filter timed it (latency_metric
+  // ttft): from the request's arrival, as the client sees it.
+  if (response !== null && outcome.status > 0 && !outcome.error) {
+    const ttft = firstByteMs(r);
+    if (ttft !== null) outcome.ttftMs = ttft;
+  }
   const i = ctx.indexOf[id];
   ctx.balancer.onEnd(ctx.replicas, i === undefined ? id : ctx.replicas[i], outcome);
   return describeOutcome(id, outcome);
+}
+
+/** ms from the request's arrival to the first response body byte, when the body filter noted it. */
+function firstByteMs(r: NjsRequest): number | null {
+  const at = r.variables[NAMES.firstByteVar];
+  if (at === undefined || at === '') return null;
+  // $msec is now (the log phase), $request_time how long the request has lasted: their difference is its arrival.
+  const arrived = Number(r.variables.msec) * 1000 - Number(r.variables.request_time) * 1000;
+  const ms = Number(at) - arrived;
+  return isNaN(ms) || ms < 0 ? null : ms;
+}
+
+/**
+ * js_body_filter of the proxy locations (latency_metric ttft): notes when the first non-empty
+ * chunk passes, and passes every chunk on unchanged.
+ */
+export function firstByte(r: NjsRequest, data: { length: number }, flags: { last?: boolean }): void {
+  if (data.length > 0 && !r.variables[NAMES.firstByteVar]) {
+    try {
+      r.variables[NAMES.firstByteVar] = String(systemClock.now());
+    } catch (e) {
+      // The variable is not declared (a config from an older generator): no timing, nothing lost.
+    }
+  }
+  r.sendBuffer(data, flags);
 }
 
 /** The tokens `begin` counted for this request (0 when the strategy counts none). */

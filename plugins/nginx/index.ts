@@ -10,7 +10,7 @@ import { createBalancer, replicasFromConfig } from '../../shared/balancer';
 import type { BalancerConfig } from '../../shared/config/types';
 import { createMemoryStore } from '../../shared/memory-store';
 import type { RequestView } from '../../shared/types';
-import { metrics, outcome, pick, retry, route, status } from './handlers';
+import { firstByte, metrics, outcome, pick, retry, route, status } from './handlers';
 import { healthCheck } from './health-check';
 import { scrapeMetrics } from './metrics-scrape';
 import { syncPeers } from './peers';
@@ -28,4 +28,4 @@ function pickForTest(preloadedJson: string, requestJson: string): string {
   return JSON.stringify(balancer.pick(replicasFromConfig(config), request));
 }
 
-export default { pick, retry, outcome, route, status, metrics, healthCheck, scrapeMetrics, syncPeers, pickForTest };
+export default { pick, retry, outcome, route, status, metrics, firstByte, healthCheck, scrapeMetrics, syncPeers, pickForTest };

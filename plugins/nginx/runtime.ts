@@ -79,6 +79,8 @@ export interface NjsRequest {
   requestText?: string;
   return(status: number, body?: string): void;
   internalRedirect(uri: string): void;
+  /** js_body_filter: passes a response body chunk on to the client. */
+  sendBuffer(data: unknown, flags: { last?: boolean }): void;
   error(message: string): void;
   warn(message: string): void;
 }

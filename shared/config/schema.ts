@@ -312,6 +312,15 @@ export const schema: FieldEntry[] = [
             description: 'A sample slower than the average replaces it at once (Finagle\'s peak EWMA).',
           },
         },
+        {
+          latency_metric: {
+            type: 'string',
+            default: 'e2e',
+            one_of: ['e2e', 'ttft'],
+            description:
+              'Latency the estimate follows: e2e (whole response) or ttft (to the first streamed byte; NGINX only: Kong reports time to headers).',
+          },
+        },
       ],
     },
   },

@@ -96,3 +96,25 @@ describe('response-time', () => {
     expect(after.r1).toBeGreaterThan(after.r0 * 4);
   });
 });
+
+describe('response-time with latency_metric ttft', () => {
+  it('ranks by the time-to-first-byte estimate, not the end-to-end one', () => {
+    const store = createMemoryStore();
+    const clock = fakeClock();
+    const fleet = replicas([1, 1]);
+    const make = (metric: 'e2e' | 'ttft') =>
+      createBalancer(configOf({ strategy: 'response-time', response_time: { latency_metric: metric } }), { store, clock, random: seededRandom(1) });
+    const recorder = make('ttft');
+    // r0: long answers that start at once; r1: short answers that start late (a queue).
+    recorder.onStart(fleet[0]);
+    recorder.onEnd(fleet, fleet[0], { status: 200, latencyMs: 5000, ttftMs: 50 });
+    recorder.onStart(fleet[1]);
+    recorder.onEnd(fleet, fleet[1], { status: 200, latencyMs: 900, ttftMs: 800 });
+    const first = (b: ReturnType<typeof make>) => {
+      const result = b.pick(fleet, {});
+      return result.ok ? result.replicas[0].id : null;
+    };
+    expect(first(make('ttft'))).toBe('r0');
+    expect(first(make('e2e'))).toBe('r1');
+  });
+});

@@ -17,6 +17,8 @@ export interface Behaviour {
   chunkDelayMs: number;
   /** sse: after this many chunks, wait for release() before sending the rest (0: never). */
   pauseAfterChunks: number;
+  /** sse: the headers go out at once (as vLLM's do), the first chunk this many ms later. */
+  firstChunkDelayMs: number;
   /** Status of GET /health. */
   healthStatus: number;
   /** GET /health never answers (a hung replica). */
@@ -27,7 +29,7 @@ export interface Behaviour {
   metricsHangs: boolean;
 }
 
-const DEFAULTS: Behaviour = { status: 200, latencyMs: 0, mode: 'json', chunks: 3, chunkDelayMs: 50, pauseAfterChunks: 0, healthStatus: 200, healthHangs: false, metricsText: null, metricsHangs: false };
+const DEFAULTS: Behaviour = { status: 200, latencyMs: 0, mode: 'json', chunks: 3, chunkDelayMs: 50, pauseAfterChunks: 0, firstChunkDelayMs: 0, healthStatus: 200, healthHangs: false, metricsText: null, metricsHangs: false };
 
 /** What a backend answers in json mode. */
 export interface BackendReply {
@@ -146,7 +148,10 @@ function createBackend(name: string): { backend: Backend; listen(port: number): 
             sent++;
             setTimeout(next, b.chunkDelayMs);
           };
-          next();
+          if (b.firstChunkDelayMs > 0) {
+            res.flushHeaders();
+            setTimeout(next, b.firstChunkDelayMs);
+          } else next();
           return;
         }
         answerJson(req, res, body.length, b.status);

@@ -71,6 +71,11 @@ function quote(path: string): string {
  * the request to the next attempt's location; the last passes the replica's own answer through,
  * and only nginx's own 502/504 (connect error, timeout) become a JSON error.
  */
+/** Whether the response's first body byte is timed (response_time.latency_metric ttft). */
+function measuresFirstByte(config: RenderInput['config']): boolean {
+  return config.response_time.latency_metric === 'ttft';
+}
+
 function proxyBlock(lines: string[], indent: string, target: string, attempt: number, input: RenderInput): void {
   const retries = input.config.retries;
   lines.push(indent + 'proxy_pass http://$' + target + ';');
@@ -81,6 +86,11 @@ function proxyBlock(lines: string[], indent: string, target: string, attempt: nu
   lines.push(indent + 'proxy_read_timeout ' + milliseconds(input.nginx.read_timeout_s) + ';');
   // Failover is ours: nginx must not retry within the one-server group.
   lines.push(indent + 'proxy_next_upstream off;');
+  if (measuresFirstByte(input.config)) {
+    // Time to first token: $upstream_header_time is ~0 for SSE (servers send headers at once), so
+    // a body filter notes when the first body byte passes (one njs call per chunk: only when asked).
+    lines.push(indent + 'js_body_filter ' + NAMES.module + '.firstByte buffer_type=buffer;');
+  }
   if (attempt < retries) {
     lines.push(indent + 'proxy_intercept_errors on;');
     lines.push(indent + 'error_page 502 503 504 = ' + retryLocation(attempt + 1) + ';');
@@ -126,6 +136,7 @@ function httpBody(input: RenderInput): string[] {
   lines.push('  js_var $' + NAMES.errorVar + ';');
   lines.push('  js_var $' + NAMES.targetVar + ';');
   if (readsTokens(config)) lines.push('  js_var $' + NAMES.tokensVar + ';');
+  if (measuresFirstByte(config)) lines.push('  js_var $' + NAMES.firstByteVar + ';');
   // Referenced only here, the outcome variable is evaluated in the LOG phase, after the response:
   // it sees every attempt's $upstream_status and timings, client aborts (499) included.
   lines.push("  log_format " + NAMES.logFormat + " '$" + NAMES.outcomeVar + "';");
