@@ -6,6 +6,7 @@ import {
   MIXES,
   REQUEST_SHAPES,
   SHARED_PREFIX_SHAPE,
+  MANY_PREFIXES_SHAPE,
   buildTrace,
   createRandom,
   generateRequests,
@@ -17,6 +18,7 @@ import {
   type CompletionBody,
   type LoadRequest,
 } from '../bench/loadgen/index';
+import { PROFILES } from '../bench/emulator/index';
 
 function gapsOf(times: number[]): number[] {
   return times.map((at, i) => at - (i === 0 ? 0 : times[i - 1]));
@@ -154,6 +156,7 @@ describe('request mixes', () => {
     ['short-chat', { 'short-chat': 1 }],
     ['shared-prefix', { 'shared-prefix': 1 }],
     ['hot-prefix', { 'hot-prefix': 1 }],
+    ['many-prefixes', { 'many-prefixes': 1 }],
   ] as const)('%s: kind shares match the weights over 10,000 requests', (mix, expected) => {
     const requests = generateRequests(SAMPLE, { seed: 5, mix, model: 'm' });
     const shares: Record<string, number> = {};
@@ -227,6 +230,18 @@ describe('request mixes', () => {
     it('single-turn prompts never share a prefix by accident (each starts with its own tag)', () => {
       const starts = requests.filter((request) => request.kind !== 'shared-prefix').map((request) => messagesOf(request)[0].content.slice(0, 10));
       expect(new Set(starts).size).toBe(starts.length);
+    });
+  });
+
+  describe('many-prefixes', () => {
+    it('uses 24 distinct shared prompts that together exceed one h100 replica\'s prefix cache', () => {
+      const requests = generateRequests(2000, { seed: 4, mix: 'many-prefixes', model: 'm' });
+      const systems = new Map<number, string>();
+      for (const request of requests) systems.set(request.prefixIndex as number, messagesOf(request)[0].content);
+      expect(systems.size).toBe(MANY_PREFIXES_SHAPE.prefixCount);
+      const tokens = [...systems.values()].reduce((sum, text) => sum + tokensByCharRule(text), 0);
+      expect(tokens).toBeGreaterThan(PROFILES.h100.prefixCacheTokens);
+      for (const request of requests) expect(request.sessionId).toMatch(/^m4-c\d+$/);
     });
   });
 

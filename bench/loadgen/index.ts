@@ -10,6 +10,7 @@ export {
   REQUEST_KINDS,
   REQUEST_SHAPES,
   SHARED_PREFIX_SHAPE,
+  MANY_PREFIXES_SHAPE,
   createRequestGenerator,
   generateRequests,
   resolveMix,

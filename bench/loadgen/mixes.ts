@@ -19,9 +19,9 @@ export function tokensByCharRule(text: string): number {
   return Math.ceil(text.length / CHARS_PER_TOKEN);
 }
 
-export type RequestKind = 'short-chat' | 'long-prompt' | 'long-generation' | 'shared-prefix' | 'hot-prefix';
+export type RequestKind = 'short-chat' | 'long-prompt' | 'long-generation' | 'shared-prefix' | 'hot-prefix' | 'many-prefixes';
 
-export const REQUEST_KINDS: readonly RequestKind[] = ['short-chat', 'long-prompt', 'long-generation', 'shared-prefix', 'hot-prefix'];
+export const REQUEST_KINDS: readonly RequestKind[] = ['short-chat', 'long-prompt', 'long-generation', 'shared-prefix', 'hot-prefix', 'many-prefixes'];
 
 /** Which OpenAI endpoint the bodies are written for. */
 export type Api = 'chat' | 'completions';
@@ -43,7 +43,7 @@ export interface RequestShape {
 }
 
 /** The single-turn kinds. Ranges follow the brief; the reasons are the workloads they stand for. */
-export const REQUEST_SHAPES: Record<Exclude<RequestKind, 'shared-prefix' | 'hot-prefix'>, RequestShape> = {
+export const REQUEST_SHAPES: Record<Exclude<RequestKind, 'shared-prefix' | 'hot-prefix' | 'many-prefixes'>, RequestShape> = {
   // An interactive chat turn: both phases short, TTFT-sensitive.
   'short-chat': { promptTokens: { min: 50, max: 200 }, outputTokens: { min: 50, max: 150 } },
   // RAG / summarisation: prefill-bound, the replica is busy long before the first token.
@@ -75,6 +75,18 @@ export const SHARED_PREFIX_SHAPE = {
   hotShare: 0.5,
 };
 
+/**
+ * many-prefixes: the same conversations over 24 longer shared prompts (RAG contexts, agents with
+ * long tool lists): ~54k prompt tokens in all, more than one emulated replica's prefix cache
+ * (32k tokens on the h100 profile), so a replica that is sent every prefix keeps evicting them,
+ * while one that is sent a quarter of them keeps its share cached.
+ */
+export const MANY_PREFIXES_SHAPE = Object.assign({}, SHARED_PREFIX_SHAPE, {
+  prefixCount: 24,
+  prefixTokens: { min: 1500, max: 3000 } as TokenRange,
+  activeConversations: 64,
+});
+
 export interface MixComponent {
   kind: RequestKind;
   weight: number;
@@ -92,6 +104,8 @@ export const MIXES: Readonly<Record<string, Mix>> = {
   'shared-prefix': { name: 'shared-prefix', components: [{ kind: 'shared-prefix', weight: 1 }] },
   // The shared-prefix conversations with one system prompt taking about half of them.
   'hot-prefix': { name: 'hot-prefix', components: [{ kind: 'hot-prefix', weight: 1 }] },
+  // Conversations over more shared prompts than one replica's prefix cache holds.
+  'many-prefixes': { name: 'many-prefixes', components: [{ kind: 'many-prefixes', weight: 1 }] },
   // Mostly chat, with enough prefill-heavy and decode-heavy requests that replicas' loads diverge.
   mixed: {
     name: 'mixed',
@@ -187,6 +201,7 @@ export function createRequestGenerator(options: RequestGeneratorOptions): () => 
   const shapeRandom = createRandom(options.seed, 'shapes');
   const conversations = createConversations(options.seed, null);
   const hotConversations = createConversations(options.seed, SHARED_PREFIX_SHAPE.hotShare);
+  const manyConversations = createConversations(options.seed, null, MANY_PREFIXES_SHAPE, 'm');
   let index = 0;
 
   return () => {
@@ -197,8 +212,8 @@ export function createRequestGenerator(options: RequestGeneratorOptions): () => 
     let outputTokens: number;
     let sessionId: string | null = null;
     let prefixIndex: number | null = null;
-    if (kind === 'shared-prefix' || kind === 'hot-prefix') {
-      const turn = (kind === 'hot-prefix' ? hotConversations : conversations).nextTurn();
+    if (kind === 'shared-prefix' || kind === 'hot-prefix' || kind === 'many-prefixes') {
+      const turn = (kind === 'hot-prefix' ? hotConversations : kind === 'many-prefixes' ? manyConversations : conversations).nextTurn();
       messages = turn.messages;
       outputTokens = turn.outputTokens;
       sessionId = turn.sessionId;
@@ -246,11 +261,15 @@ interface Conversation {
  * The shared-prefix state: K system prompts and the open conversations that reuse them. With
  * `hotShare`, a new conversation opens on prefix 0 with that probability, else on one of the others.
  */
-function createConversations(seed: number, hotShare: number | null): { nextTurn(): ConversationTurn } {
-  const shape = SHARED_PREFIX_SHAPE;
+function createConversations(
+  seed: number,
+  hotShare: number | null,
+  shape: typeof SHARED_PREFIX_SHAPE = SHARED_PREFIX_SHAPE,
+  idPrefix: string = hotShare === null ? 's' : 'h',
+): { nextTurn(): ConversationTurn } {
   // Streams of their own: the prefixes of a seed do not depend on the mix or on the other kinds.
-  const prefixRandom = createRandom(seed, 'prefixes');
-  const turnRandom = createRandom(seed, hotShare === null ? 'conversations' : 'hot-conversations');
+  const prefixRandom = createRandom(seed, idPrefix === 'm' ? 'many-prefixes' : 'prefixes');
+  const turnRandom = createRandom(seed, idPrefix === 'm' ? 'many-conversations' : hotShare === null ? 'conversations' : 'hot-conversations');
   const prefixes: string[] = [];
   for (let k = 0; k < shape.prefixCount; k++) {
     prefixes.push(syntheticText(prefixRandom, drawTokens(prefixRandom, shape.prefixTokens), '[system prompt ' + k + '] '));
@@ -258,7 +277,7 @@ function createConversations(seed: number, hotShare: number | null): { nextTurn(
   let opened = 0;
   const open = (): Conversation => {
     const conversation = {
-      id: (hotShare === null ? 's' : 'h') + seed + '-c' + String(opened).padStart(4, '0'),
+      id: idPrefix + seed + '-c' + String(opened).padStart(4, '0'),
       prefixIndex:
         hotShare === null ? uniformInt(turnRandom, 0, shape.prefixCount - 1) : turnRandom.next() < hotShare ? 0 : uniformInt(turnRandom, 1, shape.prefixCount - 1),
       history: [],
