@@ -230,8 +230,13 @@ describe('consistent-hash', () => {
       hash_key: { source: 'body', name: 'user' },
       replicas: replicas(backends.list),
     });
-    const post = (user: string) =>
-      request(lb.nginx.url('/v1/chat/completions'), { body: JSON.stringify({ user, messages: [{ role: 'user', content: 'hi' }] }) });
+    // Each request's log phase runs before the next is sent (see settledOne): bounded load would
+    // otherwise see the previous one still in flight and may spill, correctly.
+    const post = async (user: string) => {
+      const reply = await request(lb.nginx.url('/v1/chat/completions'), { body: JSON.stringify({ user, messages: [{ role: 'user', content: 'hi' }] }) });
+      await drained(lb);
+      return reply;
+    };
     const users = ['ann', 'bob', 'cyd', 'dan', 'eve', 'fay'];
     const first: string[] = [];
     for (const user of users) first.push(servedBy(await post(user)));
@@ -266,6 +271,8 @@ describe('hybrid', () => {
     const url = lb.nginx.url('/v1/chat/completions?session=s-42');
     const home = servedBy(await request(url));
     expect(servedBy(await request(url))).toBe(home);
+    // Their log phases first: a count still at 1 would make the second held request spill.
+    await drained(lb);
     const homeBackend = backends.list.find((b) => b.name === home) as Backend;
     homeBackend.behave({ mode: 'hold' });
     const pending = [request(url), request(url)];
