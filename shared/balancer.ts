@@ -65,6 +65,11 @@ export interface Balancer {
    * replica-metrics.ts). Returns whether it held a usable load; when not, the last values age out.
    */
   onReplicaMetrics(replica: Replica | string, text: string): boolean;
+  /**
+   * Requests a body-reading strategy (least-tokens, prefix-affinity, llm) could not read as an
+   * OpenAI request (no body, not JSON, too large, no messages or prompt) and placed without it.
+   */
+  requestsWithoutLlmBody(): number;
 }
 
 /** The replicas given statically in the config, all reported healthy. */
@@ -111,6 +116,9 @@ function reportedOut(replica: Replica, keys: ReplicaKeys, store: Store, checkMar
   if (replica.health === 'unhealthy' || (checkMarks && activelyUnhealthy(store, keys))) return 'unhealthy';
   return null;
 }
+
+/** Requests a body-reading strategy placed without an OpenAI body. */
+const WITHOUT_LLM_BODY_KEY = 'c:no-llm-body';
 
 /** When this balancer state first picked (slow start tells a gateway start from a new replica by it). */
 const STATE_BORN_KEY = 'ss:born';
@@ -233,6 +241,8 @@ export function createBalancer(config: BalancerConfig, deps: BalancerDeps): Bala
     context.request = request;
     context.hashKey = strategy.reads.hashKey ? resolveHashKey(config.hash_key, request) : null;
     context.llm = readsLlm ? llmRequestOf(request.body) : null;
+    // Never an error: the strategy works on without it (default tokens, no prefix), and it is counted.
+    if (readsLlm && context.llm === null) store.incr(WITHOUT_LLM_BODY_KEY, 1, 0);
     context.requestTokens = strategy.reads.tokens ? tokensOf(config, context.llm) : 0;
     context.now = now;
     // With a half-open candidate, ask for one extra: it may lose its trial claim or be dropped as an alternate.
@@ -319,6 +329,7 @@ export function createBalancer(config: BalancerConfig, deps: BalancerDeps): Bala
     onStart: (replica, tokens) => recordStart(store, keysFor(replica), tokens === undefined ? 0 : tokens),
     onEnd: onEnd,
     status: status,
+    requestsWithoutLlmBody: () => readNumber(store, WITHOUT_LLM_BODY_KEY),
     onReplicaMetrics(replica: Replica | string, text: string): boolean {
       const load = parseReplicaMetrics(text);
       return recordReplicaLoad(store, keysFor(replica), load.running, load.waiting, load.kvUsage, deps.clock.now());

@@ -261,6 +261,8 @@ const ROWS: ReplicaStatus[] = [
 describe('status rendering', () => {
   it('JSON document: one row per replica with its upstream block', () => {
     const doc = statusDocument(ROWS, ['llm_balancer_0', 'llm_balancer_1'], 'least-connections', Date.UTC(2026, 0, 1, 12));
+    expect(doc).not.toHaveProperty('requests_without_llm_body');
+    expect(statusDocument(ROWS, [], 'llm', 0, 5).requests_without_llm_body).toBe(5);
     expect(doc).toEqual({
       strategy: 'least-connections',
       generated_at: '2026-01-01T12:00:00.000Z',
@@ -334,6 +336,8 @@ describe('status rendering', () => {
     }
     expect(text).not.toContain(`llm_balancer_replica_latency_ewma_ms{${b}}`);
     expect(text).not.toContain(`llm_balancer_replica_queue{${b}}`);
+    expect(text).not.toContain('requests_without_llm_body');
+    expect(prometheusText(ROWS, 7)).toContain('\nllm_balancer_requests_without_llm_body_total 7\n');
     // Exposition format: every sample line is `name{labels} number`, every family has HELP then TYPE.
     for (const line of lines) {
       if (line.startsWith('#')) expect(line).toMatch(/^# (HELP|TYPE) llm_balancer_replica_[a-z_]+ \S/);

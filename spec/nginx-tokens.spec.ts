@@ -139,6 +139,8 @@ describe('least-tokens', () => {
       tokens.push(row.tokens_in_flight);
     }
     expect(tokens).toEqual([512, 1024, 1536]);
+    // Counted, never refused: the status page says how many went without an OpenAI body.
+    expect((await readStatus(lb)).requests_without_llm_body).toBe(3);
     b0.release();
     const replies = await Promise.all(pending);
     expect(replies.map(servedBy)).toEqual(['b0', 'b0', 'b0']);

@@ -23,7 +23,7 @@
 // by the retry that follows it (at once, so a dead replica is ejected while the failover's stream
 // is still running), the last one by `outcome` in the log phase.
 
-import { createBalancer, replicasFromConfig } from '../../shared/balancer';
+import { createBalancer, readsBody as needsLlmBody, replicasFromConfig } from '../../shared/balancer';
 import type { Balancer } from '../../shared/balancer';
 import type { BalancerConfig } from '../../shared/config/types';
 import { noReplicaError } from '../../shared/errors';
@@ -306,6 +306,11 @@ function firstArg(value: string | string[] | undefined): string | undefined {
   return Array.isArray(value) ? value[0] : value;
 }
 
+/** The count of requests placed without an OpenAI body, for strategies that read it; else undefined (not shown). */
+function withoutLlmBody(ctx: Context): number | undefined {
+  return needsLlmBody(ctx.config) ? ctx.balancer.requestsWithoutLlmBody() : undefined;
+}
+
 function sendMetrics(r: NjsRequest, prometheus: boolean): void {
   try {
     const ctx = context();
@@ -313,7 +318,7 @@ function sendMetrics(r: NjsRequest, prometheus: boolean): void {
     r.headersOut['Cache-Control'] = 'no-store';
     const peers = ctx.peers;
     if (prometheus) {
-      let text = prometheusText(rows);
+      let text = prometheusText(rows, withoutLlmBody(ctx));
       if (peers !== null && peers.syncedAt !== null) {
         text +=
           '# HELP llm_balancer_peers_synced_timestamp_seconds When the replica list was last read from the NGINX Plus API.\n' +
@@ -323,7 +328,7 @@ function sendMetrics(r: NjsRequest, prometheus: boolean): void {
       r.headersOut['Content-Type'] = PROMETHEUS_CONTENT_TYPE;
       r.return(200, text);
     } else {
-      const doc = statusDocument(rows, ctx.upstreams, ctx.config.strategy, systemClock.now());
+      const doc = statusDocument(rows, ctx.upstreams, ctx.config.strategy, systemClock.now(), withoutLlmBody(ctx));
       if (peers !== null) {
         // Where the replicas come from: null synced_at means not read yet (routing on the static replicas).
         doc.peers = { source: 'nginx-plus-api', upstream: peers.upstream, synced_at: peers.syncedAt === null ? null : new Date(peers.syncedAt).toISOString() };

@@ -14,7 +14,7 @@ function iso(ms: number | null): string | null {
 }
 
 /** The JSON document of GET /llm-balancer/status. `upstreams[i]` is the nginx upstream block of rows[i]. */
-export function statusDocument(rows: ReplicaStatus[], upstreams: string[], strategy: string, nowMs: number): Record<string, unknown> {
+export function statusDocument(rows: ReplicaStatus[], upstreams: string[], strategy: string, nowMs: number, withoutLlmBody?: number): Record<string, unknown> {
   const replicas: Record<string, unknown>[] = [];
   for (let i = 0; i < rows.length; i++) {
     const row = rows[i];
@@ -38,7 +38,10 @@ export function statusDocument(rows: ReplicaStatus[], upstreams: string[], strat
       failures: row.failures,
     });
   }
-  return { strategy: strategy, generated_at: iso(nowMs), replicas: replicas };
+  const doc: Record<string, unknown> = { strategy: strategy, generated_at: iso(nowMs), replicas: replicas };
+  // Only for strategies that read the OpenAI body: requests placed without one (never refused).
+  if (withoutLlmBody !== undefined) doc.requests_without_llm_body = withoutLlmBody;
+  return doc;
 }
 
 /** A Prometheus label value: backslash, double quote and newline escaped. */
@@ -74,7 +77,7 @@ function metricTable(): Metric[] {
 }
 
 /** GET /llm-balancer/metrics: one family per metric, one sample per replica, plus a state info family. */
-export function prometheusText(rows: ReplicaStatus[]): string {
+export function prometheusText(rows: ReplicaStatus[], withoutLlmBody?: number): string {
   const lines: string[] = [];
   const labels: string[] = [];
   for (let i = 0; i < rows.length; i++) {
@@ -95,6 +98,11 @@ export function prometheusText(rows: ReplicaStatus[]): string {
   lines.push('# TYPE llm_balancer_replica_state gauge');
   for (let i = 0; i < rows.length; i++) {
     lines.push('llm_balancer_replica_state{' + labels[i] + ',state="' + rows[i].state + '"} 1');
+  }
+  if (withoutLlmBody !== undefined) {
+    lines.push('# HELP llm_balancer_requests_without_llm_body_total Requests a body-reading strategy placed without an OpenAI body (none, not JSON, too large, no messages or prompt).');
+    lines.push('# TYPE llm_balancer_requests_without_llm_body_total counter');
+    lines.push('llm_balancer_requests_without_llm_body_total ' + withoutLlmBody);
   }
   return lines.join('\n') + '\n';
 }

@@ -88,6 +88,16 @@ describe('least-tokens', () => {
     );
   });
 
+  it('counts the requests it placed without an OpenAI body (never refuses them); other strategies count none', () => {
+    const balancer = createBalancer(configOf({ strategy: 'least-tokens' }), { store: createMemoryStore(), clock: fakeClock(), random: seededRandom(1) });
+    const fleet = replicas([1, 1]);
+    for (const body of [undefined, 'text', { not: 'openai' }, chat('hi')]) expect(balancer.pick(fleet, { body }).ok).toBe(true);
+    expect(balancer.requestsWithoutLlmBody()).toBe(3);
+    const plain = createBalancer(configOf({ strategy: 'least-connections' }), { store: createMemoryStore(), clock: fakeClock(), random: seededRandom(1) });
+    plain.pick(fleet, { body: 'text' });
+    expect(plain.requestsWithoutLlmBody()).toBe(0);
+  });
+
   it('returns tokens 0 from strategies that do not count them, and onStart without tokens counts none', () => {
     const store = createMemoryStore();
     const balancer = createBalancer(configOf({ strategy: 'least-connections' }), { store, clock: fakeClock(), random: seededRandom(1) });

@@ -90,6 +90,8 @@ export interface StatusDocument {
   strategy: string;
   generated_at: string;
   replicas: StatusRow[];
+  /** Only for strategies that read the OpenAI body. */
+  requests_without_llm_body?: number;
 }
 
 export async function readStatus(b: Balancer): Promise<StatusDocument> {
