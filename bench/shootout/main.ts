@@ -24,6 +24,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { startBalancer } from '../lib/nginx-balancer';
 import type { Balancer } from '../lib/nginx-balancer';
+import { hashString } from '../../shared/hash';
 import { parseReplicaMetrics } from '../../shared/replica-metrics';
 import { startJsonChild } from '../lib/json-child';
 import { loadNginxEnv, REPO_ROOT } from '../lib/nginx-env';
@@ -83,6 +84,15 @@ export const ALL_ROWS = [
   'kong round-robin',
   'kong least-connections',
 ];
+
+/**
+ * Two njs gateways in front of the SAME replicas, each sent every other request of the trace:
+ * per-gateway in-flight counting (least-connections) against the replicas' own /metrics (llm).
+ * Not in the default full run (its 15-minute budget); `--rows "2 gateways: least-connections,2 gateways: llm"`.
+ */
+export const TWO_GATEWAY_ROWS = ['2 gateways: least-connections', '2 gateways: llm', '2 gateways: round-robin'];
+const TWO_GATEWAYS = '2 gateways: ';
+export const KNOWN_ROWS = ALL_ROWS.concat(TWO_GATEWAY_ROWS);
 
 const SETTINGS: Record<Mode, ModeSettings> = {
   // 20 s traces: 13 rows × 2 levels stay within 15 minutes on 2 cores.
@@ -150,13 +160,31 @@ export function balancerFile(strategy: string, addresses: string[]): Record<stri
 }
 
 interface Gateway {
-  url: string;
+  /** One base URL, or two for the two-gateway rows (the trace is split between them). */
+  urls: string[];
   /** Stops it; resolves with the errors its balancer reported (njs errors, plugin errors). */
   stop(): Promise<string[]>;
 }
 
-/** A row name names its gateway: `nginx <balancing>`, `kong <strategy>`, or an njs strategy. */
+/** A row name names its gateway: `nginx <balancing>`, `kong <strategy>`, `2 gateways: <strategy>`, or an njs strategy. */
 async function startGateway(row: string, addresses: string[]): Promise<Gateway> {
+  if (row.startsWith(TWO_GATEWAYS)) {
+    const strategy = row.slice(TWO_GATEWAYS.length);
+    const first = await startGateway(strategy, addresses);
+    let second: Gateway;
+    try {
+      second = await startGateway(strategy, addresses);
+    } catch (error) {
+      await first.stop();
+      throw error;
+    }
+    return {
+      urls: first.urls.concat(second.urls),
+      async stop() {
+        return (await first.stop()).concat(await second.stop());
+      },
+    };
+  }
   if (row.startsWith('nginx ')) {
     const port = await freePort();
     const prefix = createPrefix('shootout-native');
@@ -168,7 +196,7 @@ async function startGateway(row: string, addresses: string[]): Promise<Gateway> 
       throw error;
     }
     return {
-      url: `http://127.0.0.1:${port}`,
+      urls: [`http://127.0.0.1:${port}`],
       async stop() {
         await nginx.stop();
         prefix.remove();
@@ -185,7 +213,7 @@ async function startGateway(row: string, addresses: string[]): Promise<Gateway> 
       `the Kong gateway (${row})`,
     );
     return {
-      url: child.ready.url,
+      urls: [child.ready.url],
       async stop() {
         const lines = await child.stop();
         const summary = lines.find((line): line is { errors: string[] } => typeof line === 'object' && line !== null && Array.isArray((line as { errors?: unknown }).errors));
@@ -195,7 +223,7 @@ async function startGateway(row: string, addresses: string[]): Promise<Gateway> 
   }
   const balancer: Balancer = await startBalancer(balancerFile(row, addresses), `shootout-${row}`);
   return {
-    url: `http://127.0.0.1:${balancer.port}`,
+    urls: [`http://127.0.0.1:${balancer.port}`],
     async stop() {
       const errors = balancer.moduleErrors();
       await balancer.stop();
@@ -216,6 +244,19 @@ export function traceWithSessions(options: { seed: number; ratePerS: number; dur
 
 function scaledSlo(timeScale: number): Slo {
   return { ttftMs: SLO_AT_SCALE_1.ttftMs * timeScale, tpotMs: SLO_AT_SCALE_1.tpotMs * timeScale };
+}
+
+/**
+ * Replays the trace against one gateway, or splits it between several (request i to gateway
+ * i mod n, all started together, each at its own schedule time) and merges the records in trace order.
+ */
+async function executeSplit(trace: Trace, urls: string[], timeoutMs: number): Promise<{ records: RequestRecord[]; windowMs: number }> {
+  if (urls.length === 1) return executeTrace(trace, { baseUrl: urls[0], timeoutMs });
+  const parts = urls.map((_, part) => Object.assign({}, trace, { entries: trace.entries.filter((_, index) => index % urls.length === part) }));
+  const results = await Promise.all(parts.map((part, i) => executeTrace(part, { baseUrl: urls[i], timeoutMs })));
+  const records: RequestRecord[] = [];
+  for (let index = 0; index < trace.entries.length; index++) records.push(results[index % urls.length].records[Math.floor(index / urls.length)]);
+  return { records, windowMs: Math.max(...results.map((result) => result.windowMs)) };
 }
 
 /** Prefix-cache hits over the run, read from the replicas' own /metrics (tokens, vLLM's counters). */
@@ -309,7 +350,7 @@ async function calibrate(mode: Mode, timeScale: number, run: RunChoices, log: (l
   for (let attempt = 0; attempt < 3; attempt++) {
     const trace = traceWithSessions({ seed: run.seed + 1000, ratePerS: offered, durationS, mix: run.mix });
     const result = await withStack('nginx round robin', timeScale, run.seed, (gateway) =>
-      executeTrace(trace, { baseUrl: gateway.url, timeoutMs: durationS * 1000 + 2000 }),
+      executeSplit(trace, gateway.urls, durationS * 1000 + 2000),
     );
     capacity = steadyCompletionRate(result.records, from, to);
     completedInWindow = Math.round((capacity * (to - from)) / 1000);
@@ -374,8 +415,8 @@ export async function runShootout(options: ShootoutOptions): Promise<ShootoutRes
     const rows: Row[] = [];
     for (const name of run.rows) {
       const outcome = await withStack(name, timeScale, run.seed, async (gateway) => {
-        const result = await executeTrace(trace, { baseUrl: gateway.url, timeoutMs: ROW_TIMEOUT_MS });
-        return { report: buildReport(result.records, { windowMs: result.windowMs, slo, trace: traceInfo(trace), target: { baseUrl: gateway.url, path: null } }) };
+        const result = await executeSplit(trace, gateway.urls, ROW_TIMEOUT_MS);
+        return { report: buildReport(result.records, { windowMs: result.windowMs, slo, trace: traceInfo(trace), target: { baseUrl: gateway.urls.join(' + '), path: null } }) };
       });
       const report: Report = outcome.report;
       rows.push({ strategy: name, report, moduleErrors: outcome.moduleErrors.slice(0, 5), cache: outcome.cache });
@@ -434,7 +475,7 @@ const USAGE = `usage: npm run bench -- [--quick | --smoke] [--seed N] [--mix NAM
   --smoke        a seconds-long run of the whole pipeline (CI)
   --seed N       trace and emulator seed (default ${DEFAULT_SEED}); repeat runs with other seeds for confidence
   --mix NAME     request mix (default ${DEFAULT_MIX}): ${Object.keys(MIXES).join(', ')}
-  --rows LIST    comma-separated rows to run, in order: ${ALL_ROWS.join(', ')}
+  --rows LIST    comma-separated rows to run, in order: ${KNOWN_ROWS.join(', ')}
   --out DIR      where shootout.json/.svg/.md go (default: bench/results for a full run with the
                  defaults, which also updates BENCHMARKS.md; else bench/results/runs/<mode>-<mix>-seed<N>)`;
 
@@ -452,8 +493,8 @@ export function parseChoices(values: { seed?: string; mix?: string; rows?: strin
   }
   if (values.rows !== undefined) {
     const rows = values.rows.split(',').map((row) => row.trim()).filter((row) => row !== '');
-    const unknown = rows.filter((row) => !ALL_ROWS.includes(row));
-    if (unknown.length > 0) throw new Error(`--rows: unknown row${unknown.length > 1 ? 's' : ''} ${unknown.map((row) => `'${row}'`).join(', ')} (known: ${ALL_ROWS.join(', ')})`);
+    const unknown = rows.filter((row) => !KNOWN_ROWS.includes(row));
+    if (unknown.length > 0) throw new Error(`--rows: unknown row${unknown.length > 1 ? 's' : ''} ${unknown.map((row) => `'${row}'`).join(', ')} (known: ${KNOWN_ROWS.join(', ')})`);
     if (rows.length === 0) throw new Error('--rows: name at least one row');
     choices.rows = rows;
   }
@@ -489,7 +530,9 @@ export async function main(argv: string[]): Promise<void> {
   const mode: Mode = values.smoke ? 'smoke' : values.quick ? 'quick' : 'full';
   // Only a full run with the defaults is "the" result (bench/results, BENCHMARKS.md); others go beside it.
   const custom = mode !== 'full' || Object.keys(choices).length > 0;
-  const label = `${mode}-${choices.mix ?? DEFAULT_MIX}-seed${choices.seed ?? DEFAULT_SEED}${choices.rows ? '-' + choices.rows.length + 'rows' : ''}`;
+  // Rows by count and a hash of their names: two runs of different rows never share a directory.
+  const rowsLabel = choices.rows ? `-${choices.rows.length}rows-${hashString(choices.rows.join(',')).toString(16).padStart(8, '0').slice(0, 6)}` : '';
+  const label = `${mode}-${choices.mix ?? DEFAULT_MIX}-seed${choices.seed ?? DEFAULT_SEED}${rowsLabel}`;
   const outDir =
     values.out !== undefined ? path.resolve(values.out) : custom ? path.join(REPO_ROOT, 'bench', 'results', 'runs', label) : path.join(REPO_ROOT, 'bench', 'results');
   // BENCHMARKS.md shows the committed results: only a default run writing to the default place updates it.
