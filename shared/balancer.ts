@@ -70,6 +70,11 @@ export interface Balancer {
    * OpenAI request (no body, not JSON, too large, no messages or prompt) and placed without it.
    */
   requestsWithoutLlmBody(): number;
+  /**
+   * Releases part of what onStart counted before the attempt ends: the prompt's tokens once the
+   * first streamed byte shows its prefill is done (the Outcome then carries only the rest).
+   */
+  releaseTokens(replica: Replica | string, tokens: number): void;
 }
 
 /** The replicas given statically in the config, all reported healthy. */
@@ -263,7 +268,8 @@ export function createBalancer(config: BalancerConfig, deps: BalancerDeps): Bala
       return { ok: false, reason: 'no-healthy-replica', message: 'the only available replica is already serving its recovery trial' };
     }
     if (strategy.afterPick !== undefined) strategy.afterPick(ordered[0], context);
-    return { ok: true, replicas: chosen, tokens: context.requestTokens };
+    const promptTokens = context.requestTokens > 0 && context.llm !== null ? context.llm.promptTokens : 0;
+    return { ok: true, replicas: chosen, tokens: context.requestTokens, promptTokens: promptTokens };
   }
 
   /** A replica's Store keys: the ones the adapter precomputed, or built from the id. */
@@ -330,6 +336,10 @@ export function createBalancer(config: BalancerConfig, deps: BalancerDeps): Bala
     onEnd: onEnd,
     status: status,
     requestsWithoutLlmBody: () => readNumber(store, WITHOUT_LLM_BODY_KEY),
+    releaseTokens(replica: Replica | string, tokens: number): void {
+      const keys = keysFor(replica);
+      if (tokens > 0 && store.incr(keys.tokens, -tokens, 0) < 0) store.set(keys.tokens, 0);
+    },
     onReplicaMetrics(replica: Replica | string, text: string): boolean {
       const load = parseReplicaMetrics(text);
       return recordReplicaLoad(store, keysFor(replica), load.running, load.waiting, load.kvUsage, deps.clock.now());

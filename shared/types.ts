@@ -88,7 +88,13 @@ export type PickResult =
    * `tokens`: the request's estimated tokens when the strategy counts them (else 0). The adapter
    * hands the same number to onStart and, in the Outcome, to onEnd of every attempt.
    */
-  | { ok: true; replicas: Replica[]; tokens: number }
+  | {
+      ok: true;
+      replicas: Replica[];
+      tokens: number;
+      /** The prompt's part of `tokens` (0 when unknown): an adapter that sees the first streamed byte may release it then (releaseTokens). */
+      promptTokens: number;
+    }
   | { ok: false; reason: NoReplicaReason; message: string };
 
 export type ErrorKind = 'connect-error' | 'timeout' | 'aborted';

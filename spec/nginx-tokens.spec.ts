@@ -151,7 +151,7 @@ describe('least-tokens', () => {
     await tokensDrained(lb);
   });
 
-  it('streams SSE through the body-reading location', async () => {
+  it('streams SSE through the body-reading location, and releases the prompt tokens at the first byte', async () => {
     const b0 = backends.list[0];
     b0.behave({ mode: 'sse', chunks: 3, chunkDelayMs: 1, pauseAfterChunks: 1 });
     const lb = await balancer({ strategy: 'least-tokens', replicas: replicas([b0]) });
@@ -163,7 +163,9 @@ describe('least-tokens', () => {
     await waitFor('the first SSE event before the backend sends the rest', () => s.received().includes('"chunk":0'));
     expect(s.received()).not.toContain('"chunk":1');
     expect(s.status()).toBe(200);
-    expect(await load(lb)).toEqual(['58/1']);
+    // The first streamed byte means the prompt's prefill is done: its 8 tokens stop counting,
+    // the 50 of output count until the end.
+    expect(await load(lb)).toEqual(['50/1']);
     b0.release();
     const all = await s.done;
     expect(all).toContain('"chunk":2');

@@ -140,7 +140,10 @@ function begin(r: NjsRequest, ctx: Context, result: PickResult): string {
   r.variables[NAMES.planVar] = joinIds(plan);
   r.variables[NAMES.triedVar] = joinIds([first]);
   // Token-counting strategies: every attempt counts the request's tokens until its end.
-  if (result.tokens > 0) r.variables[NAMES.tokensVar] = String(result.tokens);
+  if (result.tokens > 0) {
+    r.variables[NAMES.tokensVar] = String(result.tokens);
+    r.variables[NAMES.promptTokensVar] = String(result.promptTokens);
+  }
   // The replica object carries its preloaded Store keys: njs would rebuild them otherwise.
   ctx.balancer.onStart(result.replicas[0], result.tokens);
   return ctx.upstreams[ctx.indexOf[first]];
@@ -175,19 +178,49 @@ function firstByteMs(r: NjsRequest): number | null {
   return isNaN(ms) || ms < 0 ? null : ms;
 }
 
+// Whether this request's first response body byte went by (module state lives as long as the request's VM).
+let firstByteSeen = false;
+
 /**
- * js_body_filter of the proxy locations (latency_metric ttft): notes when the first non-empty
- * chunk passes, and passes every chunk on unchanged.
+ * js_body_filter of the proxy locations (latency_metric ttft, token-counting strategies): at the
+ * first non-empty chunk notes the time and releases the prompt's tokens; passes every chunk on unchanged.
  */
 export function firstByte(r: NjsRequest, data: { length: number }, flags: { last?: boolean }): void {
-  if (data.length > 0 && !r.variables[NAMES.firstByteVar]) {
+  // A request's handlers share its VM: after the first chunk, the rest pass with no work at all.
+  if (!firstByteSeen && data.length > 0) {
+    firstByteSeen = true;
     try {
-      r.variables[NAMES.firstByteVar] = String(systemClock.now());
+      const ctx = context();
+      if (ctx.config.response_time.latency_metric === 'ttft') r.variables[NAMES.firstByteVar] = String(systemClock.now());
+      releasePrompt(r);
     } catch (e) {
-      // The variable is not declared (a config from an older generator): no timing, nothing lost.
+      r.error('llm-balancer: the first-byte filter failed: ' + describeError(e));
     }
   }
   r.sendBuffer(data, flags);
+}
+
+/**
+ * The first streamed byte means the replica finished the prompt's prefill: its tokens stop
+ * counting now, the output's at the end (the attempt's Outcome carries only those). Once per request.
+ */
+function releasePrompt(r: NjsRequest): void {
+  const text = r.variables[NAMES.promptTokensVar];
+  if (text === undefined || text === '') return;
+  const prompt = Number(text);
+  if (!(prompt > 0)) return;
+  try {
+    const tried = parseIds(r.variables[NAMES.triedVar]);
+    if (tried.length === 0) return;
+    const ctx = context();
+    const id = tried[tried.length - 1];
+    const i = ctx.indexOf[id];
+    r.variables[NAMES.promptTokensVar] = '0';
+    r.variables[NAMES.tokensVar] = String(requestTokens(r) - prompt);
+    ctx.balancer.releaseTokens(i === undefined ? id : ctx.replicas[i], prompt);
+  } catch (e) {
+    r.error('llm-balancer: releasing the prompt tokens failed: ' + describeError(e));
+  }
 }
 
 /** The tokens `begin` counted for this request (0 when the strategy counts none). */

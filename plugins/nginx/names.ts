@@ -26,6 +26,8 @@ export const NAMES = {
   errorVar: 'llm_balancer_error',
   /** js_var (token-counting strategies only): the request's estimated tokens, counted at each attempt's start and released at its end. */
   tokensVar: 'llm_balancer_tokens',
+  /** js_var (token-counting strategies only): the prompt's part of $tokensVar, released at the first streamed byte. */
+  promptTokensVar: 'llm_balancer_prompt_tokens',
   /** js_var (response_time.latency_metric ttft only): when the first response body byte went to the client (ms since the epoch). */
   firstByteVar: 'llm_balancer_first_byte',
   /** js_var: the upstream block chosen by `route` (body-keyed mode), read by the proxy location. */

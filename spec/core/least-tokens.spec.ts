@@ -73,6 +73,22 @@ describe('least-tokens', () => {
     expect(balancer.status(fleet).map((row) => row.tokens)).toEqual([0, 0]);
   });
 
+  it("names the prompt's part of the tokens, which releaseTokens lets go before the end (first streamed byte)", () => {
+    const balancer = createBalancer(configOf({ strategy: 'least-tokens' }), { store: createMemoryStore(), clock: fakeClock(), random: seededRandom(1) });
+    const fleet = replicas([1]);
+    const result = balancer.pick(fleet, { body: chat('x'.repeat(400), { max_tokens: 50 }) });
+    if (!result.ok) throw new Error(result.message);
+    expect([result.tokens, result.promptTokens]).toEqual([154, 104]);
+    balancer.onStart(fleet[0], result.tokens);
+    balancer.releaseTokens(fleet[0], result.promptTokens);
+    expect(balancer.status(fleet)[0].tokens).toBe(50);
+    balancer.onEnd(fleet, fleet[0], { status: 200, latencyMs: 1, tokens: result.tokens - result.promptTokens });
+    expect(balancer.status(fleet)[0].tokens).toBe(0);
+    // Without a readable body there is no prompt part to release early.
+    const blind = balancer.pick(fleet, { body: 'not json' });
+    expect(blind.ok && [blind.tokens, blind.promptTokens]).toEqual([512, 0]);
+  });
+
   it('never shows negative tokens, whatever the order of starts and ends (lost races, zone resets)', () => {
     fc.assert(
       fc.property(fc.array(fc.tuple(fc.boolean(), fc.nat(3), fc.integer({ min: 1, max: 5000 })), { maxLength: 100 }), (ops) => {

@@ -76,6 +76,11 @@ function measuresFirstByte(config: RenderInput['config']): boolean {
   return config.response_time.latency_metric === 'ttft';
 }
 
+/** Whether the proxy locations filter the response body: to time its first byte, or to release the prompt's tokens then. */
+function filtersBody(config: RenderInput['config']): boolean {
+  return measuresFirstByte(config) || readsTokens(config);
+}
+
 function proxyBlock(lines: string[], indent: string, target: string, attempt: number, input: RenderInput): void {
   const retries = input.config.retries;
   lines.push(indent + 'proxy_pass http://$' + target + ';');
@@ -86,7 +91,7 @@ function proxyBlock(lines: string[], indent: string, target: string, attempt: nu
   lines.push(indent + 'proxy_read_timeout ' + milliseconds(input.nginx.read_timeout_s) + ';');
   // Failover is ours: nginx must not retry within the one-server group.
   lines.push(indent + 'proxy_next_upstream off;');
-  if (measuresFirstByte(input.config)) {
+  if (filtersBody(input.config)) {
     // Time to first token: $upstream_header_time is ~0 for SSE (servers send headers at once), so
     // a body filter notes when the first body byte passes (one njs call per chunk: only when asked).
     lines.push(indent + 'js_body_filter ' + NAMES.module + '.firstByte buffer_type=buffer;');
@@ -136,6 +141,7 @@ function httpBody(input: RenderInput): string[] {
   lines.push('  js_var $' + NAMES.errorVar + ';');
   lines.push('  js_var $' + NAMES.targetVar + ';');
   if (readsTokens(config)) lines.push('  js_var $' + NAMES.tokensVar + ';');
+  if (readsTokens(config)) lines.push('  js_var $' + NAMES.promptTokensVar + ';');
   if (measuresFirstByte(config)) lines.push('  js_var $' + NAMES.firstByteVar + ';');
   // Referenced only here, the outcome variable is evaluated in the LOG phase, after the response:
   // it sees every attempt's $upstream_status and timings, client aborts (499) included.
