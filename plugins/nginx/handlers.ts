@@ -36,7 +36,7 @@ import type { ResponseVariables } from './outcome';
 import { linkPeers, readPeers } from './peers';
 import { joinIds, nextInPlan, parseIds } from './plan';
 import { DEFAULT_CONSUMER_VARIABLE, parseBody, requestViewOf } from './request-view';
-import { preloadedObject, stateDict, systemClock, systemRandom } from './runtime';
+import { describeError, preloadedObject, stateDict, systemClock, systemRandom } from './runtime';
 import type { NjsRequest } from './runtime';
 import { createSharedDictStore } from './shared-dict-store';
 import { PROMETHEUS_CONTENT_TYPE, prometheusText, statusDocument } from './status';
@@ -112,10 +112,6 @@ export function context(): Context {
   return current;
 }
 
-function describeError(e: unknown): string {
-  if (e !== null && typeof e === 'object' && 'message' in e) return String((e as { message: unknown }).message);
-  return String(e);
-}
 
 /** Logs an internal failure and leaves a 503 body in $llm_balancer_error; returns '' (no upstream). */
 function failed(r: NjsRequest, what: string, e: unknown): string {

@@ -25,7 +25,7 @@ import { readsReplicaLoad } from '../../shared/balancer';
 import type { Replica, Store } from '../../shared/types';
 import { context } from './handlers';
 import type { Context } from './handlers';
-import { host } from './runtime';
+import { describeError, fetchText, host } from './runtime';
 
 /** 1 while a replica's /metrics answers with load, 0 once it stopped; absent before the first scrape. */
 const STATE_PREFIX = 'm:ok:';
@@ -43,31 +43,7 @@ export function scrapeTimeoutMs(timeoutS: number, intervalS: number): number {
   return Math.max(1, Math.floor(Math.min(timeoutS * 1000, belowBeat)));
 }
 
-function describeError(e: unknown): string {
-  if (e !== null && typeof e === 'object' && 'message' in e) return String((e as { message: unknown }).message);
-  return String(e);
-}
 
-/** GET url → its text on a 200, or a sentence saying why not. Never rejects; gives up after timeoutMs. */
-async function fetchText(url: string, timeoutMs: number): Promise<{ text: string } | string> {
-  let timer: ReturnType<typeof setTimeout> | null = null;
-  const expired = new Promise<null>((resolve) => {
-    timer = setTimeout(() => resolve(null), timeoutMs);
-  });
-  try {
-    const reply = await Promise.race([host().fetch(url, { method: 'GET' }), expired]);
-    if (reply === null) return 'gave no answer within ' + timeoutMs + ' ms';
-    if (reply.status !== 200) return 'answered HTTP ' + reply.status;
-    const text = await Promise.race([reply.text(), expired]);
-    if (text === null) return 'gave no complete answer within ' + timeoutMs + ' ms';
-    return { text: text };
-  } catch (e) {
-    // e.g. "connect failed" (nothing listening), or a body above js_fetch_max_response_buffer_size.
-    return 'could not be read (' + describeError(e) + ')';
-  } finally {
-    if (timer !== null) clearTimeout(timer);
-  }
-}
 
 /** Keeps the replica's scrape state; logs only when it changes (problem null: the scrape worked). */
 function noteState(store: Store, replica: Replica, url: string, problem: string | null, staleAfterS: number): void {

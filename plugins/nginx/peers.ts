@@ -22,7 +22,7 @@ import type { Replica, ReportedHealth } from '../../shared/types';
 import type { PlusApiOptions, PreloadedConfig } from './names';
 import { replicasFromPlusPeers } from './plus-api';
 import type { PlusReplica } from './plus-api';
-import { host, peersDict, preloadedObject, systemClock } from './runtime';
+import { describeError, fetchText, host, peersDict, preloadedObject, systemClock } from './runtime';
 
 export const PEERS_KEY = 'peers';
 export const SYNCED_AT_KEY = 'synced_at';
@@ -113,32 +113,16 @@ export function uniqueReplicas(replicas: PlusReplica[]): PlusReplica[] {
   return out;
 }
 
-function describeError(e: unknown): string {
-  if (e !== null && typeof e === 'object' && 'message' in e) return String((e as { message: unknown }).message);
-  return String(e);
-}
+
 
 /** GET url → the parsed JSON, or a sentence saying why not. Never rejects; gives up after timeoutMs. */
 async function fetchDocument(url: string, timeoutMs: number): Promise<{ document: unknown } | string> {
-  let timer: ReturnType<typeof setTimeout> | null = null;
-  const expired = new Promise<null>((resolve) => {
-    timer = setTimeout(() => resolve(null), timeoutMs);
-  });
+  const got = await fetchText(url, timeoutMs);
+  if (typeof got === 'string') return got;
   try {
-    const reply = await Promise.race([host().fetch(url, { method: 'GET' }), expired]);
-    if (reply === null) return 'gave no answer within ' + timeoutMs + ' ms';
-    if (reply.status !== 200) return 'answered HTTP ' + reply.status;
-    const text = await Promise.race([reply.text(), expired]);
-    if (text === null) return 'gave no complete answer within ' + timeoutMs + ' ms';
-    try {
-      return { document: JSON.parse(text) };
-    } catch (e) {
-      return 'answered with a body that is not JSON (' + describeError(e) + ')';
-    }
+    return { document: JSON.parse(got.text) };
   } catch (e) {
-    return 'could not be read (' + describeError(e) + ')';
-  } finally {
-    if (timer !== null) clearTimeout(timer);
+    return 'answered with a body that is not JSON (' + describeError(e) + ')';
   }
 }
 

@@ -132,3 +132,30 @@ export function peersDict(): StringDict {
 export function preloadedObject(): unknown {
   return (globalThis as unknown as Record<string, unknown>)[NAMES.configObject];
 }
+
+/** An exception's message (njs errors, strings, anything thrown). */
+export function describeError(e: unknown): string {
+  if (e !== null && typeof e === 'object' && 'message' in e) return String((e as { message: unknown }).message);
+  return String(e);
+}
+
+/** GET url → its text on a 200, or a sentence saying why not. Never rejects; gives up after timeoutMs. */
+export async function fetchText(url: string, timeoutMs: number): Promise<{ text: string } | string> {
+  let timer: ReturnType<typeof setTimeout> | null = null;
+  const expired = new Promise<null>((resolve) => {
+    timer = setTimeout(() => resolve(null), timeoutMs);
+  });
+  try {
+    const reply = await Promise.race([host().fetch(url, { method: 'GET' }), expired]);
+    if (reply === null) return 'gave no answer within ' + timeoutMs + ' ms';
+    if (reply.status !== 200) return 'answered HTTP ' + reply.status;
+    const text = await Promise.race([reply.text(), expired]);
+    if (text === null) return 'gave no complete answer within ' + timeoutMs + ' ms';
+    return { text: text };
+  } catch (e) {
+    // e.g. "connect failed" (nothing listening), or a body above js_fetch_max_response_buffer_size.
+    return 'could not be read (' + describeError(e) + ')';
+  } finally {
+    if (timer !== null) clearTimeout(timer);
+  }
+}
