@@ -24,6 +24,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { startBalancer } from '../lib/nginx-balancer';
 import type { Balancer } from '../lib/nginx-balancer';
+import { STRATEGIES } from '../../shared/config/schema';
 import { hashString } from '../../shared/hash';
 import { parseReplicaMetrics } from '../../shared/replica-metrics';
 import { startJsonChild } from '../lib/json-child';
@@ -69,21 +70,11 @@ interface ModeSettings {
   rows: string[];
 }
 
-export const ALL_ROWS = [
-  'nginx round robin',
-  'nginx least_conn',
-  'round-robin',
-  'weighted-round-robin',
-  'least-connections',
-  'least-tokens',
-  'prefix-affinity',
-  'llm',
-  'response-time',
-  'consistent-hash',
-  'hybrid',
-  'kong round-robin',
-  'kong least-connections',
-];
+export const ALL_ROWS = (['nginx round robin', 'nginx least_conn'] as string[]).concat(
+  // Every core strategy in the njs module, in the schema's order (a new strategy gets a row).
+  STRATEGIES,
+  ['kong round-robin', 'kong least-connections'],
+);
 
 /**
  * Two njs gateways in front of the SAME replicas, each sent every other request of the trace:
