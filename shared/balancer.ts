@@ -37,6 +37,8 @@ export interface ReplicaStatus {
   inFlight: number;
   ewmaMs: number | null;
   ttftMs: number | null;
+  /** Time per output token estimate (absent before the first sample). */
+  tpotMs: number | null;
   /** Estimated tokens in flight (counted only by strategies that read tokens). */
   tokens: number;
   /** running + waiting from the replica's /metrics (null: not scraped, or stale). */
@@ -136,8 +138,8 @@ export function createBalancer(config: BalancerConfig, deps: BalancerDeps): Bala
   const readsLlm = strategy.reads.body || strategy.reads.tokens;
   const halfLifeMs = config.response_time.half_life_s * 1000;
   const loadFreshMs = config.replica_metrics.stale_after_s * 1000;
-  // response_time.latency_metric ttft: latency-reading strategies see the time-to-first-byte estimate.
-  const ttftMetric = config.response_time.latency_metric === 'ttft';
+  // response_time.latency_metric: the estimate latency-reading strategies see (whole response, first byte, per output token).
+  const latencyMetric = config.response_time.latency_metric;
   const passive = config.passive_health;
   const wanted = 1 + config.retries;
   const slowStart: SlowStartConfig | null =
@@ -203,7 +205,7 @@ export function createBalancer(config: BalancerConfig, deps: BalancerDeps): Bala
         continue;
       }
       if (state === 'half-open' && trialInProgress(store, keys, now, passive)) continue;
-      views.push(buildView(store, replica, keys, strategy.reads, now, halfLifeMs, state === 'half-open', slowStart === null ? undefined : rampOf(keys, now), loadFreshMs, ttftMetric));
+      views.push(buildView(store, replica, keys, strategy.reads, now, halfLifeMs, state === 'half-open', slowStart === null ? undefined : rampOf(keys, now), loadFreshMs, latencyMetric));
     }
     return views;
   }
@@ -213,7 +215,7 @@ export function createBalancer(config: BalancerConfig, deps: BalancerDeps): Bala
     for (let i = 0; i < replicas.length; i++) {
       const replica = replicas[i];
       const keys = replica.keys !== undefined ? replica.keys : keysOf(replica.id);
-      if (replica.weight > 0) views.push(buildView(store, replica, keys, strategy.reads, now, halfLifeMs, false, undefined, loadFreshMs, ttftMetric));
+      if (replica.weight > 0) views.push(buildView(store, replica, keys, strategy.reads, now, halfLifeMs, false, undefined, loadFreshMs, latencyMetric));
     }
     return views;
   }
@@ -288,7 +290,8 @@ export function createBalancer(config: BalancerConfig, deps: BalancerDeps): Bala
     // "latency" is the connect timeout, and a client abort measures the client.
     if (outcome.status > 0 && !outcome.error && outcome.latencyMs >= 0) {
       const ttft = outcome.ttftMs === undefined || outcome.ttftMs === null ? null : outcome.ttftMs;
-      recordLatency(store, keys, outcome.latencyMs, ttft, now, halfLifeMs, config.response_time.peak_sensitive);
+      const tpot = outcome.tpotMs === undefined || outcome.tpotMs === null ? null : outcome.tpotMs;
+      recordLatency(store, keys, outcome.latencyMs, ttft, tpot, now, halfLifeMs, config.response_time.peak_sensitive);
     }
     recordVerdict(store, replicas, replicaId, keys, verdict, now, passive);
   }
@@ -305,6 +308,7 @@ export function createBalancer(config: BalancerConfig, deps: BalancerDeps): Bala
       const out = reportedOut(replica, keys, store, true);
       const passiveNow = passiveState(store, keys, now);
       const ttft = store.get(keys.ttft);
+      const tpot = store.get(keys.tpot);
       const inFlight = readNumber(store, keys.inFlight);
       const tokens = readNumber(store, keys.tokens);
       const load = buildView(store, replica, keys, loadReads, now, halfLifeMs, false, undefined, loadFreshMs);
@@ -318,6 +322,7 @@ export function createBalancer(config: BalancerConfig, deps: BalancerDeps): Bala
         inFlight: inFlight > 0 ? inFlight : 0,
         ewmaMs: readLatency(store, keys, now, halfLifeMs),
         ttftMs: ttft === undefined ? null : ttft,
+        tpotMs: tpot === undefined ? null : tpot,
         tokens: tokens > 0 ? tokens : 0,
         queue: load.queue,
         kvUsage: load.kvUsage,

@@ -16,6 +16,9 @@ export interface ReplicaKeys {
   ewmaAt: string;
   ttft: string;
   ttftAt: string;
+  /** Time per output token (streamed responses whose body the gateway sees). */
+  tpot: string;
+  tpotAt: string;
   consecutiveFailures: string;
   ejections: string;
   ejectedUntil: string;
@@ -48,6 +51,8 @@ export function buildKeys(id: string): ReplicaKeys {
     ewmaAt: p + 'ea',
     ttft: p + 'tt',
     ttftAt: p + 'ta',
+    tpot: p + 'tp',
+    tpotAt: p + 'tq',
     consecutiveFailures: p + 'cf',
     ejections: p + 'ej',
     ejectedUntil: p + 'eu',
@@ -93,6 +98,22 @@ export function readTtft(store: Store, keys: ReplicaKeys, now: number, halfLifeM
   return readEwma(ttft, readNumber(store, keys.ttftAt), now, halfLifeMs);
 }
 
+/** The time-per-output-token estimate at `now`, or null before the first TPOT sample. */
+export function readTpot(store: Store, keys: ReplicaKeys, now: number, halfLifeMs: number): number | null {
+  const tpot = store.get(keys.tpot);
+  if (tpot === undefined) return null;
+  return readEwma(tpot, readNumber(store, keys.tpotAt), now, halfLifeMs);
+}
+
+/** What response_time.latency_metric names: the estimate latency-reading strategies see. */
+export type LatencyMetric = 'e2e' | 'ttft' | 'tpot';
+
+function readMetric(store: Store, keys: ReplicaKeys, now: number, halfLifeMs: number, metric: LatencyMetric | undefined): number | null {
+  if (metric === 'ttft') return readTtft(store, keys, now, halfLifeMs);
+  if (metric === 'tpot') return readTpot(store, keys, now, halfLifeMs);
+  return readEwma(readNumber(store, keys.ewma), readNumber(store, keys.ewmaAt), now, halfLifeMs);
+}
+
 /**
  * The view of one replica. Only the metrics the strategy declared are read (the rest stay 0 /
  * null): a round-robin pick should not pay for latency reads it never looks at.
@@ -107,7 +128,7 @@ export function buildView(
   halfOpen: boolean,
   weightFactor?: number,
   loadFreshMs?: number,
-  ttftMetric?: boolean,
+  latencyMetric?: LatencyMetric,
 ): ReplicaView {
   const inFlight = reads.inFlight ? readNumber(store, keys.inFlight) : 0;
   let queue: number | null = null;
@@ -142,7 +163,7 @@ export function buildView(
     weight: weightFactor === undefined ? replica.weight : replica.weight * weightFactor,
     // In-flight counts are decremented by a log handler; never let a lost race show a negative load.
     inFlight: inFlight > 0 ? inFlight : 0,
-    ewmaMs: samples > 0 ? (ttftMetric === true ? readTtft(store, keys, now, halfLifeMs) : readEwma(readNumber(store, keys.ewma), readNumber(store, keys.ewmaAt), now, halfLifeMs)) : null,
+    ewmaMs: samples > 0 ? readMetric(store, keys, now, halfLifeMs, latencyMetric) : null,
     samples: samples,
     tokens: tokens > 0 ? tokens : 0,
     queue: queue,
@@ -184,12 +205,13 @@ export function recordEnd(store: Store, keys: ReplicaKeys, tokens: number): void
   if (tokens > 0 && store.incr(keys.tokens, -tokens, 0) < 0) store.set(keys.tokens, 0);
 }
 
-/** Folds one latency sample (and time to first byte, when known) into the replica's estimates. */
+/** Folds one latency sample (and time to first byte / per output token, when known) into the replica's estimates. */
 export function recordLatency(
   store: Store,
   keys: ReplicaKeys,
   latencyMs: number,
   ttftMs: number | null,
+  tpotMs: number | null,
   now: number,
   halfLifeMs: number,
   peakSensitive: boolean,
@@ -202,6 +224,11 @@ export function recordLatency(
     const ttft = updateEwma(previousTtft === undefined ? null : previousTtft, readNumber(store, keys.ttftAt), ttftMs, now, halfLifeMs, peakSensitive);
     store.set(keys.ttft, ttft);
     store.set(keys.ttftAt, now);
+  }
+  if (tpotMs !== null) {
+    const previousTpot = store.get(keys.tpot);
+    store.set(keys.tpot, updateEwma(previousTpot === undefined ? null : previousTpot, readNumber(store, keys.tpotAt), tpotMs, now, halfLifeMs, peakSensitive));
+    store.set(keys.tpotAt, now);
   }
   store.incr(keys.samples, 1, 0);
 }

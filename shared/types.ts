@@ -107,6 +107,8 @@ export interface Outcome {
   latencyMs: number;
   /** Time to first response byte in ms, when the gateway reports it. */
   ttftMs?: number | null;
+  /** Time per output token in ms (output-tokens.ts), when the gateway saw the response's tokens. */
+  tpotMs?: number | null;
   /** Set when the attempt failed below HTTP. 'aborted' = the client went away (not the replica's fault). */
   error?: ErrorKind | null;
   /** The tokens onStart counted for this attempt (PickResult.tokens), released now. */

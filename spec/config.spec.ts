@@ -122,7 +122,7 @@ describe('validate: each invalid field yields exactly its own error', () => {
     ['min_match above 1', { prefix_affinity: { min_match: 1.5 } }, 'prefix_affinity.min_match', 'must be a number between 0 and 1, got 1.5'],
     ['balance_abs negative', { prefix_affinity: { balance_abs: -1 } }, 'prefix_affinity.balance_abs', 'must be a number between 0 and 100000, got -1'],
     ['balance_rel below 1', { prefix_affinity: { balance_rel: 0.5 } }, 'prefix_affinity.balance_rel', 'must be a number between 1 and 1000, got 0.5'],
-    ['latency_metric unknown', { response_time: { latency_metric: 'tpot' } }, 'response_time.latency_metric', 'must be one of e2e, ttft, got "tpot"'],
+    ['latency_metric unknown', { response_time: { latency_metric: 'itl' } }, 'response_time.latency_metric', 'must be one of e2e, ttft, tpot, got "itl"'],
     ['slow_start window negative', { slow_start: { window_s: -1 } }, 'slow_start.window_s', 'must be a number between 0 and 3600, got -1'],
     ['slow_start aggression 0', { slow_start: { aggression: 0 } }, 'slow_start.aggression', 'must be a number between 0.1 and 10, got 0'],
     ['slow_start min_weight_percent 0', { slow_start: { min_weight_percent: 0 } }, 'slow_start.min_weight_percent', 'must be a number between 1 and 100, got 0'],
@@ -191,6 +191,9 @@ describe('validate: each invalid field yields exactly its own error', () => {
     ['active_health not a record', { active_health: true }, 'active_health', 'must be a record (an object of named fields), got boolean true'],
     ['active enabled not boolean', { active_health: { enabled: 'yes' } }, 'active_health.enabled', 'must be a boolean, got string "yes"'],
     ['active path empty', { active_health: { path: '' } }, 'active_health.path', 'must be a non-empty string, got ""'],
+    ['active path without its slash', { active_health: { path: 'health' } }, 'active_health.path', 'must be a URL path starting with / and without spaces or control characters, such as /metrics, got "health"'],
+    ['metrics path with a space', { replica_metrics: { path: '/my metrics' } }, 'replica_metrics.path', 'must be a URL path starting with / and without spaces or control characters, such as /metrics, got "/my metrics"'],
+    ['metrics path as a full URL', { replica_metrics: { path: 'http://x/metrics' } }, 'replica_metrics.path', 'must be a URL path starting with / and without spaces or control characters, such as /metrics, got "http://x/metrics"'],
     ['active interval zero', { active_health: { interval_s: 0 } }, 'active_health.interval_s', 'must be a number between 1 and 3600, got 0'],
     ['active timeout tiny', { active_health: { timeout_s: 0.01 } }, 'active_health.timeout_s', 'must be a number between 0.1 and 60, got 0.01'],
     ['active healthy threshold 0', { active_health: { healthy_threshold: 0 } }, 'active_health.healthy_threshold', 'must be an integer between 1 and 100, got 0'],
@@ -713,13 +716,18 @@ describe('kongSchema', () => {
     expect(field.description).toBe(spec.description);
     expect(field.default).toEqual(spec.default);
     expect(field.required).toBe(spec.required);
-    expect(field.one_of).toEqual(spec.one_of);
+    // Values a Kong JS plugin cannot serve are left out of Kong's list (Kong refuses them itself).
+    expect(field.one_of).toEqual(spec.one_of?.filter((value) => !(spec.kong_excluded ?? []).includes(String(value))));
     expect(field.len_min).toBe(spec.len_min);
     expect(field.len_max).toBe(spec.len_max);
     if (!spec.also_allowed) expect(field.between).toEqual(spec.between);
     if (spec.elements) expect(field.elements?.one_of).toEqual(spec.elements.one_of);
     // Only attributes Kong's metaschema knows.
-    expect(Object.keys(field).filter((k) => ['also_allowed', 'hint', 'format'].includes(k))).toEqual([]);
+    expect(Object.keys(field).filter((k) => ['also_allowed', 'hint', 'format', 'kong_excluded'].includes(k))).toEqual([]);
+  });
+
+  it('leaves tpot out of latency_metric: Kong refuses what its JS plugins cannot measure', () => {
+    expect(kongByPath(kong, 'response_time.latency_metric')?.one_of).toEqual(['e2e', 'ttft']);
   });
 
   it('widens between over sentinels and excludes the integer gap', () => {

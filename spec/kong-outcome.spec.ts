@@ -83,6 +83,7 @@ describe('loadPluginConfig', () => {
     ['an admin_url that is not http(s)', { replicas: REPLICAS, kong: { admin_url: 'localhost:8001' } }, 'kong.admin_url: must be an http(s) URL'],
     ['a refresh interval of 0', { replicas: REPLICAS, kong: { refresh_interval_s: 0 } }, 'kong.refresh_interval_s: must be'],
     ['too many same-target retries', { replicas: REPLICAS, kong: { same_target_retries: 11 } }, 'kong.same_target_retries: must be'],
+    ['latency_metric tpot (a JS plugin never sees the body)', { replicas: REPLICAS, response_time: { latency_metric: 'tpot' } }, 'response_time.latency_metric: tpot needs the streamed response body'],
     ['an unknown kong field', { replicas: REPLICAS, kong: { upstreams: 'x' } }, 'kong.upstreams: unknown field'],
     ['a bad shared option next to a bad kong option', { replicas: REPLICAS, strategy: 'fastest', kong: { max_body_bytes: 10 } }, 'strategy: must be one of'],
   ])('rejects %s with the field path', (_what, raw, fragment) => {

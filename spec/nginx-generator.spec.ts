@@ -115,9 +115,16 @@ describe('nginx-config output passes the real `nginx -t`', () => {
     // The first attempt and both failover locations.
     expect(ttft.conf.match(/js_body_filter llm_balancer\.firstByte buffer_type=buffer;/g)).toHaveLength(3);
     expect(ttft.conf).toContain('js_var $llm_balancer_first_byte;');
+    expect(ttft.conf).not.toContain('llm_balancer_output_tokens');
+    const tpot = await nginxTest('strategy: response-time\nretries: 1\nresponse_time:\n  latency_metric: tpot' + REPLICAS, 'full', 'tpot');
+    expect(tpot.output).toContain('test is successful');
+    expect(tpot.conf.match(/js_body_filter llm_balancer\.firstByte buffer_type=buffer;/g)).toHaveLength(2);
+    expect(tpot.conf).toContain('js_var $llm_balancer_first_byte;');
+    expect(tpot.conf).toContain('js_var $llm_balancer_output_tokens;');
     const e2e = await nginxTest('strategy: response-time\nretries: 2' + REPLICAS, 'full', 'e2e');
     expect(e2e.conf).not.toContain('js_body_filter');
     expect(e2e.conf).not.toContain('llm_balancer_first_byte');
+    expect(e2e.conf).not.toContain('llm_balancer_output_tokens');
   });
 
   it('renders one keepalive upstream per replica, a failover location per retry, and the body route only when needed', async () => {

@@ -232,6 +232,7 @@ const ROWS: ReplicaStatus[] = [
     inFlight: 3,
     ewmaMs: 123.456,
     ttftMs: 20.04,
+    tpotMs: 12.345,
     tokens: 1500,
     queue: 7,
     kvUsage: 0.42,
@@ -249,6 +250,7 @@ const ROWS: ReplicaStatus[] = [
     inFlight: 0,
     ewmaMs: null,
     ttftMs: null,
+    tpotMs: null,
     tokens: 0,
     queue: null,
     kvUsage: null,
@@ -282,6 +284,7 @@ describe('status rendering', () => {
           kv_cache_usage: 0.42,
           latency_ewma_ms: 123.5,
           ttft_ewma_ms: 20,
+          tpot_ewma_ms: 12.3,
           samples: 10,
           picks: 13,
           failures: 1,
@@ -301,6 +304,7 @@ describe('status rendering', () => {
           kv_cache_usage: null,
           latency_ewma_ms: null,
           ttft_ewma_ms: null,
+          tpot_ewma_ms: null,
           samples: 0,
           picks: 5,
           failures: 5,
@@ -326,6 +330,7 @@ describe('status rendering', () => {
       `llm_balancer_replica_picks_total{${b}} 5`,
       `llm_balancer_replica_failures_total{${b}} 5`,
       `llm_balancer_replica_latency_ewma_ms{${a}} 123.5`,
+      `llm_balancer_replica_tpot_ewma_ms{${a}} 12.3`,
       `llm_balancer_replica_healthy{${a}} 1`,
       `llm_balancer_replica_healthy{${b}} 0`,
       `llm_balancer_replica_ejected{${b}} 1`,
@@ -336,6 +341,7 @@ describe('status rendering', () => {
     }
     expect(text).not.toContain(`llm_balancer_replica_latency_ewma_ms{${b}}`);
     expect(text).not.toContain(`llm_balancer_replica_queue{${b}}`);
+    expect(text).not.toContain(`llm_balancer_replica_tpot_ewma_ms{${b}}`);
     expect(text).not.toContain('requests_without_llm_body');
     expect(prometheusText(ROWS, 7)).toContain('\nllm_balancer_requests_without_llm_body_total 7\n');
     // Exposition format: every sample line is `name{labels} number`, every family has HELP then TYPE.

@@ -77,3 +77,73 @@ describe('time to first token (latency_metric ttft)', () => {
     expect(row.ttft_ewma_ms as number).toBeLessThanOrEqual((row.latency_ewma_ms as number) - (FIRST_TOKEN_DELAY_MS - 50));
   });
 });
+
+async function jsonOnce(lb: Balancer): Promise<string> {
+  const reply = await request(lb.nginx.url('/v1/chat/completions'), { method: 'POST', body: '{}', headers: { 'content-type': 'application/json' } });
+  expect(reply.status, reply.body).toBe(200);
+  return (JSON.parse(reply.body) as { backend: string }).backend;
+}
+
+// Time per output token: the body filter counts the streamed events (or reads usage) and the log
+// phase divides the first-to-last-byte time by them. Lower bounds only, set by the backends' pauses.
+describe('time per output token (latency_metric tpot)', () => {
+  const DECODE_PAUSE_MS = 60;
+
+  it('follows decoding speed, not the first token or the whole response', async () => {
+    // b0: first token 400 ms late, then 6 tokens at once (fast decode, slow prefill);
+    // b1: first token at once, then a token every 60 ms (slow decode). By ttft or e2e b1 wins; by tpot b0.
+    backends.list[0].behave({ mode: 'sse', chunks: 6, chunkDelayMs: 0, firstChunkDelayMs: FIRST_TOKEN_DELAY_MS });
+    backends.list[1].behave({ mode: 'sse', chunks: 6, chunkDelayMs: DECODE_PAUSE_MS });
+    const lb = await fleet.start({ strategy: 'response-time', response_time: { latency_metric: 'tpot', half_life_s: 60 }, replicas: replicasOf(backends.list) });
+    for (let i = 0; i < 20 && backends.list.some((b) => b.requests === 0); i++) await streamOnce(lb);
+    expect(backends.list.every((b) => b.requests > 0)).toBe(true);
+    const rows = (await readStatus(lb)).replicas;
+    const b0 = rows.find((row) => row.address === backends.list[0].address);
+    const b1 = rows.find((row) => row.address === backends.list[1].address);
+    // b1: 5 pauses between its 6 events → at least 60 ms per token after the first.
+    expect(b1?.tpot_ewma_ms as number).toBeGreaterThanOrEqual(DECODE_PAUSE_MS - 10);
+    expect(b0?.tpot_ewma_ms).not.toBeNull();
+    expect(b0?.tpot_ewma_ms as number).toBeLessThan(b1?.tpot_ewma_ms as number);
+    // The first byte is timed too (ttft column), and it says the opposite.
+    expect(b0?.ttft_ewma_ms as number).toBeGreaterThanOrEqual(FIRST_TOKEN_DELAY_MS - 50);
+    const next: string[] = [];
+    for (let i = 0; i < 6; i++) next.push((await streamOnce(lb)).backend);
+    expect(next).toEqual(Array(6).fill('b0'));
+  });
+
+  it('prefers the usage event over counting events', async () => {
+    // 3 events 60 ms apart would be ≥ 60 ms per token; usage says 1,001 tokens: ≈ 0.12 ms each.
+    backends.list[0].behave({ mode: 'sse', chunks: 3, chunkDelayMs: DECODE_PAUSE_MS, usageTokens: 1001 });
+    const lb = await fleet.start({ strategy: 'response-time', response_time: { latency_metric: 'tpot' }, replicas: replicasOf(backends.list.slice(0, 1)) });
+    const { body } = await streamOnce(lb);
+    expect(body).toContain('"completion_tokens":1001');
+    const row = (await readStatus(lb)).replicas[0];
+    expect(row.tpot_ewma_ms).not.toBeNull();
+    expect(row.tpot_ewma_ms as number).toBeLessThan(DECODE_PAUSE_MS / 2);
+  });
+
+  it('a whole JSON answer: its time over its usage tokens (prefill included); without usage no sample', async () => {
+    backends.list[0].behave({ mode: 'json', latencyMs: 300, usageTokens: 10 });
+    const lb = await fleet.start({ strategy: 'response-time', response_time: { latency_metric: 'tpot' }, replicas: replicasOf(backends.list.slice(0, 1)) });
+    expect(await jsonOnce(lb)).toBe('b0');
+    const row = (await readStatus(lb)).replicas[0];
+    expect(row.tpot_ewma_ms as number).toBeGreaterThanOrEqual(30 - 5);
+    backends.list[1].behave({ mode: 'json', latencyMs: 0 });
+    const lb2 = await fleet.start({ strategy: 'response-time', response_time: { latency_metric: 'tpot' }, replicas: replicasOf(backends.list.slice(1, 2)) });
+    expect(await jsonOnce(lb2)).toBe('b1');
+    const row2 = (await readStatus(lb2)).replicas[0];
+    expect(row2.samples).toBe(1);
+    expect(row2.tpot_ewma_ms).toBeNull();
+  });
+
+  it('passes the stream through the counting filter unchanged', async () => {
+    backends.list[0].behave({ mode: 'sse', chunks: 5, chunkDelayMs: 5, usageTokens: 5 });
+    const lb = await fleet.start({ strategy: 'response-time', response_time: { latency_metric: 'tpot' }, replicas: replicasOf(backends.list.slice(0, 1)) });
+    const { body } = await streamOnce(lb);
+    const expected =
+      [0, 1, 2, 3, 4].map((chunk) => `data: {"backend":"b0","chunk":${chunk}}\n\n`).join('') +
+      'data: {"choices":[],"usage":{"prompt_tokens":5,"completion_tokens":5,"total_tokens":10}}\n\n' +
+      'data: [DONE]\n\n';
+    expect(body).toBe(expected);
+  });
+});

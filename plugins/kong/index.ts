@@ -67,6 +67,13 @@ export function loadPluginConfig(raw: Record<string, unknown>): LoadedConfig {
   if (kong && typeof kong.admin_url === 'string' && !/^https?:\/\/[^/\s]+/.test(kong.admin_url)) {
     errors.push({ path: 'kong.admin_url', message: 'must be an http(s) URL such as http://127.0.0.1:8001, got "' + kong.admin_url + '"' });
   }
+  if (checked.ok && checked.config.response_time.latency_metric === 'tpot') {
+    // Kong's generated schema already refuses it; a config that reached us some other way still gets the reason.
+    errors.push({
+      path: 'response_time.latency_metric',
+      message: 'tpot needs the streamed response body, which a Kong JS plugin never sees (the JS PDK has no body_filter); use e2e or ttft on Kong, got "tpot"',
+    });
+  }
   if (checked.ok && kong && checked.config.replicas.length === 0 && kong.upstream === null) {
     errors.push({ path: 'replicas', message: "must list at least one replica (or set kong.upstream to read the targets from Kong's Admin API), got none" });
   }

@@ -27,6 +27,8 @@ import { createBalancer, readsBody as needsLlmBody, readsTokens, replicasFromCon
 import type { Balancer } from '../../shared/balancer';
 import type { BalancerConfig } from '../../shared/config/types';
 import { noReplicaError } from '../../shared/errors';
+import { newOutputTally, outputTokensOf, tallyChunk, timePerOutputTokenMs } from '../../shared/output-tokens';
+import type { ByteChunk, OutputTally } from '../../shared/output-tokens';
 import type { PickResult, Replica, Store } from '../../shared/types';
 import { exhaustedError, internalError } from './errors';
 import { NAMES } from './names';
@@ -57,8 +59,10 @@ export interface Context {
   balancer: Balancer;
   /** The strategy counts tokens: $llm_balancer_tokens and $llm_balancer_prompt_tokens are declared. */
   countsTokens: boolean;
-  /** latency_metric ttft: $llm_balancer_first_byte is declared. */
+  /** latency_metric ttft or tpot: $llm_balancer_first_byte is declared. */
   timesFirstByte: boolean;
+  /** latency_metric tpot: the body filter counts output tokens into $llm_balancer_output_tokens. */
+  countsOutput: boolean;
 }
 
 let current: Context | null = null;
@@ -113,7 +117,8 @@ export function context(): Context {
     store: store,
     balancer: createBalancer(config, { store: store, clock: systemClock, random: systemRandom }),
     countsTokens: readsTokens(config),
-    timesFirstByte: config.response_time.latency_metric === 'ttft',
+    timesFirstByte: config.response_time.latency_metric === 'ttft' || config.response_time.latency_metric === 'tpot',
+    countsOutput: config.response_time.latency_metric === 'tpot',
   };
   return current;
 }
@@ -161,43 +166,77 @@ function endAttempt(r: NjsRequest, ctx: Context, id: string, index: number, resp
   // Reading a js_var the config did not declare costs ~15 µs in njs 0.8.9 (measured): only when declared.
   if (ctx.countsTokens) outcome.tokens = requestTokens(r);
   // The last attempt's time to the first body byte, when the body filter timed it (latency_metric
-  // ttft): from the request's arrival, as the client sees it.
+  // ttft or tpot): from the request's arrival, as the client sees it. With tpot, also the time per
+  // output token from the tokens the filter counted.
   if (ctx.timesFirstByte && response !== null && outcome.status > 0 && !outcome.error) {
-    const ttft = firstByteMs(r);
-    if (ttft !== null) outcome.ttftMs = ttft;
+    const firstAt = firstByteAt(r);
+    if (firstAt !== null) {
+      // $msec is now (the log phase: the last byte has gone), $request_time how long the request
+      // has lasted: their difference is its arrival.
+      const now = Number(v.msec) * 1000;
+      const ttft = firstAt - (now - Number(v.request_time) * 1000);
+      if (ttft >= 0) outcome.ttftMs = ttft;
+      if (ctx.countsOutput) outcome.tpotMs = tpotOf(r, now - firstAt, outcome.latencyMs);
+    }
   }
   const i = ctx.indexOf[id];
   ctx.balancer.onEnd(ctx.replicas, i === undefined ? id : ctx.replicas[i], outcome);
   return describeOutcome(id, outcome);
 }
 
-/** ms from the request's arrival to the first response body byte, when the body filter noted it. */
-function firstByteMs(r: NjsRequest): number | null {
+/** When the first response body byte went out (ms since the epoch), when the body filter noted it. */
+function firstByteAt(r: NjsRequest): number | null {
   const at = r.variables[NAMES.firstByteVar];
   if (at === undefined || at === '') return null;
-  // $msec is now (the log phase), $request_time how long the request has lasted: their difference is its arrival.
-  const arrived = Number(r.variables.msec) * 1000 - Number(r.variables.request_time) * 1000;
-  const ms = Number(at) - arrived;
-  return isNaN(ms) || ms < 0 ? null : ms;
+  const ms = Number(at);
+  return isNaN(ms) ? null : ms;
 }
 
-// Whether this request's first response body byte went by (module state lives as long as the request's VM).
+/** The time per output token of the response the body filter counted ($llm_balancer_output_tokens), or null. */
+function tpotOf(r: NjsRequest, firstToLastByteMs: number, wholeMs: number): number | null {
+  const text = r.variables[NAMES.outputTokensVar];
+  if (text === undefined || text.length < 2) return null;
+  const tokens = Number(text.substring(0, text.length - 1));
+  if (isNaN(tokens)) return null;
+  return timePerOutputTokenMs(text.charAt(text.length - 1) === 's', tokens, firstToLastByteMs, wholeMs);
+}
+
+// This request's body filter state (module state lives as long as the request's VM): whether the
+// first body byte went by, and with tpot the output tokens seen so far (null: not counting).
 let firstByteSeen = false;
+let outputTally: OutputTally | null = null;
 
 /**
- * js_body_filter of the proxy locations (latency_metric ttft, token-counting strategies): at the
- * first non-empty chunk notes the time and releases the prompt's tokens; passes every chunk on unchanged.
+ * js_body_filter of the proxy locations (latency_metric ttft or tpot, token-counting strategies):
+ * at the first non-empty chunk notes the time and releases the prompt's tokens; with tpot tallies
+ * the output tokens of every chunk and leaves the count for the log phase at the last. Passes
+ * every chunk on unchanged.
  */
-export function firstByte(r: NjsRequest, data: { length: number }, flags: { last?: boolean }): void {
-  // A request's handlers share its VM: after the first chunk, the rest pass with no work at all.
+export function firstByte(r: NjsRequest, data: ByteChunk, flags: { last?: boolean }): void {
+  // A request's handlers share its VM: after the first chunk, the rest pass with no work at all
+  // (but the token tally of tpot).
   if (!firstByteSeen && data.length > 0) {
     firstByteSeen = true;
     try {
       const ctx = context();
-      if (ctx.config.response_time.latency_metric === 'ttft') r.variables[NAMES.firstByteVar] = String(systemClock.now());
+      if (ctx.timesFirstByte) r.variables[NAMES.firstByteVar] = String(systemClock.now());
+      if (ctx.countsOutput) outputTally = newOutputTally();
       if (ctx.countsTokens) releasePrompt(r);
     } catch (e) {
       r.error('llm-balancer: the first-byte filter failed: ' + describeError(e));
+    }
+  }
+  if (outputTally !== null) {
+    try {
+      tallyChunk(outputTally, data);
+      if (flags.last) {
+        const output = outputTokensOf(outputTally);
+        r.variables[NAMES.outputTokensVar] = output.tokens + (output.streamed ? 's' : 'w');
+        outputTally = null;
+      }
+    } catch (e) {
+      outputTally = null;
+      r.error('llm-balancer: counting the output tokens failed: ' + describeError(e));
     }
   }
   r.sendBuffer(data, flags);

@@ -28,8 +28,10 @@ export const NAMES = {
   tokensVar: 'llm_balancer_tokens',
   /** js_var (token-counting strategies only): the prompt's part of $tokensVar, released at the first streamed byte. */
   promptTokensVar: 'llm_balancer_prompt_tokens',
-  /** js_var (response_time.latency_metric ttft only): when the first response body byte went to the client (ms since the epoch). */
+  /** js_var (response_time.latency_metric ttft or tpot only): when the first response body byte went to the client (ms since the epoch). */
   firstByteVar: 'llm_balancer_first_byte',
+  /** js_var (latency_metric tpot only): the response's output tokens and whether it streamed ("<tokens>s" or "<tokens>w"), set at its last byte. */
+  outputTokensVar: 'llm_balancer_output_tokens',
   /** js_var: the upstream block chosen by `route` (body-keyed mode), read by the proxy location. */
   targetVar: 'llm_balancer_target',
   /** js_set used only in log_format: evaluated in the LOG phase, it records every attempt's outcome. */

@@ -58,6 +58,7 @@ function allowedText(spec: FieldSpec): string {
     parts.push(spec.also_allowed && spec.also_allowed.length > 0 ? spec.also_allowed.join(', ') + ', or ' + range : range);
   }
   if (spec.format === 'host-port') parts.push('`host:port` or `[IPv6]:port`, port 1 – 65535');
+  if (spec.format === 'url-path') parts.push('a path starting with `/`');
   const unit = spec.type === 'array' ? ' items' : ' characters';
   if (spec.len_min !== undefined && spec.len_max !== undefined) {
     parts.push(spec.len_min + ' – ' + spec.len_max + unit);

@@ -42,6 +42,7 @@ export type KongField = { [name: string]: KongFieldSpec };
 // mistakes at configuration time; validate() does the full check inside the plugin.
 const FORMAT_MATCH: { [format: string]: string } = {
   'host-port': '^.+:%d+$',
+  'url-path': '^/[^%s]*$',
 };
 
 // Integer gaps listed in not_one_of up to this many values; wider gaps are left to validate().
@@ -71,7 +72,10 @@ function convertField(spec: FieldSpec): KongFieldSpec {
   if (spec.description !== undefined) out.description = spec.description;
   if (spec.required !== undefined) out.required = spec.required;
   if (spec.default !== undefined) out.default = JSON.parse(JSON.stringify(spec.default));
-  if (spec.one_of !== undefined) out.one_of = spec.one_of.slice();
+  if (spec.one_of !== undefined) {
+    const excluded = spec.kong_excluded || [];
+    out.one_of = spec.one_of.filter((value) => excluded.indexOf(String(value)) < 0);
+  }
   if (spec.between !== undefined) {
     // Kong has one interval per field: widen it over the sentinels and exclude, for integers,
     // the values in between that are not allowed (least_connections.choices: [0, 16] minus 1).

@@ -19,7 +19,7 @@
 
 export type FieldType = 'string' | 'number' | 'integer' | 'boolean' | 'record' | 'array';
 
-export type StringFormat = 'host-port';
+export type StringFormat = 'host-port' | 'url-path';
 
 export interface FieldSpec {
   type: FieldType;
@@ -34,6 +34,8 @@ export interface FieldSpec {
   also_allowed?: number[];
   /** Extra words for a range error (ours, not Kong's). */
   hint?: string;
+  /** one_of values Kong's generated schema leaves out: they need what a Kong JS plugin cannot see. */
+  kong_excluded?: string[];
   /** A named string format (ours, not Kong's). */
   format?: StringFormat;
   len_min?: number;
@@ -316,9 +318,12 @@ export const schema: FieldEntry[] = [
           latency_metric: {
             type: 'string',
             default: 'e2e',
-            one_of: ['e2e', 'ttft'],
+            one_of: ['e2e', 'ttft', 'tpot'],
+            // Kong's JS plugins never see the response body, so tpot cannot work there: Kong's own
+            // schema check refuses it at configuration time.
+            kong_excluded: ['tpot'],
             description:
-              'Latency the estimate follows: e2e (whole response) or ttft (to the first streamed byte; NGINX only: Kong reports time to headers).',
+              'Latency the estimate follows: e2e (whole response), ttft (to the first streamed byte; Kong sees time to headers) or tpot (per output token; NGINX only).',
           },
         },
       ],
@@ -459,6 +464,7 @@ export const schema: FieldEntry[] = [
           path: {
             type: 'string',
             default: '/health',
+            format: 'url-path',
             len_min: 1,
             len_max: 1024,
             // vLLM, SGLang and TGI all answer GET /health with 200 once the model is loaded.
@@ -547,6 +553,7 @@ export const schema: FieldEntry[] = [
           path: {
             type: 'string',
             default: '/metrics',
+            format: 'url-path',
             len_min: 1,
             len_max: 256,
             description: 'Path of the Prometheus metrics on every replica (vLLM and SGLang serve /metrics).',

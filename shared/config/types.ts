@@ -70,7 +70,7 @@ export interface BalancerConfig {
     balance_rel: number;
     balance_factor: number;
   };
-  response_time: { half_life_s: number; peak_sensitive: boolean; latency_metric: 'e2e' | 'ttft' };
+  response_time: { half_life_s: number; peak_sensitive: boolean; latency_metric: 'e2e' | 'ttft' | 'tpot' };
   consistent_hash: { balance_factor: number; fallback: KeylessStrategyName };
   hybrid: { sticky: boolean; max_concurrent: number };
   passive_health: PassiveHealthConfig;

@@ -126,6 +126,9 @@ function checkString(spec: FieldSpec, value: unknown, path: string, errors: Conf
   if (spec.len_max !== undefined && value.length > spec.len_max) {
     return fail(errors, path, 'must be at most ' + spec.len_max + ' characters long, got ' + value.length);
   }
+  if (spec.format === 'url-path' && !/^\/[^\s\x00-\x1f\x7f]*$/.test(value)) {
+    return fail(errors, path, 'must be a URL path starting with / and without spaces or control characters, such as /metrics, got ' + quote(value));
+  }
   if (spec.format === 'host-port') {
     const problem = hostPortProblem(value);
     if (problem !== null) {

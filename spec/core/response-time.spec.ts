@@ -102,7 +102,7 @@ describe('response-time with latency_metric ttft', () => {
     const store = createMemoryStore();
     const clock = fakeClock();
     const fleet = replicas([1, 1]);
-    const make = (metric: 'e2e' | 'ttft') =>
+    const make = (metric: 'e2e' | 'ttft' | 'tpot') =>
       createBalancer(configOf({ strategy: 'response-time', response_time: { latency_metric: metric } }), { store, clock, random: seededRandom(1) });
     const recorder = make('ttft');
     // r0: long answers that start at once; r1: short answers that start late (a queue).
@@ -116,5 +116,31 @@ describe('response-time with latency_metric ttft', () => {
     };
     expect(first(make('ttft'))).toBe('r0');
     expect(first(make('e2e'))).toBe('r1');
+  });
+
+  it('latency_metric tpot ranks by time per output token; a replica without a TPOT sample gets the mean', () => {
+    const store = createMemoryStore();
+    const clock = fakeClock();
+    const fleet = replicas([1, 1, 1]);
+    const make = (metric: 'e2e' | 'ttft' | 'tpot') =>
+      createBalancer(configOf({ strategy: 'response-time', retries: 2, response_time: { latency_metric: metric } }), { store, clock, random: seededRandom(1) });
+    const recorder = make('tpot');
+    // r0: slow start, fast decode; r1: quick start, slow decode; r2: answered, no TPOT known (a whole answer without usage).
+    recorder.onStart(fleet[0]);
+    recorder.onEnd(fleet, fleet[0], { status: 200, latencyMs: 3000, ttftMs: 900, tpotMs: 10 });
+    recorder.onStart(fleet[1]);
+    recorder.onEnd(fleet, fleet[1], { status: 200, latencyMs: 2000, ttftMs: 50, tpotMs: 40 });
+    recorder.onStart(fleet[2]);
+    recorder.onEnd(fleet, fleet[2], { status: 200, latencyMs: 100 });
+    const order = (b: ReturnType<typeof make>) => {
+      const result = b.pick(fleet, {});
+      return result.ok ? result.replicas.map((r) => r.id) : null;
+    };
+    // tpot: r0 (10) < r2 (mean of 10 and 40 = 25) < r1 (40).
+    expect(order(make('tpot'))).toEqual(['r0', 'r2', 'r1']);
+    expect(order(make('ttft'))?.[0]).toBe('r1');
+    expect(order(make('e2e'))?.[0]).toBe('r2');
+    const rows = recorder.status(fleet);
+    expect(rows.map((row) => row.tpotMs)).toEqual([10, 40, null]);
   });
 });

@@ -27,9 +27,11 @@ export interface Behaviour {
   metricsText: string | null;
   /** GET /metrics never answers (a hung replica); still counted in metricsScrapes. */
   metricsHangs: boolean;
+  /** An OpenAI usage object with this completion_tokens: in the JSON answer, or as an SSE event before [DONE]; null: none. */
+  usageTokens: number | null;
 }
 
-const DEFAULTS: Behaviour = { status: 200, latencyMs: 0, mode: 'json', chunks: 3, chunkDelayMs: 50, pauseAfterChunks: 0, firstChunkDelayMs: 0, healthStatus: 200, healthHangs: false, metricsText: null, metricsHangs: false };
+const DEFAULTS: Behaviour = { status: 200, latencyMs: 0, mode: 'json', chunks: 3, chunkDelayMs: 50, pauseAfterChunks: 0, firstChunkDelayMs: 0, healthStatus: 200, healthHangs: false, metricsText: null, metricsHangs: false, usageTokens: null };
 
 /** What a backend answers in json mode. */
 export interface BackendReply {
@@ -38,6 +40,10 @@ export interface BackendReply {
   method: string;
   path: string;
   bodyBytes: number;
+}
+
+function usageOf(completionTokens: number): Record<string, number> {
+  return { prompt_tokens: 5, completion_tokens: completionTokens, total_tokens: 5 + completionTokens };
 }
 
 export interface Backend {
@@ -88,7 +94,8 @@ function createBackend(name: string): { backend: Backend; listen(port: number): 
   const held: Array<() => void> = [];
 
   function answerJson(req: http.IncomingMessage, res: http.ServerResponse, bodyBytes: number, status: number): void {
-    const reply: BackendReply = { backend: name, port, method: req.method ?? '', path: req.url ?? '', bodyBytes };
+    const reply: BackendReply & { usage?: unknown } = { backend: name, port, method: req.method ?? '', path: req.url ?? '', bodyBytes };
+    if (behaviour.usageTokens !== null) reply.usage = usageOf(behaviour.usageTokens);
     res.writeHead(status, { 'content-type': 'application/json' });
     res.end(JSON.stringify(reply));
   }
@@ -141,6 +148,7 @@ function createBackend(name: string): { backend: Backend; listen(port: number): 
               return;
             }
             if (sent === b.chunks) {
+              if (b.usageTokens !== null) res.write('data: ' + JSON.stringify({ choices: [], usage: usageOf(b.usageTokens) }) + '\n\n');
               res.end('data: [DONE]\n\n');
               return;
             }

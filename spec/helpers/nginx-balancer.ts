@@ -81,6 +81,7 @@ export interface StatusRow {
   tokens_in_flight: number;
   latency_ewma_ms: number | null;
   ttft_ewma_ms: number | null;
+  tpot_ewma_ms: number | null;
   samples: number;
   picks: number;
   failures: number;

@@ -71,9 +71,9 @@ function quote(path: string): string {
  * the request to the next attempt's location; the last passes the replica's own answer through,
  * and only nginx's own 502/504 (connect error, timeout) become a JSON error.
  */
-/** Whether the response's first body byte is timed (response_time.latency_metric ttft). */
+/** Whether the response's first body byte is timed (response_time.latency_metric ttft or tpot). */
 function measuresFirstByte(config: RenderInput['config']): boolean {
-  return config.response_time.latency_metric === 'ttft';
+  return config.response_time.latency_metric === 'ttft' || config.response_time.latency_metric === 'tpot';
 }
 
 /** Whether the proxy locations filter the response body: to time its first byte, or to release the prompt's tokens then. */
@@ -93,7 +93,8 @@ function proxyBlock(lines: string[], indent: string, target: string, attempt: nu
   lines.push(indent + 'proxy_next_upstream off;');
   if (filtersBody(input.config)) {
     // Time to first token: $upstream_header_time is ~0 for SSE (servers send headers at once), so
-    // a body filter notes when the first body byte passes (one njs call per chunk: only when asked).
+    // a body filter notes when the first body byte passes (one njs call per chunk: only when asked);
+    // with tpot it also counts the output tokens going by.
     lines.push(indent + 'js_body_filter ' + NAMES.module + '.firstByte buffer_type=buffer;');
   }
   if (attempt < retries) {
@@ -143,6 +144,7 @@ function httpBody(input: RenderInput): string[] {
   if (readsTokens(config)) lines.push('  js_var $' + NAMES.tokensVar + ';');
   if (readsTokens(config)) lines.push('  js_var $' + NAMES.promptTokensVar + ';');
   if (measuresFirstByte(config)) lines.push('  js_var $' + NAMES.firstByteVar + ';');
+  if (config.response_time.latency_metric === 'tpot') lines.push('  js_var $' + NAMES.outputTokensVar + ';');
   // Referenced only here, the outcome variable is evaluated in the LOG phase, after the response:
   // it sees every attempt's $upstream_status and timings, client aborts (499) included.
   lines.push("  log_format " + NAMES.logFormat + " '$" + NAMES.outcomeVar + "';");
