@@ -2,8 +2,9 @@
 // plugin-server protocol is exercised by spec/kong-bundle.spec.ts; this pins the adapter's own
 // promises: it routes with set_target, answers 503 with an OpenAI-style body instead of failing
 // open, and records outcomes so in-flight counts return to 0.
-import { describe, expect, it } from 'vitest';
-import { Plugin } from '../plugins/kong/index';
+import { describe, expect, it, vi } from 'vitest';
+import { IDLE_RELEASE_MS, Plugin, balancerStatus, releaseIdleStates } from '../plugins/kong/index';
+import { runningMetricsScrapers } from '../plugins/kong/metrics-scraper';
 import type { KongPdk } from '../plugins/kong/pdk';
 
 interface Call {
@@ -186,5 +187,42 @@ describe('Kong plugin (PDK adapter)', () => {
     const again = fakeKong();
     await other.access(again.kong);
     expect(again.calls.filter((c) => c.method === 'service.setRetries')).toHaveLength(1);
+  });
+});
+
+describe('plugin state of a plugin no longer used (Kong never says it was deleted)', () => {
+  it('is released, scraper and all, after IDLE_RELEASE_MS without a phase; a used one is kept', async () => {
+    const before = runningMetricsScrapers();
+    // llm reads the replicas' /metrics: its state owns a scraper (port 1: nothing answers; harmless).
+    const gone = new Plugin({ __plugin_id: 'p-gone', strategy: 'llm', replicas: [{ address: '127.0.0.1:1' }], replica_metrics: { interval_s: 60 } });
+    const kept = new Plugin({ __plugin_id: 'p-kept', strategy: 'round-robin', replicas: REPLICAS });
+    expect(gone).toBeDefined();
+    expect(runningMetricsScrapers()).toBe(before + 1);
+    expect(balancerStatus('p-gone')).not.toBeNull();
+    // Nothing is idle yet.
+    expect(releaseIdleStates()).toEqual([]);
+    // Time passes (only Date is faked: timers run as they do); only p-kept keeps serving.
+    vi.useFakeTimers({ toFake: ['Date'] });
+    try {
+      vi.setSystemTime(Date.now() + IDLE_RELEASE_MS);
+      await kept.access(fakeKong().kong);
+      const released = releaseIdleStates();
+      // The other specs' plugins went idle too: all but the one in use.
+      expect(released).toContain('p-gone');
+      expect(released).not.toContain('p-kept');
+    } finally {
+      vi.useRealTimers();
+    }
+    expect(balancerStatus('p-gone')).toBeNull();
+    expect(balancerStatus('p-kept')).not.toBeNull();
+    expect(runningMetricsScrapers()).toBe(before);
+    // A released plugin that comes back starts fresh and works.
+    const back = fakeKong();
+    await gone.access(back.kong);
+    expect(back.calls.find((c) => c.method === 'service.setTarget')?.args).toEqual(['127.0.0.1', 1]);
+    expect(balancerStatus('p-gone')).not.toBeNull();
+    expect(runningMetricsScrapers()).toBe(before + 1);
+    releaseIdleStates(Date.now() + 10 * IDLE_RELEASE_MS);
+    expect(runningMetricsScrapers()).toBe(before);
   });
 });

@@ -97,6 +97,8 @@ interface PluginState {
   /** Scrapes the replicas' /metrics when the strategy reads them; else null. */
   scraper: MetricsScraper | null;
   retries: ServiceRetries;
+  /** When a phase of this plugin last ran (Date.now()): idle states are released (releaseIdleStates). */
+  lastUsedAt: number;
 }
 
 /**
@@ -136,12 +138,51 @@ function learnServiceRetries(known: ServiceRetries, entry: KongLogEntry, wanted:
  */
 const states: Record<string, PluginState> = Object.create(null);
 
+/**
+ * Kong never tells a plugin server that a plugin was deleted (instances just stop being used and
+ * expire after 60 s), so the state of a deleted plugin — its Admin API reader and /metrics scraper
+ * polling forever — is released once no phase of it ran for this long. A plugin still in use never
+ * is: an idle one restarts fresh (latency estimates have decayed by then; an ejected replica
+ * gets traffic again and is ejected again if it still fails).
+ */
+export const IDLE_RELEASE_MS = 10 * 60 * 1000;
+const SWEEP_EVERY_MS = 60 * 1000;
+let sweepTimer: ReturnType<typeof setInterval> | null = null;
+
+function stopState(state: PluginState): void {
+  if (state.source) state.source.stop();
+  if (state.scraper) state.scraper.stop();
+}
+
+/** Releases every plugin state unused for `idleMs`; returns the released plugin ids. */
+export function releaseIdleStates(now: number = Date.now(), idleMs: number = IDLE_RELEASE_MS): string[] {
+  const released: string[] = [];
+  for (const pluginId of Object.keys(states)) {
+    if (now - states[pluginId].lastUsedAt < idleMs) continue;
+    stopState(states[pluginId]);
+    delete states[pluginId];
+    released.push(pluginId);
+  }
+  if (Object.keys(states).length === 0 && sweepTimer !== null) {
+    clearInterval(sweepTimer);
+    sweepTimer = null;
+  }
+  return released;
+}
+
 function stateFor(pluginId: string, config: BalancerConfig, kong: KongOptions): PluginState {
   const signature = JSON.stringify([config, kong]);
   const known = states[pluginId];
-  if (known && known.signature === signature) return known;
-  if (known && known.source) known.source.stop();
-  if (known && known.scraper) known.scraper.stop();
+  if (known && known.signature === signature) {
+    known.lastUsedAt = Date.now();
+    return known;
+  }
+  if (known) stopState(known);
+  if (sweepTimer === null) {
+    sweepTimer = setInterval(() => releaseIdleStates(), SWEEP_EVERY_MS);
+    // Never keeps the plugin server alive on its own.
+    if (typeof sweepTimer.unref === 'function') sweepTimer.unref();
+  }
   const state: PluginState = {
     signature,
     config,
@@ -167,6 +208,7 @@ function stateFor(pluginId: string, config: BalancerConfig, kong: KongOptions): 
             intervalMs: kong.refresh_interval_s * 1000,
           }),
     scraper: null,
+    lastUsedAt: Date.now(),
   };
   if (readsReplicaLoad(config)) {
     state.scraper = startMetricsScraper({

@@ -36,6 +36,11 @@ export interface MetricsScraper {
 /** Every running scraper, for stopAllMetricsScrapers (each plugin state owns and stops its own). */
 const running = new Set<MetricsScraper>();
 
+/** How many scrapers run (specs: a released plugin state must stop its own). */
+export function runningMetricsScrapers(): number {
+  return running.size;
+}
+
 /** Stops every scraper (specs, as stopAllReplicaSources does for the Admin API readers). */
 export function stopAllMetricsScrapers(): void {
   for (const scraper of Array.from(running)) scraper.stop();
