@@ -83,7 +83,19 @@ export const ALL_ROWS = (['nginx round robin', 'nginx least_conn'] as string[]).
  */
 export const TWO_GATEWAY_ROWS = ['2 gateways: least-connections', '2 gateways: llm', '2 gateways: round-robin'];
 const TWO_GATEWAYS = '2 gateways: ';
-export const KNOWN_ROWS = ALL_ROWS.concat(TWO_GATEWAY_ROWS);
+
+/**
+ * The llm strategy with other scorer weights than its defaults (queue 2, KV 2, prefix 3, tokens 1:
+ * llm-d's blend plus token load), to test the defaults: `--rows "llm,llm: prefix-heavy,llm: load-heavy"`.
+ */
+export const LLM_VARIANTS: Record<string, { queue_weight: number; kv_weight: number; prefix_weight: number; tokens_weight: number }> = {
+  'prefix-heavy': { queue_weight: 1, kv_weight: 1, prefix_weight: 6, tokens_weight: 1 },
+  'load-heavy': { queue_weight: 3, kv_weight: 3, prefix_weight: 1, tokens_weight: 2 },
+  'no-prefix': { queue_weight: 2, kv_weight: 2, prefix_weight: 0, tokens_weight: 1 },
+};
+const LLM_VARIANT = 'llm: ';
+export const LLM_VARIANT_ROWS = Object.keys(LLM_VARIANTS).map((name) => LLM_VARIANT + name);
+export const KNOWN_ROWS = ALL_ROWS.concat(TWO_GATEWAY_ROWS, LLM_VARIANT_ROWS);
 
 const SETTINGS: Record<Mode, ModeSettings> = {
   // 20 s traces: 13 rows × 2 levels stay within 15 minutes on 2 cores.
@@ -137,7 +149,9 @@ function nativeConf(port: number, addresses: string[], balancing: string | null)
 }
 
 /** The llm-balancer file of a row: shared options, the replicas with their weights. */
-export function balancerFile(strategy: string, addresses: string[]): Record<string, unknown> {
+export function balancerFile(row: string, addresses: string[]): Record<string, unknown> {
+  const variant = row.startsWith(LLM_VARIANT) ? LLM_VARIANTS[row.slice(LLM_VARIANT.length)] : undefined;
+  const strategy = variant === undefined ? row : 'llm';
   const file: Record<string, unknown> = {
     strategy,
     replicas: addresses.map((address, index) => ({ address, weight: WEIGHTS[index] })),
@@ -147,6 +161,7 @@ export function balancerFile(strategy: string, addresses: string[]): Record<stri
   if (strategy === 'consistent-hash') file.consistent_hash = { balance_factor: 1.25 };
   // A replica is "saturated" at the h100's batch size (vLLM's max_num_seqs), not the default 64.
   if (strategy === 'hybrid') file.hybrid = { max_concurrent: 32 };
+  if (variant !== undefined) file.llm = Object.assign({}, variant);
   return file;
 }
 
@@ -368,6 +383,8 @@ export interface RunChoices {
   seed: number;
   mix: string;
   rows: string[];
+  /** Seconds of each row's trace (default: the mode's). */
+  traceS: number;
 }
 
 export interface ShootoutOptions {
@@ -389,6 +406,7 @@ export async function runShootout(options: ShootoutOptions): Promise<ShootoutRes
     seed: options.choices?.seed ?? DEFAULT_SEED,
     mix: options.choices?.mix ?? DEFAULT_MIX,
     rows: options.choices?.rows ?? settings.rows,
+    traceS: options.choices?.traceS ?? settings.traceS,
   };
   const env = loadNginxEnv();
   const started = Date.now();
@@ -401,8 +419,8 @@ export async function runShootout(options: ShootoutOptions): Promise<ShootoutRes
   const levels: ShootoutResult['levels'] = [];
   for (const level of settings.levels) {
     const ratePerS = Math.max(1, Math.round(calibration.capacityPerS * level * 10) / 10);
-    const trace = traceWithSessions({ seed: run.seed, ratePerS, durationS: settings.traceS, mix: run.mix });
-    log(`\nload ${Math.round(level * 100)}% of capacity: ${ratePerS} req/s offered, ${trace.entries.length} requests over ${settings.traceS} s`);
+    const trace = traceWithSessions({ seed: run.seed, ratePerS, durationS: run.traceS, mix: run.mix });
+    log(`\nload ${Math.round(level * 100)}% of capacity: ${ratePerS} req/s offered, ${trace.entries.length} requests over ${run.traceS} s`);
     const rows: Row[] = [];
     for (const name of run.rows) {
       const outcome = await withStack(name, timeScale, run.seed, async (gateway) => {
@@ -430,7 +448,7 @@ export async function runShootout(options: ShootoutOptions): Promise<ShootoutRes
       mix: run.mix,
       arrivals: 'poisson',
       sessions: SESSIONS,
-      traceS: settings.traceS,
+      traceS: run.traceS,
       levels: settings.levels,
       rows: run.rows,
       slo,
@@ -461,17 +479,18 @@ function fmt(value: number | null): string {
   return value === null ? '-' : value.toFixed(0);
 }
 
-const USAGE = `usage: npm run bench -- [--quick | --smoke] [--seed N] [--mix NAME] [--rows LIST] [--out DIR]
+const USAGE = `usage: npm run bench -- [--quick | --smoke] [--seed N] [--mix NAME] [--rows LIST] [--trace-s N] [--out DIR]
   --quick        the 90% level only, 10 s traces, 5 rows (~2 min)
   --smoke        a seconds-long run of the whole pipeline (CI)
   --seed N       trace and emulator seed (default ${DEFAULT_SEED}); repeat runs with other seeds for confidence
   --mix NAME     request mix (default ${DEFAULT_MIX}): ${Object.keys(MIXES).join(', ')}
   --rows LIST    comma-separated rows to run, in order: ${KNOWN_ROWS.join(', ')}
+  --trace-s N    seconds of each row's trace (default: full 20, quick 10, smoke 2); longer warms the caches
   --out DIR      where shootout.json/.svg/.md go (default: bench/results for a full run with the
                  defaults, which also updates BENCHMARKS.md; else bench/results/runs/<mode>-<mix>-seed<N>)`;
 
 /** The run choices from the flags; throws a one-line error naming the flag. */
-export function parseChoices(values: { seed?: string; mix?: string; rows?: string }): Partial<RunChoices> {
+export function parseChoices(values: { seed?: string; mix?: string; rows?: string; 'trace-s'?: string }): Partial<RunChoices> {
   const choices: Partial<RunChoices> = {};
   if (values.seed !== undefined) {
     const seed = Number(values.seed);
@@ -489,6 +508,13 @@ export function parseChoices(values: { seed?: string; mix?: string; rows?: strin
     if (rows.length === 0) throw new Error('--rows: name at least one row');
     choices.rows = rows;
   }
+  if (values['trace-s'] !== undefined) {
+    const seconds = Number(values['trace-s']);
+    if (values['trace-s'].trim() === '' || !Number.isInteger(seconds) || seconds < 1 || seconds > 600) {
+      throw new Error(`--trace-s must be a whole number of seconds from 1 to 600, got '${values['trace-s']}'`);
+    }
+    choices.traceS = seconds;
+  }
   return choices;
 }
 
@@ -504,6 +530,7 @@ export async function main(argv: string[]): Promise<void> {
         seed: { type: 'string' },
         mix: { type: 'string' },
         rows: { type: 'string' },
+        'trace-s': { type: 'string' },
         out: { type: 'string' },
         help: { type: 'boolean' },
       },
@@ -523,7 +550,7 @@ export async function main(argv: string[]): Promise<void> {
   const custom = mode !== 'full' || Object.keys(choices).length > 0;
   // Rows by count and a hash of their names: two runs of different rows never share a directory.
   const rowsLabel = choices.rows ? `-${choices.rows.length}rows-${hashString(choices.rows.join(',')).toString(16).padStart(8, '0').slice(0, 6)}` : '';
-  const label = `${mode}-${choices.mix ?? DEFAULT_MIX}-seed${choices.seed ?? DEFAULT_SEED}${rowsLabel}`;
+  const label = `${mode}-${choices.mix ?? DEFAULT_MIX}-seed${choices.seed ?? DEFAULT_SEED}${choices.traceS !== undefined ? `-${choices.traceS}s` : ''}${rowsLabel}`;
   const outDir =
     values.out !== undefined ? path.resolve(values.out) : custom ? path.join(REPO_ROOT, 'bench', 'results', 'runs', label) : path.join(REPO_ROOT, 'bench', 'results');
   // BENCHMARKS.md shows the committed results: only a default run writing to the default place updates it.
