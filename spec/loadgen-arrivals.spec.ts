@@ -7,6 +7,7 @@ import {
   REQUEST_SHAPES,
   SHARED_PREFIX_SHAPE,
   MANY_PREFIXES_SHAPE,
+  FLEET_PREFIXES_SHAPE,
   buildTrace,
   createRandom,
   generateRequests,
@@ -157,6 +158,7 @@ describe('request mixes', () => {
     ['shared-prefix', { 'shared-prefix': 1 }],
     ['hot-prefix', { 'hot-prefix': 1 }],
     ['many-prefixes', { 'many-prefixes': 1 }],
+    ['fleet-prefixes', { 'fleet-prefixes': 1 }],
   ] as const)('%s: kind shares match the weights over 10,000 requests', (mix, expected) => {
     const requests = generateRequests(SAMPLE, { seed: 5, mix, model: 'm' });
     const shares: Record<string, number> = {};
@@ -242,6 +244,24 @@ describe('request mixes', () => {
       const tokens = [...systems.values()].reduce((sum, text) => sum + tokensByCharRule(text), 0);
       expect(tokens).toBeGreaterThan(PROFILES.h100.prefixCacheTokens);
       for (const request of requests) expect(request.sessionId).toMatch(/^m4-c\d+$/);
+    });
+  });
+
+  describe('fleet-prefixes', () => {
+    it("uses 48 distinct shared prompts: about the four replicas' prefix caches together, several times one", () => {
+      const requests = generateRequests(4000, { seed: 4, mix: 'fleet-prefixes', model: 'm' });
+      const systems = new Map<number, string>();
+      for (const request of requests) systems.set(request.prefixIndex as number, messagesOf(request)[0].content);
+      expect(systems.size).toBe(FLEET_PREFIXES_SHAPE.prefixCount);
+      const tokens = [...systems.values()].reduce((sum, text) => sum + tokensByCharRule(text), 0);
+      const fleet = 2 * PROFILES.h100.prefixCacheTokens + 2 * PROFILES.a100.prefixCacheTokens;
+      expect(tokens).toBeGreaterThan(3 * PROFILES.h100.prefixCacheTokens);
+      expect(tokens).toBeGreaterThan(0.75 * fleet);
+      expect(tokens).toBeLessThan(1.25 * fleet);
+      for (const request of requests) expect(request.sessionId).toMatch(/^f4-c\d+$/);
+      // Its own streams: the many-prefixes prompts of the same seed are other texts.
+      const many = generateRequests(50, { seed: 4, mix: 'many-prefixes', model: 'm' });
+      expect(messagesOf(many[0])[0].content).not.toBe(systems.get(many[0].prefixIndex as number));
     });
   });
 

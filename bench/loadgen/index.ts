@@ -11,6 +11,7 @@ export {
   REQUEST_SHAPES,
   SHARED_PREFIX_SHAPE,
   MANY_PREFIXES_SHAPE,
+  FLEET_PREFIXES_SHAPE,
   createRequestGenerator,
   generateRequests,
   resolveMix,

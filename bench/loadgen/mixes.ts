@@ -19,9 +19,9 @@ export function tokensByCharRule(text: string): number {
   return Math.ceil(text.length / CHARS_PER_TOKEN);
 }
 
-export type RequestKind = 'short-chat' | 'long-prompt' | 'long-generation' | 'shared-prefix' | 'hot-prefix' | 'many-prefixes';
+export type RequestKind = 'short-chat' | 'long-prompt' | 'long-generation' | 'shared-prefix' | 'hot-prefix' | 'many-prefixes' | 'fleet-prefixes';
 
-export const REQUEST_KINDS: readonly RequestKind[] = ['short-chat', 'long-prompt', 'long-generation', 'shared-prefix', 'hot-prefix', 'many-prefixes'];
+export const REQUEST_KINDS: readonly RequestKind[] = ['short-chat', 'long-prompt', 'long-generation', 'shared-prefix', 'hot-prefix', 'many-prefixes', 'fleet-prefixes'];
 
 /** Which OpenAI endpoint the bodies are written for. */
 export type Api = 'chat' | 'completions';
@@ -43,7 +43,7 @@ export interface RequestShape {
 }
 
 /** The single-turn kinds. Ranges follow the brief; the reasons are the workloads they stand for. */
-export const REQUEST_SHAPES: Record<Exclude<RequestKind, 'shared-prefix' | 'hot-prefix' | 'many-prefixes'>, RequestShape> = {
+export const REQUEST_SHAPES: Record<Exclude<RequestKind, 'shared-prefix' | 'hot-prefix' | 'many-prefixes' | 'fleet-prefixes'>, RequestShape> = {
   // An interactive chat turn: both phases short, TTFT-sensitive.
   'short-chat': { promptTokens: { min: 50, max: 200 }, outputTokens: { min: 50, max: 150 } },
   // RAG / summarisation: prefill-bound, the replica is busy long before the first token.
@@ -87,6 +87,19 @@ export const MANY_PREFIXES_SHAPE = Object.assign({}, SHARED_PREFIX_SHAPE, {
   activeConversations: 64,
 });
 
+/**
+ * fleet-prefixes: 48 shared prompts, ~108k tokens: about what the four replicas' caches hold
+ * together (2 × 32k + 2 × 26k), four times what one holds. The regime cache-aware routing is for
+ * (SGLang's and llm-d's published wins): sent every prefix, a replica keeps about a quarter of
+ * them; sent its share, it keeps nearly all of its own. The three prefix mixes are a sweep of the
+ * prefix working set against one replica's cache: below it (shared-prefix), ~1.7x (many-), ~3.4x (fleet-).
+ */
+export const FLEET_PREFIXES_SHAPE = Object.assign({}, SHARED_PREFIX_SHAPE, {
+  prefixCount: 48,
+  prefixTokens: { min: 1500, max: 3000 } as TokenRange,
+  activeConversations: 64,
+});
+
 export interface MixComponent {
   kind: RequestKind;
   weight: number;
@@ -106,6 +119,8 @@ export const MIXES: Readonly<Record<string, Mix>> = {
   'hot-prefix': { name: 'hot-prefix', components: [{ kind: 'hot-prefix', weight: 1 }] },
   // Conversations over more shared prompts than one replica's prefix cache holds.
   'many-prefixes': { name: 'many-prefixes', components: [{ kind: 'many-prefixes', weight: 1 }] },
+  // Shared prompts about as large as the whole fleet's prefix caches together.
+  'fleet-prefixes': { name: 'fleet-prefixes', components: [{ kind: 'fleet-prefixes', weight: 1 }] },
   // Mostly chat, with enough prefill-heavy and decode-heavy requests that replicas' loads diverge.
   mixed: {
     name: 'mixed',
@@ -202,6 +217,7 @@ export function createRequestGenerator(options: RequestGeneratorOptions): () => 
   const conversations = createConversations(options.seed, null);
   const hotConversations = createConversations(options.seed, SHARED_PREFIX_SHAPE.hotShare);
   const manyConversations = createConversations(options.seed, null, MANY_PREFIXES_SHAPE, 'm');
+  const fleetConversations = createConversations(options.seed, null, FLEET_PREFIXES_SHAPE, 'f');
   let index = 0;
 
   return () => {
@@ -212,8 +228,9 @@ export function createRequestGenerator(options: RequestGeneratorOptions): () => 
     let outputTokens: number;
     let sessionId: string | null = null;
     let prefixIndex: number | null = null;
-    if (kind === 'shared-prefix' || kind === 'hot-prefix' || kind === 'many-prefixes') {
-      const turn = (kind === 'hot-prefix' ? hotConversations : kind === 'many-prefixes' ? manyConversations : conversations).nextTurn();
+    if (kind === 'shared-prefix' || kind === 'hot-prefix' || kind === 'many-prefixes' || kind === 'fleet-prefixes') {
+      const source = kind === 'hot-prefix' ? hotConversations : kind === 'many-prefixes' ? manyConversations : kind === 'fleet-prefixes' ? fleetConversations : conversations;
+      const turn = source.nextTurn();
       messages = turn.messages;
       outputTokens = turn.outputTokens;
       sessionId = turn.sessionId;
@@ -268,8 +285,11 @@ function createConversations(
   idPrefix: string = hotShare === null ? 's' : 'h',
 ): { nextTurn(): ConversationTurn } {
   // Streams of their own: the prefixes of a seed do not depend on the mix or on the other kinds.
-  const prefixRandom = createRandom(seed, idPrefix === 'm' ? 'many-prefixes' : 'prefixes');
-  const turnRandom = createRandom(seed, idPrefix === 'm' ? 'many-conversations' : hotShare === null ? 'conversations' : 'hot-conversations');
+  const prefixRandom = createRandom(seed, idPrefix === 'm' ? 'many-prefixes' : idPrefix === 'f' ? 'fleet-prefixes' : 'prefixes');
+  const turnRandom = createRandom(
+    seed,
+    idPrefix === 'm' ? 'many-conversations' : idPrefix === 'f' ? 'fleet-conversations' : hotShare === null ? 'conversations' : 'hot-conversations',
+  );
   const prefixes: string[] = [];
   for (let k = 0; k < shape.prefixCount; k++) {
     prefixes.push(syntheticText(prefixRandom, drawTokens(prefixRandom, shape.prefixTokens), '[system prompt ' + k + '] '));
