@@ -269,9 +269,18 @@ export function createBalancer(config: BalancerConfig, deps: BalancerDeps): Bala
     if (chosen.length === 0) {
       return { ok: false, reason: 'no-healthy-replica', message: 'the only available replica is already serving its recovery trial' };
     }
+    let tokens = context.requestTokens;
+    let promptTokens = tokens > 0 && context.llm !== null ? context.llm.promptTokens : 0;
+    // The part of the prompt the chosen replica holds in its cache costs it no prefill: not counted.
+    if (tokens > 0 && strategy.cachedPromptTokens !== undefined) {
+      const cached = Math.min(promptTokens, strategy.cachedPromptTokens(ordered[0], context));
+      if (cached > 0) {
+        tokens -= cached;
+        promptTokens -= cached;
+      }
+    }
     if (strategy.afterPick !== undefined) strategy.afterPick(ordered[0], context);
-    const promptTokens = context.requestTokens > 0 && context.llm !== null ? context.llm.promptTokens : 0;
-    return { ok: true, replicas: chosen, tokens: context.requestTokens, promptTokens: promptTokens };
+    return { ok: true, replicas: chosen, tokens: tokens, promptTokens: promptTokens };
   }
 
   /** A replica's Store keys: the ones the adapter precomputed, or built from the id. */

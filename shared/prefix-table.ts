@@ -47,6 +47,29 @@ export function deepestMatch(store: Store, hashes: number[], slots: number, tags
   return { depth: 0, index: -1 };
 }
 
+/**
+ * Per tag, the depth of the deepest block of `hashes` whose slot names it (0: none): how much of
+ * the prompt each replica was last sent. Reads from the deepest block down, and stops once every
+ * tag has its depth.
+ */
+export function matchDepths(store: Store, hashes: number[], slots: number, tags: number[]): number[] {
+  const depths: number[] = [];
+  for (let j = 0; j < tags.length; j++) depths.push(0);
+  let missing = tags.length;
+  for (let i = hashes.length - 1; i >= 0 && missing > 0; i--) {
+    const entry = store.get(slotKey(hashes[i], slots));
+    if (entry === undefined || entry % TWO_POW_32 !== hashes[i]) continue;
+    const tag = Math.floor(entry / TWO_POW_32);
+    for (let j = 0; j < tags.length; j++) {
+      if (tags[j] === tag && depths[j] === 0) {
+        depths[j] = i + 1;
+        missing--;
+      }
+    }
+  }
+  return depths;
+}
+
 /** Records that every block of `hashes` was sent to the replica with `tag`. */
 export function recordRoute(store: Store, hashes: number[], slots: number, tag: number): void {
   for (let i = 0; i < hashes.length; i++) {

@@ -160,4 +160,9 @@ export interface Strategy {
    * For routing memory that is not a metric (prefix-affinity's table of routed prefixes).
    */
   afterPick?(chosen: ReplicaView, context: StrategyContext): void;
+  /**
+   * Token-counting strategies that know the chosen replica holds part of the prompt in its cache:
+   * how many of context.requestTokens' prompt tokens not to count on it (called right after order).
+   */
+  cachedPromptTokens?(chosen: ReplicaView, context: StrategyContext): number;
 }

@@ -188,7 +188,7 @@ export const schema: FieldEntry[] = [
     least_tokens: {
       type: 'record',
       required: true,
-      description: 'Options of the least-tokens strategy: load = estimated tokens in flight (prompt + expected output).',
+      description: 'Options of the least-tokens strategy: load = estimated tokens in flight (uncached prompt + expected output).',
       fields: [
         {
           default_output_tokens: {
@@ -215,6 +215,16 @@ export const schema: FieldEntry[] = [
             default: 512,
             between: [1, 10000000],
             description: 'Tokens counted for a request whose body is missing, too large or not an OpenAI request.',
+          },
+        },
+        {
+          discount_cached_prefix: {
+            type: 'boolean',
+            default: true,
+            // The definition: a replica's load is its UNCACHED prompt plus expected output.
+            // The prefix a replica was last sent is likely still in its cache: its prefill is skipped.
+            description:
+              "Count only the uncached part of the prompt: the prefix last routed to a replica (prefix_affinity's block table) is not counted on it.",
           },
         },
       ],

@@ -42,7 +42,7 @@ export function createStrategy(config: BalancerConfig, name: StrategyName, store
     case 'least-connections':
       return createLeastConnections(config);
     case 'least-tokens':
-      return createLeastTokens();
+      return createLeastTokens(config, store === undefined ? NO_STORE : store);
     case 'response-time':
       return createResponseTime();
     case 'llm':

@@ -6,16 +6,25 @@
 // shared/replica-state.ts), the same idea as llm-d's token-aware "sticky until saturated" routing
 // and the Gateway API Inference Extension's KV-cache scorers, from the gateway's own bookkeeping.
 // Cost = (tokens in flight + this request's tokens) / weight; ties (an idle fleet) at random.
+// Uncached prompt (least_tokens.discount_cached_prefix, on by default): the part of the prompt a
+// replica was last sent (prefix_affinity's block table, shared/prefix-table.ts) is likely still in
+// its prefix cache and costs it no prefill, so on that replica only the rest counts — in the cost
+// and in what is counted in flight once it is chosen. The pick is recorded in the table. A
+// conversation's next turn thus stays where its history is until the load says otherwise:
+// llm-d's "sticky until saturated", from the gateway's own bookkeeping.
 // The request's estimate comes from its OpenAI body (shared/llm-request.ts): prompt tokens by the
 // ~4 characters per token rule, plus max_tokens capped at least_tokens.max_output_tokens (or
 // least_tokens.default_output_tokens when unset); a request without a readable body counts
 // least_tokens.default_request_tokens. O(N × count). Reads: tokens, weight.
-// Options: least_tokens.default_output_tokens, max_output_tokens, default_request_tokens.
+// Options: least_tokens.default_output_tokens, max_output_tokens, default_request_tokens,
+// discount_cached_prefix; prefix_affinity.block_tokens, max_blocks, table_slots (the table).
 
 import type { BalancerConfig } from '../config/types';
-import { readLlmRequest } from '../llm-request';
+import { CHARS_PER_TOKEN, readLlmRequest } from '../llm-request';
 import type { LlmRequest } from '../llm-request';
-import type { ReplicaView, Strategy, StrategyContext } from '../types';
+import { prefixBlockHashes } from '../prefix-blocks';
+import { matchDepths, recordRoute, replicaTag } from '../prefix-table';
+import type { ReplicaView, Store, Strategy, StrategyContext } from '../types';
 import { cheapestFirst } from './ranking';
 
 /** A request's estimated tokens: prompt + expected output; no OpenAI body (null): the configured default. */
@@ -38,13 +47,41 @@ export function requestTokenEstimate(config: BalancerConfig, body: unknown): num
   return tokensOf(config, llmRequestOf(body));
 }
 
-export function createLeastTokens(): Strategy {
+export function createLeastTokens(config: BalancerConfig, store: Store): Strategy {
+  const discount = config.least_tokens.discount_cached_prefix;
+  const prefix = config.prefix_affinity;
+  const blockChars = prefix.block_tokens * CHARS_PER_TOKEN;
+  // Set by `order`, read by cachedPromptTokens and afterPick in the same synchronous pick: the
+  // prompt's block chain, and the cached prompt tokens per candidate id.
+  let pending: number[] | null = null;
+  let cachedById: Record<string, number> | null = null;
   return {
     name: 'least-tokens',
     reads: { inFlight: false, latency: false, hashKey: false, tokens: true, body: true, replicaLoad: false },
     order(candidates: ReplicaView[], context: StrategyContext, count: number): ReplicaView[] {
       const own = context.requestTokens;
-      return cheapestFirst(candidates, (replica) => (replica.tokens + own) / replica.weight, context.random, count);
+      const llm = context.llm;
+      pending = discount && llm !== null ? prefixBlockHashes(llm.promptKey, blockChars, prefix.max_blocks) : null;
+      cachedById = null;
+      if (pending === null || pending.length === 0 || llm === null) {
+        return cheapestFirst(candidates, (replica) => (replica.tokens + own) / replica.weight, context.random, count);
+      }
+      const tags: number[] = [];
+      for (let i = 0; i < candidates.length; i++) tags.push(replicaTag(candidates[i].id));
+      const depths = matchDepths(store, pending, prefix.table_slots, tags);
+      const cached: Record<string, number> = Object.create(null);
+      for (let i = 0; i < candidates.length; i++) cached[candidates[i].id] = Math.min(llm.promptTokens, depths[i] * prefix.block_tokens);
+      cachedById = cached;
+      return cheapestFirst(candidates, (replica) => (replica.tokens + own - cached[replica.id]) / replica.weight, context.random, count);
+    },
+    cachedPromptTokens(chosen: ReplicaView): number {
+      const cached = cachedById === null ? undefined : cachedById[chosen.id];
+      return cached === undefined ? 0 : cached;
+    },
+    afterPick(chosen: ReplicaView): void {
+      if (pending !== null && pending.length > 0) recordRoute(store, pending, prefix.table_slots, replicaTag(chosen.id));
+      pending = null;
+      cachedById = null;
     },
   };
 }

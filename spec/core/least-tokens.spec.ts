@@ -21,11 +21,63 @@ describe('least-tokens', () => {
     { tokens: [3000, 1000], weights: [2, 1], expected: 'r1' },
     { tokens: [2000, 1000], weights: [2, 1], expected: 'r0' },
   ])('picks the lowest (tokens in flight + own) / weight: $tokens / $weights', ({ tokens, weights, expected }) => {
-    const strategy = createLeastTokens();
+    const strategy = createLeastTokens(configOf({ strategy: 'least-tokens' }), createMemoryStore());
     const views = tokens.map((n, i) => view(`r${i}`, { tokens: n, weight: weights[i] }));
     const picked = strategy.order(views, context(500), 1)[0].id;
     if (Array.isArray(expected)) expect(expected).toContain(picked);
     else expect(picked).toBe(expected);
+  });
+
+  it("counts only the uncached prompt on the replica last sent the conversation: its next turn stays there until the load says otherwise", () => {
+    const store = createMemoryStore();
+    const balancer = createBalancer(configOf({ strategy: 'least-tokens' }), { store, clock: fakeClock(), random: seededRandom(3) });
+    const fleet = replicas([1, 1]);
+    // A long system prompt (4000 tokens) and a first turn.
+    const system = { role: 'system', content: 's'.repeat(16000) };
+    const turn1 = { model: 'm', max_tokens: 100, messages: [system, { role: 'user', content: 'first question' }] };
+    const first = balancer.pick(fleet, { body: turn1 });
+    if (!first.ok) throw new Error(first.message);
+    const home = first.replicas[0].id;
+    expect(first.tokens).toBe(first.promptTokens + 100);
+    balancer.onEnd(fleet, first.replicas[0], { status: 200, latencyMs: 1, tokens: 0 });
+    // Another client's request (2000 tokens) is in flight on the home replica: by whole prompts the
+    // other one is cheaper; without the 4000 cached tokens the home replica is.
+    balancer.onStart(fleet.find((r) => r.id === home) as (typeof fleet)[0], 2000);
+    const turn2 = { model: 'm', max_tokens: 100, messages: [system, { role: 'user', content: 'first question' }, { role: 'assistant', content: 'an answer' }, { role: 'user', content: 'and then?' }] };
+    const second = balancer.pick(fleet, { body: turn2 });
+    if (!second.ok) throw new Error(second.message);
+    expect(second.replicas[0].id).toBe(home);
+    // Only the uncached part counts in flight: the whole prompt less 4000 tokens' worth of whole 64-token blocks.
+    const whole = 4 + 4000 + 4 + 4 + 3 + 4 + 3 + 4 + 3 + 100;
+    expect(second.tokens).toBeLessThan(whole - 3900);
+    expect(second.tokens).toBeGreaterThan(100);
+    expect(second.promptTokens).toBe(second.tokens - 100);
+    // With the discount off, the same situation goes by whole prompts: to the other replica.
+    const plain = createBalancer(configOf({ strategy: 'least-tokens', least_tokens: { discount_cached_prefix: false } }), { store: createMemoryStore(), clock: fakeClock(), random: seededRandom(3) });
+    const p1 = plain.pick(fleet, { body: turn1 });
+    if (!p1.ok) throw new Error(p1.message);
+    plain.onStart(p1.replicas[0], 2000);
+    const p2 = plain.pick(fleet, { body: turn2 });
+    expect(p2.ok && p2.replicas[0].id).not.toBe(p1.replicas[0].id);
+    expect(p2.ok && p2.tokens).toBe(p2.ok ? p2.promptTokens + 100 : -1);
+  });
+
+  it('the cached part never exceeds the prompt, and a heavy enough load still moves the conversation', () => {
+    const balancer = createBalancer(configOf({ strategy: 'least-tokens' }), { store: createMemoryStore(), clock: fakeClock(), random: seededRandom(4) });
+    const fleet = replicas([1, 1]);
+    const body = { model: 'm', max_tokens: 10, messages: [{ role: 'user', content: 'q'.repeat(8000) }] };
+    const first = balancer.pick(fleet, { body });
+    if (!first.ok) throw new Error(first.message);
+    const home = fleet.find((r) => r.id === first.replicas[0].id) as (typeof fleet)[0];
+    // The same prompt again: fully cached at home (its prompt counts 0 there, never negative).
+    const again = balancer.pick(fleet, { body });
+    expect(again.ok && again.replicas[0].id).toBe(home.id);
+    expect(again.ok && again.tokens).toBeGreaterThanOrEqual(10);
+    expect(again.ok && again.promptTokens).toBeGreaterThanOrEqual(0);
+    // 10,000 tokens in flight at home outweigh the 2,000 a cold replica would prefill.
+    balancer.onStart(home, 10000);
+    const moved = balancer.pick(fleet, { body });
+    expect(moved.ok && moved.replicas[0].id).not.toBe(home.id);
   });
 
   it('estimates a request from its OpenAI body: prompt tokens + max_tokens capped, defaults otherwise', () => {

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { createBalancer } from '../../shared/balancer';
 import { createMemoryStore } from '../../shared/memory-store';
-import { deepestMatch, encodeEntry, recordRoute, replicaTag, slotKey } from '../../shared/prefix-table';
+import { deepestMatch, encodeEntry, matchDepths, recordRoute, replicaTag, slotKey } from '../../shared/prefix-table';
 import { imbalanced, underBound } from '../../shared/strategies/prefix-affinity';
 import type { Replica } from '../../shared/types';
 import { configOf, fakeClock, replicas, seededRandom, view } from '../helpers/core';
@@ -44,6 +44,10 @@ describe('prefix table', () => {
     expect(deepestMatch(store, [11, 22, 44], 1024, [a, b])).toEqual({ depth: 2, index: 1 });
     // a is not a candidate (ejected): the deepest block held by a candidate counts.
     expect(deepestMatch(store, [11, 22, 33], 1024, [b])).toEqual({ depth: 2, index: 0 });
+    // Per candidate: how deep each one's prefix goes (least-tokens' uncached prompt).
+    expect(matchDepths(store, [11, 22, 33], 1024, [a, b, replicaTag('c')])).toEqual([3, 2, 0]);
+    expect(matchDepths(store, [11, 22, 44], 1024, [a, b])).toEqual([0, 2]);
+    expect(matchDepths(store, [], 1024, [a])).toEqual([0]);
     // A block with the same slot (1024 + 11) replaces 11: the lookup of 11 is a miss.
     recordRoute(store, [1024 + 11], 1024, a);
     expect(deepestMatch(store, [11], 1024, [a, b])).toEqual({ depth: 0, index: -1 });
