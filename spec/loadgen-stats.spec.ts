@@ -7,6 +7,7 @@ import {
   MetricHistogram,
   buildReport,
   createRandom,
+  peakInFlight,
   exponential,
   formatReport,
   summarise,
@@ -170,9 +171,10 @@ describe('buildReport', () => {
   it('replica shares cover every response (errors too, unnamed as null) and sum to 1', () => {
     const report = buildReport(records, { windowMs: 2000 });
     expect(report.replicas).toEqual([
-      { replica: 'a', requests: 4, completed: 2, share: 4 / 9 },
-      { replica: 'b', requests: 3, completed: 2, share: 3 / 9 },
-      { replica: null, requests: 2, completed: 1, share: 2 / 9 },
+      // Every record here was sent at 0 and lasted 500 ms: all of a replica's overlap.
+      { replica: 'a', requests: 4, completed: 2, share: 4 / 9, peakInFlight: 4 },
+      { replica: 'b', requests: 3, completed: 2, share: 3 / 9, peakInFlight: 3 },
+      { replica: null, requests: 2, completed: 1, share: 2 / 9, peakInFlight: 2 },
     ]);
     expect(report.replicas.reduce((sum, entry) => sum + entry.share, 0)).toBeCloseTo(1, 12);
   });
@@ -187,6 +189,16 @@ describe('buildReport', () => {
   ])('goodput with SLO %j: %i requests', (slo, count) => {
     const report = buildReport(records, { windowMs: 2000, slo });
     expect(report.goodput).toEqual({ slo, requests: count, share: count / 10, perS: count / 2 });
+  });
+
+  it("peak in flight per replica: the most of its requests open at once (touching ends do not overlap)", () => {
+    const at = (sentAtMs: number, elapsedMs: number, replica: string) => record({ sentAtMs, elapsedMs, replica });
+    const peaks = peakInFlight([at(0, 100, 'a'), at(50, 100, 'a'), at(100, 10, 'a'), at(120, 100, 'a'), at(0, 100, 'b'), at(100, 100, 'b'), failed('connect-error', { status: null, replica: 'b', sentAtMs: 0, elapsedMs: 1000 })]);
+    // a: [0,100) [50,150) [100,110) [120,220): never more than two at once (50-100, 100-110, 120-150).
+    expect(peaks.get('a')).toBe(2);
+    // b: back to back, and the connect error never reached it.
+    expect(peaks.get('b')).toBe(1);
+    expect(peakInFlight([at(0, 10, 'c'), at(1, 10, 'c'), at(2, 10, 'c')]).get('c')).toBe(3);
   });
 
   it('goodput is null without an SLO', () => {

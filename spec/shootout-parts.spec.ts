@@ -92,6 +92,11 @@ describe('shootout summary over runs', () => {
   const report = (meanMs: number, p99Ms: number, ttftP50Ms: number, share: number) => ({
     metrics: { e2e: { meanMs, p99Ms }, ttft: { p50Ms: ttftP50Ms } },
     goodput: { share },
+    replicas: [
+      { replica: 'x', peakInFlight: 4 },
+      { replica: 'y', peakInFlight: 2 },
+      { replica: null, peakInFlight: 9 },
+    ],
   });
   const run = (mix: string, rr: number, pa: number, rrHits: number, paHits: number) =>
     ({
@@ -116,6 +121,8 @@ describe('shootout summary over runs', () => {
     expect(pa?.fields.hitRatio.median).toBeCloseTo(2, 10);
     expect(pa?.fields.hitRatio.min).toBeCloseTo(2, 10);
     expect(pa?.fields.hitRatio.max).toBeCloseTo(3, 10);
+    // The busiest replica's peak over the mean peak of the named replicas: 4 / 3.
+    expect(pa?.fields.peakSpread.median).toBeCloseTo(4 / 3, 10);
     expect(renderSummary(rows)).toContain('| m | prefix-affinity | 3 | 0.70 (0.50–0.80) |');
   });
 

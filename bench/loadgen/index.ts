@@ -45,6 +45,7 @@ export { MetricHistogram, summarise, MICROS_PER_MS, SIGNIFICANT_DIGITS, type Met
 export {
   METRIC_ROWS,
   buildReport,
+  peakInFlight,
   formatReport,
   meetsSlo,
   type ReplicaShare,

@@ -50,6 +50,32 @@ export interface ReplicaShare {
   completed: number;
   /** requests / all requests that got a response: the shares sum to 1. */
   share: number;
+  /** The most of its requests open at once, as the client saw them (sent → last byte or failure). */
+  peakInFlight: number;
+}
+
+/** Per replica, the most requests open at once over [sentAtMs, sentAtMs + elapsedMs]. */
+export function peakInFlight(records: ReadonlyArray<Pick<RequestRecord, 'replica' | 'status' | 'sentAtMs' | 'elapsedMs'>>): Map<string | null, number> {
+  const events = new Map<string | null, Array<[number, number]>>();
+  for (const record of records) {
+    if (record.status === null) continue;
+    const list = events.get(record.replica) ?? [];
+    list.push([record.sentAtMs, 1], [record.sentAtMs + record.elapsedMs, -1]);
+    events.set(record.replica, list);
+  }
+  const peaks = new Map<string | null, number>();
+  for (const [replica, list] of events) {
+    // Ends before starts at the same instant: a request that ended as another began did not overlap it.
+    list.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+    let open = 0;
+    let peak = 0;
+    for (const [, change] of list) {
+      open += change;
+      if (open > peak) peak = open;
+    }
+    peaks.set(replica, peak);
+  }
+  return peaks;
 }
 
 export interface Report {
@@ -129,8 +155,9 @@ export function buildReport(records: readonly RequestRecord[], options: ReportOp
     if (options.slo !== undefined && meetsSlo(record, options.slo)) meetingSlo++;
   }
 
+  const peaks = peakInFlight(records);
   const replicaShares: ReplicaShare[] = [...replicas.entries()]
-    .map(([replica, entry]) => ({ replica, requests: entry.requests, completed: entry.completed, share: entry.requests / responded }))
+    .map(([replica, entry]) => ({ replica, requests: entry.requests, completed: entry.completed, share: entry.requests / responded, peakInFlight: peaks.get(replica) ?? 0 }))
     .sort((a, b) => b.requests - a.requests || String(a.replica).localeCompare(String(b.replica)));
 
   return {

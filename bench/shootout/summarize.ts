@@ -1,7 +1,8 @@
 // Several shootout runs (other seeds, mixes, lengths) in one table: per mix and row, the median
 // and the range over the runs of each row's ratios to nginx round robin IN ITS OWN RUN (rows of
 // different runs are never compared directly: each run calibrates its own load), plus the median
-// prefix-cache hit rate and its ratio to round robin's.
+// prefix-cache hit rate and its ratio to round robin's, and how unevenly the replicas' peak
+// loads were spread (per-replica max load).
 //   node --import tsx bench/shootout/summarize.ts bench/results/runs/<dir> ... [--level 0.9] [--json out.json]
 // Prints a Markdown table. A benchmark summary, not a test: nothing asserts a speed.
 
@@ -20,6 +21,15 @@ export interface RowRatios {
   hitRate: number | null;
   /** This row's hit rate over the reference's. */
   hitRatio: number | null;
+  /** The busiest replica's peak in flight over the mean of the replicas' peaks (1 = even; the weights make ~1.1 fair). */
+  peakSpread: number | null;
+}
+
+function peakSpread(row: Row): number | null {
+  const peaks = (row.report.replicas ?? []).filter((share) => share.replica !== null).map((share) => share.peakInFlight);
+  if (peaks.length === 0 || peaks.some((peak) => typeof peak !== 'number')) return null;
+  const mean = peaks.reduce((sum, peak) => sum + peak, 0) / peaks.length;
+  return mean > 0 ? Math.max(...peaks) / mean : null;
 }
 
 function ratio(value: number | null | undefined, reference: number | null | undefined): number | null {
@@ -42,6 +52,7 @@ export function levelRatios(level: LevelResult): Record<string, RowRatios> | nul
       goodput: row.report.goodput === null ? null : row.report.goodput.share,
       hitRate: hit,
       hitRatio: ratio(hit, reference.cache?.hitRate ?? null),
+      peakSpread: peakSpread(row),
     };
   }
   return out;
@@ -62,7 +73,7 @@ export interface Summary {
   fields: Record<keyof RowRatios, { median: number | null; min: number | null; max: number | null }>;
 }
 
-const FIELDS: Array<keyof RowRatios> = ['mean', 'p99', 'ttftP50', 'goodput', 'hitRate', 'hitRatio'];
+const FIELDS: Array<keyof RowRatios> = ['mean', 'p99', 'ttftP50', 'goodput', 'hitRate', 'hitRatio', 'peakSpread'];
 
 /** Groups runs by mix, then rows in first-seen order. */
 export function summarize(results: ShootoutResult[], level: number): Summary[] {
@@ -99,13 +110,13 @@ function cell(field: { median: number | null; min: number | null; max: number | 
 
 export function renderSummary(summaries: Summary[]): string {
   const lines = [
-    '| mix | row | runs | mean | p99 | TTFT p50 | goodput | cache hits | hits vs RR |',
-    '|---|---|--:|--:|--:|--:|--:|--:|--:|',
+    '| mix | row | runs | mean | p99 | TTFT p50 | goodput | cache hits | hits vs RR | peak in flight, busiest / mean |',
+    '|---|---|--:|--:|--:|--:|--:|--:|--:|--:|',
   ];
   for (const s of summaries) {
     lines.push(
       `| ${s.mix} | ${s.row} | ${s.runs} | ${cell(s.fields.mean)} | ${cell(s.fields.p99)} | ${cell(s.fields.ttftP50)} | ` +
-        `${cell(s.fields.goodput, true)} | ${cell(s.fields.hitRate, true)} | ${cell(s.fields.hitRatio)} |`,
+        `${cell(s.fields.goodput, true)} | ${cell(s.fields.hitRate, true)} | ${cell(s.fields.hitRatio)} | ${cell(s.fields.peakSpread)} |`,
     );
   }
   return lines.join('\n') + '\n';
