@@ -67,6 +67,7 @@ describe('loadPluginConfig', () => {
           admin_timeout_s: 2,
           max_body_bytes: 1048576,
           same_target_retries: 0,
+          status_path: null,
         });
       }
     }
@@ -84,6 +85,7 @@ describe('loadPluginConfig', () => {
     ['a refresh interval of 0', { replicas: REPLICAS, kong: { refresh_interval_s: 0 } }, 'kong.refresh_interval_s: must be'],
     ['too many same-target retries', { replicas: REPLICAS, kong: { same_target_retries: 11 } }, 'kong.same_target_retries: must be'],
     ['latency_metric tpot (a JS plugin never sees the body)', { replicas: REPLICAS, response_time: { latency_metric: 'tpot' } }, 'response_time.latency_metric: tpot needs the streamed response body'],
+    ['a status path without its slash', { replicas: REPLICAS, kong: { status_path: 'status' } }, 'kong.status_path: must be a URL path starting with /'],
     ['an unknown kong field', { replicas: REPLICAS, kong: { upstreams: 'x' } }, 'kong.upstreams: unknown field'],
     ['a bad shared option next to a bad kong option', { replicas: REPLICAS, strategy: 'fastest', kong: { max_body_bytes: 10 } }, 'strategy: must be one of'],
   ])('rejects %s with the field path', (_what, raw, fragment) => {

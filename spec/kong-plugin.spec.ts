@@ -12,7 +12,9 @@ interface Call {
   args: unknown[];
 }
 
-function fakeKong(overrides: { headers?: Record<string, string>; status?: number; proxyMs?: number; failTarget?: boolean; tries?: unknown[]; service?: { id: string; retries: number } } = {}) {
+function fakeKong(
+  overrides: { headers?: Record<string, string>; status?: number; proxyMs?: number; failTarget?: boolean; tries?: unknown[]; service?: { id: string; retries: number }; path?: string; query?: Record<string, string> } = {},
+) {
   const calls: Call[] = [];
   const shared: Record<string, unknown> = {};
   const record =
@@ -24,7 +26,8 @@ function fakeKong(overrides: { headers?: Record<string, string>; status?: number
   const kong: KongPdk = {
     request: {
       getHeaders: record<Record<string, string>>('request.getHeaders', overrides.headers ?? {}),
-      getQuery: record<Record<string, string>>('request.getQuery', {}),
+      getQuery: record<Record<string, string>>('request.getQuery', overrides.query ?? {}),
+      getPath: record<string>('request.getPath', overrides.path ?? '/v1/chat/completions'),
       getHeader: record<string | null>('request.getHeader', null),
       getRawBody: record<Uint8Array | null>('request.getRawBody', new Uint8Array()),
     },
@@ -187,6 +190,41 @@ describe('Kong plugin (PDK adapter)', () => {
     const again = fakeKong();
     await other.access(again.kong);
     expect(again.calls.filter((c) => c.method === 'service.setRetries')).toHaveLength(1);
+  });
+});
+
+describe('kong.status_path', () => {
+  it('answers the status as JSON or Prometheus text on its path, proxies everything else, and costs no PDK call when unset', async () => {
+    const plugin = new Plugin({ __plugin_id: 'p-status', strategy: 'least-tokens', replicas: REPLICAS, kong: { status_path: '/llm-balancer/status' } });
+    // One request in flight first, so the status has something to show.
+    const proxied = fakeKong({ path: '/v1/chat/completions' });
+    await plugin.access(proxied.kong);
+    expect(proxied.calls.some((c) => c.method === 'service.setTarget')).toBe(true);
+    const json = fakeKong({ path: '/llm-balancer/status' });
+    await plugin.access(json.kong);
+    expect(json.calls.some((c) => c.method === 'service.setTarget')).toBe(false);
+    const exit = json.calls.find((c) => c.method === 'response.exit');
+    expect(exit?.args[0]).toBe(200);
+    expect(exit?.args[2]).toEqual({ 'Content-Type': 'application/json' });
+    const doc = JSON.parse(String(exit?.args[1]));
+    expect(doc.strategy).toBe('least-tokens');
+    expect(doc.replicas.map((r: { address: string }) => r.address)).toEqual(['127.0.0.1:9001', '[::1]:9002']);
+    expect(doc.replicas.reduce((sum: number, r: { in_flight: number }) => sum + r.in_flight, 0)).toBe(1);
+    expect(doc.replicas[0]).not.toHaveProperty('upstream');
+    // The request above had no OpenAI body: counted, and shown.
+    expect(doc.requests_without_llm_body).toBe(1);
+    const prom = fakeKong({ path: '/llm-balancer/status', query: { format: 'prometheus' } });
+    await plugin.access(prom.kong);
+    const text = prom.calls.find((c) => c.method === 'response.exit');
+    expect(String(text?.args[1])).toContain('llm_balancer_replica_in_flight{replica="127.0.0.1:9001",address="127.0.0.1:9001"}');
+    expect(String(text?.args[1])).toContain('llm_balancer_requests_without_llm_body_total 1');
+    expect((text?.args[2] as Record<string, string>)['Content-Type']).toContain('text/plain; version=0.0.4');
+    // Off by default: not even the path is asked for.
+    const plain = new Plugin({ __plugin_id: 'p-status-off', strategy: 'round-robin', replicas: REPLICAS });
+    const off = fakeKong({ path: '/llm-balancer/status' });
+    await plain.access(off.kong);
+    expect(off.calls.some((c) => c.method === 'request.getPath')).toBe(false);
+    expect(off.calls.some((c) => c.method === 'service.setTarget')).toBe(true);
   });
 });
 

@@ -163,6 +163,29 @@ describe('strategy llm on the load the replicas report', () => {
   });
 });
 
+describe('kong.status_path', () => {
+  it("shows each replica's scraped queue and KV usage, and the requests placed without an OpenAI body", async () => {
+    const [b0, b1] = others.list;
+    b0.behave({ metricsText: vllm(6, 2, 0.5) });
+    b1.behave({ metricsText: vllm(1, 0, 0.25) });
+    const id = await plugin({ strategy: 'llm', replicas: replicasOf(others), replica_metrics: { interval_s: 0.1 }, kong: { status_path: '/llm-balancer/status' } });
+    await nextScrapes(others.list, 2);
+    servedBy(await kongRequest(kong, id, {}));
+    const status = await kongRequest(kong, id, { path: '/llm-balancer/status' });
+    expect(status.status, status.body).toBe(200);
+    const doc = JSON.parse(status.body) as { strategy: string; requests_without_llm_body: number; replicas: Array<{ address: string; queue: number; kv_cache_usage: number }> };
+    expect(doc.strategy).toBe('llm');
+    expect(doc.requests_without_llm_body).toBe(1);
+    const byAddress = Object.fromEntries(doc.replicas.map((r) => [r.address, r]));
+    expect(byAddress[b0.address]).toMatchObject({ queue: 8, kv_cache_usage: 0.5 });
+    expect(byAddress[b1.address]).toMatchObject({ kv_cache_usage: 0.25 });
+    // The status request itself never reached a replica.
+    expect(b0.requests + b1.requests).toBe(1);
+    const prometheus = await kongRequest(kong, id, { path: '/llm-balancer/status', query: { format: 'prometheus' } });
+    expect(prometheus.body).toContain(`llm_balancer_replica_kv_cache_usage{replica="${b0.address}",address="${b0.address}"} 0.5`);
+  });
+});
+
 describe('the replicas scraped are the current ones', () => {
   it("follows the Kong upstream's targets: a target added through the Admin API is scraped and routed to by its load", async () => {
     const [b0, b1] = others.list;

@@ -11,7 +11,7 @@ import { headerValue, requestViewOf } from '../plugins/nginx/request-view';
 import type { RequestSource } from '../plugins/nginx/request-view';
 import type { NumberDict } from '../plugins/nginx/runtime';
 import { createSharedDictStore } from '../plugins/nginx/shared-dict-store';
-import { labelValue, prometheusText, statusDocument } from '../plugins/nginx/status';
+import { labelValue, prometheusText, statusDocument } from '../shared/status-report';
 import type { ReplicaStatus } from '../shared/balancer';
 import { resolveHashKey } from '../shared/hash-key';
 import type { HashKeyConfig } from '../shared/config/types';

@@ -26,6 +26,7 @@ import {
   validate,
   validateFields,
 } from '../../shared/index';
+import { PROMETHEUS_CONTENT_TYPE, prometheusText, statusDocument } from '../../shared/status-report';
 import type { Balancer, BalancerConfig, ConfigError, Replica } from '../../shared/index';
 import { kongOptionsFields, kongOptionsSchema } from './options';
 import type { KongOptions } from './options';
@@ -265,6 +266,18 @@ async function answer503(kong: KongPdk, reason: Parameters<typeof noReplicaError
   await kong.response.exit(503, JSON.stringify(noReplicaError(reason, message)), JSON_HEADERS);
 }
 
+/** kong.status_path: the status rows as JSON, or Prometheus text with ?format=prometheus. */
+async function answerStatus(kong: KongPdk, state: PluginState): Promise<void> {
+  const rows = state.balancer.status(currentReplicas(state));
+  const withoutBody = state.readsBody ? state.balancer.requestsWithoutLlmBody() : undefined;
+  const query = await kong.request.getQuery(8);
+  if (query.format === 'prometheus') {
+    await kong.response.exit(200, prometheusText(rows, withoutBody), { 'Content-Type': PROMETHEUS_CONTENT_TYPE });
+    return;
+  }
+  await kong.response.exit(200, JSON.stringify(statusDocument(rows, null, state.config.strategy, Date.now(), withoutBody)), JSON_HEADERS);
+}
+
 export class Plugin {
   private readonly loaded: LoadedConfig;
   private readonly pluginId: string;
@@ -284,6 +297,10 @@ export class Plugin {
         return;
       }
       const state = stateFor(this.pluginId, this.loaded.config, this.loaded.kong);
+      if (state.kong.status_path !== null && (await kong.request.getPath()) === state.kong.status_path) {
+        await answerStatus(kong, state);
+        return;
+      }
       const replicas = await firstReplicas(state);
       if (replicas.length === 0 && state.source !== null && state.source.current() === null) {
         const why = state.source.lastError();

@@ -13,6 +13,7 @@ export interface KongOptions {
   admin_timeout_s: number;
   max_body_bytes: number;
   same_target_retries: number;
+  status_path: string | null;
 }
 
 export const kongOptionsFields: FieldEntry[] = [
@@ -80,6 +81,20 @@ export const kongOptionsFields: FieldEntry[] = [
       default: 0,
       between: [0, 10],
       description: "Kong's retries (set_retries) after a connect error or timeout; they go to the SAME replica, so 0 by default.",
+    },
+  },
+  {
+    status_path: {
+      type: 'string',
+      required: false,
+      format: 'url-path',
+      len_min: 1,
+      len_max: 256,
+      // A JS plugin cannot add an Admin API endpoint: the plugin answers this path on its own
+      // route, behind whatever auth plugins the route has. Checking the path costs one PDK round
+      // trip per request, so it is off unless set.
+      description:
+        'Requests to this path on the plugin\'s routes get the per-replica status as JSON (?format=prometheus: Prometheus text) instead of being proxied; unset: off.',
     },
   },
 ];

@@ -8,6 +8,7 @@ export interface KongPdk {
     /** One header, case-insensitive; null when absent. */
     getHeader(name: string): Promise<string | null>;
     getRawBody(): Promise<Uint8Array | string | null>;
+    getPath(): Promise<string>;
   };
   client: {
     getIp(): Promise<string>;

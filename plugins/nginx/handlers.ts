@@ -41,7 +41,7 @@ import { DEFAULT_CONSUMER_VARIABLE, parseBody, requestViewOf } from './request-v
 import { describeError, preloadedObject, stateDict, systemClock, systemRandom } from './runtime';
 import type { NjsRequest } from './runtime';
 import { createSharedDictStore } from './shared-dict-store';
-import { PROMETHEUS_CONTENT_TYPE, prometheusText, statusDocument } from './status';
+import { PROMETHEUS_CONTENT_TYPE, prometheusText, statusDocument } from '../../shared/status-report';
 
 export interface Context {
   config: BalancerConfig;

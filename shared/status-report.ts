@@ -1,7 +1,8 @@
-// The status page: the core's per-replica rows (balancer.status) as JSON, and the same numbers
+// The status page of both adapters (NGINX's /llm-balancer/status and /metrics locations, Kong's
+// kong.status_path): the core's per-replica rows (balancer.status) as JSON, and the same numbers
 // in the Prometheus text exposition format (version 0.0.4). Pure rendering from plain rows.
 
-import type { ReplicaStatus } from '../../shared/balancer';
+import type { ReplicaStatus } from './balancer';
 
 export const PROMETHEUS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
 
@@ -13,15 +14,15 @@ function iso(ms: number | null): string | null {
   return ms === null || ms <= 0 ? null : new Date(ms).toISOString();
 }
 
-/** The JSON document of GET /llm-balancer/status. `upstreams[i]` is the nginx upstream block of rows[i]. */
-export function statusDocument(rows: ReplicaStatus[], upstreams: string[], strategy: string, nowMs: number, withoutLlmBody?: number): Record<string, unknown> {
+/** The JSON status document. `upstreams[i]` is the nginx upstream block of rows[i] (null: Kong, no such field). */
+export function statusDocument(rows: ReplicaStatus[], upstreams: string[] | null, strategy: string, nowMs: number, withoutLlmBody?: number): Record<string, unknown> {
   const replicas: Record<string, unknown>[] = [];
   for (let i = 0; i < rows.length; i++) {
     const row = rows[i];
     replicas.push({
       id: row.id,
       address: row.address,
-      upstream: i < upstreams.length ? upstreams[i] : null,
+      upstream: upstreams === null ? undefined : i < upstreams.length ? upstreams[i] : null,
       weight: row.weight,
       state: row.state,
       healthy: row.state === 'healthy',
