@@ -92,6 +92,9 @@ export const LLM_VARIANTS: Record<string, { queue_weight: number; kv_weight: num
   'prefix-heavy': { queue_weight: 1, kv_weight: 1, prefix_weight: 6, tokens_weight: 1 },
   'load-heavy': { queue_weight: 3, kv_weight: 3, prefix_weight: 1, tokens_weight: 2 },
   'no-prefix': { queue_weight: 2, kv_weight: 2, prefix_weight: 0, tokens_weight: 1 },
+  // The KV signal is only as fresh as the last scrape (the queue is corrected by this gateway's own
+  // in-flight change since; KV usage cannot be): does it help or herd?
+  'no-kv': { queue_weight: 2, kv_weight: 0, prefix_weight: 3, tokens_weight: 1 },
 };
 const LLM_VARIANT = 'llm: ';
 export const LLM_VARIANT_ROWS = Object.keys(LLM_VARIANTS).map((name) => LLM_VARIANT + name);
