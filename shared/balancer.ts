@@ -257,7 +257,9 @@ export function createBalancer(config: BalancerConfig, deps: BalancerDeps): Bala
     // With a half-open candidate, ask for one extra: it may lose its trial claim or be dropped as an alternate.
     let halfOpen = false;
     for (let i = 0; i < candidates.length; i++) if (candidates[i].halfOpen) halfOpen = true;
-    const ordered = settleTrials(strategy.order(candidates, context, halfOpen ? wanted + 1 : wanted), now);
+    const order = strategy.order(candidates, context, halfOpen ? wanted + 1 : wanted);
+    // Without a half-open candidate there is no trial to settle (and no array to copy into).
+    const ordered = halfOpen ? settleTrials(order, now) : order;
     const chosen: Replica[] = [];
     for (let i = 0; i < ordered.length && chosen.length < wanted; i++) {
       // Hand back the adapter's own objects (it may have attached fields of its own).

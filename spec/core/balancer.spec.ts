@@ -173,6 +173,7 @@ describe('balancer', () => {
         inFlight: 1,
         ewmaMs: 120,
         ttftMs: 30,
+        tpotMs: null,
         tokens: 0,
         queue: null,
         kvUsage: null,
