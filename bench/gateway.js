@@ -4,12 +4,15 @@
 //   native least_conn           nginx's own balancer (the baseline)
 //   native hash consistent      nginx's own ketama on the session header
 //   njs least-connections       llm-balancer, config from the generator
+//   njs round-robin             llm-balancer, the cheapest strategy
 //   njs consistent-hash         llm-balancer, bounded-load rendezvous on the session header
 // and two reference points that are not products (bench/njs-reference/):
 //   njs floor                   a js_set returning a constant + an empty log-phase js_set: njs itself
 //   njs minimal hand-written LC the least bookkeeping any njs least-connections picker needs
 // Prints requests/s, p50 and p99 with the ratio to native least_conn and writes
 // bench/results/gateway.json. A benchmark, not a test: nothing here asserts a speed.
+// Environment: BENCH_DURATION_S (default 8), BENCH_VARIANTS=least,round (only those rows),
+// BENCH_ROUNDS=N (repeat, report medians), BENCH_NJS_PATHS=a=DIR,b=DIR (A/B of njs bundles, below).
 
 import { spawn, execFile } from 'node:child_process';
 import fs from 'node:fs';
@@ -23,8 +26,9 @@ import { ensureNginx } from '../build/fetch-nginx.js';
 import { nativeNginxConf } from './lib/native-nginx.js';
 
 const run = promisify(execFile);
-const RESULTS = path.join(REPO_ROOT, 'bench', 'results', 'gateway.json');
 const WORK = path.join(REPO_ROOT, '.cache', 'bench');
+// A/B runs (BENCH_NJS_PATHS) are experiments: they go to .cache, never over the published results.
+const RESULTS = process.env.BENCH_NJS_PATHS ? path.join(WORK, 'gateway-ab.json') : path.join(REPO_ROOT, 'bench', 'results', 'gateway.json');
 const REPLICAS = 4;
 // wrk settings: one thread (2 cores are shared by wrk, nginx and the backends), 32 connections.
 const DURATION_S = Number(process.env.BENCH_DURATION_S ?? 8);
@@ -180,18 +184,21 @@ async function generatorModules() {
   return import(pathToFileURL(outfile).href + '?t=' + Date.now());
 }
 
-async function njsConf(env, dir, port, ports, strategyYaml) {
+async function njsConf(env, dir, port, ports, strategyYaml, jsPath) {
   const generator = await generatorModules();
   const yaml = `${strategyYaml}\nretries: 1\nreplicas:\n${ports.map((p) => `  - address: 127.0.0.1:${p}`).join('\n')}\nnginx:\n  listen: 127.0.0.1:${port}\n  worker_processes: ${GATEWAY_WORKERS}\n`;
   const loaded = generator.loadBalancerFile(yaml);
   if (!loaded.ok) throw new Error(JSON.stringify(loaded.errors));
   const configJson = path.join(dir, 'llm-balancer.json');
-  fs.writeFileSync(configJson, JSON.stringify(generator.preloadedConfig(loaded.config, loaded.nginx)));
+  const preloaded = generator.preloadedConfig(loaded.config, loaded.nginx);
+  // A/B against bundles older than the preloaded `replicas` field: they read the keys from `keys`.
+  if (jsPath && preloaded.replicas && !preloaded.keys) preloaded.keys = preloaded.replicas.map((r) => r.keys);
+  fs.writeFileSync(configJson, JSON.stringify(preloaded));
   tempPaths(dir);
   return generator.renderNginxConfig(
     {
       config: loaded.config,
-      nginx: { ...loaded.nginx, module_path: env.modulePath, js_path: path.join(REPO_ROOT, 'dist', 'nginx'), config_json: configJson },
+      nginx: { ...loaded.nginx, module_path: env.modulePath, js_path: jsPath ?? path.join(REPO_ROOT, 'dist', 'nginx'), config_json: configJson },
       source: 'bench',
     },
     'full',
@@ -257,15 +264,32 @@ async function main() {
       { name: 'native hash consistent', conf: (dir, port) => nativeConf(env, dir, port, ports, 'hash $http_x_session_id consistent') },
       { name: 'njs floor (reference)', conf: (dir, port) => referenceConf(env, dir, port, ports, 'floor.js') },
       { name: 'njs minimal hand-written LC (reference)', conf: (dir, port) => referenceConf(env, dir, port, ports, 'minimal-least-connections.js') },
-      { name: 'njs least-connections', conf: (dir, port) => njsConf(env, dir, port, ports, 'strategy: least-connections') },
-      { name: 'njs round-robin', conf: (dir, port) => njsConf(env, dir, port, ports, 'strategy: round-robin') },
-      { name: 'njs consistent-hash', conf: (dir, port) => njsConf(env, dir, port, ports, 'strategy: consistent-hash\nhash_key:\n  source: header\n  name: x-session-id') },
+      { name: 'njs least-connections', conf: (dir, port) => njsConf(env, dir, port, ports, 'strategy: least-connections'), njs: 'strategy: least-connections' },
+      { name: 'njs round-robin', conf: (dir, port) => njsConf(env, dir, port, ports, 'strategy: round-robin'), njs: 'strategy: round-robin' },
+      { name: 'njs consistent-hash', conf: (dir, port) => njsConf(env, dir, port, ports, 'strategy: consistent-hash\nhash_key:\n  source: header\n  name: x-session-id'), njs: 'strategy: consistent-hash\nhash_key:\n  source: header\n  name: x-session-id' },
     ];
     // BENCH_VARIANTS=least,round runs only the variants whose names contain one of the words.
     const only = process.env.BENCH_VARIANTS ? process.env.BENCH_VARIANTS.split(',') : null;
-    const results = [];
-    for (const variant of variants.filter((v, i) => i === 0 || !only || only.some((word) => v.name.includes(word)))) {
-      const dir = path.join(root, variant.name.replace(/[^a-z0-9]+/gi, '-'));
+    let selected = variants.filter((v, i) => i === 0 || !only || only.some((word) => v.name.includes(word)));
+    // A/B of njs bundles: BENCH_NJS_PATHS=old=/some/dir,new=/other/dir runs every llm-balancer row
+    // once per js_path directory (each holding an llm_balancer.js), alternated, with the generator
+    // of this tree; BENCH_ROUNDS=N repeats the whole sequence and the table shows per-row medians
+    // (one run is ±15 µs/req on this machine: alternate and take medians).
+    if (process.env.BENCH_NJS_PATHS) {
+      const paths = process.env.BENCH_NJS_PATHS.split(',').map((pair) => pair.split('='));
+      const expanded = [];
+      for (const v of selected) {
+        if (!v.njs) expanded.push(v);
+        else for (const [label, dir] of paths) expanded.push({ name: `${v.name} [${label}]`, conf: (d, port) => njsConf(env, d, port, ports, v.njs, path.resolve(dir)) });
+      }
+      selected = expanded;
+    }
+    const rounds = Number(process.env.BENCH_ROUNDS ?? 1);
+    const sequence = [];
+    for (let round = 0; round < rounds; round++) for (const v of selected) sequence.push({ ...v, round });
+    const runs = [];
+    for (const variant of sequence) {
+      const dir = path.join(root, variant.name.replace(/[^a-z0-9]+/gi, '-') + '-' + variant.round);
       fs.mkdirSync(dir);
       const port = await freePort();
       const gateway = await startNginx(env, dir, await variant.conf(dir, port), port);
@@ -278,10 +302,23 @@ async function main() {
         const r = await run(env.wrkArgv[0], env.wrkArgv.slice(1).concat(['-t1', `-c${CONNECTIONS}`, `-d${DURATION_S}s`, '--latency', '-s', script, url]));
         const cpu = cpuSeconds(workers) - cpuBefore;
         const parsed = parseWrk(r.stdout);
-        results.push({ variant: variant.name, ...parsed, cpuUsPerRequest: (cpu * 1e6) / parsed.requests });
+        runs.push({ variant: variant.name, ...parsed, cpuUsPerRequest: (cpu * 1e6) / parsed.requests });
+        if (rounds > 1) console.error(`round ${variant.round + 1}/${rounds} ${variant.name}: ${((cpu * 1e6) / parsed.requests).toFixed(1)} µs/req, ${parsed.requestsPerSecond.toFixed(0)} req/s`);
       } finally {
         await gateway.stop();
       }
+    }
+    // One row per variant: the median run by CPU per request (with BENCH_ROUNDS=1, the run itself).
+    const results = [];
+    for (const v of selected) {
+      const mine = runs.filter((r) => r.variant === v.name).sort((a, b) => a.cpuUsPerRequest - b.cpuUsPerRequest);
+      if (mine.length === 0) continue;
+      const median = (field) => {
+        const values = mine.map((r) => r[field]).sort((a, b) => a - b);
+        const mid = Math.floor(values.length / 2);
+        return values.length % 2 ? values[mid] : (values[mid - 1] + values[mid]) / 2;
+      };
+      results.push({ ...mine[Math.floor(mine.length / 2)], requestsPerSecond: median('requestsPerSecond'), cpuUsPerRequest: median('cpuUsPerRequest'), p50Ms: median('p50Ms'), p99Ms: median('p99Ms'), runs: mine.length });
     }
     const baseline = results[0].requestsPerSecond;
     const baseCpu = results[0].cpuUsPerRequest;
@@ -303,7 +340,7 @@ async function main() {
     fs.mkdirSync(path.dirname(RESULTS), { recursive: true });
     fs.writeFileSync(
       RESULTS,
-      JSON.stringify({ date: new Date().toISOString(), machine: { cpus: os.cpus().length, nginx: env.nginxVersion, njs: env.njsVersion }, settings: { durationS: DURATION_S, connections: CONNECTIONS, workers: GATEWAY_WORKERS }, results }, null, 2) + '\n',
+      JSON.stringify({ date: new Date().toISOString(), machine: { cpus: os.cpus().length, nginx: env.nginxVersion, njs: env.njsVersion }, settings: { durationS: DURATION_S, connections: CONNECTIONS, workers: GATEWAY_WORKERS, rounds }, results }, null, 2) + '\n',
     );
     console.log(`\nwrote ${path.relative(REPO_ROOT, RESULTS)}`);
   } finally {

@@ -6,7 +6,7 @@
 // config, Kong's Admin API, the NGINX Plus API) and they may change at any time.
 
 import type { BalancerConfig } from './config/types';
-import type { Clock, Outcome, PickResult, Random, Replica, ReplicaView, RequestView, Store, StrategyContext } from './types';
+import type { Clock, MetricReads, Outcome, PickResult, Random, Replica, ReplicaView, RequestView, Store, StrategyContext } from './types';
 import { activelyUnhealthy, anyActivelyUnhealthy } from './health/active';
 import { claimTrial, classifyOutcome, passiveState, recordVerdict, trialInProgress } from './health/passive';
 import { resolveHashKey } from './hash-key';
@@ -52,6 +52,8 @@ export interface ReplicaStatus {
 
 export interface Balancer {
   readonly config: BalancerConfig;
+  /** What the configured strategy reads (readsTokens(config) and friends, without building it again). */
+  readonly reads: MetricReads;
   /** The replica to use first, then up to `retries` distinct alternates; or why there is none. */
   pick(replicas: Replica[], request: RequestView): PickResult;
   /**
@@ -255,7 +257,9 @@ export function createBalancer(config: BalancerConfig, deps: BalancerDeps): Bala
     // With a half-open candidate, ask for one extra: it may lose its trial claim or be dropped as an alternate.
     let halfOpen = false;
     for (let i = 0; i < candidates.length; i++) if (candidates[i].halfOpen) halfOpen = true;
-    const ordered = settleTrials(strategy.order(candidates, context, halfOpen ? wanted + 1 : wanted), now);
+    const order = strategy.order(candidates, context, halfOpen ? wanted + 1 : wanted);
+    // Without a half-open candidate there is no trial to settle (and no array to copy into).
+    const ordered = halfOpen ? settleTrials(order, now) : order;
     const chosen: Replica[] = [];
     for (let i = 0; i < ordered.length && chosen.length < wanted; i++) {
       // Hand back the adapter's own objects (it may have attached fields of its own).
@@ -345,6 +349,7 @@ export function createBalancer(config: BalancerConfig, deps: BalancerDeps): Bala
 
   return {
     config: config,
+    reads: strategy.reads,
     pick: pick,
     onStart: (replica, tokens) => recordStart(store, keysFor(replica), tokens === undefined ? 0 : tokens),
     onEnd: onEnd,

@@ -3,7 +3,7 @@
 // only parses it: pure, one pass over the text, O(length), and it never throws (any input that is
 // not a string, and any line it cannot read, yields nulls, never an exception).
 //
-// Servers and names (METRIC_NAMES below), from their production-metrics docs:
+// Servers and names (metricNames() below), from their production-metrics docs:
 // - vLLM (V1 engine): gauges vllm:num_requests_running, vllm:num_requests_waiting,
 //   vllm:kv_cache_usage_perc; counters vllm:prefix_cache_queries / vllm:prefix_cache_hits, which
 //   prometheus_client exposes as vllm:prefix_cache_queries_total / vllm:prefix_cache_hits_total.
@@ -67,22 +67,31 @@ export interface MetricNames {
   readonly prefixHits: readonly string[];
 }
 
-export const METRIC_NAMES: MetricNames = {
-  running: ['vllm:num_requests_running', 'sglang:num_running_reqs'],
-  waiting: ['vllm:num_requests_waiting', 'sglang:num_queue_reqs'],
-  kvUsage: ['vllm:kv_cache_usage_perc', 'vllm:gpu_cache_usage_perc', 'sglang:token_usage'],
-  prefixQueries: ['vllm:prefix_cache_queries_total', 'vllm:gpu_prefix_cache_queries_total'],
-  prefixHits: ['vllm:prefix_cache_hits_total', 'vllm:gpu_prefix_cache_hits_total'],
-};
+/**
+ * The names read, per field, in order of preference. A function, not a module-level constant:
+ * njs evaluates the bundle's top level for every request, and these arrays cost every proxied
+ * request, scraped or not. Each call returns a new table.
+ */
+export function metricNames(): MetricNames {
+  return {
+    running: ['vllm:num_requests_running', 'sglang:num_running_reqs'],
+    waiting: ['vllm:num_requests_waiting', 'sglang:num_queue_reqs'],
+    kvUsage: ['vllm:kv_cache_usage_perc', 'vllm:gpu_cache_usage_perc', 'sglang:token_usage'],
+    prefixQueries: ['vllm:prefix_cache_queries_total', 'vllm:gpu_prefix_cache_queries_total'],
+    prefixHits: ['vllm:prefix_cache_hits_total', 'vllm:gpu_prefix_cache_hits_total'],
+  };
+}
 
 type Field = 'running' | 'waiting' | 'kvUsage' | 'prefixQueries' | 'prefixHits';
 type Family = 'vllm' | 'sglang';
 
-const FIELDS: readonly Field[] = ['running', 'waiting', 'kvUsage', 'prefixQueries', 'prefixHits'];
+function fields(): Field[] {
+  return ['running', 'waiting', 'kvUsage', 'prefixQueries', 'prefixHits'];
+}
 
 interface NameEntry {
   field: Field;
-  /** Position in METRIC_NAMES[field]: lower is preferred. */
+  /** Position in metricNames()[field]: lower is preferred. */
   rank: number;
   family: Family;
 }
@@ -97,11 +106,13 @@ let decimal: RegExp | null = null;
 function nameIndexOf(): Record<string, NameEntry | undefined> {
   if (nameIndex !== null) return nameIndex;
   const index = Object.create(null) as Record<string, NameEntry | undefined>;
-  for (let f = 0; f < FIELDS.length; f++) {
-    const names = METRIC_NAMES[FIELDS[f]];
+  const table = metricNames();
+  const all = fields();
+  for (let f = 0; f < all.length; f++) {
+    const names = table[all[f]];
     for (let r = 0; r < names.length; r++) {
       const family: Family = names[r].indexOf('vllm:') === 0 ? 'vllm' : 'sglang';
-      index[names[r]] = { field: FIELDS[f], rank: r, family };
+      index[names[r]] = { field: all[f], rank: r, family };
     }
   }
   nameIndex = index;
@@ -141,12 +152,12 @@ function skipLabels(text: string, i: number, end: number): number {
   return -1;
 }
 
-function emptyTotals(): Record<Field, (number | null)[]> {
+function emptyTotals(table: MetricNames, all: Field[]): Record<Field, (number | null)[]> {
   const totals = Object.create(null) as Record<Field, (number | null)[]>;
-  for (let f = 0; f < FIELDS.length; f++) {
+  for (let f = 0; f < all.length; f++) {
     const slots: (number | null)[] = [];
-    for (let r = 0; r < METRIC_NAMES[FIELDS[f]].length; r++) slots.push(null);
-    totals[FIELDS[f]] = slots;
+    for (let r = 0; r < table[all[f]].length; r++) slots.push(null);
+    totals[all[f]] = slots;
   }
   return totals;
 }
@@ -156,7 +167,9 @@ export function parseReplicaMetrics(text: string): ReplicaLoad {
   const load: ReplicaLoad = { running: null, waiting: null, kvUsage: null, prefixQueries: null, prefixHits: null, server: 'unknown' };
   if (typeof text !== 'string') return load;
 
-  const totals = emptyTotals();
+  const table = metricNames();
+  const all = fields();
+  const totals = emptyTotals(table, all);
   const index = nameIndexOf();
   const pattern = decimalPattern();
   let sawVllm = false;
@@ -203,9 +216,9 @@ export function parseReplicaMetrics(text: string): ReplicaLoad {
   const family: Family | null = sawVllm ? 'vllm' : sawSglang ? 'sglang' : null;
   if (family === null) return load;
   load.server = family;
-  for (let f = 0; f < FIELDS.length; f++) {
-    const field = FIELDS[f];
-    const names = METRIC_NAMES[field];
+  for (let f = 0; f < all.length; f++) {
+    const field = all[f];
+    const names = table[field];
     const slots = totals[field];
     for (let r = 0; r < names.length; r++) {
       const value = slots[r];

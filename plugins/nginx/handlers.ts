@@ -23,7 +23,7 @@
 // by the retry that follows it (at once, so a dead replica is ejected while the failover's stream
 // is still running), the last one by `outcome` in the log phase.
 
-import { createBalancer, readsBody as needsLlmBody, readsTokens, replicasFromConfig } from '../../shared/balancer';
+import { createBalancer, replicasFromConfig } from '../../shared/balancer';
 import type { Balancer } from '../../shared/balancer';
 import type { BalancerConfig } from '../../shared/config/types';
 import { noReplicaError } from '../../shared/errors';
@@ -31,7 +31,7 @@ import { newOutputTally, outputTokensOf, tallyChunk, timePerOutputTokenMs } from
 import type { ByteChunk, OutputTally } from '../../shared/output-tokens';
 import type { PickResult, Replica, Store } from '../../shared/types';
 import { exhaustedError, internalError } from './errors';
-import { NAMES } from './names';
+import { CONFIG_OBJECT, ERROR_VAR, FIRST_BYTE_VAR, OUTPUT_TOKENS_VAR, PLAN_VAR, PROMPT_TOKENS_VAR, PROXY_LOCATION, TARGET_VAR, TOKENS_VAR, TRIED_VAR, UNAVAILABLE_UPSTREAM } from './names';
 import type { PreloadedConfig } from './names';
 import { attemptOutcome, describeOutcome } from './outcome';
 import type { ResponseVariables } from './outcome';
@@ -73,8 +73,8 @@ export function context(): Context {
   const preloaded = preloadedObject() as PreloadedConfig | undefined;
   if (preloaded === undefined || preloaded === null || typeof preloaded !== 'object' || !preloaded.config || !Array.isArray(preloaded.upstreams)) {
     throw new Error(
-      'llm-balancer: the preloaded object ' + NAMES.configObject + ' is missing or malformed ' +
-        '(js_preload_object ' + NAMES.configObject + ' from <the JSON written by llm-balancer nginx-config>;)',
+      'llm-balancer: the preloaded object ' + CONFIG_OBJECT + ' is missing or malformed ' +
+        '(js_preload_object ' + CONFIG_OBJECT + ' from <the JSON written by llm-balancer nginx-config>;)',
     );
   }
   // The generator wrote a validated config (every default filled in): it is trusted as is, since
@@ -83,14 +83,20 @@ export function context(): Context {
   // prototype (no indexOf, slice, hasOwnProperty...), and the core reads config with index loops
   // and property access only (spec/core/balancer.spec.ts runs it on such a config).
   const config = preloaded.config as BalancerConfig;
-  let replicas = replicasFromConfig(config);
-  if (preloaded.upstreams.length !== replicas.length) {
-    throw new Error('llm-balancer: the preloaded config has ' + replicas.length + ' replicas but ' + preloaded.upstreams.length + ' upstream names');
+  if (preloaded.upstreams.length !== config.replicas.length) {
+    throw new Error('llm-balancer: the preloaded config has ' + config.replicas.length + ' replicas but ' + preloaded.upstreams.length + ' upstream names');
   }
-  // The Store keys the generator precomputed per replica (absent in a JSON from an older generator).
-  const keys = preloaded.keys;
-  if (keys !== undefined && keys !== null && keys.length === replicas.length) {
-    for (let i = 0; i < replicas.length; i++) replicas[i].keys = keys[i];
+  // The generator's Replica objects, Store keys included, used as they are (read-only, like the
+  // config); a JSON from an older generator has only the keys, and the replicas are built here.
+  let replicas: Replica[];
+  if (Array.isArray(preloaded.replicas) && preloaded.replicas.length === config.replicas.length) {
+    replicas = preloaded.replicas;
+  } else {
+    replicas = replicasFromConfig(config);
+    const keys = preloaded.keys;
+    if (keys !== undefined && keys !== null && keys.length === replicas.length) {
+      for (let i = 0; i < replicas.length; i++) replicas[i].keys = keys[i];
+    }
   }
   let upstreams: string[] = preloaded.upstreams;
   let peers: Context['peers'] = null;
@@ -107,6 +113,7 @@ export function context(): Context {
   const indexOf: Record<string, number> = Object.create(null);
   for (let i = 0; i < replicas.length; i++) indexOf[replicas[i].id] = i;
   const store = createSharedDictStore(stateDict());
+  const balancer = createBalancer(config, { store: store, clock: systemClock, random: systemRandom });
   current = {
     config: config,
     replicas: replicas,
@@ -115,8 +122,9 @@ export function context(): Context {
     peers: peers,
     consumerVariable: typeof preloaded.consumerVariable === 'string' && preloaded.consumerVariable !== '' ? preloaded.consumerVariable : DEFAULT_CONSUMER_VARIABLE,
     store: store,
-    balancer: createBalancer(config, { store: store, clock: systemClock, random: systemRandom }),
-    countsTokens: readsTokens(config),
+    balancer: balancer,
+    // What the balancer's strategy reads: asking readsTokens(config) would build the strategy again.
+    countsTokens: balancer.reads.tokens,
     timesFirstByte: config.response_time.latency_metric === 'ttft' || config.response_time.latency_metric === 'tpot',
     countsOutput: config.response_time.latency_metric === 'tpot',
   };
@@ -128,7 +136,7 @@ export function context(): Context {
 function failed(r: NjsRequest, what: string, e: unknown): string {
   r.error('llm-balancer: ' + what + ' failed: ' + describeError(e));
   try {
-    r.variables[NAMES.errorVar] = internalError('the balancer failed to ' + what + ' (see the nginx error log)');
+    r.variables[ERROR_VAR] = internalError('the balancer failed to ' + what + ' (see the nginx error log)');
   } catch (ignored) {
     // $llm_balancer_error is not declared: nginx answers the 503 without our body.
   }
@@ -138,18 +146,18 @@ function failed(r: NjsRequest, what: string, e: unknown): string {
 /** Starts the first attempt of a pick: records the plan, counts the start, returns the upstream block. */
 function begin(r: NjsRequest, ctx: Context, result: PickResult): string {
   if (!result.ok) {
-    r.variables[NAMES.errorVar] = JSON.stringify(noReplicaError(result.reason, result.message));
-    return NAMES.unavailableUpstream;
+    r.variables[ERROR_VAR] = JSON.stringify(noReplicaError(result.reason, result.message));
+    return UNAVAILABLE_UPSTREAM;
   }
   const plan: string[] = [];
   for (let i = 0; i < result.replicas.length; i++) plan.push(result.replicas[i].id);
   const first = plan[0];
-  r.variables[NAMES.planVar] = joinIds(plan);
-  r.variables[NAMES.triedVar] = joinIds([first]);
+  r.variables[PLAN_VAR] = joinIds(plan);
+  r.variables[TRIED_VAR] = joinIds([first]);
   // Token-counting strategies: every attempt counts the request's tokens until its end.
   if (result.tokens > 0) {
-    r.variables[NAMES.tokensVar] = String(result.tokens);
-    r.variables[NAMES.promptTokensVar] = String(result.promptTokens);
+    r.variables[TOKENS_VAR] = String(result.tokens);
+    r.variables[PROMPT_TOKENS_VAR] = String(result.promptTokens);
   }
   // The replica object carries its preloaded Store keys: njs would rebuild them otherwise.
   ctx.balancer.onStart(result.replicas[0], result.tokens);
@@ -186,7 +194,7 @@ function endAttempt(r: NjsRequest, ctx: Context, id: string, index: number, resp
 
 /** When the first response body byte went out (ms since the epoch), when the body filter noted it. */
 function firstByteAt(r: NjsRequest): number | null {
-  const at = r.variables[NAMES.firstByteVar];
+  const at = r.variables[FIRST_BYTE_VAR];
   if (at === undefined || at === '') return null;
   const ms = Number(at);
   return isNaN(ms) ? null : ms;
@@ -194,7 +202,7 @@ function firstByteAt(r: NjsRequest): number | null {
 
 /** The time per output token of the response the body filter counted ($llm_balancer_output_tokens), or null. */
 function tpotOf(r: NjsRequest, firstToLastByteMs: number, wholeMs: number): number | null {
-  const text = r.variables[NAMES.outputTokensVar];
+  const text = r.variables[OUTPUT_TOKENS_VAR];
   if (text === undefined || text.length < 2) return null;
   const tokens = Number(text.substring(0, text.length - 1));
   if (isNaN(tokens)) return null;
@@ -219,7 +227,7 @@ export function firstByte(r: NjsRequest, data: ByteChunk, flags: { last?: boolea
     firstByteSeen = true;
     try {
       const ctx = context();
-      if (ctx.timesFirstByte) r.variables[NAMES.firstByteVar] = String(systemClock.now());
+      if (ctx.timesFirstByte) r.variables[FIRST_BYTE_VAR] = String(systemClock.now());
       if (ctx.countsOutput) outputTally = newOutputTally();
       if (ctx.countsTokens) releasePrompt(r);
     } catch (e) {
@@ -231,7 +239,7 @@ export function firstByte(r: NjsRequest, data: ByteChunk, flags: { last?: boolea
       tallyChunk(outputTally, data);
       if (flags.last) {
         const output = outputTokensOf(outputTally);
-        r.variables[NAMES.outputTokensVar] = output.tokens + (output.streamed ? 's' : 'w');
+        r.variables[OUTPUT_TOKENS_VAR] = output.tokens + (output.streamed ? 's' : 'w');
         outputTally = null;
       }
     } catch (e) {
@@ -247,18 +255,18 @@ export function firstByte(r: NjsRequest, data: ByteChunk, flags: { last?: boolea
  * counting now, the output's at the end (the attempt's Outcome carries only those). Once per request.
  */
 function releasePrompt(r: NjsRequest): void {
-  const text = r.variables[NAMES.promptTokensVar];
+  const text = r.variables[PROMPT_TOKENS_VAR];
   if (text === undefined || text === '') return;
   const prompt = Number(text);
   if (!(prompt > 0)) return;
   try {
-    const tried = parseIds(r.variables[NAMES.triedVar]);
+    const tried = parseIds(r.variables[TRIED_VAR]);
     if (tried.length === 0) return;
     const ctx = context();
     const id = tried[tried.length - 1];
     const i = ctx.indexOf[id];
-    r.variables[NAMES.promptTokensVar] = '0';
-    r.variables[NAMES.tokensVar] = String(requestTokens(r) - prompt);
+    r.variables[PROMPT_TOKENS_VAR] = '0';
+    r.variables[TOKENS_VAR] = String(requestTokens(r) - prompt);
     ctx.balancer.releaseTokens(i === undefined ? id : ctx.replicas[i], prompt);
   } catch (e) {
     r.error('llm-balancer: releasing the prompt tokens failed: ' + describeError(e));
@@ -267,7 +275,7 @@ function releasePrompt(r: NjsRequest): void {
 
 /** The tokens `begin` counted for this request (0 when the strategy counts none). */
 function requestTokens(r: NjsRequest): number {
-  const text = r.variables[NAMES.tokensVar];
+  const text = r.variables[TOKENS_VAR];
   const tokens = text === undefined || text === '' ? 0 : Number(text);
   return tokens > 0 ? tokens : 0;
 }
@@ -291,7 +299,7 @@ export function pick(r: NjsRequest): string {
     return begin(r, ctx, ctx.balancer.pick(ctx.replicas, requestViewOf(ctx.config.hash_key, r, null, ctx.consumerVariable)));
   } catch (e) {
     failed(r, 'pick a replica', e);
-    return NAMES.unavailableUpstream;
+    return UNAVAILABLE_UPSTREAM;
   }
 }
 
@@ -302,16 +310,16 @@ export function pick(r: NjsRequest): string {
 export function retry(r: NjsRequest): string {
   try {
     const ctx = context();
-    const tried = parseIds(r.variables[NAMES.triedVar]);
-    if (tried.length === 0) return failed(r, 'fail over (no first pick was recorded)', 'empty $' + NAMES.triedVar);
-    const next = nextInPlan(parseIds(r.variables[NAMES.planVar]), tried, (id) => stillUsable(ctx, id));
+    const tried = parseIds(r.variables[TRIED_VAR]);
+    if (tried.length === 0) return failed(r, 'fail over (no first pick was recorded)', 'empty $' + TRIED_VAR);
+    const next = nextInPlan(parseIds(r.variables[PLAN_VAR]), tried, (id) => stillUsable(ctx, id));
     if (next === null) {
       // Nothing left to try: the last attempt stays open until `outcome` ends it in the log phase.
-      r.variables[NAMES.errorVar] = exhaustedError(tried.length);
+      r.variables[ERROR_VAR] = exhaustedError(tried.length);
       return '';
     }
     // Extend `tried` first: whatever happens below, the log phase must not end the previous attempt again.
-    r.variables[NAMES.triedVar] = r.variables[NAMES.triedVar] + ',' + joinIds([next]);
+    r.variables[TRIED_VAR] = r.variables[TRIED_VAR] + ',' + joinIds([next]);
     try {
       endAttempt(r, ctx, tried[tried.length - 1], tried.length - 1, null);
     } catch (e) {
@@ -331,7 +339,7 @@ export function retry(r: NjsRequest): string {
  */
 export function outcome(r: NjsRequest): string {
   try {
-    const tried = parseIds(r.variables[NAMES.triedVar]);
+    const tried = parseIds(r.variables[TRIED_VAR]);
     if (tried.length === 0) return '';
     return endAttempt(r, context(), tried[tried.length - 1], tried.length - 1, { status: r.variables.status, requestCompletion: r.variables.request_completion });
   } catch (e) {
@@ -368,13 +376,13 @@ export function route(r: NjsRequest): void {
     target = failed(r, 'pick a replica', e);
   }
   if (target === '') {
-    const body = r.variables[NAMES.errorVar];
+    const body = r.variables[ERROR_VAR];
     r.headersOut['Content-Type'] = 'application/json';
     r.return(503, body ? body : internalError('the balancer failed to pick a replica'));
     return;
   }
-  r.variables[NAMES.targetVar] = target;
-  r.internalRedirect(NAMES.proxyLocation);
+  r.variables[TARGET_VAR] = target;
+  r.internalRedirect(PROXY_LOCATION);
 }
 
 function firstArg(value: string | string[] | undefined): string | undefined {
@@ -383,7 +391,8 @@ function firstArg(value: string | string[] | undefined): string | undefined {
 
 /** The count of requests placed without an OpenAI body, for strategies that read it; else undefined (not shown). */
 function withoutLlmBody(ctx: Context): number | undefined {
-  return needsLlmBody(ctx.config) ? ctx.balancer.requestsWithoutLlmBody() : undefined;
+  const reads = ctx.balancer.reads;
+  return reads.body || reads.tokens ? ctx.balancer.requestsWithoutLlmBody() : undefined;
 }
 
 function sendMetrics(r: NjsRequest, prometheus: boolean): void {

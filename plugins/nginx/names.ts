@@ -3,42 +3,78 @@
 // Changing one here changes both sides.
 
 import type { ReplicaKeys } from '../../shared/replica-state';
+import type { Replica } from '../../shared/types';
+
+// The names the njs handlers read on every request are plain constants, and NAMES refers to
+// them: njs evaluates the bundle's top level for every request, and a 25-property object literal
+// cost ~3 µs of it (measured); the bundle references only these constants, so esbuild drops NAMES.
+
+/** `js_preload_object llm_balancer_config from <file>.json;` — shape: PreloadedConfig. */
+export const CONFIG_OBJECT = 'llm_balancer_config';
+
+/** js_var: the OpenAI-style JSON error body when no replica can serve. */
+export const ERROR_VAR = 'llm_balancer_error';
+
+/** js_var (response_time.latency_metric ttft or tpot only): when the first response body byte went to the client (ms since the epoch). */
+export const FIRST_BYTE_VAR = 'llm_balancer_first_byte';
+
+/** js_var (latency_metric tpot only): the response's output tokens and whether it streamed ("<tokens>s" or "<tokens>w"), set at its last byte. */
+export const OUTPUT_TOKENS_VAR = 'llm_balancer_output_tokens';
+
+/** `js_shared_dict_zone zone=llm_balancer_peers:1m type=string;` — the NGINX Plus peer list (JSON under key `peers`). */
+export const PEERS_ZONE = 'llm_balancer_peers';
+
+/** js_var: replica indexes of the pick and its alternates, comma-separated, in failover order. */
+export const PLAN_VAR = 'llm_balancer_plan';
+
+/** js_var (token-counting strategies only): the prompt's part of $tokensVar, released at the first streamed byte. */
+export const PROMPT_TOKENS_VAR = 'llm_balancer_prompt_tokens';
+
+/** Named location that proxies after `route` read the body (body-keyed mode). */
+export const PROXY_LOCATION = '@llm_balancer_proxy';
+
+/** `js_shared_dict_zone zone=llm_balancer:<size> type=number;` — the core's Store. */
+export const STATE_ZONE = 'llm_balancer';
+
+/** js_var: the upstream block chosen by `route` (body-keyed mode), read by the proxy location. */
+export const TARGET_VAR = 'llm_balancer_target';
+
+/** js_var (token-counting strategies only): the request's estimated tokens, counted at each attempt's start and released at its end. */
+export const TOKENS_VAR = 'llm_balancer_tokens';
+
+/** js_var: replica indexes actually tried, comma-separated, in attempt order. */
+export const TRIED_VAR = 'llm_balancer_tried';
+
+/**
+ * What `pick` returns when no replica can serve: an upstream whose only server is `down`, so
+ * nginx answers 502 at once and the error_page chain turns it into the 503 JSON in $errorVar.
+ * (Testing the pick in a rewrite-phase `if` would run it before auth and rate limits.)
+ */
+export const UNAVAILABLE_UPSTREAM = 'llm_balancer_unavailable';
 
 export const NAMES = {
   /** `js_import llm_balancer from llm_balancer.js;` */
   module: 'llm_balancer',
   bundleFile: 'llm_balancer.js',
-  /** `js_preload_object llm_balancer_config from <file>.json;` — shape: PreloadedConfig. */
-  configObject: 'llm_balancer_config',
-  /** `js_shared_dict_zone zone=llm_balancer:<size> type=number;` — the core's Store. */
-  stateZone: 'llm_balancer',
-  /** `js_shared_dict_zone zone=llm_balancer_peers:1m type=string;` — the NGINX Plus peer list (JSON under key `peers`). */
-  peersZone: 'llm_balancer_peers',
+  configObject: CONFIG_OBJECT,
+  stateZone: STATE_ZONE,
+  peersZone: PEERS_ZONE,
   /** js_set: the upstream block of the pick, or `unavailableUpstream` when no replica can serve (then $errorVar holds the 503 body). */
   upstreamVar: 'llm_balancer_upstream',
   /** js_set, one per failover attempt (`llm_balancer_retry_1`, ...): the next alternate's upstream block, or ''. */
   retryVarPrefix: 'llm_balancer_retry_',
-  /** js_var: replica indexes of the pick and its alternates, comma-separated, in failover order. */
-  planVar: 'llm_balancer_plan',
-  /** js_var: replica indexes actually tried, comma-separated, in attempt order. */
-  triedVar: 'llm_balancer_tried',
-  /** js_var: the OpenAI-style JSON error body when no replica can serve. */
-  errorVar: 'llm_balancer_error',
-  /** js_var (token-counting strategies only): the request's estimated tokens, counted at each attempt's start and released at its end. */
-  tokensVar: 'llm_balancer_tokens',
-  /** js_var (token-counting strategies only): the prompt's part of $tokensVar, released at the first streamed byte. */
-  promptTokensVar: 'llm_balancer_prompt_tokens',
-  /** js_var (response_time.latency_metric ttft or tpot only): when the first response body byte went to the client (ms since the epoch). */
-  firstByteVar: 'llm_balancer_first_byte',
-  /** js_var (latency_metric tpot only): the response's output tokens and whether it streamed ("<tokens>s" or "<tokens>w"), set at its last byte. */
-  outputTokensVar: 'llm_balancer_output_tokens',
-  /** js_var: the upstream block chosen by `route` (body-keyed mode), read by the proxy location. */
-  targetVar: 'llm_balancer_target',
+  planVar: PLAN_VAR,
+  triedVar: TRIED_VAR,
+  errorVar: ERROR_VAR,
+  tokensVar: TOKENS_VAR,
+  promptTokensVar: PROMPT_TOKENS_VAR,
+  firstByteVar: FIRST_BYTE_VAR,
+  outputTokensVar: OUTPUT_TOKENS_VAR,
+  targetVar: TARGET_VAR,
   /** js_set used only in log_format: evaluated in the LOG phase, it records every attempt's outcome. */
   outcomeVar: 'llm_balancer_outcome',
   logFormat: 'llm_balancer',
-  /** Named location that proxies after `route` read the body (body-keyed mode). */
-  proxyLocation: '@llm_balancer_proxy',
+  proxyLocation: PROXY_LOCATION,
   /** Named locations for failover attempts: `@llm_balancer_retry_1`, ... */
   retryLocationPrefix: '@llm_balancer_retry_',
   /** Named location holding `js_periodic` for active health checks. */
@@ -49,12 +85,7 @@ export const NAMES = {
   peerSyncLocation: '@llm_balancer_peer_sync',
   /** One `upstream {}` block per replica, by index: `llm_balancer_0`, `llm_balancer_1`, ... */
   upstreamPrefix: 'llm_balancer_',
-  /**
-   * What `pick` returns when no replica can serve: an upstream whose only server is `down`, so
-   * nginx answers 502 at once and the error_page chain turns it into the 503 JSON in $errorVar.
-   * (Testing the pick in a rewrite-phase `if` would run it before auth and rate limits.)
-   */
-  unavailableUpstream: 'llm_balancer_unavailable',
+  unavailableUpstream: UNAVAILABLE_UPSTREAM,
 } as const;
 
 /** What the generator writes into the preloaded JSON file. */
@@ -63,8 +94,15 @@ export interface PreloadedConfig {
   config: unknown;
   /** Upstream block name per replica, same order as config.replicas. */
   upstreams: string[];
-  /** Store keys per replica, same order (njs would otherwise rebuild them on every request). */
-  keys: ReplicaKeys[];
+  /**
+   * The static replicas as the core's Replica objects with their Store keys, same order: what
+   * the handlers would otherwise build from config.replicas on every request (each njs request
+   * runs in a fresh VM, and every property of every object built costs ~0.1 µs there).
+   * Read-only: nothing writes to a Replica. Absent in a JSON from an older generator.
+   */
+  replicas?: Replica[];
+  /** Store keys per replica, same order: written by older generators only (now inside `replicas`). */
+  keys?: ReplicaKeys[];
   /** When set, replicas, weights and state come from this NGINX Plus upstream API instead. */
   plusApi: PlusApiOptions | null;
   /** The nginx variable (without $) read as the caller identity for `hash_key.source: consumer`. */

@@ -34,6 +34,8 @@ export interface ResponseVariables {
 /** The `index`-th attempt's entry of an $upstream_* value (the last server of its group), or null. */
 export function attemptField(value: string | undefined, index: number): string | null {
   if (value === undefined || value === null || value === '') return null;
+  // One attempt on one server, by far the usual case: no arrays to split into (njs allocates each).
+  if (value.indexOf(' : ') < 0 && value.indexOf(', ') < 0) return index === 0 ? value.trim() : null;
   const groups = value.split(' : ');
   if (index < 0 || index >= groups.length) return null;
   const servers = groups[index].split(', ');

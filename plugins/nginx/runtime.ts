@@ -10,7 +10,7 @@
 import { fmix32 } from '../../shared/hash';
 import { createSeededRandom } from '../../shared/random';
 import type { Clock, Random } from '../../shared/types';
-import { NAMES } from './names';
+import { CONFIG_OBJECT, PEERS_ZONE, STATE_ZONE } from './names';
 
 export const systemClock: Clock = { now: () => Date.now() };
 
@@ -35,7 +35,7 @@ export const systemRandom: Random = {
 
 function seedCounter(): number {
   // Outside nginx (the njs command line: pickForTest) there is no ngx.shared.
-  const dict = typeof ngx === 'undefined' || !ngx.shared ? undefined : (ngx.shared[NAMES.stateZone] as NumberDict | undefined);
+  const dict = typeof ngx === 'undefined' || !ngx.shared ? undefined : (ngx.shared[STATE_ZONE] as NumberDict | undefined);
   if (dict === undefined) return Date.now();
   try {
     return dict.incr(SEED_KEY, 1, 0);
@@ -112,25 +112,25 @@ export function host(): NgxHost {
 
 /** The state zone; throws a message naming the directive when it is missing. */
 export function stateDict(): NumberDict {
-  const dict = ngx.shared[NAMES.stateZone];
+  const dict = ngx.shared[STATE_ZONE];
   if (dict === undefined) {
-    throw new Error('llm-balancer: no shared dict "' + NAMES.stateZone + '" (js_shared_dict_zone zone=' + NAMES.stateZone + ':4m type=number;)');
+    throw new Error('llm-balancer: no shared dict "' + STATE_ZONE + '" (js_shared_dict_zone zone=' + STATE_ZONE + ':4m type=number;)');
   }
   return dict as NumberDict;
 }
 
 /** The NGINX Plus peer list zone (nginx.plus_api); throws a message naming the directive when it is missing. */
 export function peersDict(): StringDict {
-  const dict = ngx.shared[NAMES.peersZone];
+  const dict = ngx.shared[PEERS_ZONE];
   if (dict === undefined) {
-    throw new Error('llm-balancer: no shared dict "' + NAMES.peersZone + '" (js_shared_dict_zone zone=' + NAMES.peersZone + ':1m type=string;)');
+    throw new Error('llm-balancer: no shared dict "' + PEERS_ZONE + '" (js_shared_dict_zone zone=' + PEERS_ZONE + ':1m type=string;)');
   }
   return dict as StringDict;
 }
 
 /** The object `js_preload_object` installed as a global, or undefined outside nginx (njs CLI, Node). */
 export function preloadedObject(): unknown {
-  return (globalThis as unknown as Record<string, unknown>)[NAMES.configObject];
+  return (globalThis as unknown as Record<string, unknown>)[CONFIG_OBJECT];
 }
 
 /** An exception's message (njs errors, strings, anything thrown). */

@@ -13,21 +13,16 @@ import { createResponseTime } from './response-time';
 import { createRoundRobin } from './round-robin';
 import { createWeightedRoundRobin } from './weighted-round-robin';
 
-/** Stands in when a strategy is built only to ask what it reads: using it is a bug. */
-const NO_STORE: Store = {
-  get: () => {
+/**
+ * Stands in when a strategy is built only to ask what it reads: using it is a bug. Built on
+ * demand, not at module level (njs evaluates the top level for every request).
+ */
+function noStore(): Store {
+  const misuse = (): never => {
     throw new Error('strategy built without a store');
-  },
-  set: () => {
-    throw new Error('strategy built without a store');
-  },
-  incr: () => {
-    throw new Error('strategy built without a store');
-  },
-  delete: () => {
-    throw new Error('strategy built without a store');
-  },
-};
+  };
+  return { get: misuse, set: misuse, incr: misuse, delete: misuse };
+}
 
 // A switch, not a table of factories: under njs the module's top level runs for every request,
 // and a table would be built each time.
@@ -46,9 +41,9 @@ export function createStrategy(config: BalancerConfig, name: StrategyName, store
     case 'response-time':
       return createResponseTime();
     case 'llm':
-      return createLlm(config, store === undefined ? NO_STORE : store);
+      return createLlm(config, store === undefined ? noStore() : store);
     case 'prefix-affinity':
-      return createPrefixAffinity(config, store === undefined ? NO_STORE : store);
+      return createPrefixAffinity(config, store === undefined ? noStore() : store);
     case 'consistent-hash':
       return createConsistentHash(config, createStrategy(config, config.consistent_hash.fallback, store));
     case 'hybrid':

@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { METRIC_NAMES, parseReplicaMetrics } from '../../shared/replica-metrics';
+import { metricNames, parseReplicaMetrics } from '../../shared/replica-metrics';
 import type { ReplicaLoad } from '../../shared/replica-metrics';
 import { createHistogram, INTER_TOKEN_BUCKETS_S, renderMetrics, TTFT_BUCKETS_S } from '../../bench/emulator/metrics';
 import type { EngineStats } from '../../bench/emulator/model';
@@ -157,9 +157,9 @@ describe('parseReplicaMetrics: which name wins', () => {
   });
 
   const everyName: [string, string, string][] = [];
-  const fields = Object.keys(METRIC_NAMES) as (keyof typeof METRIC_NAMES)[];
+  const fields = Object.keys(metricNames()) as (keyof ReturnType<typeof metricNames>)[];
   for (let f = 0; f < fields.length; f++) {
-    const names = METRIC_NAMES[fields[f]];
+    const names = metricNames()[fields[f]];
     for (let n = 0; n < names.length; n++) everyName.push([names[n], fields[f], names[n].slice(0, names[n].indexOf(':'))]);
   }
 
@@ -168,7 +168,7 @@ describe('parseReplicaMetrics: which name wins', () => {
   });
 
   it('lists exactly the documented names, in order of preference', () => {
-    expect(METRIC_NAMES).toEqual({
+    expect(metricNames()).toEqual({
       running: ['vllm:num_requests_running', 'sglang:num_running_reqs'],
       waiting: ['vllm:num_requests_waiting', 'sglang:num_queue_reqs'],
       kvUsage: ['vllm:kv_cache_usage_perc', 'vllm:gpu_cache_usage_perc', 'sglang:token_usage'],
@@ -299,8 +299,8 @@ describe('parseReplicaMetrics: properties', () => {
 
   it('never throws on random soups of exposition tokens, and always returns a well-formed load', () => {
     const allNames: string[] = [];
-    const fields = Object.keys(METRIC_NAMES) as (keyof typeof METRIC_NAMES)[];
-    for (let f = 0; f < fields.length; f++) allNames.push(...METRIC_NAMES[fields[f]]);
+    const fields = Object.keys(metricNames()) as (keyof ReturnType<typeof metricNames>)[];
+    for (let f = 0; f < fields.length; f++) allNames.push(...metricNames()[fields[f]]);
     const token = fc.oneof(
       fc.constantFrom(...allNames),
       fc.constantFrom('{', '}', '"', '\\', '\\"', ' ', '\t', '\n', '\r\n', ',', '=', '#', 'engine=', 'le="+Inf"'),

@@ -13,8 +13,7 @@
 import type { BalancerConfig } from '../../../shared/config/types';
 import { needsRequestBody } from '../../../shared/balancer';
 import { buildKeys } from '../../../shared/replica-state';
-import { readsReplicaLoad, readsTokens } from '../../../shared/balancer';
-import type { ReplicaKeys } from '../../../shared/replica-state';
+import { readsReplicaLoad, readsTokens, replicasFromConfig } from '../../../shared/balancer';
 import { exhaustedError } from '../errors';
 import { scrapeTimeoutMs } from '../metrics-scrape';
 import { NAMES } from '../names';
@@ -54,12 +53,12 @@ const EXHAUSTED_LOCATION = '@llm_balancer_exhausted';
 /** The JSON nginx preloads for the njs module (js_preload_object). */
 export function preloadedConfig(config: BalancerConfig, nginx: Pick<NginxOptions, 'plus_api' | 'consumer_variable'>): PreloadedConfig {
   const upstreams: string[] = [];
-  const keys: ReplicaKeys[] = [];
-  for (let i = 0; i < config.replicas.length; i++) {
+  const replicas = replicasFromConfig(config);
+  for (let i = 0; i < replicas.length; i++) {
     upstreams.push(upstreamName(i));
-    keys.push(buildKeys(config.replicas[i].id));
+    replicas[i].keys = buildKeys(replicas[i].id);
   }
-  return { config: config, upstreams: upstreams, keys: keys, plusApi: nginx.plus_api, consumerVariable: nginx.consumer_variable };
+  return { config: config, upstreams: upstreams, replicas: replicas, plusApi: nginx.plus_api, consumerVariable: nginx.consumer_variable };
 }
 
 function quote(path: string): string {
