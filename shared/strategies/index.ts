@@ -37,7 +37,7 @@ export function createStrategy(config: BalancerConfig, name: StrategyName, store
     case 'least-connections':
       return createLeastConnections(config);
     case 'least-tokens':
-      return createLeastTokens(config, store === undefined ? NO_STORE : store);
+      return createLeastTokens(config, store === undefined ? noStore() : store);
     case 'response-time':
       return createResponseTime();
     case 'llm':
