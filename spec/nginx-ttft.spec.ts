@@ -7,7 +7,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startBackends } from './helpers/backends';
 import type { Backends } from './helpers/backends';
 import { createFleet, replicasOf } from './helpers/fleet';
-import { readStatus, request } from './helpers/nginx-balancer';
+import { drained, readStatus, request } from './helpers/nginx-balancer';
 import type { Balancer } from './helpers/nginx-balancer';
 
 let backends: Backends;
@@ -26,6 +26,12 @@ afterAll(async () => {
 });
 
 const FIRST_TOKEN_DELAY_MS = 400;
+
+/** The status once the log phase of every request has run (it runs just after the client's last byte). */
+async function settledStatus(lb: Balancer): ReturnType<typeof readStatus> {
+  await drained(lb);
+  return readStatus(lb);
+}
 
 async function streamOnce(lb: Balancer): Promise<{ backend: string; body: string }> {
   const reply = await request(lb.nginx.url('/v1/chat/completions'), { method: 'POST', body: '{"stream":true}', headers: { 'content-type': 'application/json' } });
@@ -47,7 +53,7 @@ describe('time to first token (latency_metric ttft)', () => {
     // Until both are sampled (an unsampled replica is tried first), then a few more.
     for (let i = 0; i < 20 && backends.list.some((b) => b.requests === 0); i++) await streamOnce(lb);
     expect(backends.list.every((b) => b.requests > 0)).toBe(true);
-    const rows = (await readStatus(lb)).replicas;
+    const rows = (await settledStatus(lb)).replicas;
     const b0 = rows.find((row) => row.address === backends.list[0].address);
     const b1 = rows.find((row) => row.address === backends.list[1].address);
     expect(b0?.ttft_ewma_ms).toBeGreaterThanOrEqual(FIRST_TOKEN_DELAY_MS - 50);
@@ -70,7 +76,7 @@ describe('time to first token (latency_metric ttft)', () => {
     backends.list[0].behave({ mode: 'sse', chunks: 2, chunkDelayMs: 0, firstChunkDelayMs: FIRST_TOKEN_DELAY_MS });
     const lb = await fleet.start({ strategy: 'response-time', replicas: replicasOf(backends.list.slice(0, 1)) });
     await streamOnce(lb);
-    const row = (await readStatus(lb)).replicas[0];
+    const row = (await settledStatus(lb)).replicas[0];
     // The headers came before the backend's 400 ms pause, the end of the stream after it: the
     // "first byte" estimate (header time here) sits a whole pause below the end-to-end one.
     expect(row.latency_ewma_ms as number).toBeGreaterThanOrEqual(FIRST_TOKEN_DELAY_MS - 50);
@@ -97,7 +103,7 @@ describe('time per output token (latency_metric tpot)', () => {
     const lb = await fleet.start({ strategy: 'response-time', response_time: { latency_metric: 'tpot', half_life_s: 60 }, replicas: replicasOf(backends.list) });
     for (let i = 0; i < 20 && backends.list.some((b) => b.requests === 0); i++) await streamOnce(lb);
     expect(backends.list.every((b) => b.requests > 0)).toBe(true);
-    const rows = (await readStatus(lb)).replicas;
+    const rows = (await settledStatus(lb)).replicas;
     const b0 = rows.find((row) => row.address === backends.list[0].address);
     const b1 = rows.find((row) => row.address === backends.list[1].address);
     // b1: 5 pauses between its 6 events → at least 60 ms per token after the first.
@@ -117,7 +123,7 @@ describe('time per output token (latency_metric tpot)', () => {
     const lb = await fleet.start({ strategy: 'response-time', response_time: { latency_metric: 'tpot' }, replicas: replicasOf(backends.list.slice(0, 1)) });
     const { body } = await streamOnce(lb);
     expect(body).toContain('"completion_tokens":1001');
-    const row = (await readStatus(lb)).replicas[0];
+    const row = (await settledStatus(lb)).replicas[0];
     expect(row.tpot_ewma_ms).not.toBeNull();
     expect(row.tpot_ewma_ms as number).toBeLessThan(DECODE_PAUSE_MS / 2);
   });
@@ -126,12 +132,12 @@ describe('time per output token (latency_metric tpot)', () => {
     backends.list[0].behave({ mode: 'json', latencyMs: 300, usageTokens: 10 });
     const lb = await fleet.start({ strategy: 'response-time', response_time: { latency_metric: 'tpot' }, replicas: replicasOf(backends.list.slice(0, 1)) });
     expect(await jsonOnce(lb)).toBe('b0');
-    const row = (await readStatus(lb)).replicas[0];
+    const row = (await settledStatus(lb)).replicas[0];
     expect(row.tpot_ewma_ms as number).toBeGreaterThanOrEqual(30 - 5);
     backends.list[1].behave({ mode: 'json', latencyMs: 0 });
     const lb2 = await fleet.start({ strategy: 'response-time', response_time: { latency_metric: 'tpot' }, replicas: replicasOf(backends.list.slice(1, 2)) });
     expect(await jsonOnce(lb2)).toBe('b1');
-    const row2 = (await readStatus(lb2)).replicas[0];
+    const row2 = (await settledStatus(lb2)).replicas[0];
     expect(row2.samples).toBe(1);
     expect(row2.tpot_ewma_ms).toBeNull();
   });
