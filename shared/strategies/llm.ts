@@ -11,7 +11,11 @@
 //            tokens  min-max over (estimated tokens in flight + this request's) / weight
 //   pick     the highest total, ties at random; alternates by total.
 // The pick is then recorded as the holder of the prompt's blocks, as prefix-affinity does.
-// Defaults follow llm-d (queue 2, KV 2, prefix 3) plus token load 1; the shootout compares them.
+// Defaults follow llm-d (queue 2, KV 2, prefix 3) plus token load 1. The shootout compared them
+// with a prefix-heavy (1/1/6/1) and a load-heavy (3/3/1/2) blend over four workloads (BENCHMARKS.md):
+// each of those wins where its signal dominates and loses clearly elsewhere (prefix-heavy piles onto
+// the hot prefix, load-heavy throws the caches away); the default is never far from the best.
+// Users who know their traffic is prefix-rich can raise prefix_weight.
 // Because queue and KV come from the replicas themselves, several gateways in front of the same
 // replicas see the same load. O(blocks + N × count).
 // Reads: the OpenAI body, inFlight, tokens, the replicas' /metrics, weight.
