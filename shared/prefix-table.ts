@@ -26,6 +26,13 @@ const TAG_SHIFT = 11;
 /** The 21-bit tag of a replica id (memoised: ids rarely change). */
 export const replicaTag: (id: string) => number = memoise((id: string) => hashString(id) >>> TAG_SHIFT, 4096);
 
+/** The tags of the candidates, in their order (the lookups below answer by index into it). */
+export function candidateTags(candidates: Array<{ id: string }>): number[] {
+  const tags: number[] = [];
+  for (let i = 0; i < candidates.length; i++) tags.push(replicaTag(candidates[i].id));
+  return tags;
+}
+
 export function slotKey(hash: number, slots: number): string {
   return 'pa:' + (hash % slots);
 }

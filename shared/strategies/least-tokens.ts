@@ -23,7 +23,7 @@ import type { BalancerConfig } from '../config/types';
 import { CHARS_PER_TOKEN, readLlmRequest } from '../llm-request';
 import type { LlmRequest } from '../llm-request';
 import { prefixBlockHashes } from '../prefix-blocks';
-import { matchDepths, recordRoute, replicaTag } from '../prefix-table';
+import { candidateTags, matchDepths, recordRoute, replicaTag } from '../prefix-table';
 import type { ReplicaView, Store, Strategy, StrategyContext } from '../types';
 import { cheapestFirst } from './ranking';
 
@@ -66,9 +66,7 @@ export function createLeastTokens(config: BalancerConfig, store: Store): Strateg
       if (pending === null || pending.length === 0 || llm === null) {
         return cheapestFirst(candidates, (replica) => (replica.tokens + own) / replica.weight, context.random, count);
       }
-      const tags: number[] = [];
-      for (let i = 0; i < candidates.length; i++) tags.push(replicaTag(candidates[i].id));
-      const depths = matchDepths(store, pending, prefix.table_slots, tags);
+      const depths = matchDepths(store, pending, prefix.table_slots, candidateTags(candidates));
       const cached: Record<string, number> = Object.create(null);
       for (let i = 0; i < candidates.length; i++) cached[candidates[i].id] = Math.min(llm.promptTokens, depths[i] * prefix.block_tokens);
       cachedById = cached;

@@ -24,7 +24,7 @@
 import type { BalancerConfig } from '../config/types';
 import { CHARS_PER_TOKEN } from '../llm-request';
 import { prefixBlockHashes } from '../prefix-blocks';
-import { deepestMatch, recordRoute, replicaTag } from '../prefix-table';
+import { candidateTags, deepestMatch, recordRoute, replicaTag } from '../prefix-table';
 import type { ReplicaView, Store, Strategy, StrategyContext } from '../types';
 import { cheapestFirst } from './ranking';
 
@@ -88,9 +88,7 @@ export function createLlm(config: BalancerConfig, store: Store): Strategy {
       const llm = context.llm;
       pending = llm === null ? null : prefixBlockHashes(llm.promptKey, blockChars, prefix.max_blocks);
       if (pending !== null && pending.length > 0 && options.prefix_weight > 0) {
-        const tags: number[] = [];
-        for (let i = 0; i < n; i++) tags.push(replicaTag(candidates[i].id));
-        const match = deepestMatch(store, pending, prefix.table_slots, tags);
+        const match = deepestMatch(store, pending, prefix.table_slots, candidateTags(candidates));
         if (match.depth > 0) totals[match.index] += (options.prefix_weight * match.depth) / pending.length;
       }
       const indexOf: Record<string, number> = Object.create(null);

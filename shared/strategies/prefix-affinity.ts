@@ -20,7 +20,7 @@
 
 import type { BalancerConfig } from '../config/types';
 import { prefixBlockHashes } from '../prefix-blocks';
-import { deepestMatch, recordRoute, replicaTag } from '../prefix-table';
+import { candidateTags, deepestMatch, recordRoute, replicaTag } from '../prefix-table';
 import { CHARS_PER_TOKEN } from '../llm-request';
 import type { ReplicaView, Store, Strategy, StrategyContext } from '../types';
 import { connectionCost } from './least-connections';
@@ -62,9 +62,7 @@ export function createPrefixAffinity(config: BalancerConfig, store: Store): Stra
       const llm = context.llm;
       pending = llm === null ? null : prefixBlockHashes(llm.promptKey, blockChars, options.max_blocks);
       if (pending !== null && pending.length > 0 && !imbalanced(candidates, options.balance_abs, options.balance_rel)) {
-        const tags: number[] = [];
-        for (let i = 0; i < candidates.length; i++) tags.push(replicaTag(candidates[i].id));
-        const match = deepestMatch(store, pending, options.table_slots, tags);
+        const match = deepestMatch(store, pending, options.table_slots, candidateTags(candidates));
         if (match.depth > 0 && match.depth >= options.min_match * pending.length) {
           const holder = candidates[match.index];
           if (underBound(candidates, holder, options.balance_factor)) {
