@@ -4,34 +4,26 @@
 // phase with Kong's log entry. Replicas come from the plugin config or from a fake Kong Admin API
 // (spec/helpers/kong-admin.ts) whose targets, weights and health the tests change. Assertions
 // are on counts and answers, never on durations.
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { KONG_OUTFILE } from '../build/build.js';
 import { startBackends } from './helpers/backends';
 import type { Backends } from './helpers/backends';
 import { startFakeKongAdmin } from './helpers/kong-admin';
 import type { FakeKongAdmin, KongHealth } from './helpers/kong-admin';
-import { KongRpc, KongSide, kongRequest, startPluginServer } from './helpers/kong-harness';
-import type { FakeRequest, KongResult, PluginServer } from './helpers/kong-harness';
+import { KongSide, kongRequest, startBuiltPlugin } from './helpers/kong-harness';
+import type { BuiltPlugin, FakeRequest, KongResult, PluginServer } from './helpers/kong-harness';
 
 let backends: Backends;
 let server: PluginServer;
-let rpc: KongRpc;
+let built: BuiltPlugin;
 let kong: KongSide;
-let pluginsDir = '';
 const admins: FakeKongAdmin[] = [];
 let nextPluginId = 0;
 
 beforeAll(async () => {
-  if (!fs.existsSync(KONG_OUTFILE)) throw new Error(`${KONG_OUTFILE} is missing: run \`node build/build.js\` (npm test's pretest does)`);
   backends = await startBackends(3);
-  pluginsDir = fs.mkdtempSync(path.join(os.tmpdir(), 'llmb-kong-int-'));
-  fs.copyFileSync(KONG_OUTFILE, path.join(pluginsDir, path.basename(KONG_OUTFILE)));
-  server = await startPluginServer(pluginsDir);
-  rpc = await KongRpc.connect(server.socketPath);
-  kong = new KongSide(rpc);
+  built = await startBuiltPlugin('kong-int');
+  server = built.server;
+  kong = built.kong;
 });
 
 afterEach(async () => {
@@ -44,10 +36,8 @@ afterEach(async () => {
 });
 
 afterAll(async () => {
-  rpc?.close();
-  await server?.stop();
+  await built?.stop();
   await backends?.close();
-  if (pluginsDir) fs.rmSync(pluginsDir, { recursive: true, force: true });
 });
 
 /** A new plugin instance with its own plugin id (its own balancer state in the server). */

@@ -4,40 +4,32 @@
 // (plugins/kong/metrics-scraper.ts) and routes by the load the replicas report; other strategies
 // never scrape. Backends (spec/helpers/backends.ts) serve a settable vLLM text and count scrapes.
 // Waits are on counts (scrapes seen, requests answered), never on fixed sleeps or durations.
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { KONG_OUTFILE } from '../build/build.js';
 import { startBackends } from './helpers/backends';
 import type { Backend, Backends } from './helpers/backends';
 import { startFakeKongAdmin } from './helpers/kong-admin';
 import type { FakeKongAdmin } from './helpers/kong-admin';
-import { KongRpc, KongSide, kongRequest, startPluginServer } from './helpers/kong-harness';
-import type { FakeRequest, KongResult, PluginServer } from './helpers/kong-harness';
+import { KongSide, kongRequest, startBuiltPlugin } from './helpers/kong-harness';
+import type { BuiltPlugin, FakeRequest, KongResult, PluginServer } from './helpers/kong-harness';
 
 /** The backends llm instances route to and scrape. */
 let fleet: Backends;
 /** Backends only the instance under test uses, so their scrape counts are its own. */
 let others: Backends;
 let server: PluginServer;
-let rpc: KongRpc;
+let built: BuiltPlugin;
 let kong: KongSide;
-let pluginsDir = '';
 let nextPluginId = 0;
 /** Plugin ids started in the current test: afterEach replaces their config, which stops their scrapers. */
 const started: string[] = [];
 const admins: FakeKongAdmin[] = [];
 
 beforeAll(async () => {
-  if (!fs.existsSync(KONG_OUTFILE)) throw new Error(`${KONG_OUTFILE} is missing: run \`node build/build.js\` (npm test's pretest does)`);
   fleet = await startBackends(3);
   others = await startBackends(2);
-  pluginsDir = fs.mkdtempSync(path.join(os.tmpdir(), 'llmb-kong-metrics-'));
-  fs.copyFileSync(KONG_OUTFILE, path.join(pluginsDir, path.basename(KONG_OUTFILE)));
-  server = await startPluginServer(pluginsDir);
-  rpc = await KongRpc.connect(server.socketPath);
-  kong = new KongSide(rpc);
+  built = await startBuiltPlugin('kong-metrics');
+  server = built.server;
+  kong = built.kong;
 });
 
 afterEach(async () => {
@@ -50,11 +42,9 @@ afterEach(async () => {
 });
 
 afterAll(async () => {
-  rpc?.close();
-  await server?.stop();
+  await built?.stop();
   await fleet?.close();
   await others?.close();
-  if (pluginsDir) fs.rmSync(pluginsDir, { recursive: true, force: true });
 });
 
 /** A new plugin instance with its own plugin id (its own balancer state and scraper). */

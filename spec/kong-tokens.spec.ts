@@ -5,31 +5,21 @@
 // them. The balancer state lives in the plugin server process, so the tests see it through routing
 // (held requests on live backends) and through the PDK calls of each phase. Assertions are on
 // counts, PDK calls and bodies, never on durations.
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { KONG_OUTFILE } from '../build/build.js';
 import { startBackends } from './helpers/backends';
 import type { Backend, Backends } from './helpers/backends';
-import { KongRpc, KongSide, kongRequest, startPluginServer } from './helpers/kong-harness';
-import type { FakeRequest, KongRequestOptions, KongResult, PhaseRun, PluginServer } from './helpers/kong-harness';
+import { KongSide, kongRequest, startBuiltPlugin } from './helpers/kong-harness';
+import type { BuiltPlugin, FakeRequest, KongRequestOptions, KongResult, PhaseRun } from './helpers/kong-harness';
 
 let backends: Backends;
-let server: PluginServer;
-let rpc: KongRpc;
+let built: BuiltPlugin;
 let kong: KongSide;
-let pluginsDir = '';
 let nextPluginId = 0;
 
 beforeAll(async () => {
-  if (!fs.existsSync(KONG_OUTFILE)) throw new Error(`${KONG_OUTFILE} is missing: run \`node build/build.js\` (npm test's pretest does)`);
   backends = await startBackends(2);
-  pluginsDir = fs.mkdtempSync(path.join(os.tmpdir(), 'llmb-kong-tokens-'));
-  fs.copyFileSync(KONG_OUTFILE, path.join(pluginsDir, path.basename(KONG_OUTFILE)));
-  server = await startPluginServer(pluginsDir);
-  rpc = await KongRpc.connect(server.socketPath);
-  kong = new KongSide(rpc);
+  built = await startBuiltPlugin('kong-tokens');
+  kong = built.kong;
 });
 
 afterEach(async () => {
@@ -41,10 +31,8 @@ afterEach(async () => {
 });
 
 afterAll(async () => {
-  rpc?.close();
-  await server?.stop();
+  await built?.stop();
   await backends?.close();
-  if (pluginsDir) fs.rmSync(pluginsDir, { recursive: true, force: true });
 });
 
 /** The kong.ctx.shared key the plugin keeps a request's estimated tokens under (plugins/kong/index.ts). */
