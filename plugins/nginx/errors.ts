@@ -2,6 +2,12 @@
 // (shared/errors.ts), so SDK clients surface the message.
 
 import { noReplicaError } from '../../shared/errors';
+import type { OpenAiError } from '../../shared/errors';
+
+/** An OpenAI-style error object (the generator's error pages, see generator/error-pages.ts). */
+export function openAiError(message: string, type: string, code: string): OpenAiError {
+  return { error: { message: message, type: type, code: code, param: null } };
+}
 
 /** 502 body when every attempt failed and the plan has no replica left to try. */
 export function exhaustedError(attempts: number): string {

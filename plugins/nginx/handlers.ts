@@ -31,7 +31,8 @@ import { newOutputTally, outputTokensOf, tallyChunk, timePerOutputTokenMs } from
 import type { ByteChunk, OutputTally } from '../../shared/output-tokens';
 import type { PickResult, Replica, Store } from '../../shared/types';
 import { exhaustedError, internalError } from './errors';
-import { CONFIG_OBJECT, ERROR_VAR, FIRST_BYTE_VAR, OUTPUT_TOKENS_VAR, PLAN_VAR, PROMPT_TOKENS_VAR, PROXY_LOCATION, TARGET_VAR, TOKENS_VAR, TRIED_VAR, UNAVAILABLE_UPSTREAM } from './names';
+import { retryAfterSeconds } from '../../shared/retry-after';
+import { CONFIG_OBJECT, ERROR_VAR, RETRY_AFTER_VAR, FIRST_BYTE_VAR, OUTPUT_TOKENS_VAR, PLAN_VAR, PROMPT_TOKENS_VAR, PROXY_LOCATION, TARGET_VAR, TOKENS_VAR, TRIED_VAR, UNAVAILABLE_UPSTREAM } from './names';
 import type { PreloadedConfig } from './names';
 import { attemptOutcome, describeOutcome } from './outcome';
 import type { ResponseVariables } from './outcome';
@@ -147,6 +148,8 @@ function failed(r: NjsRequest, what: string, e: unknown): string {
 function begin(r: NjsRequest, ctx: Context, result: PickResult): string {
   if (!result.ok) {
     r.variables[ERROR_VAR] = JSON.stringify(noReplicaError(result.reason, result.message));
+    // The 503's Retry-After: when the soonest replica may take traffic again (only on this path).
+    r.variables[RETRY_AFTER_VAR] = String(retryAfterSeconds(ctx.config, ctx.replicas, ctx.store, systemClock.now()));
     return UNAVAILABLE_UPSTREAM;
   }
   const plan: string[] = [];
@@ -377,7 +380,9 @@ export function route(r: NjsRequest): void {
   }
   if (target === '') {
     const body = r.variables[ERROR_VAR];
+    const retryAfter = r.variables[RETRY_AFTER_VAR];
     r.headersOut['Content-Type'] = 'application/json';
+    if (retryAfter) r.headersOut['Retry-After'] = retryAfter;
     r.return(503, body ? body : internalError('the balancer failed to pick a replica'));
     return;
   }

@@ -24,6 +24,9 @@ export const OUTPUT_TOKENS_VAR = 'llm_balancer_output_tokens';
 /** `js_shared_dict_zone zone=llm_balancer_peers:1m type=string;` — the NGINX Plus peer list (JSON under key `peers`). */
 export const PEERS_ZONE = 'llm_balancer_peers';
 
+/** js_var: seconds for the Retry-After header of a 503 when no replica can serve (set only then). */
+export const RETRY_AFTER_VAR = 'llm_balancer_retry_after';
+
 /** js_var: replica indexes of the pick and its alternates, comma-separated, in failover order. */
 export const PLAN_VAR = 'llm_balancer_plan';
 
@@ -66,6 +69,9 @@ export const NAMES = {
   planVar: PLAN_VAR,
   triedVar: TRIED_VAR,
   errorVar: ERROR_VAR,
+  retryAfterVar: RETRY_AFTER_VAR,
+  /** map: 1 when a failover location is reached before any pick (nginx refused the request: limit_req, ...). */
+  refusedVar: 'llm_balancer_refused',
   tokensVar: TOKENS_VAR,
   promptTokensVar: PROMPT_TOKENS_VAR,
   firstByteVar: FIRST_BYTE_VAR,

@@ -15,6 +15,7 @@ import { needsRequestBody } from '../../../shared/balancer';
 import { buildKeys } from '../../../shared/replica-state';
 import { readsReplicaLoad, readsTokens, replicasFromConfig } from '../../../shared/balancer';
 import { exhaustedError } from '../errors';
+import { ERROR_PAGE_PREFIX, INTERCEPT_SAFE, errorPageLines, errorPageLocations, errorPages } from './error-pages';
 import { scrapeTimeoutMs } from '../metrics-scrape';
 import { NAMES } from '../names';
 import { syncTimeoutMs } from '../peers';
@@ -99,13 +100,36 @@ function proxyBlock(lines: string[], indent: string, target: string, attempt: nu
   if (attempt < retries) {
     lines.push(indent + 'proxy_intercept_errors on;');
     lines.push(indent + 'error_page 502 503 504 = ' + retryLocation(attempt + 1) + ';');
+    attemptErrorPages(lines, indent, input, true, [502, 503, 504]);
   } else {
     lines.push(indent + 'error_page 502 504 = ' + EXHAUSTED_LOCATION + ';');
+    attemptErrorPages(lines, indent, input, false, [502, 504]);
   }
+}
+
+/**
+ * The JSON error pages an attempt's location repeats (it has its own error_page, so it inherits
+ * none from the server): all but its failover statuses when it passes the replica's answer
+ * through; only INTERCEPT_SAFE ones when it intercepts the replica's errors (error-pages.ts).
+ */
+function attemptErrorPages(lines: string[], indent: string, input: RenderInput, intercepting: boolean, failover: number[]): void {
+  errorPageLines(lines, indent, errorPages(input.nginx.max_body_size), intercepting ? INTERCEPT_SAFE : null, failover);
+}
+
+/** Where a 503 the pick refused gets its Retry-After (the variable is set only then; empty adds no header). */
+function pickRetryAfter(lines: string[]): void {
+  lines.push('      add_header Retry-After $' + NAMES.retryAfterVar + ' always;');
 }
 
 /** Where the first failure lands: if nothing was tried, the pick found no replica (503 + its JSON). */
 function refusedPick(lines: string[]): void {
+  // Neither tried nor refused by the pick: nginx itself refused the request before the pick
+  // (limit_req or limit_conn in front answer 503): the 503 JSON page with its Retry-After. The
+  // refusal's own status is gone here ($status reads 000 in this rewrite phase, measured), so a
+  // status other than 503 that failover intercepts would be answered 503 as well.
+  lines.push('      if ($' + NAMES.refusedVar + ') {');
+  lines.push('        rewrite ^ ' + ERROR_PAGE_PREFIX + '503 last;');
+  lines.push('      }');
   lines.push('      if ($' + NAMES.triedVar + ' = "") {');
   lines.push('        return 503 $' + NAMES.errorVar + ';');
   lines.push('      }');
@@ -139,6 +163,11 @@ function httpBody(input: RenderInput): string[] {
   lines.push('  js_var $' + NAMES.planVar + ';');
   lines.push('  js_var $' + NAMES.triedVar + ';');
   lines.push('  js_var $' + NAMES.errorVar + ';');
+  lines.push('  js_var $' + NAMES.retryAfterVar + ';');
+  lines.push('  map $' + NAMES.triedVar + '$' + NAMES.errorVar + ' $' + NAMES.refusedVar + ' {');
+  lines.push('    "" 1;');
+  lines.push('    default "";');
+  lines.push('  }');
   lines.push('  js_var $' + NAMES.targetVar + ';');
   if (readsTokens(config)) lines.push('  js_var $' + NAMES.tokensVar + ';');
   if (readsTokens(config)) lines.push('  js_var $' + NAMES.promptTokensVar + ';');
@@ -169,6 +198,8 @@ function httpBody(input: RenderInput): string[] {
   lines.push('    access_log /dev/null ' + NAMES.logFormat + ';');
   // Each failover attempt is one more error_page redirect.
   lines.push('    recursive_error_pages on;');
+  // nginx's own errors (bad request line, large header or body, ...) answer OpenAI-style JSON.
+  errorPageLines(lines, '    ', errorPages(nginx.max_body_size), null, []);
   lines.push('');
   lines.push('    location ' + nginx.location + ' {');
   if (readsBody) {
@@ -189,6 +220,7 @@ function httpBody(input: RenderInput): string[] {
   for (let attempt = 1; attempt <= config.retries; attempt++) {
     lines.push('');
     lines.push('    location ' + retryLocation(attempt) + ' {');
+    if (attempt === 1) pickRetryAfter(lines);
     if (attempt === 1) refusedPick(lines);
     lines.push('      if ($' + retryVariable(attempt) + ' = "") {');
     lines.push('        return 502 $' + NAMES.errorVar + ';');
@@ -198,10 +230,21 @@ function httpBody(input: RenderInput): string[] {
   }
   lines.push('');
   lines.push('    location ' + EXHAUSTED_LOCATION + ' {');
+  pickRetryAfter(lines);
   refusedPick(lines);
   // The body is a single-quoted nginx string: the JSON never contains a single quote.
   lines.push("      return 502 '" + exhaustedError(1 + config.retries) + "';");
   lines.push('    }');
+  lines.push('');
+  // Anything else is not ours: a JSON 404, not a file lookup under nginx's html/ (which logged
+  // an error line per unknown path and could serve the distribution's welcome page).
+  if (nginx.location !== '/') {
+    lines.push('    location / {');
+    lines.push('      return 404;');
+    lines.push('    }');
+    lines.push('');
+  }
+  errorPageLocations(lines, '    ', errorPages(nginx.max_body_size));
   lines.push('');
   restricted(lines, '/llm-balancer/status', 'status', input);
   restricted(lines, '/llm-balancer/metrics', 'metrics', input);
