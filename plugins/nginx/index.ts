@@ -1,7 +1,7 @@
 // The NGINX njs module (built to dist/nginx/llm_balancer.js, loaded with `js_import`).
 // nginx calls the handlers through the configuration plugins/nginx/generator renders (names in
 // names.ts): js_set pick / retry / outcome, js_content route / status / metrics, js_periodic
-// healthCheck / scrapeMetrics / syncPeers. njs loads only `export default {...}`.
+// healthCheck / healthReport / scrapeMetrics / syncPeers. njs loads only `export default {...}`.
 // `pickForTest` runs the core once outside nginx (the njs CLI smoke test, `npm start`).
 // Nothing here may import the validator: njs evaluates the whole bundle for every request, and
 // the schema alone cost a quarter of the throughput. nginx is handed an already validated config.
@@ -11,7 +11,7 @@ import type { BalancerConfig } from '../../shared/config/types';
 import { createMemoryStore } from '../../shared/memory-store';
 import type { RequestView } from '../../shared/types';
 import { firstByte, metrics, outcome, pick, retry, route, status } from './handlers';
-import { healthCheck } from './health-check';
+import { healthCheck, healthReport } from './health-check';
 import { scrapeMetrics } from './metrics-scrape';
 import { syncPeers } from './peers';
 import { systemClock, systemRandom } from './runtime';
@@ -28,4 +28,4 @@ function pickForTest(preloadedJson: string, requestJson: string): string {
   return JSON.stringify(balancer.pick(replicasFromConfig(config), request));
 }
 
-export default { pick, retry, outcome, route, status, metrics, firstByte, healthCheck, scrapeMetrics, syncPeers, pickForTest };
+export default { pick, retry, outcome, route, status, metrics, firstByte, healthCheck, healthReport, scrapeMetrics, syncPeers, pickForTest };

@@ -85,6 +85,8 @@ export const NAMES = {
   retryLocationPrefix: '@llm_balancer_retry_',
   /** Named location holding `js_periodic` for active health checks. */
   periodicLocation: '@llm_balancer_periodic',
+  /** Named location holding `js_periodic` for the active checks' log lines (the probes' own location logs to /dev/null). */
+  healthReportLocation: '@llm_balancer_health_report',
   /** Named location holding `js_periodic` for the replicas' /metrics scrape (strategies that read replica load). */
   metricsLocation: '@llm_balancer_metrics',
   /** Named location holding `js_periodic` for the NGINX Plus peer sync (its own fetch timeout). */

@@ -253,8 +253,15 @@ function httpBody(input: RenderInput): string[] {
   if (config.active_health.enabled) {
     lines.push('');
     lines.push('    location ' + NAMES.periodicLocation + ' {');
+    // nginx logs every probe of a replica that refuses connections ("recv() failed", naming no
+    // replica); healthReport logs each up/down change once instead (health-check.ts).
+    lines.push('      error_log /dev/null;');
     lines.push('      js_fetch_timeout ' + milliseconds(config.active_health.timeout_s) + ';');
     lines.push('      js_periodic ' + NAMES.module + '.healthCheck interval=' + milliseconds(config.active_health.interval_s) + ';');
+    lines.push('    }');
+    lines.push('');
+    lines.push('    location ' + NAMES.healthReportLocation + ' {');
+    lines.push('      js_periodic ' + NAMES.module + '.healthReport interval=' + milliseconds(config.active_health.interval_s) + ';');
     lines.push('    }');
   }
   // The replicas' own load (/metrics), scraped only when the strategy reads it.
