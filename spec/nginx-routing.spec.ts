@@ -1,6 +1,9 @@
 // Every strategy routing live requests through real nginx (2 worker processes, the generator's
 // configuration, the built njs bundle) to real HTTP backends. Assertions are on counts and
 // states, never on durations.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startBackends } from './helpers/backends';
 import type { Backend, Backends } from './helpers/backends';
@@ -190,10 +193,14 @@ describe('consistent-hash', () => {
     expect(moved.every((k) => second[k] !== 'b2')).toBe(true);
   });
 
-  it('keys from the consumer identity ($remote_user): each user stays on one replica', async () => {
-    const lb = await balancer({ strategy: 'consistent-hash', hash_key: { source: 'consumer' }, replicas: replicas(backends.list) });
-    const basic = (user: string) => ({ authorization: 'Basic ' + Buffer.from(user + ':secret').toString('base64') });
+  it('keys from the consumer identity ($remote_user, verified by auth_basic): each user stays on one replica', async () => {
     const users = ['alice', 'bob', 'carol', 'dave', 'erin', 'frank', 'grace', 'heidi'];
+    // An unverified $remote_user is refused by the generator (spec/nginx-identity.spec.ts): auth_basic checks it here.
+    const htpasswd = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'llmb-htpasswd-')), 'users');
+    fs.writeFileSync(htpasswd, users.map((u) => u + ':{PLAIN}secret\n').join(''), { mode: 0o644 });
+    fs.chmodSync(path.dirname(htpasswd), 0o755);
+    const lb = await balancer({ strategy: 'consistent-hash', hash_key: { source: 'consumer' }, replicas: replicas(backends.list), nginx: { auth_basic_user_file: htpasswd } });
+    const basic = (user: string) => ({ authorization: 'Basic ' + Buffer.from(user + ':secret').toString('base64') });
     const first: string[] = [];
     for (const user of users) first.push(await settledOne(lb, basic(user)));
     for (let i = 0; i < users.length; i++) {

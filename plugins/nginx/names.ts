@@ -70,6 +70,8 @@ export const NAMES = {
   triedVar: TRIED_VAR,
   errorVar: ERROR_VAR,
   retryAfterVar: RETRY_AFTER_VAR,
+  /** Set by auth_request_set from the auth answer's identity header (nginx.auth_request): the consumer. */
+  consumerVar: 'llm_balancer_consumer',
   /** map: 1 when a failover location is reached before any pick (nginx refused the request: limit_req, ...). */
   refusedVar: 'llm_balancer_refused',
   tokensVar: TOKENS_VAR,

@@ -15,6 +15,7 @@ import { needsRequestBody } from '../../../shared/balancer';
 import { buildKeys } from '../../../shared/replica-state';
 import { readsReplicaLoad, readsTokens, replicasFromConfig } from '../../../shared/balancer';
 import { exhaustedError } from '../errors';
+import { AUTH_LOCATION, upstreamHeaderVariable } from './identity';
 import { ERROR_PAGE_PREFIX, INTERCEPT_SAFE, errorPageLines, errorPageLocations, errorPages } from './error-pages';
 import { scrapeTimeoutMs } from '../metrics-scrape';
 import { NAMES } from '../names';
@@ -143,6 +144,33 @@ function restricted(lines: string[], path: string, handler: string, input: Rende
   lines.push('    }');
 }
 
+/** Authentication of the balanced location (nginx.auth_request or auth_basic_user_file): it decides before the pick. */
+function authentication(lines: string[], input: RenderInput): void {
+  const auth = input.nginx.auth_request;
+  if (auth) {
+    lines.push('      auth_request ' + AUTH_LOCATION + ';');
+    lines.push('      auth_request_set $' + NAMES.consumerVar + ' $' + upstreamHeaderVariable(auth.identity_header) + ';');
+  } else if (input.nginx.auth_basic_user_file) {
+    lines.push('      auth_basic "llm-balancer";');
+    lines.push('      auth_basic_user_file ' + quote(input.nginx.auth_basic_user_file) + ';');
+  }
+}
+
+/** The auth subrequest's location: the request's headers (not its body) to the auth service. */
+function authLocation(lines: string[], input: RenderInput): void {
+  const auth = input.nginx.auth_request;
+  if (!auth) return;
+  lines.push('    location = ' + AUTH_LOCATION + ' {');
+  lines.push('      internal;');
+  lines.push('      proxy_pass ' + auth.url + ';');
+  lines.push('      proxy_pass_request_body off;');
+  lines.push('      proxy_set_header Content-Length "";');
+  lines.push('      proxy_set_header X-Original-URI $request_uri;');
+  lines.push('      proxy_set_header X-Original-Method $request_method;');
+  lines.push('    }');
+  lines.push('');
+}
+
 /** The http-context part: everything a user includes into their own `http {}`. */
 function httpBody(input: RenderInput): string[] {
   const config = input.config;
@@ -202,6 +230,7 @@ function httpBody(input: RenderInput): string[] {
   errorPageLines(lines, '    ', errorPages(nginx.max_body_size), null, []);
   lines.push('');
   lines.push('    location ' + nginx.location + ' {');
+  authentication(lines, input);
   if (readsBody) {
     // The pick needs the JSON body: js_content reads it (kept in memory), picks, and redirects
     // to the proxy location, which forwards the body and streams the answer.
@@ -246,6 +275,7 @@ function httpBody(input: RenderInput): string[] {
   }
   errorPageLocations(lines, '    ', errorPages(nginx.max_body_size));
   lines.push('');
+  authLocation(lines, input);
   restricted(lines, '/llm-balancer/status', 'status', input);
   restricted(lines, '/llm-balancer/metrics', 'metrics', input);
   // js_periodic runs on one worker, and a run still going at the next beat is killed with its

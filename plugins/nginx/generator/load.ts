@@ -6,6 +6,7 @@ import { parse } from 'yaml';
 import { validate, validateFields } from '../../../shared/config/validate';
 import type { ConfigError } from '../../../shared/config/validate';
 import type { BalancerConfig } from '../../../shared/config/types';
+import { checkIdentity } from './identity';
 import { nginxOptionsSchema, SIZE_PATTERN } from './options';
 import type { NginxOptions } from './options';
 
@@ -48,6 +49,8 @@ export function loadBalancerFile(text: string): LoadResult {
       errors.push({ path: 'nginx.listen', message: 'must be listen parameters without ; { or }, got "' + nginx.listen + '"' });
     }
   }
+  // A consumer key must be an identity nginx verified (identity.ts).
+  if (checked.ok && nginx) checkIdentity(checked.config, nginx, raw.nginx, errors);
   if (checked.ok && checked.config.replicas.length === 0 && !(nginx && nginx.plus_api)) {
     errors.push({ path: 'replicas', message: 'must list at least one replica (or set nginx.plus_api to read them from NGINX Plus), got none' });
   }

@@ -18,7 +18,16 @@ export interface NginxOptions {
   read_timeout_s: number;
   status_allow: string[];
   consumer_variable: string;
+  consumer_variable_verified: boolean;
+  auth_request: AuthRequestOptions | null;
+  auth_basic_user_file: string | null;
   plus_api: PlusApiOptions | null;
+}
+
+/** An auth service nginx asks about every balanced request (auth_request); its answer names the caller. */
+export interface AuthRequestOptions {
+  url: string;
+  identity_header: string;
 }
 
 /** nginx size syntax: a number with an optional k or m suffix. */
@@ -87,7 +96,35 @@ export const nginxOptionsSchema: FieldEntry[] = [
       type: 'string',
       default: 'remote_user',
       len_min: 1,
-      description: 'nginx variable (without $) holding the caller identity for hash_key source consumer, e.g. one set by auth_request_set.',
+      description:
+        'nginx variable (without $) holding the caller identity for hash_key source consumer; must be verified (see consumer_variable_verified); auth_request sets its own.',
+    },
+  },
+  {
+    consumer_variable_verified: {
+      type: 'boolean',
+      // Off: $remote_user without auth_basic is whatever the client's Authorization: Basic header says.
+      default: false,
+      description:
+        'Say that your own configuration verifies consumer_variable (auth_basic with a user file, your own auth_request_set): hash_key source consumer is refused without it, auth_request or auth_basic_user_file.',
+    },
+  },
+  {
+    auth_request: {
+      type: 'record',
+      required: false,
+      description: 'An auth service asked about every balanced request (nginx auth_request): 2xx lets it through, 401/403 refuse it; its identity header is the consumer.',
+      fields: [
+        { url: { type: 'string', required: true, len_min: 1, description: 'The auth endpoint, e.g. http://127.0.0.1:9000/verify; it gets the request\'s headers, not its body.' } },
+        { identity_header: { type: 'string', required: true, len_min: 1, description: 'Header of the auth answer naming the verified caller, e.g. X-User-Id.' } },
+      ],
+    },
+  },
+  {
+    auth_basic_user_file: {
+      type: 'string',
+      len_min: 1,
+      description: 'htpasswd file for nginx auth_basic on the balanced location: $remote_user is then verified.',
     },
   },
   {
