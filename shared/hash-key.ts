@@ -31,8 +31,23 @@ export function bodyField(body: unknown, path: string): string | null {
   return null;
 }
 
+/**
+ * Longest key hashed whole. A key is hashed on every pick, and hashing costs ~0.7 µs per
+ * character in njs (a 500 KB body field measured 350 ms of worker CPU for one request): longer
+ * keys keep their first and last KEY_EDGE_CHARS and their length. Session ids, user ids and
+ * consumers are far shorter; a JWT keeps its signature (the end), so distinct tokens stay apart.
+ */
+export const MAX_KEY_CHARS = 1024;
+const KEY_EDGE_CHARS = MAX_KEY_CHARS / 2;
+
+/** The key as hashed: itself up to MAX_KEY_CHARS, else its two ends and its length. */
+export function boundedKey(key: string): string {
+  if (key.length <= MAX_KEY_CHARS) return key;
+  return key.slice(0, KEY_EDGE_CHARS) + '\u0000' + key.length + '\u0000' + key.slice(key.length - KEY_EDGE_CHARS);
+}
+
 function nonEmpty(value: string | null | undefined): string | null {
-  return value === undefined || value === null || value === '' ? null : value;
+  return value === undefined || value === null || value === '' ? null : boundedKey(value);
 }
 
 /** The request's hash key from the configured source, or null when the request has none. */

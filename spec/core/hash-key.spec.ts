@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { bodyField, cookieValue, resolveHashKey } from '../../shared/hash-key';
+import { MAX_KEY_CHARS, bodyField, boundedKey, cookieValue, resolveHashKey } from '../../shared/hash-key';
 import type { HashKeyConfig } from '../../shared/config/types';
 import type { RequestView } from '../../shared/types';
 
@@ -44,5 +44,19 @@ describe('hash key sources', () => {
     expect(cookieValue('a=x=y', 'a')).toBe('x=y');
     expect(bodyField(null, 'a')).toBeNull();
     expect(bodyField({ a: Infinity }, 'a')).toBeNull();
+  });
+
+  it('bounds what is hashed: a key over MAX_KEY_CHARS keeps its two ends and its length', () => {
+    const short = 'k'.repeat(MAX_KEY_CHARS);
+    expect(resolveHashKey({ source: 'header', name: 'x-key' }, { headers: { 'x-key': short } })).toBe(short);
+    const long = 'a'.repeat(600) + 'MIDDLE' + 'b'.repeat(600);
+    const bounded = resolveHashKey({ source: 'body', name: 'user' }, { body: { user: long } }) as string;
+    expect(bounded.length).toBeLessThanOrEqual(MAX_KEY_CHARS + 16);
+    expect(bounded).toBe(boundedKey(long));
+    expect(bounded.startsWith('a'.repeat(512))).toBe(true);
+    expect(bounded.endsWith('b'.repeat(512))).toBe(true);
+    // Distinct long keys stay distinct by their ends or their length (a JWT differs in its signature).
+    expect(boundedKey('h'.repeat(2000) + 'sig1')).not.toBe(boundedKey('h'.repeat(2000) + 'sig2'));
+    expect(boundedKey('h'.repeat(2000))).not.toBe(boundedKey('h'.repeat(2001)));
   });
 });
