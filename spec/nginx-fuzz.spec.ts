@@ -13,7 +13,7 @@ import type { Backends } from './helpers/backends';
 import { createFleet, replicasOf } from './helpers/fleet';
 import { readStatus, request, waitFor } from './helpers/nginx-balancer';
 import type { Balancer } from './helpers/nginx-balancer';
-import { head, rawRequest } from './helpers/raw-http';
+import { rawRequest } from './helpers/raw-http';
 import type { RawReply } from './helpers/raw-http';
 
 /** Fixed: a failure names the case, and the same seed replays it. */
@@ -109,7 +109,7 @@ function frame(label: string, body: Buffer, framing: Framing, extra: [string, st
       const small = body.subarray(0, 2_000);
       const step = Math.max(1, Math.ceil(small.length / 11));
       const pieces = [headerText(`Content-Length: ${small.length}\r\n`)];
-      for (let at = 0; at < small.length; at += step) pieces.push(small.subarray(at, at + step));
+      for (let at = 0; at < small.length; at += step) pieces.push(Buffer.from(small.subarray(at, at + step)));
       return { label: name, pieces, gapMs: trickleGapMs, leaves: false };
     }
     case 'short content-length': {
