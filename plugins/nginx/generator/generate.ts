@@ -2,8 +2,9 @@
 // the preloaded config, the shared state zone, one keepalive `upstream {}` per replica, the
 // balanced location (js_set pick, or js_content route when the pick needs the JSON body), one
 // named location per failover attempt, the status and metrics endpoints, and the timers (active
-// checks, the replicas' /metrics scrape, the NGINX Plus peer sync). Pure string building; the CLI
-// does the file I/O.
+// checks, the replicas' /metrics scrape, the NGINX Plus peer sync), nginx's own errors as JSON
+// (error-pages.ts) and the auth step of a consumer key (identity.ts). Pure string building; the
+// CLI does the file I/O.
 //
 // Why per-replica upstream blocks: `proxy_pass http://$var` with an ip:port value cannot keep
 // upstream connections alive (measured ~3x slower); naming a one-server `upstream {}` with
