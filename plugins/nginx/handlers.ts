@@ -232,6 +232,8 @@ export function firstByte(r: NjsRequest, data: ByteChunk, flags: { last?: boolea
       if (ctx.timesFirstByte) r.variables[FIRST_BYTE_VAR] = String(systemClock.now());
       if (ctx.countsOutput) outputTally = newOutputTally();
       if (ctx.countsTokens) releasePrompt(r);
+      // A first byte is progress: a replica streaming long answers is not stuck (stuck_after_s).
+      noteProgress(r, ctx);
     } catch (e) {
       r.error('llm-balancer: the first-byte filter failed: ' + describeError(e));
     }
@@ -250,6 +252,15 @@ export function firstByte(r: NjsRequest, data: ByteChunk, flags: { last?: boolea
     }
   }
   r.sendBuffer(data, flags);
+}
+
+/** Tells the core the attempt now going (the last one tried) showed progress: its first body byte. */
+function noteProgress(r: NjsRequest, ctx: Context): void {
+  const tried = parseIds(r.variables[TRIED_VAR]);
+  if (tried.length === 0) return;
+  const id = tried[tried.length - 1];
+  const i = ctx.indexOf[id];
+  ctx.balancer.onProgress(i === undefined ? id : ctx.replicas[i]);
 }
 
 /**
