@@ -78,6 +78,60 @@ function writeTemporary(file: string, text: string): string {
   return temporary;
 }
 
+/** What one run is asked to do; `inputPath` as given on the command line. */
+export interface GenerationRequest {
+  inputPath: string;
+  text: string;
+  output: string | null;
+  snippet: boolean;
+  modulePath: string | null;
+  /** js_path when the file sets none (the CLI: this package's dist/nginx). */
+  defaultJsPath: string;
+}
+
+/** The files one run writes, or why it writes nothing. Pure: main() does the I/O. */
+export type GenerationPlan =
+  | { ok: true; conf: string; json: string; confPath: string | null; jsonPath: string; folders: string[] }
+  | { ok: false; heading: string; errors: ConfigError[] };
+
+export function planGeneration(request: GenerationRequest): GenerationPlan {
+  const file = path.resolve(request.inputPath);
+  const loaded = loadBalancerFile(request.text, path.extname(file).toLowerCase() === '.json' ? 'json' : 'yaml');
+  if (!loaded.ok) return { ok: false, heading: request.inputPath + ' is invalid', errors: loaded.errors };
+
+  // The paths this command derives (or takes from its own flags) land in nginx.conf too: the same
+  // check as the file's own paths.
+  const output = request.output === null ? null : path.resolve(request.output);
+  const jsPath = loaded.nginx.js_path ?? request.defaultJsPath;
+  const modulePath = request.modulePath === null ? loaded.nginx.module_path : path.resolve(request.modulePath);
+  const jsonPath =
+    loaded.nginx.config_json !== null ? path.resolve(path.dirname(file), loaded.nginx.config_json) : (output ?? file) + '.json';
+  const errors: ConfigError[] = [];
+  if (loaded.nginx.js_path === null) checkPath('nginx.js_path', jsPath, errors, "the default: this package's dist/nginx");
+  if (request.modulePath !== null) checkPath('--module-path', modulePath, errors);
+  if (loaded.nginx.config_json === null) checkPath('nginx.config_json', jsonPath, errors, 'the default: named after ' + (output === null ? 'the input' : 'the output'));
+  if (output === file) errors.push({ path: '-o', message: 'must not be the input file, got ' + JSON.stringify(output) });
+  if (jsonPath === file) errors.push({ path: 'nginx.config_json', message: 'must not be the input file, got ' + JSON.stringify(jsonPath) });
+  if (jsonPath === output) errors.push({ path: 'nginx.config_json', message: 'must not be the -o file, got ' + JSON.stringify(jsonPath) });
+  if (errors.length > 0) return { ok: false, heading: 'cannot generate from ' + request.inputPath, errors };
+
+  const mode = request.snippet ? 'snippet' : 'full';
+  const conf = renderNginxConfig(
+    { config: loaded.config, nginx: { ...loaded.nginx, module_path: modulePath, js_path: jsPath, config_json: jsonPath }, source: request.inputPath },
+    mode,
+  );
+  const json = JSON.stringify(preloadedConfig(loaded.config, loaded.nginx), null, 2) + '\n';
+  const folders: string[] = [];
+  if (output !== null) {
+    folders.push(path.dirname(output));
+    // The folders the full config names relative to the prefix (logs, and temp/ whose
+    // subfolders nginx creates itself).
+    if (mode === 'full') folders.push(path.join(path.dirname(output), 'logs'), path.join(path.dirname(output), 'temp'));
+  }
+  folders.push(path.dirname(jsonPath));
+  return { ok: true, conf, json, confPath: output, jsonPath, folders };
+}
+
 export function main(argv: string[], out: (text: string) => void, err: (text: string) => void): number {
   if (argv.includes('--help') || argv.includes('-h')) {
     out(USAGE + '\n');
@@ -88,78 +142,47 @@ export function main(argv: string[], out: (text: string) => void, err: (text: st
     err(USAGE + '\n');
     return 2;
   }
-  const file = path.resolve(options.input);
   let text: string;
   try {
-    text = fs.readFileSync(file, 'utf8');
+    text = fs.readFileSync(path.resolve(options.input), 'utf8');
   } catch (error) {
     err(`llm-balancer: cannot read ${options.input}: ${error instanceof Error ? error.message : String(error)}\n`);
     return 2;
   }
-  const loaded = loadBalancerFile(text, path.extname(file).toLowerCase() === '.json' ? 'json' : 'yaml');
-  if (!loaded.ok) {
-    err(`llm-balancer: ${options.input} is invalid:\n${formatErrors(loaded.errors)}\n`);
+  const plan = planGeneration({
+    inputPath: options.input,
+    text,
+    output: options.output,
+    snippet: options.snippet,
+    modulePath: options.modulePath,
+    defaultJsPath: defaultJsPath(),
+  });
+  if (!plan.ok) {
+    err(`llm-balancer: ${plan.heading}:\n${formatErrors(plan.errors)}\n`);
     return 2;
   }
-
-  // The paths this command derives (or takes from its own flags) land in nginx.conf too: the same
-  // check as the file's own paths.
-  const output = options.output === null ? null : path.resolve(options.output);
-  const jsPath = loaded.nginx.js_path ?? defaultJsPath();
-  const modulePath = options.modulePath === null ? loaded.nginx.module_path : path.resolve(options.modulePath);
-  const configJson =
-    loaded.nginx.config_json !== null
-      ? path.resolve(path.dirname(file), loaded.nginx.config_json)
-      : (output ?? file) + '.json';
-  const errors: ConfigError[] = [];
-  if (loaded.nginx.js_path === null) checkPath('nginx.js_path', jsPath, errors, "the default: this package's dist/nginx");
-  if (options.modulePath !== null) checkPath('--module-path', modulePath, errors);
-  if (loaded.nginx.config_json === null) checkPath('nginx.config_json', configJson, errors, 'the default: named after ' + (output === null ? 'the input' : 'the output'));
-  if (output === file) errors.push({ path: '-o', message: 'must not be the input file, got ' + JSON.stringify(output) });
-  if (configJson === file) errors.push({ path: 'nginx.config_json', message: 'must not be the input file, got ' + JSON.stringify(configJson) });
-  if (configJson === output) errors.push({ path: 'nginx.config_json', message: 'must not be the -o file, got ' + JSON.stringify(configJson) });
-  if (errors.length > 0) {
-    err(`llm-balancer: cannot generate from ${options.input}:\n${formatErrors(errors)}\n`);
-    return 2;
-  }
-
-  const mode = options.snippet ? 'snippet' : 'full';
-  const conf = renderNginxConfig(
-    { config: loaded.config, nginx: { ...loaded.nginx, module_path: modulePath, js_path: jsPath, config_json: configJson }, source: options.input },
-    mode,
-  );
-  const json = JSON.stringify(preloadedConfig(loaded.config, loaded.nginx), null, 2) + '\n';
-
   const temporaries: string[] = [];
   try {
-    if (output !== null) {
-      fs.mkdirSync(path.dirname(output), { recursive: true });
-      // The folders the full config names relative to the prefix (pid and logs go there; nginx
-      // creates temp/'s subfolders itself, but not temp/).
-      if (mode === 'full') {
-        for (const folder of ['logs', 'temp']) fs.mkdirSync(path.join(path.dirname(output), folder), { recursive: true });
-      }
-    }
-    fs.mkdirSync(path.dirname(configJson), { recursive: true });
-    const jsonTemporary = writeTemporary(configJson, json);
+    for (const folder of plan.folders) fs.mkdirSync(folder, { recursive: true });
+    const jsonTemporary = writeTemporary(plan.jsonPath, plan.json);
     temporaries.push(jsonTemporary);
-    const confTemporary = output !== null ? writeTemporary(output, conf) : null;
+    const confTemporary = plan.confPath !== null ? writeTemporary(plan.confPath, plan.conf) : null;
     if (confTemporary !== null) temporaries.push(confTemporary);
-    fs.renameSync(jsonTemporary, configJson);
-    if (confTemporary !== null) fs.renameSync(confTemporary, output as string);
+    fs.renameSync(jsonTemporary, plan.jsonPath);
+    if (confTemporary !== null && plan.confPath !== null) fs.renameSync(confTemporary, plan.confPath);
   } catch (error) {
     for (const temporary of temporaries) fs.rmSync(temporary, { force: true });
     err(`llm-balancer: cannot write: ${error instanceof Error ? error.message : String(error)}\n`);
     return 1;
   }
-  err(`llm-balancer: wrote ${configJson}\n`);
-  if (output === null) {
-    out(conf);
+  err(`llm-balancer: wrote ${plan.jsonPath}\n`);
+  if (plan.confPath === null) {
+    out(plan.conf);
     return 0;
   }
-  err(`llm-balancer: wrote ${output}\n`);
-  if (mode === 'full') {
-    err(`llm-balancer: test it with: nginx -p ${path.dirname(output)} -c ${path.basename(output)} -t\n`);
+  err(`llm-balancer: wrote ${plan.confPath}\n`);
+  if (!options.snippet) {
+    err(`llm-balancer: test it with: nginx -p ${path.dirname(plan.confPath)} -c ${path.basename(plan.confPath)} -t\n`);
   }
   return 0;
 }

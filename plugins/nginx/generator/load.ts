@@ -9,6 +9,7 @@ import type { BalancerConfig } from '../../../shared/config/types';
 import { nginxOptionsSchema, SIZE_PATTERN } from './options';
 import type { NginxOptions } from './options';
 import { checkNginxValues } from './nginx-values';
+import { jsonSyntaxError } from './json-syntax';
 
 export type LoadResult = { ok: true; config: BalancerConfig; nginx: NginxOptions } | { ok: false; errors: ConfigError[] };
 
@@ -56,10 +57,13 @@ export function loadBalancerFile(text: string, format: 'yaml' | 'json' = 'yaml')
 function parseDocument(text: string, format: 'yaml' | 'json'): { ok: true; document: unknown } | { ok: false; message: string } {
   if (format === 'json') {
     if (text.trim() === '') return { ok: true, document: null };
+    const syntax = jsonSyntaxError(text);
+    if (syntax !== null) return { ok: false, message: 'is not valid JSON: line ' + syntax.line + ', column ' + syntax.column + ': ' + syntax.message };
     try {
       return { ok: true, document: JSON.parse(text) };
     } catch (error) {
-      return { ok: false, message: 'is not valid JSON: ' + jsonErrorWithLine(text, error instanceof Error ? error.message : String(error)) };
+      // Not expected after the check above; JSON.parse's message may quote the text, newlines and all.
+      return { ok: false, message: 'is not valid JSON: ' + (error instanceof Error ? error.message : String(error)).replace(/\s+/g, ' ') };
     }
   }
   try {
@@ -67,16 +71,6 @@ function parseDocument(text: string, format: 'yaml' | 'json'): { ok: true; docum
   } catch (error) {
     return { ok: false, message: 'is not valid YAML or JSON: ' + (error instanceof Error ? error.message : String(error)) };
   }
-}
-
-/** JSON.parse's "... at position 57" with the line and column added: what an editor shows. */
-function jsonErrorWithLine(text: string, message: string): string {
-  const match = /at position ([0-9]+)/.exec(message);
-  if (!match) return message;
-  const before = text.slice(0, parseInt(match[1], 10));
-  const line = before.split('\n').length;
-  const column = before.length - before.lastIndexOf('\n');
-  return message + ' (line ' + line + ', column ' + column + ')';
 }
 
 /** `listen: 8080` is a YAML number: the port is meant, as a string. */
