@@ -132,7 +132,8 @@ export function planGeneration(request: GenerationRequest): GenerationPlan {
   return { ok: true, conf, json, confPath: output, jsonPath, folders };
 }
 
-export function main(argv: string[], out: (text: string) => void, err: (text: string) => void): number {
+/** `bundleFolder`: where llm_balancer.js is (the built CLI finds it beside itself; specs that run main() here say). */
+export function main(argv: string[], out: (text: string) => void, err: (text: string) => void, bundleFolder?: string): number {
   if (argv.includes('--help') || argv.includes('-h')) {
     out(USAGE + '\n');
     return 0;
@@ -155,7 +156,7 @@ export function main(argv: string[], out: (text: string) => void, err: (text: st
     output: options.output,
     snippet: options.snippet,
     modulePath: options.modulePath,
-    defaultJsPath: defaultJsPath(),
+    defaultJsPath: bundleFolder ?? defaultJsPath(),
   });
   if (!plan.ok) {
     err(`llm-balancer: ${plan.heading}:\n${formatErrors(plan.errors)}\n`);
