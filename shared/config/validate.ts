@@ -445,8 +445,14 @@ function copyJson(value: unknown): unknown {
 // Long values are cut so one bad field cannot flood a log line.
 const QUOTE_MAX = 80;
 
-function quote(text: string): string {
-  return JSON.stringify(text.length > QUOTE_MAX ? text.slice(0, QUOTE_MAX - 3) + '...' : text);
+/**
+ * A value inside an error message, as a JSON string; the line and paragraph separators and C1
+ * controls, which JSON.stringify leaves raw, are escaped too: an error stays on its line.
+ */
+export function quote(text: string): string {
+  return JSON.stringify(text.length > QUOTE_MAX ? text.slice(0, QUOTE_MAX - 3) + '...' : text).replace(/[\u007f-\u009f\u2028\u2029]/g, function (c) {
+    return '\\u' + ('000' + c.charCodeAt(0).toString(16)).slice(-4);
+  });
 }
 
 /** The type and, for scalars, the value: `string "1"`, `number 1.5`, `array`, `null`. */

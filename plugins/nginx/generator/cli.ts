@@ -15,7 +15,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { formatErrors } from '../../../shared/config/validate';
+import { formatErrors, quote } from '../../../shared/config/validate';
 import type { ConfigError } from '../../../shared/config/validate';
 import { loadBalancerFile } from './load';
 import { preloadedConfig, renderNginxConfig } from './generate';
@@ -110,9 +110,9 @@ export function planGeneration(request: GenerationRequest): GenerationPlan {
   if (loaded.nginx.js_path === null) checkPath('nginx.js_path', jsPath, errors, "the default: this package's dist/nginx");
   if (request.modulePath !== null) checkPath('--module-path', modulePath, errors);
   if (loaded.nginx.config_json === null) checkPath('nginx.config_json', jsonPath, errors, 'the default: named after ' + (output === null ? 'the input' : 'the output'));
-  if (output === file) errors.push({ path: '-o', message: 'must not be the input file, got ' + JSON.stringify(output) });
-  if (jsonPath === file) errors.push({ path: 'nginx.config_json', message: 'must not be the input file, got ' + JSON.stringify(jsonPath) });
-  if (jsonPath === output) errors.push({ path: 'nginx.config_json', message: 'must not be the -o file, got ' + JSON.stringify(jsonPath) });
+  if (output === file) errors.push({ path: '-o', message: 'must not be the input file, got ' + quote(output) });
+  if (jsonPath === file) errors.push({ path: 'nginx.config_json', message: 'must not be the input file, got ' + quote(jsonPath) });
+  if (jsonPath === output) errors.push({ path: 'nginx.config_json', message: 'must not be the -o file, got ' + quote(jsonPath) });
   if (errors.length > 0) return { ok: false, heading: 'cannot generate from ' + request.inputPath, errors };
 
   const mode = request.snippet ? 'snippet' : 'full';

@@ -3,6 +3,8 @@
 // with its newlines), and a balancer file's author needs the line to look at. A recursive-descent
 // check of RFC 8259's grammar; JSON.parse still builds the value.
 
+import { quote } from '../../../shared/config/validate';
+
 export interface JsonSyntaxError {
   line: number;
   column: number;
@@ -18,9 +20,9 @@ export function jsonSyntaxError(text: string): JsonSyntaxError | null {
   const space = () => {
     while (at < text.length && (text[at] === ' ' || text[at] === '\t' || text[at] === '\n' || text[at] === '\r')) at++;
   };
-  const found = () => (at < text.length ? JSON.stringify(text[at]) : 'the end of the file');
+  const found = () => (at < text.length ? quote(text[at]) : 'the end of the file');
   const expect = (char: string) => {
-    if (text[at] !== char) fail('expected ' + JSON.stringify(char) + ', found ' + found());
+    if (text[at] !== char) fail('expected ' + quote(char) + ', found ' + found());
     at++;
   };
   const string = () => {

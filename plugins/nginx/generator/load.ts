@@ -3,7 +3,7 @@
 // with its field path, before anything is written or any nginx runs.
 
 import { parse } from 'yaml';
-import { validate, validateFields } from '../../../shared/config/validate';
+import { quote, validate, validateFields } from '../../../shared/config/validate';
 import type { ConfigError } from '../../../shared/config/validate';
 import type { BalancerConfig } from '../../../shared/config/types';
 import { nginxOptionsSchema, SIZE_PATTERN } from './options';
@@ -25,7 +25,7 @@ export function loadBalancerFile(text: string, format: 'yaml' | 'json' = 'yaml')
     return { ok: false, errors: [{ path: '', message: 'is empty: it must be a mapping of balancer options (replicas:, strategy:, ...), got nothing' }] };
   }
   if (typeof document !== 'object' || Array.isArray(document)) {
-    return { ok: false, errors: [{ path: '', message: 'must be a mapping of balancer options, got ' + (Array.isArray(document) ? 'a list' : typeof document + ' ' + JSON.stringify(document)) }] };
+    return { ok: false, errors: [{ path: '', message: 'must be a mapping of balancer options, got ' + (Array.isArray(document) ? 'a list' : typeof document + ' ' + quote(String(document))) }] };
   }
   const balancerPart: Record<string, unknown> = {};
   const raw = document as Record<string, unknown>;
@@ -38,11 +38,11 @@ export function loadBalancerFile(text: string, format: 'yaml' | 'json' = 'yaml')
   if (nginx) {
     for (const field of ['state_zone_size', 'max_body_size'] as const) {
       if (typeof nginx[field] === 'string' && !SIZE_PATTERN.test(nginx[field])) {
-        errors.push({ path: 'nginx.' + field, message: 'must be an nginx size such as 512k or 4m, got ' + JSON.stringify(nginx[field]) });
+        errors.push({ path: 'nginx.' + field, message: 'must be an nginx size such as 512k or 4m, got ' + quote(nginx[field]) });
       }
     }
     if (typeof nginx.consumer_variable === 'string' && !/^[A-Za-z_][A-Za-z0-9_]*$/.test(nginx.consumer_variable)) {
-      errors.push({ path: 'nginx.consumer_variable', message: 'must be an nginx variable name without $ (letters, digits, _), got ' + JSON.stringify(nginx.consumer_variable) });
+      errors.push({ path: 'nginx.consumer_variable', message: 'must be an nginx variable name without $ (letters, digits, _), got ' + quote(nginx.consumer_variable) });
     }
     // Every string that lands in nginx.conf, against what its directive takes.
     checkNginxValues(nginx, errors);

@@ -11,7 +11,7 @@
 // brings, and refusing them keeps the generated file readable and safe to copy into a shell.
 // Spaces and non-ASCII letters stay allowed (a home folder may hold both).
 
-import { hostPortProblem } from '../../../shared/config/validate';
+import { hostPortProblem, quote } from '../../../shared/config/validate';
 import type { ConfigError } from '../../../shared/config/validate';
 import type { NginxOptions } from './options';
 
@@ -32,9 +32,6 @@ const PATH = /^[^\u0000-\u001f\u007f-\u009f\u2028\u2029"'\\;{}$#`]+$/;
 /** An nginx upstream name as the NGINX Plus API spells it in its URL. */
 const UPSTREAM_NAME = /^[A-Za-z0-9_.:-]+$/;
 
-function quote(text: string): string {
-  return JSON.stringify(text);
-}
 
 /** null when `text` is a port, `*:port`, `host:port`, `ipv4:port` or `[ipv6]:port` plus allowed flags; else what is wrong. */
 export function listenProblem(text: string): string | null {
