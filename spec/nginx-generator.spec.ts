@@ -12,6 +12,8 @@ import type { RenderMode } from '../plugins/nginx/generator/generate';
 import { loadNginxEnv, REPO_ROOT } from './helpers/nginx-env';
 import { createPrefix, freePort, startNginx } from './helpers/nginx-process';
 import { main as cliMain } from '../plugins/nginx/generator/cli';
+import { nginxOptionsSchema, nginxSectionSchema } from '../plugins/nginx/generator/options';
+import { configTable } from '../shared/config/docs';
 
 const run = promisify(execFile);
 const CLI = path.join(REPO_ROOT, 'bin', 'llm-balancer.js');
@@ -500,6 +502,19 @@ describe('npx llm-balancer nginx-config', () => {
       expect(usage.code).toBe(2);
       expect(usage.stderr).toContain('usage: llm-balancer nginx-config');
     }
+  });
+});
+
+describe('the README', () => {
+  it('carries the current table of the nginx: section (run `npm run docs` when this fails)', () => {
+    const text = fs.readFileSync(path.join(REPO_ROOT, 'README.md'), 'utf8');
+    const marker = '<!-- nginx-options:start -->\n';
+    const start = text.indexOf(marker);
+    const end = text.indexOf('<!-- nginx-options:end -->');
+    expect(start).toBeGreaterThan(text.indexOf('## NGINX: install and configure'));
+    expect(text.slice(start + marker.length, end)).toBe(configTable(nginxSectionSchema).trimEnd() + '\n');
+    // Every option of the section has its row.
+    for (const entry of nginxOptionsSchema) expect(text.slice(start, end)).toContain('| `nginx.' + Object.keys(entry)[0] + '` |');
   });
 });
 
