@@ -303,6 +303,10 @@ describe('the file format', () => {
     expect(loadBalancerFile(text, 'yaml').ok).toBe(true);
   });
 
+  it('a .json file with a byte order mark is read', () => {
+    expect(loadBalancerFile('\ufeff{"replicas": [{"address": "127.0.0.1:1"}]}', 'json').ok).toBe(true);
+  });
+
   it('an empty or whitespace-only file says it is empty, in both formats', () => {
     for (const [text, format] of [['', 'yaml'], ['\n\n', 'yaml'], ['', 'json'], ['  \n', 'json']] as const) {
       const loaded = loadBalancerFile(text, format);

@@ -56,6 +56,8 @@ export function loadBalancerFile(text: string, format: 'yaml' | 'json' = 'yaml')
 
 function parseDocument(text: string, format: 'yaml' | 'json'): { ok: true; document: unknown } | { ok: false; message: string } {
   if (format === 'json') {
+    // A byte order mark (some Windows editors write one) is not JSON, but not the author's error either.
+    if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
     if (text.trim() === '') return { ok: true, document: null };
     const syntax = jsonSyntaxError(text);
     if (syntax !== null) return { ok: false, message: 'is not valid JSON: line ' + syntax.line + ', column ' + syntax.column + ': ' + syntax.message };
