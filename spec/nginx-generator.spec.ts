@@ -68,6 +68,13 @@ replicas:
     id: gpu-c
 `;
 
+/** The text of `location NAME { ... }` (up to its closing brace at the same indent). */
+function blockOf(conf: string, name: string): string {
+  const start = conf.indexOf('location ' + name + ' {');
+  if (start < 0) throw new Error('no location ' + name);
+  return conf.slice(start, conf.indexOf('\n    }', start));
+}
+
 describe('nginx-config output passes the real `nginx -t`', () => {
   it.each<[string, string, RenderMode]>([
     ['least-connections, full config', 'strategy: least-connections', 'full'],
@@ -125,10 +132,23 @@ describe('nginx-config output passes the real `nginx -t`', () => {
     expect(tpot.conf.match(/js_body_filter llm_balancer\.firstByte buffer_type=buffer;/g)).toHaveLength(4);
     expect(tpot.conf).toContain('js_var $llm_balancer_first_byte;');
     expect(tpot.conf).toContain('js_var $llm_balancer_output_tokens;');
+    // e2e: only the streaming locations filter (progress and a stream's last byte), the others not.
     const e2e = await nginxTest('strategy: response-time\nretries: 2' + REPLICAS, 'full', 'e2e');
-    expect(e2e.conf).not.toContain('js_body_filter');
+    expect(e2e.output).toContain('test is successful');
+    expect(e2e.conf.match(/js_body_filter llm_balancer\.firstByte buffer_type=buffer;/g)).toHaveLength(3);
+    for (const name of ['@llm_balancer_proxy_stream', '@llm_balancer_retry_stream_1', '@llm_balancer_retry_stream_2']) {
+      expect(blockOf(e2e.conf, name)).toContain('js_body_filter llm_balancer.firstByte');
+    }
+    for (const name of ['@llm_balancer_proxy', '@llm_balancer_retry_1', '@llm_balancer_retry_2']) {
+      expect(blockOf(e2e.conf, name)).not.toContain('js_body_filter');
+    }
+    expect(e2e.conf).toContain('js_var $llm_balancer_body;');
     expect(e2e.conf).not.toContain('llm_balancer_first_byte');
     expect(e2e.conf).not.toContain('llm_balancer_output_tokens');
+    // With one read bound there are no streaming locations and no body to track.
+    const oneBound = await nginxTest('strategy: response-time\nretries: 2\ntimeouts:\n  stream_idle_s: 300' + REPLICAS, 'full', 'e2e-one-bound');
+    expect(oneBound.conf).not.toContain('js_body_filter');
+    expect(oneBound.conf).not.toContain('llm_balancer_body');
   });
 
   it('renders one keepalive upstream per replica, a failover location per retry, and the body route only when needed', async () => {

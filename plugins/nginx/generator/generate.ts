@@ -127,10 +127,12 @@ function proxyBlock(lines: string[], indent: string, target: string, attempt: nu
   lines.push(indent + 'proxy_send_timeout ' + silence + ';');
   // Failover is ours: nginx must not retry within the one-server group.
   lines.push(indent + 'proxy_next_upstream off;');
-  if (filtersBody(config)) {
+  if (filtersBody(config) || (streaming && splitsByStreaming(timeouts))) {
     // Time to first token: $upstream_header_time is ~0 for SSE (servers send headers at once), so
     // a body filter notes when the first body byte passes (one njs call per chunk: only when asked);
-    // with tpot it also counts the output tokens going by.
+    // with tpot it also counts the output tokens going by. Streams always pass it: their first byte
+    // is progress (a replica streaming long answers is not stuck), and a stream that never reached
+    // its last byte was cut (a replica hung after its headers), whatever its 200 says.
     lines.push(indent + 'js_body_filter ' + NAMES.module + '.firstByte buffer_type=buffer;');
   }
   if (attempt < config.retries) {
@@ -188,6 +190,7 @@ function httpBody(input: RenderInput): string[] {
   if (readsTokens(config)) lines.push('  js_var $' + NAMES.promptTokensVar + ';');
   if (measuresFirstByte(config)) lines.push('  js_var $' + NAMES.firstByteVar + ';');
   if (config.response_time.latency_metric === 'tpot') lines.push('  js_var $' + NAMES.outputTokensVar + ';');
+  if (byStreaming) lines.push('  js_var $' + NAMES.bodyStateVar + ';');
   // Referenced only here, the outcome variable is evaluated in the LOG phase, after the response:
   // it sees every attempt's $upstream_status and timings, client aborts (499) included.
   lines.push("  log_format " + NAMES.logFormat + " '$" + NAMES.outcomeVar + "';");
