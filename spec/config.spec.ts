@@ -30,6 +30,7 @@ function configOf(input: unknown): BalancerConfig {
 const DEFAULTS: BalancerConfig = {
   strategy: 'least-connections',
   retries: 1,
+  retry_on: [429, 500, 502, 503, 504],
   on_no_healthy: 'fail',
   replicas: [],
   hash_key: null,
@@ -46,7 +47,14 @@ const DEFAULTS: BalancerConfig = {
     base_ejection_s: 30,
     max_ejection_s: 300,
     max_ejected_percent: 10,
+    consecutive_connect_errors: 2,
+    failure_rate_threshold: 0.2,
+    failure_rate_relative: 2,
+    failure_rate_min_requests: 10,
+    failure_rate_window_s: 10,
+    stuck_after_s: 30,
   },
+  timeouts: { connect_s: 3, response_s: 300, stream_idle_s: 60 },
   slow_start: { window_s: 0, aggression: 1, min_weight_percent: 10 },
   replica_metrics: { path: '/metrics', interval_s: 1, timeout_s: 1, stale_after_s: 5 },
   llm: { queue_weight: 2, kv_weight: 2, prefix_weight: 3, tokens_weight: 1, kv_saturation: 0.95, queue_saturation: 32 },
@@ -189,6 +197,22 @@ describe('validate: each invalid field yields exactly its own error', () => {
     ['max_ejection_s big', { passive_health: { max_ejection_s: 86401 } }, 'passive_health.max_ejection_s', 'must be a number between 1 and 86400, got 86401'],
     ['max_ejected_percent big', { passive_health: { max_ejected_percent: 101 } }, 'passive_health.max_ejected_percent', 'must be an integer between 0 and 100, got 101'],
     ['max_ejected_percent fraction', { passive_health: { max_ejected_percent: 5.5 } }, 'passive_health.max_ejected_percent', 'must be an integer, got 5.5'],
+    ['retry_on not an array', { retry_on: 500 }, 'retry_on', 'must be an array, got number 500'],
+    ['retry_on a 4xx that would fail anywhere', { retry_on: [500, 404] }, 'retry_on[1]', 'must be one of 408, 425, 429, 500, 502, 503, 504, 507, got 404'],
+    ['connect timeout zero', { timeouts: { connect_s: 0 } }, 'timeouts.connect_s', 'must be a number between 0.1 and 60, got 0'],
+    ['response timeout zero', { timeouts: { response_s: 0 } }, 'timeouts.response_s', 'must be a number between 1 and 86400, got 0'],
+    ['stream idle timeout a string', { timeouts: { stream_idle_s: '60s' } }, 'timeouts.stream_idle_s', 'must be a number, got string "60s"'],
+    ['connect errors zero', { passive_health: { consecutive_connect_errors: 0 } }, 'passive_health.consecutive_connect_errors', 'must be an integer between 1 and 1000, got 0'],
+    [
+      'failure rate threshold below its range',
+      { passive_health: { failure_rate_threshold: 0.001 } },
+      'passive_health.failure_rate_threshold',
+      'must be 0 or a number between 0.01 and 1, got 0.001 (0 disables failure-rate ejection)',
+    ],
+    ['failure rate relative below 1', { passive_health: { failure_rate_relative: 0.5 } }, 'passive_health.failure_rate_relative', 'must be a number between 1 and 100, got 0.5'],
+    ['failure rate volume zero', { passive_health: { failure_rate_min_requests: 0 } }, 'passive_health.failure_rate_min_requests', 'must be an integer between 1 and 100000, got 0'],
+    ['failure rate window zero', { passive_health: { failure_rate_window_s: 0 } }, 'passive_health.failure_rate_window_s', 'must be a number between 1 and 3600, got 0'],
+    ['stuck after a fraction of a second', { passive_health: { stuck_after_s: 0.5 } }, 'passive_health.stuck_after_s', 'must be 0 or a number between 1 and 86400, got 0.5 (0 disables stuck-replica detection)'],
     ['active_health not a record', { active_health: true }, 'active_health', 'must be a record (an object of named fields), got boolean true'],
     ['active enabled not boolean', { active_health: { enabled: 'yes' } }, 'active_health.enabled', 'must be a boolean, got string "yes"'],
     ['active path empty', { active_health: { path: '' } }, 'active_health.path', 'must be a non-empty string, got ""'],
@@ -442,7 +466,51 @@ describe('validate: replica addresses', () => {
   });
 
   it.each([0.8, 0.001, 0, 65535, 2.5])('accepts fractional and boundary weight %s', (weight) => {
-    expect(configOf({ replicas: [{ address: 'a:1', weight }] }).replicas[0].weight).toBe(weight);
+    // A second replica with weight 1: a list whose every weight is 0 is refused (next describe).
+    expect(configOf({ replicas: [{ address: 'a:1', weight }, { address: 'b:1' }] }).replicas[0].weight).toBe(weight);
+  });
+});
+
+describe('validate: a replica list nobody could be picked from', () => {
+  it.each<[string, unknown[]]>([
+    ['one replica of weight 0', [{ address: 'a:1', weight: 0 }]],
+    ['three replicas of weight 0', [{ address: 'a:1', weight: 0 }, { address: 'b:1', weight: 0 }, { address: 'c:1', weight: 0 }]],
+  ])('%s is refused on replicas', (_name, replicas) => {
+    const result = validate({ replicas });
+    expect(result.ok).toBe(false);
+    if (result.ok) return;
+    expect(result.errors).toEqual([
+      {
+        path: 'replicas',
+        message: `must have at least one replica with a weight above 0: every weight is 0, so no replica could ever be picked (every request would get 503), got ${replicas.length} replica${replicas.length === 1 ? '' : 's'}`,
+      },
+    ]);
+  });
+
+  it('accepts one weight above 0 among zeros, and an empty list (Kong reads its upstream)', () => {
+    expect(validate({ replicas: [{ address: 'a:1', weight: 0 }, { address: 'b:1', weight: 0.001 }] }).ok).toBe(true);
+    expect(validate({ replicas: [] }).ok).toBe(true);
+  });
+
+  it('says nothing more when a weight is itself invalid', () => {
+    const result = validate({ replicas: [{ address: 'a:1', weight: 0 }, { address: 'b:1', weight: -1 }] });
+    expect(result.ok ? [] : result.errors.map((e) => e.path)).toEqual(['replicas[1].weight']);
+  });
+});
+
+describe('validate: replica ids are printable', () => {
+  it.each(['gpu\nserver { listen 1; }', 'a\tb', 'a\rb', 'nul\u0000', 'del\u007f', 'c1\u0085', 'ls\u2028'])('refuses %j', (id) => {
+    const result = validate({ replicas: [{ address: 'a:1', id }] });
+    expect(result.ok).toBe(false);
+    if (result.ok) return;
+    expect(result.errors).toHaveLength(1);
+    expect(result.errors[0].path).toBe('replicas[0].id');
+    expect(result.errors[0].message).toMatch(/^must not contain control characters such as newlines or tabs, got "/);
+  });
+
+  it.each(['gpu-a', 'H100 #1 (rack 7)', 'naïve-répliques', '{weird;"id"}', 'ok\u00a0nbsp'])('accepts %j', (id) => {
+    const parsed = id;
+    expect(configOf({ replicas: [{ address: 'a:1', id: parsed }] }).replicas[0].id).toBe(parsed);
   });
 });
 

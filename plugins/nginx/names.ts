@@ -18,6 +18,13 @@ export const ERROR_VAR = 'llm_balancer_error';
 /** js_var (response_time.latency_metric ttft or tpot only): when the first response body byte went to the client (ms since the epoch). */
 export const FIRST_BYTE_VAR = 'llm_balancer_first_byte';
 
+/**
+ * js_var (when streams get their own proxy locations): how far the response body got — "started"
+ * at its first byte, "done" at its last. A stream nginx cut (read timeout, the replica closed it)
+ * never reaches "done", though its status is the replica's 200.
+ */
+export const BODY_STATE_VAR = 'llm_balancer_body';
+
 /** js_var (latency_metric tpot only): the response's output tokens and whether it streamed ("<tokens>s" or "<tokens>w"), set at its last byte. */
 export const OUTPUT_TOKENS_VAR = 'llm_balancer_output_tokens';
 
@@ -33,8 +40,11 @@ export const PLAN_VAR = 'llm_balancer_plan';
 /** js_var (token-counting strategies only): the prompt's part of $tokensVar, released at the first streamed byte. */
 export const PROMPT_TOKENS_VAR = 'llm_balancer_prompt_tokens';
 
-/** Named location that proxies after `route` read the body (body-keyed mode). */
+/** Named location that proxies after `route` read the body (body-keyed mode; non-streaming requests when the read bounds differ). */
 export const PROXY_LOCATION = '@llm_balancer_proxy';
+
+/** Named location that proxies a streaming request after `route` read the body: its read bound is timeouts.stream_idle_s (streaming.ts). */
+export const PROXY_STREAM_LOCATION = '@llm_balancer_proxy_stream';
 
 /** `js_shared_dict_zone zone=llm_balancer:<size> type=number;` — the core's Store. */
 export const STATE_ZONE = 'llm_balancer';
@@ -78,13 +88,17 @@ export const NAMES = {
   promptTokensVar: PROMPT_TOKENS_VAR,
   firstByteVar: FIRST_BYTE_VAR,
   outputTokensVar: OUTPUT_TOKENS_VAR,
+  bodyStateVar: BODY_STATE_VAR,
   targetVar: TARGET_VAR,
   /** js_set used only in log_format: evaluated in the LOG phase, it records every attempt's outcome. */
   outcomeVar: 'llm_balancer_outcome',
   logFormat: 'llm_balancer',
   proxyLocation: PROXY_LOCATION,
+  proxyStreamLocation: PROXY_STREAM_LOCATION,
   /** Named locations for failover attempts: `@llm_balancer_retry_1`, ... */
   retryLocationPrefix: '@llm_balancer_retry_',
+  /** The same for streaming requests (timeouts.stream_idle_s): `@llm_balancer_retry_stream_1`, ... */
+  retryStreamLocationPrefix: '@llm_balancer_retry_stream_',
   /** Named location holding `js_periodic` for active health checks. */
   periodicLocation: '@llm_balancer_periodic',
   /** Named location holding `js_periodic` for the active checks' log lines (the probes' own location logs to /dev/null). */

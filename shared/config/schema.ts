@@ -7,7 +7,7 @@
 // `elements` (arrays). Three attributes are ours and are dropped for Kong:
 //   also_allowed  sentinel numbers accepted outside `between` (e.g. 0 = "off")
 //   hint          appended to a range error, to explain a sentinel or a gap
-//   format        a named string format checked by validate.ts ('host-port')
+//   format        a named string format checked by validate.ts ('host-port', 'url-path', 'printable')
 //
 // `required` follows Kong's meaning: on a scalar it means "must be given" (unless a default exists);
 // on a record it means "always present": a missing record is built from its fields' defaults.
@@ -19,7 +19,7 @@
 
 export type FieldType = 'string' | 'number' | 'integer' | 'boolean' | 'record' | 'array';
 
-export type StringFormat = 'host-port' | 'url-path';
+export type StringFormat = 'host-port' | 'url-path' | 'printable';
 
 export interface FieldSpec {
   type: FieldType;
@@ -86,6 +86,20 @@ export const schema: FieldEntry[] = [
     },
   },
   {
+    retry_on: {
+      type: 'array',
+      // A replica's 429 / 5xx answer says nothing about the request itself (overload, a crashed
+      // engine, a restart): another replica answers it. 501 and 505 would fail anywhere: not listed.
+      default: [429, 500, 502, 503, 504],
+      description:
+        "Replica answers retried on the next alternate before any byte reached the client (NGINX; Kong's JS plugins cannot switch replicas mid-request).",
+      elements: {
+        type: 'integer',
+        one_of: [408, 425, 429, 500, 502, 503, 504, 507],
+      },
+    },
+  },
+  {
     on_no_healthy: {
       type: 'string',
       default: 'fail',
@@ -129,6 +143,9 @@ export const schema: FieldEntry[] = [
               required: false,
               len_min: 1,
               len_max: 256,
+              // Ids are written into log lines and nginx.conf comments: a newline would forge a log
+              // entry or end the comment (and start a directive).
+              format: 'printable',
               description: 'Stable name used in state keys, logs and status; defaults to the address.',
             },
           },
@@ -394,10 +411,51 @@ export const schema: FieldEntry[] = [
     },
   },
   {
+    timeouts: {
+      type: 'record',
+      required: true,
+      description: 'How long an attempt may wait on a replica before it fails over (NGINX proxy_*_timeout, Kong set_timeouts).',
+      fields: [
+        {
+          connect_s: {
+            type: 'number',
+            // A lost SYN is resent after 1 s; 3 s covers that once with room, and a blackholed host
+            // costs a request 3 s before its alternate instead of nginx's 60 s default.
+            default: 3,
+            between: [0.1, 60],
+            description: 'Seconds to establish the connection to a replica; then the attempt fails as a connect error.',
+          },
+        },
+        {
+          response_s: {
+            type: 'number',
+            // A non-streaming answer arrives whole after the whole generation: minutes for long
+            // outputs on a busy card. The OpenAI client waits 600 s; 300 s keeps nginx's old bound.
+            default: 300,
+            between: [1, 86400],
+            description: 'Seconds an attempt not known to stream may wait for the answer (and any later silence); then it times out.',
+          },
+        },
+        {
+          stream_idle_s: {
+            type: 'number',
+            // Servers send a stream's headers at once and its first token after queue + prefill:
+            // seconds normally, tens of seconds for a 100k-token prompt on a busy card. 60 s of
+            // silence is past that; a hung replica is cut off 5x sooner than by response_s.
+            default: 60,
+            between: [1, 86400],
+            description:
+              'Seconds a streaming attempt ("stream": true) may stay silent before its first byte or between chunks; then it times out. NGINX reads every body to tell streams apart unless this equals response_s.',
+          },
+        },
+      ],
+    },
+  },
+  {
     passive_health: {
       type: 'record',
       required: true,
-      description: 'Passive outlier detection: eject replicas after consecutive failures (as Envoy).',
+      description: 'Passive outlier detection (as Envoy): eject replicas after consecutive failures or at an outlying failure rate; rest stuck replicas.',
       fields: [
         {
           enabled: {
@@ -424,6 +482,73 @@ export const schema: FieldEntry[] = [
               type: 'string',
               one_of: ['connect-error', 'timeout', '5xx', '429'],
             },
+          },
+        },
+        {
+          consecutive_connect_errors: {
+            type: 'integer',
+            // A refused or failed connection means the process or host is gone, not a flaky answer,
+            // so fewer than consecutive_failures. Not 1: a kept-alive connection the replica closed
+            // just as the gateway reused it (uvicorn closes idle ones after 5 s) fails the same way
+            // once. A passing active probe lifts such an ejection as soon as the replica is back.
+            default: 2,
+            between: [1, 1000],
+            description: 'Consecutive connect errors that eject a replica (a refused connection is not a flaky answer).',
+          },
+        },
+        {
+          failure_rate_threshold: {
+            type: 'number',
+            // Envoy's failure_percentage ejection, made usable for 2-5 replicas: a replica failing
+            // 30% of its requests is caught, while a fleet-wide error burst (everyone at 30%) is not
+            // an outlier (failure_rate_relative).
+            default: 0.2,
+            between: [0.01, 1],
+            also_allowed: [0],
+            hint: '0 disables failure-rate ejection',
+            description: "Eject a replica whose share of failed requests over failure_rate_window_s reaches this (0 disables).",
+          },
+        },
+        {
+          failure_rate_relative: {
+            type: 'number',
+            // Twice the rest of the fleet's share: an outlier, not a shared cause.
+            default: 2,
+            between: [1, 100],
+            description: "...and is at least this many times the other replicas' combined failure share.",
+          },
+        },
+        {
+          failure_rate_min_requests: {
+            type: 'integer',
+            // Envoy asks 50 per 10 s interval; 10 lets a replica with a few requests per second be
+            // judged within seconds while 2 unlucky failures of 10 still need the relative test.
+            default: 10,
+            between: [1, 100000],
+            description: 'Requests a replica must have ended within the window before its failure share is judged.',
+          },
+        },
+        {
+          failure_rate_window_s: {
+            type: 'number',
+            // Envoy's outlier detection interval.
+            default: 10,
+            between: [1, 3600],
+            description: 'Time constant in seconds of the decaying request and failure counts the share is taken from.',
+          },
+        },
+        {
+          stuck_after_s: {
+            type: 'number',
+            // Half of stream_idle_s: a replica whose requests all stall stops getting new ones well
+            // before the first of them times out; long non-streaming answers on a replica that
+            // holds only them may rest it early (it gets traffic again when one completes).
+            default: 30,
+            between: [1, 86400],
+            also_allowed: [0],
+            hint: '0 disables stuck-replica detection',
+            description:
+              'A replica holding requests that made no progress (no answer, no first byte) for this long, while another replica progressed, gets no new requests (0 disables).',
           },
         },
         {

@@ -42,6 +42,18 @@ export interface PassiveHealthConfig {
   base_ejection_s: number;
   max_ejection_s: number;
   max_ejected_percent: number;
+  consecutive_connect_errors: number;
+  failure_rate_threshold: number;
+  failure_rate_relative: number;
+  failure_rate_min_requests: number;
+  failure_rate_window_s: number;
+  stuck_after_s: number;
+}
+
+export interface TimeoutsConfig {
+  connect_s: number;
+  response_s: number;
+  stream_idle_s: number;
 }
 
 export interface ActiveHealthConfig {
@@ -56,6 +68,8 @@ export interface ActiveHealthConfig {
 export interface BalancerConfig {
   strategy: StrategyName;
   retries: number;
+  /** Replica statuses retried on the next alternate (NGINX). */
+  retry_on: number[];
   on_no_healthy: 'fail' | 'panic';
   replicas: ReplicaConfig[];
   hash_key: HashKeyConfig | null;
@@ -73,6 +87,7 @@ export interface BalancerConfig {
   response_time: { half_life_s: number; peak_sensitive: boolean; latency_metric: 'e2e' | 'ttft' | 'tpot' };
   consistent_hash: { balance_factor: number; fallback: KeylessStrategyName };
   hybrid: { sticky: boolean; max_concurrent: number };
+  timeouts: TimeoutsConfig;
   passive_health: PassiveHealthConfig;
   active_health: ActiveHealthConfig;
   slow_start: { window_s: number; aggression: number; min_weight_percent: number };

@@ -21,6 +21,7 @@ import { ERROR_PAGE_PREFIX, INTERCEPT_SAFE, errorPageLines, errorPageLocations, 
 import { scrapeTimeoutMs } from '../metrics-scrape';
 import { NAMES } from '../names';
 import { syncTimeoutMs } from '../peers';
+import { splitsByStreaming } from '../streaming';
 import type { PreloadedConfig } from '../names';
 import type { NginxOptions } from './options';
 
@@ -47,8 +48,27 @@ export function retryVariable(attempt: number): string {
   return NAMES.retryVarPrefix + attempt;
 }
 
-function retryLocation(attempt: number): string {
-  return NAMES.retryLocationPrefix + attempt;
+/** Failover attempt N's named location; streaming requests have their own (another read bound). */
+function retryLocation(attempt: number, streaming: boolean): string {
+  return (streaming ? NAMES.retryStreamLocationPrefix : NAMES.retryLocationPrefix) + attempt;
+}
+
+/**
+ * nginx's own answers for a failed attempt: 502 (connect error, refused, a replica that closed
+ * before its header, "no live upstreams") and 504 (connect or read timeout). Always failed over:
+ * nothing reached the client yet.
+ */
+const NGINX_FAILURES = [502, 504];
+
+/**
+ * The statuses a non-last attempt hands to the next alternate: nginx's own failures and the
+ * replica answers of retry_on. nginx's error_page cannot tell a replica's own 502/504 from its
+ * own once it intercepts, so with any retry_on status those are retried too.
+ */
+export function failoverStatuses(retryOn: number[]): number[] {
+  const codes = NGINX_FAILURES.slice();
+  for (let i = 0; i < retryOn.length; i++) if (codes.indexOf(retryOn[i]) < 0) codes.push(retryOn[i]);
+  return codes.sort((a, b) => a - b);
 }
 
 const EXHAUSTED_LOCATION = '@llm_balancer_exhausted';
@@ -64,15 +84,20 @@ export function preloadedConfig(config: BalancerConfig, nginx: Pick<NginxOptions
   return { config: config, upstreams: upstreams, replicas: replicas, plusApi: nginx.plus_api, consumerVariable: nginx.consumer_variable };
 }
 
-function quote(path: string): string {
+/**
+ * A double-quoted nginx string. Inside double quotes nginx reads `;{}#$'` and whitespace as plain
+ * characters and unescapes only `\\` and `\"` (and `\n`, `\r`, `\t`): escaping the first two
+ * makes the parsed value equal `path`, whatever it holds.
+ */
+export function quote(path: string): string {
   return '"' + path.replace(/\\/g, '\\\\').replace(/"/g, '\\"') + '"';
 }
 
-/**
- * Proxy directives for one attempt. Every attempt but the last intercepts 502/503/504 and hands
- * the request to the next attempt's location; the last passes the replica's own answer through,
- * and only nginx's own 502/504 (connect error, timeout) become a JSON error.
- */
+/** Text for a `#` comment: nginx ends a comment at a newline, so no control character may reach it. */
+export function commentText(text: string): string {
+  return text.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, '?');
+}
+
 /** Whether the response's first body byte is timed (response_time.latency_metric ttft or tpot). */
 function measuresFirstByte(config: RenderInput['config']): boolean {
   return config.response_time.latency_metric === 'ttft' || config.response_time.latency_metric === 'tpot';
@@ -83,29 +108,45 @@ function filtersBody(config: RenderInput['config']): boolean {
   return measuresFirstByte(config) || readsTokens(config);
 }
 
-function proxyBlock(lines: string[], indent: string, target: string, attempt: number, input: RenderInput): void {
-  const retries = input.config.retries;
+/**
+ * Proxy directives for one attempt of a streaming or non-streaming request. Every attempt but the
+ * last hands nginx's own failures (connect error, timeout) and the replica answers of retry_on to
+ * the next attempt's location: nothing reached the client yet, the body is resent. The last
+ * passes the replica's own answer through, and only nginx's own 502/504 become a JSON error.
+ */
+function proxyBlock(lines: string[], indent: string, target: string, attempt: number, streaming: boolean, input: RenderInput): void {
+  const config = input.config;
+  const timeouts = config.timeouts;
+  // nginx's read and send timeouts bound the silence between two reads or writes: for a streaming
+  // request its first token and every gap after it; for a whole JSON answer the entire generation.
+  const silence = milliseconds(streaming ? timeouts.stream_idle_s : timeouts.response_s);
   lines.push(indent + 'proxy_pass http://$' + target + ';');
   lines.push(indent + 'proxy_http_version 1.1;');
   lines.push(indent + 'proxy_set_header Connection "";');
   // Streamed tokens must reach the client as they are generated.
   lines.push(indent + 'proxy_buffering off;');
-  lines.push(indent + 'proxy_read_timeout ' + milliseconds(input.nginx.read_timeout_s) + ';');
+  lines.push(indent + 'proxy_connect_timeout ' + milliseconds(timeouts.connect_s) + ';');
+  lines.push(indent + 'proxy_read_timeout ' + silence + ';');
+  lines.push(indent + 'proxy_send_timeout ' + silence + ';');
   // Failover is ours: nginx must not retry within the one-server group.
   lines.push(indent + 'proxy_next_upstream off;');
-  if (filtersBody(input.config)) {
+  if (filtersBody(config) || (streaming && splitsByStreaming(timeouts))) {
     // Time to first token: $upstream_header_time is ~0 for SSE (servers send headers at once), so
     // a body filter notes when the first body byte passes (one njs call per chunk: only when asked);
-    // with tpot it also counts the output tokens going by.
+    // with tpot it also counts the output tokens going by. Streams always pass it: their first byte
+    // is progress (a replica streaming long answers is not stuck), and a stream that never reached
+    // its last byte was cut (a replica hung after its headers), whatever its 200 says.
     lines.push(indent + 'js_body_filter ' + NAMES.module + '.firstByte buffer_type=buffer;');
   }
-  if (attempt < retries) {
-    lines.push(indent + 'proxy_intercept_errors on;');
-    lines.push(indent + 'error_page 502 503 504 = ' + retryLocation(attempt + 1) + ';');
-    attemptErrorPages(lines, indent, input, true, [502, 503, 504]);
+  if (attempt < config.retries) {
+    // Intercepting replica answers only when some are retried: nginx's own failures reach
+    // error_page without it, and a replica's 5xx then passes through untouched.
+    if (config.retry_on.length > 0) lines.push(indent + 'proxy_intercept_errors on;');
+    lines.push(indent + 'error_page ' + failoverStatuses(config.retry_on).join(' ') + ' = ' + retryLocation(attempt + 1, streaming) + ';');
+    attemptErrorPages(lines, indent, input, config.retry_on.length > 0, failoverStatuses(config.retry_on));
   } else {
-    lines.push(indent + 'error_page 502 504 = ' + EXHAUSTED_LOCATION + ';');
-    attemptErrorPages(lines, indent, input, false, [502, 504]);
+    lines.push(indent + 'error_page ' + NGINX_FAILURES.join(' ') + ' = ' + EXHAUSTED_LOCATION + ';');
+    attemptErrorPages(lines, indent, input, false, NGINX_FAILURES);
   }
 }
 
@@ -176,7 +217,12 @@ function authLocation(lines: string[], input: RenderInput): void {
 function httpBody(input: RenderInput): string[] {
   const config = input.config;
   const nginx = input.nginx;
-  const readsBody = needsRequestBody(config);
+  // Streaming requests get their own proxy locations when their read bound differs (streaming.ts);
+  // telling them apart needs the body, as does a strategy that reads it.
+  const byStreaming = splitsByStreaming(config.timeouts);
+  const routes = needsRequestBody(config) || byStreaming;
+  // The kinds of proxy locations rendered: streaming (true) and non-streaming (false), or one.
+  const kinds = byStreaming ? [false, true] : [false];
   const lines: string[] = [];
   lines.push('  js_path ' + quote(nginx.js_path) + ';');
   lines.push('  js_import ' + NAMES.module + ' from ' + NAMES.bundleFile + ';');
@@ -202,13 +248,14 @@ function httpBody(input: RenderInput): string[] {
   if (readsTokens(config)) lines.push('  js_var $' + NAMES.promptTokensVar + ';');
   if (measuresFirstByte(config)) lines.push('  js_var $' + NAMES.firstByteVar + ';');
   if (config.response_time.latency_metric === 'tpot') lines.push('  js_var $' + NAMES.outputTokensVar + ';');
+  if (byStreaming) lines.push('  js_var $' + NAMES.bodyStateVar + ';');
   // Referenced only here, the outcome variable is evaluated in the LOG phase, after the response:
   // it sees every attempt's $upstream_status and timings, client aborts (499) included.
   lines.push("  log_format " + NAMES.logFormat + " '$" + NAMES.outcomeVar + "';");
   lines.push('');
   for (let i = 0; i < config.replicas.length; i++) {
     const replica = config.replicas[i];
-    lines.push('  # ' + replica.id + ' (weight ' + replica.weight + ')');
+    lines.push('  # ' + commentText(replica.id) + ' (weight ' + replica.weight + ')');
     lines.push('  upstream ' + upstreamName(i) + ' {');
     lines.push('    server ' + replica.address + ' max_fails=0;');
     lines.push('    keepalive ' + nginx.keepalive + ';');
@@ -232,31 +279,37 @@ function httpBody(input: RenderInput): string[] {
   lines.push('');
   lines.push('    location ' + nginx.location + ' {');
   authentication(lines, input);
-  if (readsBody) {
-    // The pick needs the JSON body: js_content reads it (kept in memory), picks, and redirects
-    // to the proxy location, which forwards the body and streams the answer.
+  if (routes) {
+    // The pick or the read bound needs the JSON body: js_content reads it (kept in memory), picks,
+    // and redirects to the proxy location of the request's kind, which forwards the body and
+    // streams the answer.
     lines.push('      client_body_buffer_size ' + nginx.max_body_size + ';');
     lines.push('      js_content ' + NAMES.module + '.route;');
     lines.push('    }');
-    lines.push('');
-    lines.push('    location ' + NAMES.proxyLocation + ' {');
-    proxyBlock(lines, '      ', NAMES.targetVar, 0, input);
+    for (let k = 0; k < kinds.length; k++) {
+      lines.push('');
+      lines.push('    location ' + (kinds[k] ? NAMES.proxyStreamLocation : NAMES.proxyLocation) + ' {');
+      proxyBlock(lines, '      ', NAMES.targetVar, 0, kinds[k], input);
+      lines.push('    }');
+    }
   } else {
     // The pick runs where proxy_pass first reads the variable: in the content phase, after
     // nginx's own access checks (auth_request, auth_basic, limit_req, allow/deny).
-    proxyBlock(lines, '      ', NAMES.upstreamVar, 0, input);
-  }
-  lines.push('    }');
-  for (let attempt = 1; attempt <= config.retries; attempt++) {
-    lines.push('');
-    lines.push('    location ' + retryLocation(attempt) + ' {');
-    if (attempt === 1) pickRetryAfter(lines);
-    if (attempt === 1) refusedPick(lines);
-    lines.push('      if ($' + retryVariable(attempt) + ' = "") {');
-    lines.push('        return 502 $' + NAMES.errorVar + ';');
-    lines.push('      }');
-    proxyBlock(lines, '      ', retryVariable(attempt), attempt, input);
+    proxyBlock(lines, '      ', NAMES.upstreamVar, 0, false, input);
     lines.push('    }');
+  }
+  for (let k = 0; k < kinds.length; k++) {
+    for (let attempt = 1; attempt <= config.retries; attempt++) {
+      lines.push('');
+      lines.push('    location ' + retryLocation(attempt, kinds[k]) + ' {');
+      if (attempt === 1) pickRetryAfter(lines);
+      if (attempt === 1) refusedPick(lines);
+      lines.push('      if ($' + retryVariable(attempt) + ' = "") {');
+      lines.push('        return 502 $' + NAMES.errorVar + ';');
+      lines.push('      }');
+      proxyBlock(lines, '      ', retryVariable(attempt), attempt, kinds[k], input);
+      lines.push('    }');
+    }
   }
   lines.push('');
   lines.push('    location ' + EXHAUSTED_LOCATION + ' {');
@@ -318,14 +371,14 @@ function httpBody(input: RenderInput): string[] {
 /** The nginx configuration text: a complete nginx.conf ('full') or the http-context include ('snippet'). */
 export function renderNginxConfig(input: RenderInput, mode: RenderMode): string {
   const header = [
-    '# Generated by `llm-balancer nginx-config ' + input.source + '`: edit that file and regenerate.',
+    '# Generated by `llm-balancer nginx-config ' + commentText(input.source) + '`: edit that file and regenerate.',
     '# Strategy: ' + input.config.strategy + '; ' + input.config.replicas.length + ' replicas; retries: ' + input.config.retries + '.',
   ];
   if (mode === 'snippet') {
     return header
       .concat([
         '# Include inside your http {} block. The njs module must be loaded in the main context:',
-        '#   load_module ' + input.nginx.module_path + ';',
+        '#   load_module ' + commentText(quote(input.nginx.module_path)) + ';',
       ])
       .concat(httpBody(input))
       .join('\n') + '\n';
@@ -333,9 +386,12 @@ export function renderNginxConfig(input: RenderInput, mode: RenderMode): string 
   const workers = input.nginx.worker_processes === 0 ? 'auto' : String(input.nginx.worker_processes);
   // Relative paths resolve against nginx's prefix (-p), so the file runs anywhere without root.
   const lines = header.concat([
+    '# Run: nginx -p DIR -c DIR/<this file>, DIR holding logs/ and temp/ (`llm-balancer ... -o DIR/nginx.conf` creates them).',
     'load_module ' + quote(input.nginx.module_path) + ';',
     'worker_processes ' + workers + ';',
     'pid nginx.pid;',
+    // notice: the module's warnings (a replica failing its probes or its /metrics) and recoveries.
+    'error_log logs/error.log notice;',
     'events {',
     '  worker_connections 1024;',
     '}',

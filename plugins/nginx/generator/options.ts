@@ -15,7 +15,6 @@ export interface NginxOptions {
   state_zone_size: string;
   keepalive: number;
   max_body_size: string;
-  read_timeout_s: number;
   status_allow: string[];
   consumer_variable: string;
   consumer_variable_verified: boolean;
@@ -30,12 +29,23 @@ export interface AuthRequestOptions {
   identity_header: string;
 }
 
+/**
+ * Options that left the `nginx:` section, with where their setting lives now: a file that still
+ * sets one is refused with this message (not a bare "unknown field"), so nobody loses a bound.
+ */
+export const REMOVED_NGINX_OPTIONS: Record<string, string> = {
+  // One proxy_read_timeout for every request kept a hung replica's requests for 5 minutes.
+  read_timeout_s:
+    'was replaced by the top-level timeouts record: timeouts.response_s bounds a non-streaming request\'s wait for its answer, ' +
+    'timeouts.stream_idle_s a streaming one\'s silence, timeouts.connect_s the connect; move the value there',
+};
+
 /** nginx size syntax: a number with an optional k or m suffix. */
 export const SIZE_PATTERN = /^[0-9]+[kKmM]?$/;
 
 export const nginxOptionsSchema: FieldEntry[] = [
-  { listen: { type: 'string', default: '8080', len_min: 1, description: 'The `listen` parameters of the generated server: a port, or address:port.' } },
-  { location: { type: 'string', default: '/v1/', len_min: 1, description: 'The location prefix balanced to the replicas (OpenAI-style APIs live under /v1/).' } },
+  { listen: { type: 'string', default: '8080', len_min: 1, description: 'The `listen` of the generated server: a port, *:port, host:port, ipv4:port or [ipv6]:port, optionally followed by default_server, reuseport, deferred, backlog=N or ipv6only=on|off (no ssl: terminate TLS in front, or include the --snippet in your own TLS server).' } },
+  { location: { type: 'string', default: '/v1/', len_min: 1, description: 'The location prefix balanced to the replicas (OpenAI-style APIs live under /v1/): a / followed by letters, digits and - . _ ~ / only.' } },
   {
     worker_processes: {
       type: 'integer',
@@ -50,11 +60,11 @@ export const nginxOptionsSchema: FieldEntry[] = [
       // Where Debian's and Ubuntu's libnginx-mod-http-js install the module.
       default: '/usr/lib/nginx/modules/ngx_http_js_module.so',
       len_min: 1,
-      description: 'Path of ngx_http_js_module.so for load_module (full config only).',
+      description: 'Path of ngx_http_js_module.so for load_module (full config only; the CLI\'s --module-path overrides it). This and the other paths: no control characters, quotes, backslashes, ; { } $ # or backticks.',
     },
   },
-  { js_path: { type: 'string', len_min: 1, description: 'Directory holding llm_balancer.js; defaults to this package\'s dist/nginx.' } },
-  { config_json: { type: 'string', len_min: 1, description: 'Where the generator writes the preloaded JSON; defaults to llm-balancer.json beside the input file.' } },
+  { js_path: { type: 'string', len_min: 1, description: 'Directory holding llm_balancer.js; unset: this package\'s dist/nginx.' } },
+  { config_json: { type: 'string', len_min: 1, description: 'Where the generator writes the preloaded JSON (relative: to the balancer file\'s folder); unset: named after the configuration it belongs to, FILE.json with -o FILE, else <balancer file>.json, so two balancer files never share one.' } },
   {
     state_zone_size: {
       type: 'string',
@@ -75,20 +85,11 @@ export const nginxOptionsSchema: FieldEntry[] = [
   },
   { max_body_size: { type: 'string', default: '1m', len_min: 1, description: 'client_max_body_size (and the in-memory body buffer when the body is read to pick).' } },
   {
-    read_timeout_s: {
-      type: 'number',
-      // Long generations stream for minutes; nginx's 60 s default would cut them off.
-      default: 300,
-      between: [1, 86400],
-      description: 'proxy_read_timeout in seconds: the longest silence allowed while a replica generates.',
-    },
-  },
-  {
     status_allow: {
       type: 'array',
       default: ['127.0.0.1', '::1'],
       elements: { type: 'string', len_min: 1 },
-      description: 'Addresses or CIDRs allowed to read the status and metrics endpoints; everyone else gets 403.',
+      description: 'IPv4 or IPv6 addresses or CIDRs (no host bits set) allowed to read the status and metrics endpoints; everyone else gets 403. 0.0.0.0/0 and ::/0 allow everyone.',
     },
   },
   {
@@ -133,8 +134,8 @@ export const nginxOptionsSchema: FieldEntry[] = [
       required: false,
       description: 'NGINX Plus: read replicas, weights and peer state from its upstream API instead of `replicas`.',
       fields: [
-        { url: { type: 'string', required: true, len_min: 1, description: 'The API base URL, e.g. http://127.0.0.1:8080/api/9 (njs fetches it; hostnames need a resolver).' } },
-        { upstream: { type: 'string', required: true, len_min: 1, description: 'Name of the Plus upstream {} whose peers are the replicas.' } },
+        { url: { type: 'string', required: true, len_min: 1, description: 'The API base URL, http(s)://host[:port][/path], e.g. http://127.0.0.1:8080/api/9 (njs fetches it; hostnames need a resolver).' } },
+        { upstream: { type: 'string', required: true, len_min: 1, description: 'Name of the Plus upstream {} whose peers are the replicas (letters, digits and _ . : -).' } },
         {
           interval_s: {
             type: 'number',
@@ -145,6 +146,18 @@ export const nginxOptionsSchema: FieldEntry[] = [
           },
         },
       ],
+    },
+  },
+];
+
+/** The `nginx:` section as one record, for the README's reference table (build/docs.js). */
+export const nginxSectionSchema: FieldEntry[] = [
+  {
+    nginx: {
+      type: 'record',
+      required: true,
+      description: 'NGINX only, in the balancer file: how the generated nginx configuration listens, loads the module and exposes the status page.',
+      fields: nginxOptionsSchema,
     },
   },
 ];
