@@ -13,7 +13,18 @@ interface Call {
 }
 
 function fakeKong(
-  overrides: { headers?: Record<string, string>; status?: number; proxyMs?: number; failTarget?: boolean; tries?: unknown[]; service?: { id: string; retries: number }; path?: string; query?: Record<string, string> } = {},
+  overrides: {
+    headers?: Record<string, string>;
+    status?: number;
+    proxyMs?: number;
+    failTarget?: boolean;
+    tries?: unknown[];
+    service?: { id: string; retries?: number; connect_timeout?: number; write_timeout?: number; read_timeout?: number };
+    path?: string;
+    query?: Record<string, string>;
+    body?: string;
+    source?: string;
+  } = {},
 ) {
   const calls: Call[] = [];
   const shared: Record<string, unknown> = {};
@@ -29,7 +40,7 @@ function fakeKong(
       getQuery: record<Record<string, string>>('request.getQuery', overrides.query ?? {}),
       getPath: record<string>('request.getPath', overrides.path ?? '/v1/chat/completions'),
       getHeader: record<string | null>('request.getHeader', null),
-      getRawBody: record<Uint8Array | null>('request.getRawBody', new Uint8Array()),
+      getRawBody: record<Uint8Array | null>('request.getRawBody', new TextEncoder().encode(overrides.body ?? '')),
     },
     client: { getIp: record('client.getIp', '192.0.2.1'), getConsumer: record<{ id?: string } | null>('client.getConsumer', null) },
     service: {
@@ -39,8 +50,13 @@ function fakeKong(
         return null;
       },
       setRetries: record('service.setRetries', null),
+      setTimeouts: record('service.setTimeouts', null),
     },
-    response: { exit: record('response.exit', null), getStatus: record('response.getStatus', overrides.status ?? 200) },
+    response: {
+      exit: record('response.exit', null),
+      getStatus: record('response.getStatus', overrides.status ?? 200),
+      getSource: record('response.getSource', overrides.source ?? 'service'),
+    },
     ctx: {
       shared: {
         get: async (key: string) => {
@@ -190,6 +206,88 @@ describe('Kong plugin (PDK adapter)', () => {
     const again = fakeKong();
     await other.access(again.kong);
     expect(again.calls.filter((c) => c.method === 'service.setRetries')).toHaveLength(1);
+  });
+});
+
+describe('timeouts (kong.service.set_timeouts)', () => {
+  const timeoutsOf = (calls: Call[]) => calls.filter((c) => c.method === 'service.setTimeouts').map((c) => c.args);
+  const streaming = JSON.stringify({ model: 'm', stream: true, messages: [{ role: 'user', content: 'hi' }] });
+  const whole = JSON.stringify({ model: 'm', stream: false, messages: [{ role: 'user', content: 'hi' }] });
+
+  it.each<[string, Record<string, unknown>, string | undefined, unknown[]]>([
+    ['defaults, a strategy that reads no body: response_s for all', { strategy: 'round-robin' }, streaming, [3000, 300000, 300000]],
+    ['a body-reading strategy and "stream": true: stream_idle_s', { strategy: 'least-tokens' }, streaming, [3000, 60000, 60000]],
+    ['a body-reading strategy, "stream": false: response_s', { strategy: 'least-tokens' }, whole, [3000, 300000, 300000]],
+    ['kong.stream_timeouts reads the body for any strategy', { strategy: 'round-robin', kong: { stream_timeouts: true } }, streaming, [3000, 60000, 60000]],
+    ['kong.stream_timeouts, no body', { strategy: 'round-robin', kong: { stream_timeouts: true } }, undefined, [3000, 300000, 300000]],
+    ['configured seconds become whole milliseconds', { strategy: 'least-tokens', timeouts: { connect_s: 0.25, response_s: 20, stream_idle_s: 2.5 } }, streaming, [250, 2500, 2500]],
+  ])('%s', async (what, config, body, expected) => {
+    const plugin = new Plugin(Object.assign({ __plugin_id: 'p-timeouts-' + what, replicas: REPLICAS }, config));
+    const { kong, calls } = fakeKong({ body });
+    await plugin.access(kong);
+    expect(timeoutsOf(calls)).toEqual([expected]);
+    // set_target stays the last call: Kong proxies once access returns.
+    expect(calls[calls.length - 1].method).toBe('service.setTarget');
+  });
+
+  it('never reads the body only for timeouts unless kong.stream_timeouts is on', async () => {
+    const plugin = new Plugin({ __plugin_id: 'p-timeouts-nobody', strategy: 'least-connections', replicas: REPLICAS });
+    const { kong, calls } = fakeKong({ body: streaming });
+    await plugin.access(kong);
+    expect(calls.map((c) => c.method)).not.toContain('request.getRawBody');
+  });
+
+  it('skips set_timeouts while the one Service it serves already has these timeouts', async () => {
+    const plugin = new Plugin({ __plugin_id: 'p-timeouts-skip', strategy: 'least-tokens', replicas: REPLICAS });
+    const service = { id: 'svc-1', retries: 0, connect_timeout: 3000, write_timeout: 300000, read_timeout: 300000 };
+    const run = async (body: string, svc = service) => {
+      const r = fakeKong({ body, service: svc });
+      await plugin.access(r.kong);
+      await plugin.log(r.kong);
+      return timeoutsOf(r.calls);
+    };
+    // Nothing known yet: called. Then the Service's values match a non-streaming request: skipped.
+    expect(await run(whole)).toEqual([[3000, 300000, 300000]]);
+    expect(await run(whole)).toEqual([]);
+    // A streaming request wants another read timeout than the Service's: called.
+    expect(await run(streaming)).toEqual([[3000, 60000, 60000]]);
+    // The Service edited (Kong's default 60 s): called again after its first entry.
+    expect(await run(whole, Object.assign({}, service, { read_timeout: 60000 }))).toEqual([]);
+    expect(await run(whole)).toEqual([[3000, 300000, 300000]]);
+  });
+});
+
+describe("the log phase tells nginx's 502/504 from the replica's (kong.response.get_source)", () => {
+  // Real Kong records a try's failure only when it starts another: with retries 0 the only try of
+  // a refused attempt carries no state, and upstream_status holds nginx's 502.
+  const config = { strategy: 'round-robin', replicas: REPLICAS, passive_health: { consecutive_failures: 1, failure_kinds: ['connect-error', 'timeout'], max_ejected_percent: 50 } };
+
+  it.each<[string, number, string, string]>([
+    ['nginx could not connect (source "error"): a connect error, the replica is ejected', 502, 'error', 'ejected'],
+    ['nginx timed out (source "error"): a timeout, ejected', 504, 'error', 'ejected'],
+    ["the replica's own 502 (source \"service\"): a 5xx, not a connect error", 502, 'service', 'healthy'],
+  ])('%s', async (what, status, source, state) => {
+    const pluginId = 'p-source-' + what;
+    const plugin = new Plugin(Object.assign({ __plugin_id: pluginId }, config));
+    const request = fakeKong();
+    await plugin.access(request.kong);
+    const target = request.calls.find((c) => c.method === 'service.setTarget')?.args;
+    const tried = target?.[0] === '::1' ? { ip: '::1', port: 9002 } : { ip: '127.0.0.1', port: 9001 };
+    const log = fakeKong({ status, source, tries: [tried] });
+    await plugin.log(log.kong);
+    expect(log.calls.map((c) => c.method)).toContain('response.getSource');
+    const id = target?.[0] === '::1' ? '[::1]:9002' : '127.0.0.1:9001';
+    expect(balancerStatus(pluginId)?.find((r) => r.id === id)?.state).toBe(state);
+  });
+
+  it('asks for the source only for a 502 or 504', async () => {
+    const plugin = new Plugin({ __plugin_id: 'p-source-200', strategy: 'round-robin', replicas: REPLICAS });
+    for (const status of [200, 500, 503, 429]) {
+      const request = fakeKong({ status });
+      await plugin.access(request.kong);
+      await plugin.log(request.kong);
+      expect(request.calls.map((c) => c.method)).not.toContain('response.getSource');
+    }
   });
 });
 

@@ -30,7 +30,7 @@ import { PROMETHEUS_CONTENT_TYPE, prometheusText, statusDocument } from '../../s
 import type { Balancer, BalancerConfig, ConfigError, Replica } from '../../shared/index';
 import { kongOptionsFields, kongOptionsSchema } from './options';
 import type { KongOptions } from './options';
-import { lastTriedAddress, outcomeFromLogEntry } from './outcome';
+import { lastTriedAddress, needsResponseSource, outcomeFromLogEntry } from './outcome';
 import type { KongLogEntry } from './outcome';
 import type { KongPdk } from './pdk';
 import { startMetricsScraper } from './metrics-scraper';
@@ -38,6 +38,8 @@ import type { MetricsScraper } from './metrics-scraper';
 import { replicaSourceFor } from './replica-source';
 import type { ReplicaSource } from './replica-source';
 import { requestViewFromKong } from './request-view';
+import { requestStreams, timeoutsFor } from './timeouts';
+import type { UpstreamTimeouts } from './timeouts';
 
 export const Name = 'llm-balancer';
 export const Version = '0.1.0';
@@ -97,39 +99,65 @@ interface PluginState {
   source: ReplicaSource | null;
   /** Scrapes the replicas' /metrics when the strategy reads them; else null. */
   scraper: MetricsScraper | null;
-  retries: ServiceRetries;
+  service: ServiceSettings;
+  /** Read the body of every request to know whether it streams (kong.stream_timeouts), or because the strategy reads it. */
+  readsBodyForView: boolean;
   /** When a phase of this plugin last ran (Date.now()): idle states are released (releaseIdleStates). */
   lastUsedAt: number;
 }
 
 /**
- * Whether set_retries can be skipped: Kong's log entry carries the Service and its configured
- * `retries`. While every entry of this plugin showed ONE service whose retries already equal
- * kong.same_target_retries, calling set_retries would change nothing and costs a round trip to
- * Kong per request. A second service (a global plugin) or a different value turns the call back on
- * for good. Cost of being wrong: only requests between a Service edit and its first log entry run
- * with the Service's own retries.
+ * What the Service of this plugin's requests is configured with, so that set_retries and
+ * set_timeouts calls that would change nothing are skipped (each is a round trip to Kong per
+ * request). Kong's log entry carries the Service entity with its `retries`, `connect_timeout`,
+ * `write_timeout` and `read_timeout` (the set_* calls change the request's balancer data, never
+ * the entity). While every entry showed ONE service, a call whose value equals the Service's is
+ * skipped; a second service (a global plugin) turns every call back on for good. Cost of being
+ * wrong: only requests between a Service edit and its first log entry run with the Service's own
+ * values.
  */
-interface ServiceRetries {
+interface ServiceSettings {
   serviceId: string | null;
   mixed: boolean;
-  skip: boolean;
+  /** The Service's values; null until a log entry showed them (then the call is made). */
+  retries: number | null;
+  connectMs: number | null;
+  writeMs: number | null;
+  readMs: number | null;
 }
 
-function learnServiceRetries(known: ServiceRetries, entry: KongLogEntry, wanted: number): void {
+function numberOrNull(value: unknown): number | null {
+  return typeof value === 'number' && isFinite(value) ? value : null;
+}
+
+function forgetService(known: ServiceSettings): void {
+  known.retries = null;
+  known.connectMs = null;
+  known.writeMs = null;
+  known.readMs = null;
+}
+
+function learnService(known: ServiceSettings, entry: KongLogEntry): void {
   const service = entry.service;
   if (known.mixed) return;
-  if (service === null || typeof service !== 'object' || typeof service.id !== 'string' || typeof service.retries !== 'number') {
-    known.skip = false;
+  if (service === null || typeof service !== 'object' || typeof service.id !== 'string') {
+    forgetService(known);
     return;
   }
   if (known.serviceId !== null && known.serviceId !== service.id) {
     known.mixed = true;
-    known.skip = false;
+    forgetService(known);
     return;
   }
   known.serviceId = service.id;
-  known.skip = service.retries === wanted;
+  known.retries = numberOrNull(service.retries);
+  known.connectMs = numberOrNull(service.connect_timeout);
+  known.writeMs = numberOrNull(service.write_timeout);
+  known.readMs = numberOrNull(service.read_timeout);
+}
+
+function serviceHasTimeouts(known: ServiceSettings, wanted: UpstreamTimeouts): boolean {
+  return known.connectMs === wanted.connectMs && known.writeMs === wanted.writeMs && known.readMs === wanted.readMs;
 }
 
 /**
@@ -197,7 +225,8 @@ function stateFor(pluginId: string, config: BalancerConfig, kong: KongOptions): 
       random: { next: () => Math.random() },
     }),
     staticReplicas: replicasFromConfig(config),
-    retries: { serviceId: null, mixed: false, skip: false },
+    service: { serviceId: null, mixed: false, retries: null, connectMs: null, writeMs: null, readMs: null },
+    readsBodyForView: readsBody(config) || kong.stream_timeouts,
     source:
       kong.upstream === null
         ? null
@@ -307,7 +336,7 @@ export class Plugin {
         await answer503(kong, 'no-replicas', 'the targets of Kong upstream "' + state.kong.upstream + '" could not be read from the Admin API yet' + (why ? ': ' + why : ''));
         return;
       }
-      const view = await requestViewFromKong(kong, state.config, state.readsKey, state.kong.max_body_bytes, state.readsBody);
+      const view = await requestViewFromKong(kong, state.config, state.readsKey, state.kong.max_body_bytes, state.readsBodyForView);
       const result = state.balancer.pick(replicas, view);
       if (!result.ok) {
         await answer503(kong, result.reason, result.message);
@@ -322,7 +351,9 @@ export class Plugin {
       if (result.tokens > 0) await kong.ctx.shared.set(TOKENS_KEY, result.tokens);
       await kong.ctx.shared.set(PICK_KEY, chosen.id);
       state.balancer.onStart(chosen.id, result.tokens);
-      if (!state.retries.skip) await kong.service.setRetries(state.kong.same_target_retries);
+      if (state.service.retries !== state.kong.same_target_retries) await kong.service.setRetries(state.kong.same_target_retries);
+      const timeouts = timeoutsFor(state.config.timeouts, requestStreams(view.body));
+      if (!serviceHasTimeouts(state.service, timeouts)) await kong.service.setTimeouts(timeouts.connectMs, timeouts.writeMs, timeouts.readMs);
       await kong.service.setTarget(target.host, target.port);
     } catch (error) {
       await kong.log.err('llm-balancer: access failed: ' + String(error));
@@ -341,9 +372,11 @@ export class Plugin {
       // Kong resolved to an IP, two replicas on one address) ask for what access recorded.
       let picked: unknown = replicaAt(replicas, lastTriedAddress(entry));
       if (picked === null) picked = await kong.ctx.shared.get(PICK_KEY);
-      learnServiceRetries(state.retries, entry, state.kong.same_target_retries);
+      learnService(state.service, entry);
       if (typeof picked !== 'string') return;
-      const outcome = outcomeFromLogEntry(entry);
+      // Kong's own 502/504 and the replica's look alike in the entry: ask only then.
+      const source = needsResponseSource(entry) ? await kong.response.getSource() : undefined;
+      const outcome = outcomeFromLogEntry(entry, source);
       if (state.readsTokens) {
         const tokens = await kong.ctx.shared.get(TOKENS_KEY);
         outcome.tokens = typeof tokens === 'number' && tokens > 0 ? tokens : 0;
