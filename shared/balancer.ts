@@ -24,7 +24,7 @@ export interface BalancerDeps {
   random: Random;
 }
 
-export type ReplicaState = 'healthy' | 'unhealthy' | 'draining' | 'disabled' | 'ejected' | 'half-open';
+export type ReplicaState = 'healthy' | 'unhealthy' | 'draining' | 'disabled' | 'ejected' | 'half-open' | 'stuck';
 
 /** One row of the status page. */
 export interface ReplicaStatus {
@@ -63,6 +63,11 @@ export interface Balancer {
   onStart(replica: Replica | string, tokens?: number): void;
   /** That attempt ended. `replicas` is the current list (for the ejection cap). */
   onEnd(replicas: Replica[], replica: Replica | string, outcome: Outcome): void;
+  /**
+   * The replica showed progress on an attempt still going (its first response byte): a replica
+   * streaming long answers is not stuck. Optional for adapters; an attempt's end counts anyway.
+   */
+  onProgress(replica: Replica | string): void;
   status(replicas: Replica[]): ReplicaStatus[];
   /**
    * The text of a replica's /metrics, as the adapter's scraper read it (vLLM or SGLang names,
@@ -126,6 +131,22 @@ function reportedOut(replica: Replica, keys: ReplicaKeys, store: Store, checkMar
   return null;
 }
 
+/**
+ * Stuck-replica detection (passive_health.stuck_after_s), for every strategy: a replica that has
+ * held requests for that long without progress (no attempt answered, no first byte) while another
+ * replica progressed gets no new requests. A hung engine keeps accepting connections and passing
+ * /health, and its requests only fail when their timeouts run out; meanwhile a load-blind strategy
+ * (round robin) would keep feeding it, and a load-aware one would until its in-flight count stood
+ * out. Progress on the replica, or all of them stalling alike (a shared cause), lets it back; so
+ * does one pick per stuck_after_s (a count left behind by a lost log phase must not rest a healthy
+ * replica for good: the trial request shows progress).
+ */
+function stuckSince(store: Store, keys: ReplicaKeys): number {
+  const busy = readNumber(store, keys.busySince);
+  const progress = readNumber(store, keys.progressAt);
+  return busy > progress ? busy : progress;
+}
+
 /** Requests a body-reading strategy placed without an OpenAI body. */
 const WITHOUT_LLM_BODY_KEY = 'c:no-llm-body';
 
@@ -143,6 +164,7 @@ export function createBalancer(config: BalancerConfig, deps: BalancerDeps): Bala
   // response_time.latency_metric: the estimate latency-reading strategies see (whole response, first byte, per output token).
   const latencyMetric = config.response_time.latency_metric;
   const passive = config.passive_health;
+  const stuckMs = passive.enabled ? passive.stuck_after_s * 1000 : 0;
   const wanted = 1 + config.retries;
   const slowStart: SlowStartConfig | null =
     config.slow_start.window_s > 0
@@ -191,12 +213,48 @@ export function createBalancer(config: BalancerConfig, deps: BalancerDeps): Bala
     nextCursor: (name: string) => store.incr('c:' + name, 1, 0) - 1,
   };
 
+  /** Whether the replica holds requests that made no progress for stuck_after_s (see stuckSince). */
+  function isStuck(keys: ReplicaKeys, now: number): boolean {
+    if (readNumber(store, keys.inFlight) <= 0) return false;
+    const since = stuckSince(store, keys);
+    // 0: counted before stuck detection was on (a config change); unknown, so not judged.
+    return since > 0 && now - since >= stuckMs;
+  }
+
+  /**
+   * Drops the stuck candidates while another replica progressed within stuck_after_s and a
+   * candidate that is not stuck remains; lets each stuck one back for one pick per stuck_after_s.
+   * `stuckKeys[i]` holds the keys of views[i] when it is stuck.
+   */
+  function withoutStuck(views: ReplicaView[], stuckKeys: Array<ReplicaKeys | undefined>, now: number): ReplicaView[] {
+    const kept: ReplicaView[] = [];
+    for (let i = 0; i < views.length; i++) {
+      const keys = stuckKeys[i];
+      if (keys === undefined) {
+        kept.push(views[i]);
+      } else if (now - readNumber(store, keys.stuckTrialAt) >= stuckMs) {
+        store.set(keys.stuckTrialAt, now);
+        kept.push(views[i]);
+      }
+    }
+    return kept.length > 0 ? kept : views;
+  }
+
   function candidatesOf(replicas: Replica[], now: number): ReplicaView[] {
     const views: ReplicaView[] = [];
     const checkMarks = anyActivelyUnhealthy(store);
+    // Stuck detection: the keys of stuck candidates (by view index), and whether any replica not
+    // stuck progressed within stuck_after_s (else all stall alike and none is singled out).
+    let stuckKeys: Array<ReplicaKeys | undefined> | null = null;
+    let othersProgress = false;
     for (let i = 0; i < replicas.length; i++) {
       const replica = replicas[i];
       const keys = replica.keys !== undefined ? replica.keys : keysOf(replica.id);
+      let stuck = false;
+      if (stuckMs > 0) {
+        stuck = isStuck(keys, now);
+        if (!stuck && !othersProgress && now - readNumber(store, keys.progressAt) < stuckMs) othersProgress = true;
+      }
       if (reportedOut(replica, keys, store, checkMarks) !== null) {
         outOfService(keys);
         continue;
@@ -207,9 +265,13 @@ export function createBalancer(config: BalancerConfig, deps: BalancerDeps): Bala
         continue;
       }
       if (state === 'half-open' && trialInProgress(store, keys, now, passive)) continue;
+      if (stuck) {
+        if (stuckKeys === null) stuckKeys = [];
+        stuckKeys[views.length] = keys;
+      }
       views.push(buildView(store, replica, keys, strategy.reads, now, halfLifeMs, state === 'half-open', slowStart === null ? undefined : rampOf(keys, now), loadFreshMs, latencyMetric));
     }
-    return views;
+    return stuckKeys !== null && othersProgress && views.length > 1 ? withoutStuck(views, stuckKeys, now) : views;
   }
 
   function panicCandidates(replicas: Replica[], now: number): ReplicaView[] {
@@ -306,7 +368,9 @@ export function createBalancer(config: BalancerConfig, deps: BalancerDeps): Bala
       const tpot = outcome.tpotMs === undefined || outcome.tpotMs === null ? null : outcome.tpotMs;
       recordLatency(store, keys, outcome.latencyMs, ttft, tpot, now, halfLifeMs, config.response_time.peak_sensitive);
     }
-    recordVerdict(store, replicas, replicaId, keys, verdict, now, passive);
+    // The replica answered (any status): it is making progress, whatever the answer says.
+    if (stuckMs > 0 && outcome.status > 0 && !outcome.error) store.set(keys.progressAt, now);
+    recordVerdict(store, replicas, replicaId, keys, verdict, now, passive, outcome.error === 'connect-error' || (outcome.status === 0 && !outcome.error));
   }
 
   function status(replicas: Replica[]): ReplicaStatus[] {
@@ -329,7 +393,7 @@ export function createBalancer(config: BalancerConfig, deps: BalancerDeps): Bala
         id: replica.id,
         address: replica.address,
         weight: replica.weight,
-        state: out !== null ? out : passiveNow === 'active' ? 'healthy' : passiveNow,
+        state: out !== null ? out : passiveNow !== 'active' ? passiveNow : stuckMs > 0 && isStuck(keys, now) ? 'stuck' : 'healthy',
         ejectedUntil: passiveNow === 'active' ? null : readNumber(store, keys.ejectedUntil),
         ejections: readNumber(store, keys.ejections),
         inFlight: inFlight > 0 ? inFlight : 0,
@@ -351,7 +415,10 @@ export function createBalancer(config: BalancerConfig, deps: BalancerDeps): Bala
     config: config,
     reads: strategy.reads,
     pick: pick,
-    onStart: (replica, tokens) => recordStart(store, keysFor(replica), tokens === undefined ? 0 : tokens),
+    onStart: (replica, tokens) => recordStart(store, keysFor(replica), tokens === undefined ? 0 : tokens, stuckMs > 0 ? deps.clock.now() : undefined),
+    onProgress(replica: Replica | string): void {
+      if (stuckMs > 0) store.set(keysFor(replica).progressAt, deps.clock.now());
+    },
     onEnd: onEnd,
     status: status,
     requestsWithoutLlmBody: () => readNumber(store, WITHOUT_LLM_BODY_KEY),

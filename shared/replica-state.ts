@@ -38,6 +38,19 @@ export interface ReplicaKeys {
   loadAt: string;
   /** This gateway's in-flight count when the load was recorded (see buildView). */
   loadInFlight: string;
+  /** Consecutive connect errors (passive health: a refused connection ejects sooner). */
+  consecutiveConnectErrors: string;
+  /** Why the replica was last ejected (EJECTED_FOR_* in health/passive.ts). */
+  ejectedFor: string;
+  /** Decaying counts of ended and failed attempts, and when they were last decayed (failure-rate ejection). */
+  rateRequests: string;
+  rateFailures: string;
+  rateAt: string;
+  /** When the in-flight count last rose from 0, and when the replica last showed progress (stuck detection). */
+  busySince: string;
+  progressAt: string;
+  /** When a stuck replica was last let back among the candidates for one pick. */
+  stuckTrialAt: string;
 }
 
 export function buildKeys(id: string): ReplicaKeys {
@@ -69,6 +82,14 @@ export function buildKeys(id: string): ReplicaKeys {
     loadKv: p + 'lk',
     loadAt: p + 'la',
     loadInFlight: p + 'li',
+    consecutiveConnectErrors: p + 'cc',
+    ejectedFor: p + 'ef',
+    rateRequests: p + 'rr',
+    rateFailures: p + 'rf',
+    rateAt: p + 'ra',
+    busySince: p + 'bs',
+    progressAt: p + 'pa',
+    stuckTrialAt: p + 'st',
   };
 }
 
@@ -209,9 +230,14 @@ function setOrDelete(store: Store, key: string, value: number | null): void {
   else store.set(key, value);
 }
 
-/** An attempt begins: one more in flight, and its estimated tokens (0 when not counted). */
-export function recordStart(store: Store, keys: ReplicaKeys, tokens: number): void {
-  store.incr(keys.inFlight, 1, 0);
+/**
+ * An attempt begins: one more in flight, and its estimated tokens (0 when not counted). With
+ * `now` (stuck detection on), an idle replica becoming busy notes when: its requests are judged
+ * from then, not from a completion long ago.
+ */
+export function recordStart(store: Store, keys: ReplicaKeys, tokens: number, now?: number): void {
+  const inFlight = store.incr(keys.inFlight, 1, 0);
+  if (now !== undefined && inFlight <= 1) store.set(keys.busySince, now);
   store.incr(keys.picks, 1, 0);
   if (tokens > 0) store.incr(keys.tokens, tokens, 0);
 }

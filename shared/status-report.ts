@@ -97,7 +97,7 @@ export function prometheusText(rows: ReplicaStatus[], withoutLlmBody?: number): 
       if (value !== null) lines.push(name + '{' + labels[i] + '} ' + value);
     }
   }
-  lines.push('# HELP llm_balancer_replica_state The replica\'s state (healthy, unhealthy, draining, disabled, ejected, half-open); always 1.');
+  lines.push('# HELP llm_balancer_replica_state The replica\'s state (healthy, unhealthy, draining, disabled, ejected, half-open, stuck); always 1.');
   lines.push('# TYPE llm_balancer_replica_state gauge');
   for (let i = 0; i < rows.length; i++) {
     lines.push('llm_balancer_replica_state{' + labels[i] + ',state="' + rows[i].state + '"} 1');

@@ -47,7 +47,7 @@ const DEFAULTS: BalancerConfig = {
     base_ejection_s: 30,
     max_ejection_s: 300,
     max_ejected_percent: 10,
-    consecutive_connect_errors: 1,
+    consecutive_connect_errors: 2,
     failure_rate_threshold: 0.2,
     failure_rate_relative: 2,
     failure_rate_min_requests: 10,

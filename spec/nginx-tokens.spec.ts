@@ -176,13 +176,13 @@ describe('least-tokens', () => {
   it('failover counts the tokens on the replica actually tried, once', async () => {
     const [dead, live] = backends.list;
     // Weight 2 makes the dead replica the cheaper first pick for every request below
-    // ((0 + t) / 2 < (held + t) / 1), so each one fails over; 1000 consecutive failures
-    // never eject it.
+    // ((0 + t) / 2 < (held + t) / 1), so each one fails over; 1000 consecutive (connect)
+    // failures never eject it.
     const lb = await balancer({
       strategy: 'least-tokens',
       retries: 1,
       replicas: replicas([dead, live], [2, 1]),
-      passive_health: { consecutive_failures: 1000 },
+      passive_health: { consecutive_failures: 1000, consecutive_connect_errors: 1000 },
     });
     await dead.kill();
     live.behave({ mode: 'hold' });

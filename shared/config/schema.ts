@@ -483,10 +483,11 @@ export const schema: FieldEntry[] = [
         {
           consecutive_connect_errors: {
             type: 'integer',
-            // A refused or failed connection means the process or host is gone, not a flaky answer:
-            // one is enough where the request cannot move to another replica (Kong), and a passing
-            // active probe lifts such an ejection as soon as the replica is back.
-            default: 1,
+            // A refused or failed connection means the process or host is gone, not a flaky answer,
+            // so fewer than consecutive_failures. Not 1: a kept-alive connection the replica closed
+            // just as the gateway reused it (uvicorn closes idle ones after 5 s) fails the same way
+            // once. A passing active probe lifts such an ejection as soon as the replica is back.
+            default: 2,
             between: [1, 1000],
             description: 'Consecutive connect errors that eject a replica (a refused connection is not a flaky answer).',
           },

@@ -6,6 +6,7 @@
 
 import type { Store } from '../types';
 import { keysOf, readNumber } from '../replica-state';
+import { ejectedForConnectErrors, liftEjection } from './passive';
 import type { ReplicaKeys } from '../replica-state';
 
 /**
@@ -33,6 +34,10 @@ export function recordProbe(store: Store, id: string, passed: boolean, threshold
   const keys = keysOf(id);
   const wasDown = activelyUnhealthy(store, keys);
   if (passed) {
+    // A replica ejected because connections to it failed answers again: it is back (a restart),
+    // and no client request has to be its half-open trial. Ejections for errors or timeouts stand:
+    // a hung or flaky replica still answers its health check.
+    if (now !== undefined && ejectedForConnectErrors(store, keys)) liftEjection(store, keys, now);
     store.set(keys.probesFailed, 0);
     const inARow = store.incr(keys.probesPassed, 1, 0);
     if (wasDown && inARow >= thresholds.healthyThreshold) {
