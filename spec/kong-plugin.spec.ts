@@ -4,6 +4,7 @@
 // open, and records outcomes so in-flight counts return to 0.
 import { describe, expect, it, vi } from 'vitest';
 import { IDLE_RELEASE_MS, Plugin, balancerStatus, releaseIdleStates } from '../plugins/kong/index';
+import { runningHealthProbers } from '../plugins/kong/health-prober';
 import { runningMetricsScrapers } from '../plugins/kong/metrics-scraper';
 import type { KongPdk } from '../plugins/kong/pdk';
 
@@ -330,10 +331,13 @@ describe('plugin state of a plugin no longer used (Kong never says it was delete
   it('is released, scraper and all, after IDLE_RELEASE_MS without a phase; a used one is kept', async () => {
     const before = runningMetricsScrapers();
     // llm reads the replicas' /metrics: its state owns a scraper (port 1: nothing answers; harmless).
-    const gone = new Plugin({ __plugin_id: 'p-gone', strategy: 'llm', replicas: [{ address: '127.0.0.1:1' }], replica_metrics: { interval_s: 60 } });
+    const probers = runningHealthProbers();
+    // ... and active_health: a prober too.
+    const gone = new Plugin({ __plugin_id: 'p-gone', strategy: 'llm', replicas: [{ address: '127.0.0.1:1' }], replica_metrics: { interval_s: 60 }, active_health: { enabled: true, interval_s: 60, timeout_s: 1 } });
     const kept = new Plugin({ __plugin_id: 'p-kept', strategy: 'round-robin', replicas: REPLICAS });
     expect(gone).toBeDefined();
     expect(runningMetricsScrapers()).toBe(before + 1);
+    expect(runningHealthProbers()).toBe(probers + 1);
     expect(balancerStatus('p-gone')).not.toBeNull();
     // Nothing is idle yet.
     expect(releaseIdleStates()).toEqual([]);
@@ -352,6 +356,7 @@ describe('plugin state of a plugin no longer used (Kong never says it was delete
     expect(balancerStatus('p-gone')).toBeNull();
     expect(balancerStatus('p-kept')).not.toBeNull();
     expect(runningMetricsScrapers()).toBe(before);
+    expect(runningHealthProbers()).toBe(probers);
     // A released plugin that comes back starts fresh and works.
     const back = fakeKong();
     await gone.access(back.kong);

@@ -8,6 +8,8 @@
 // until the first successful read.
 // Replica load: strategies that read the replicas' own /metrics (llm) get them scraped in the
 // background (metrics-scraper.ts) from the same replicas.
+// Replica health: with active_health.enabled the plugin server probes the same replicas in the
+// background (health-prober.ts), so a replica that recovers is back without a client request.
 // Every failure inside a phase is answered with a 503: an exception thrown out of a JS plugin
 // makes Kong proxy to the Service's default host, a silent wrong route.
 
@@ -21,6 +23,7 @@ import {
   readsHashKey,
   readsReplicaLoad,
   readsTokens,
+  recordProbe,
   replicasFromConfig,
   splitAddress,
   validate,
@@ -33,6 +36,8 @@ import type { KongOptions } from './options';
 import { lastTriedAddress, needsResponseSource, outcomeFromLogEntry } from './outcome';
 import type { KongLogEntry } from './outcome';
 import type { KongPdk } from './pdk';
+import { startHealthProber } from './health-prober';
+import type { HealthProber } from './health-prober';
 import { startMetricsScraper } from './metrics-scraper';
 import type { MetricsScraper } from './metrics-scraper';
 import { replicaSourceFor } from './replica-source';
@@ -99,6 +104,8 @@ interface PluginState {
   source: ReplicaSource | null;
   /** Scrapes the replicas' /metrics when the strategy reads them; else null. */
   scraper: MetricsScraper | null;
+  /** Probes the replicas' health path when active_health.enabled; else null. */
+  prober: HealthProber | null;
   service: ServiceSettings;
   /** Read the body of every request to know whether it streams (kong.stream_timeouts), or because the strategy reads it. */
   readsBodyForView: boolean;
@@ -181,6 +188,7 @@ let sweepTimer: ReturnType<typeof setInterval> | null = null;
 function stopState(state: PluginState): void {
   if (state.source) state.source.stop();
   if (state.scraper) state.scraper.stop();
+  if (state.prober) state.prober.stop();
 }
 
 /** Releases every plugin state unused for `idleMs`; returns the released plugin ids. */
@@ -212,6 +220,7 @@ function stateFor(pluginId: string, config: BalancerConfig, kong: KongOptions): 
     // Never keeps the plugin server alive on its own.
     if (typeof sweepTimer.unref === 'function') sweepTimer.unref();
   }
+  const store = createMemoryStore();
   const state: PluginState = {
     signature,
     config,
@@ -220,7 +229,7 @@ function stateFor(pluginId: string, config: BalancerConfig, kong: KongOptions): 
     readsTokens: readsTokens(config),
     readsBody: readsBody(config),
     balancer: createBalancer(config, {
-      store: createMemoryStore(),
+      store,
       clock: { now: () => Date.now() },
       random: { next: () => Math.random() },
     }),
@@ -238,6 +247,7 @@ function stateFor(pluginId: string, config: BalancerConfig, kong: KongOptions): 
             intervalMs: kong.refresh_interval_s * 1000,
           }),
     scraper: null,
+    prober: null,
     lastUsedAt: Date.now(),
   };
   if (readsReplicaLoad(config)) {
@@ -248,6 +258,18 @@ function stateFor(pluginId: string, config: BalancerConfig, kong: KongOptions): 
       // Read at each round: the Admin API list follows the upstream's targets.
       replicas: () => currentReplicas(state),
       record: (replicaId, text) => state.balancer.onReplicaMetrics(replicaId, text),
+    });
+  }
+  const active = config.active_health;
+  if (active.enabled) {
+    const thresholds = { healthyThreshold: active.healthy_threshold, unhealthyThreshold: active.unhealthy_threshold };
+    state.prober = startHealthProber({
+      path: active.path,
+      intervalMs: active.interval_s * 1000,
+      timeoutMs: active.timeout_s * 1000,
+      replicas: () => currentReplicas(state),
+      // The same bookkeeping as the NGINX module's js_periodic checks (shared/health/active.ts).
+      record: (replicaId, passed) => recordProbe(store, replicaId, passed, thresholds, Date.now()),
     });
   }
   states[pluginId] = state;

@@ -582,7 +582,7 @@ export const schema: FieldEntry[] = [
     active_health: {
       type: 'record',
       required: true,
-      description: 'Active health checks run by the NGINX module (js_periodic); on Kong, configure the upstream healthchecks instead.',
+      description: 'Active health checks, run in the background by the NGINX module (js_periodic) and by the Kong plugin server.',
       fields: [
         {
           enabled: {
