@@ -122,14 +122,36 @@ describe('Kong plugin (PDK adapter)', () => {
     const exit = calls.find((c) => c.method === 'response.exit');
     expect(exit?.args[0]).toBe(503);
     expect(JSON.parse(exit?.args[1] as string)).toMatchObject({ error: { type: 'service_unavailable', code: 'no_healthy_replica' } });
-    expect(exit?.args[2]).toEqual({ 'Content-Type': 'application/json' });
+    // A retry can help (weights change, replicas come back): Retry-After, at least a second.
+    expect(exit?.args[2]).toEqual({ 'Content-Type': 'application/json', 'Retry-After': '1' });
+  });
+
+  it.each<[string, Record<string, unknown>, string]>([
+    ['the only replica ejected for 30 s: retry when the ejection ends', {}, '30'],
+    ['... unless an active probe may bring it back sooner (every 5 s)', { active_health: { enabled: true, interval_s: 5, timeout_s: 1 } }, '5'],
+  ])('Retry-After: %s', async (what, extra, retryAfter) => {
+    // Port 1: nothing listens, so the active probes (when on) fail and change nothing here.
+    const plugin = new Plugin(Object.assign({ __plugin_id: 'p-retry-after-' + what, strategy: 'round-robin', replicas: [{ address: '127.0.0.1:1' }], passive_health: { consecutive_failures: 1, base_ejection_s: 30 } }, extra));
+    const failing = fakeKong({ status: 500 });
+    await plugin.access(failing.kong);
+    await plugin.log(failing.kong);
+    const { kong, calls } = fakeKong();
+    await plugin.access(kong);
+    const exit = calls.find((c) => c.method === 'response.exit');
+    expect(exit?.args[0]).toBe(503);
+    expect(JSON.parse(exit?.args[1] as string)).toMatchObject({ error: { type: 'service_unavailable', code: 'no_healthy_replica' } });
+    expect((exit?.args[2] as Record<string, string>)['Retry-After']).toBe(retryAfter);
   });
 
   it('answers 503 for an invalid configuration and logs the field errors', async () => {
     const plugin = new Plugin({ __plugin_id: 'p-bad', strategy: 'least-conn', replicas: REPLICAS });
     const { kong, calls } = fakeKong();
     await plugin.access(kong);
-    expect(calls.find((c) => c.method === 'response.exit')?.args[0]).toBe(503);
+    const exit = calls.find((c) => c.method === 'response.exit');
+    expect(exit?.args[0]).toBe(503);
+    expect(JSON.parse(exit?.args[1] as string)).toMatchObject({ error: { message: expect.stringContaining('invalid plugin configuration'), type: 'service_unavailable', code: 'internal_error' } });
+    // Retrying cannot help until the configuration is fixed: no Retry-After.
+    expect(exit?.args[2]).toEqual({ 'Content-Type': 'application/json' });
     expect(String(calls.find((c) => c.method === 'log.err')?.args[0])).toContain('strategy: must be one of');
   });
 
@@ -137,7 +159,10 @@ describe('Kong plugin (PDK adapter)', () => {
     const plugin = new Plugin({ __plugin_id: 'p-throw', replicas: REPLICAS });
     const { kong, calls } = fakeKong({ failTarget: true });
     await expect(plugin.access(kong)).resolves.toBeUndefined();
-    expect(calls.find((c) => c.method === 'response.exit')?.args[0]).toBe(503);
+    const exit = calls.find((c) => c.method === 'response.exit');
+    expect(exit?.args[0]).toBe(503);
+    expect(JSON.parse(exit?.args[1] as string)).toMatchObject({ error: { type: 'service_unavailable', code: 'internal_error' } });
+    expect((exit?.args[2] as Record<string, string>)['Retry-After']).toBe('1');
   });
 
   it('records the outcome in the log phase: least-connections sees the load go and come back', async () => {
@@ -356,7 +381,8 @@ describe('plugin state of a plugin no longer used (Kong never says it was delete
     expect(balancerStatus('p-gone')).toBeNull();
     expect(balancerStatus('p-kept')).not.toBeNull();
     expect(runningMetricsScrapers()).toBe(before);
-    expect(runningHealthProbers()).toBe(probers);
+    // Every other state went idle too (only p-kept, without active checks, is in use).
+    expect(runningHealthProbers()).toBe(0);
     // A released plugin that comes back starts fresh and works.
     const back = fakeKong();
     await gone.access(back.kong);

@@ -313,8 +313,35 @@ async function firstReplicas(state: PluginState): Promise<Replica[]> {
   return currentReplicas(state);
 }
 
-async function answer503(kong: KongPdk, reason: Parameters<typeof noReplicaError>[0], message: string): Promise<void> {
-  await kong.response.exit(503, JSON.stringify(noReplicaError(reason, message)), JSON_HEADERS);
+/**
+ * Every answer the plugin gives instead of proxying is OpenAI-shaped JSON (shared/errors.ts), so
+ * SDK clients surface the message. `retryAfterS`: seconds for a Retry-After header when a retry
+ * can help (replicas come back), null when it cannot (an invalid configuration stays invalid).
+ */
+async function answer503(kong: KongPdk, reason: Parameters<typeof noReplicaError>[0], message: string, retryAfterS: number | null): Promise<void> {
+  const headers: Record<string, string> = { 'Content-Type': 'application/json' };
+  if (retryAfterS !== null) headers['Retry-After'] = String(retryAfterS);
+  await kong.response.exit(503, JSON.stringify(noReplicaError(reason, message)), headers);
+}
+
+/** A retry within a second can already meet a recovered replica, a finished trial, a new read. */
+const MIN_RETRY_AFTER_S = 1;
+
+/**
+ * When a request refused for want of a replica is worth retrying: when the soonest ejection ends,
+ * or sooner when an active probe or an Admin API read may bring a replica back (their intervals).
+ * Only on the 503 path, so reading the status rows costs nothing in normal operation.
+ */
+function retryAfterSeconds(state: PluginState, replicas: Replica[], now: number): number {
+  let soonestMs = Infinity;
+  const rows = state.balancer.status(replicas);
+  for (const row of rows) {
+    if (row.ejectedUntil !== null && row.ejectedUntil > now) soonestMs = Math.min(soonestMs, row.ejectedUntil - now);
+  }
+  if (state.config.active_health.enabled) soonestMs = Math.min(soonestMs, state.config.active_health.interval_s * 1000);
+  if (state.source !== null) soonestMs = Math.min(soonestMs, state.kong.refresh_interval_s * 1000);
+  if (!isFinite(soonestMs)) return MIN_RETRY_AFTER_S;
+  return Math.max(MIN_RETRY_AFTER_S, Math.ceil(soonestMs / 1000));
 }
 
 /** kong.status_path: the status rows as JSON, or Prometheus text with ?format=prometheus. */
@@ -344,7 +371,7 @@ export class Plugin {
     try {
       if (!this.loaded.ok) {
         await kong.log.err('llm-balancer: invalid configuration: ' + formatErrors(this.loaded.errors).replace(/\n/g, '; '));
-        await answer503(kong, 'internal-error', 'invalid plugin configuration (see the Kong error log)');
+        await answer503(kong, 'internal-error', 'invalid plugin configuration (see the Kong error log)', null);
         return;
       }
       const state = stateFor(this.pluginId, this.loaded.config, this.loaded.kong);
@@ -355,13 +382,13 @@ export class Plugin {
       const replicas = await firstReplicas(state);
       if (replicas.length === 0 && state.source !== null && state.source.current() === null) {
         const why = state.source.lastError();
-        await answer503(kong, 'no-replicas', 'the targets of Kong upstream "' + state.kong.upstream + '" could not be read from the Admin API yet' + (why ? ': ' + why : ''));
+        await answer503(kong, 'no-replicas', 'the targets of Kong upstream "' + state.kong.upstream + '" could not be read from the Admin API yet' + (why ? ': ' + why : ''), Math.max(MIN_RETRY_AFTER_S, Math.ceil(state.kong.refresh_interval_s)));
         return;
       }
       const view = await requestViewFromKong(kong, state.config, state.readsKey, state.kong.max_body_bytes, state.readsBodyForView);
       const result = state.balancer.pick(replicas, view);
       if (!result.ok) {
-        await answer503(kong, result.reason, result.message);
+        await answer503(kong, result.reason, result.message, retryAfterSeconds(state, replicas, Date.now()));
         return;
       }
       const chosen = result.replicas[0];
@@ -379,7 +406,8 @@ export class Plugin {
       await kong.service.setTarget(target.host, target.port);
     } catch (error) {
       await kong.log.err('llm-balancer: access failed: ' + String(error));
-      await answer503(kong, 'internal-error', 'the balancer failed to pick a replica (see the Kong error log)');
+      // Something failed on the way (an RPC to Kong, say): the next attempt may well pass.
+      await answer503(kong, 'internal-error', 'the balancer failed to pick a replica (see the Kong error log)', MIN_RETRY_AFTER_S);
     }
   }
 
