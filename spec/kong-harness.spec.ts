@@ -143,7 +143,7 @@ describe('kongRequest', () => {
 
     expect(result.access.calls.map((c) => c.method)).toEqual(['kong.request.get_header', 'kong.ctx.shared.set', 'kong.service.set_target']);
     expect(result.access.calls[0]).toMatchObject({ args: ['X-Request-Tag'], answer: 'tag-1' });
-    expect(result.log?.calls.map((c) => c.method)).toEqual(['kong.log.serialize', 'kong.ctx.shared.get', 'kong.log.notice']);
+    expect(result.log?.calls.map((c) => c.method)).toEqual(['kong.log.serialize', 'kong.ctx.shared.get', 'kong.response.get_source', 'kong.log.notice']);
     expect(result.access.unexpected).toEqual([]);
     expect(result.log?.unexpected).toEqual([]);
 
