@@ -306,6 +306,43 @@ describe('Kong chaos (open-loop load, real plugin server, four emulated replicas
     expect(g.errors()).toEqual([]);
   });
 
+  it('hang one (round robin, streaming): every stream on it is cut within stream_idle_s of its last byte; Kong logs those as 200s, so the plugin cannot tell (measured)', async () => {
+    const g = await startGateway({ strategy: 'round-robin', passive_health: { stuck_after_s: STUCK_AFTER_S } });
+    const hangAtMs = 1_500;
+    const durationS = 6;
+    let r2: StatusRow | null = null;
+    const { sent } = await openLoop(g, {
+      durationS,
+      seed: 202,
+      stream: true,
+      events: [
+        { atMs: hangAtMs, run: () => setFaults('r2', { hang: true }) },
+        {
+          atMs: durationS * 1000,
+          run: async () => {
+            r2 = (await statusOf(g)).r2;
+          },
+        },
+      ],
+    });
+    const row = r2 as unknown as StatusRow;
+    const errors = failed(sent);
+    // A stream on the hung replica goes silent at the hang (those in flight) or right after its
+    // headers (vLLM sends them at once, the engine never gets to the first token).
+    const longestSilence = Math.max(0, ...errors.map((s) => s.endMs - Math.max(s.atMs, hangAtMs)));
+    const afterHang = sent.filter((s) => s.atMs > hangAtMs);
+    console.info(
+      `[kong-chaos] hang, streaming: ${sent.length} requests, ${errors.length} client errors (${pct(errors.length, sent.length)}%), all cut after a 200; ` +
+        `longest silence before the cut ${Math.round(longestSilence)} ms (bound ${TIMEOUTS.stream_idle_s * 1000} ms); ` +
+        `r2 still ${row.state} with ${row.failures} failures; ${pct(errors.filter((s) => s.atMs > hangAtMs).length, afterHang.length)}% of the requests sent after the hang failed (round robin's share: 25%)`,
+    );
+    expect(errors.length).toBeGreaterThan(0);
+    expect(longestSilence).toBeLessThanOrEqual(TIMEOUTS.stream_idle_s * 1000 + MARGIN_MS);
+    // The headers went out before the silence: the client got a 200 and a stream without [DONE].
+    expect(errors.every((s) => s.status === 200)).toBe(true);
+    expect(g.errors()).toEqual([]);
+  });
+
   it('30% errors on one (least-connections): ejected by its failure rate; the client error share stays well below 12%', async () => {
     const g = await startGateway({ passive_health: { failure_rate_window_s: 5 } });
     const faultAtMs = 500;

@@ -335,6 +335,9 @@ export async function startKongGateway(options: KongGatewayOptions): Promise<Kon
             return done();
           }
           res.writeHead(status, out);
+          // nginx sends the response header as soon as it has processed the replica's (an SSE
+          // client sees its 200 before the first token); Node would hold it until the first write.
+          res.flushHeaders();
           // read_timeout between body chunks: nginx gives up on the replica and, the status being
           // out already, closes the client connection mid-body.
           onSilence = () => {
