@@ -3,7 +3,8 @@
 // variant in the same run:
 //   native least_conn           nginx's own balancer (the baseline)
 //   native hash consistent      nginx's own ketama on the session header
-//   njs least-connections       llm-balancer, config from the generator
+//   njs least-connections       llm-balancer, config from the generator (route reads the body: "stream" picks the read bound)
+//   njs least-connections js_set path  the same with equal read bounds: the pick in js_set, no body read
 //   njs round-robin             llm-balancer, the cheapest strategy
 //   njs consistent-hash         llm-balancer, bounded-load rendezvous on the session header
 // and two reference points that are not products (bench/njs-reference/):
@@ -12,7 +13,8 @@
 // Prints requests/s, p50 and p99 with the ratio to native least_conn and writes
 // bench/results/gateway.json. A benchmark, not a test: nothing here asserts a speed.
 // Environment: BENCH_DURATION_S (default 8), BENCH_VARIANTS=least,round (only those rows),
-// BENCH_ROUNDS=N (repeat, report medians), BENCH_NJS_PATHS=a=DIR,b=DIR (A/B of njs bundles, below).
+// BENCH_ROUNDS=N (repeat, report medians), BENCH_NJS_PATHS=a=DIR,b=DIR (A/B of njs bundles, below),
+// BENCH_POST=1 (POST a ~0.5 KB chat body, half of them streaming, instead of GET /v1/models).
 
 import { spawn, execFile } from 'node:child_process';
 import fs from 'node:fs';
@@ -205,6 +207,12 @@ async function njsConf(env, dir, port, ports, strategyYaml, jsPath) {
   );
 }
 
+/** Equal streaming and non-streaming read bounds: no body read for strategies that do not need it. */
+const JS_SET_PATH = 'timeouts:\n  stream_idle_s: 300\n';
+
+/** BENCH_POST's request body: a short OpenAI chat request (~0.5 KB). */
+const CHAT_BODY = JSON.stringify({ model: 'm', stream: false, max_tokens: 64, messages: [{ role: 'system', content: 'You are a helpful assistant.' }, { role: 'user', content: 'Explain '.repeat(50) }] });
+
 /** wrk with a Lua script that spreads requests over 1000 session ids (the hash variants key on it). */
 function wrkScript(dir) {
   const file = path.join(dir, 'sessions.lua');
@@ -215,7 +223,10 @@ function wrkScript(dir) {
       'request = function()',
       '  counter = counter + 1',
       '  wrk.headers["x-session-id"] = "session-" .. (counter % 1000)',
-      '  return wrk.format("GET", "/v1/models")',
+      ...(process.env.BENCH_POST
+        ? // BENCH_POST=1: a small chat completion body instead of a GET, every other one streaming (what `route` reads).
+          ['  wrk.headers["content-type"] = "application/json"', `  local body = '${CHAT_BODY}'`, '  if counter % 2 == 0 then body = string.gsub(body, \'"stream":false\', \'"stream":true\') end', '  return wrk.format("POST", "/v1/chat/completions", nil, body)']
+        : ['  return wrk.format("GET", "/v1/models")']),
       'end',
       '',
     ].join('\n'),
@@ -265,6 +276,8 @@ async function main() {
       { name: 'njs floor (reference)', conf: (dir, port) => referenceConf(env, dir, port, ports, 'floor.js') },
       { name: 'njs minimal hand-written LC (reference)', conf: (dir, port) => referenceConf(env, dir, port, ports, 'minimal-least-connections.js') },
       { name: 'njs least-connections', conf: (dir, port) => njsConf(env, dir, port, ports, 'strategy: least-connections'), njs: 'strategy: least-connections' },
+      // The js_set path: equal read bounds, so nothing needs the body (the default reads it to know "stream").
+      { name: 'njs least-connections js_set path', conf: (dir, port) => njsConf(env, dir, port, ports, JS_SET_PATH + 'strategy: least-connections'), njs: JS_SET_PATH + 'strategy: least-connections' },
       { name: 'njs round-robin', conf: (dir, port) => njsConf(env, dir, port, ports, 'strategy: round-robin'), njs: 'strategy: round-robin' },
       { name: 'njs consistent-hash', conf: (dir, port) => njsConf(env, dir, port, ports, 'strategy: consistent-hash\nhash_key:\n  source: header\n  name: x-session-id'), njs: 'strategy: consistent-hash\nhash_key:\n  source: header\n  name: x-session-id' },
     ];

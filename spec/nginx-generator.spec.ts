@@ -112,13 +112,13 @@ describe('nginx-config output passes the real `nginx -t`', () => {
   it('times the first body byte (js_body_filter in every proxy location) only with latency_metric ttft', async () => {
     const ttft = await nginxTest('strategy: response-time\nretries: 2\nresponse_time:\n  latency_metric: ttft' + REPLICAS, 'full', 'ttft');
     expect(ttft.output).toContain('test is successful');
-    // The first attempt and both failover locations.
-    expect(ttft.conf.match(/js_body_filter llm_balancer\.firstByte buffer_type=buffer;/g)).toHaveLength(3);
+    // The first attempt and both failover locations, once for streaming and once for other requests.
+    expect(ttft.conf.match(/js_body_filter llm_balancer\.firstByte buffer_type=buffer;/g)).toHaveLength(6);
     expect(ttft.conf).toContain('js_var $llm_balancer_first_byte;');
     expect(ttft.conf).not.toContain('llm_balancer_output_tokens');
     const tpot = await nginxTest('strategy: response-time\nretries: 1\nresponse_time:\n  latency_metric: tpot' + REPLICAS, 'full', 'tpot');
     expect(tpot.output).toContain('test is successful');
-    expect(tpot.conf.match(/js_body_filter llm_balancer\.firstByte buffer_type=buffer;/g)).toHaveLength(2);
+    expect(tpot.conf.match(/js_body_filter llm_balancer\.firstByte buffer_type=buffer;/g)).toHaveLength(4);
     expect(tpot.conf).toContain('js_var $llm_balancer_first_byte;');
     expect(tpot.conf).toContain('js_var $llm_balancer_output_tokens;');
     const e2e = await nginxTest('strategy: response-time\nretries: 2' + REPLICAS, 'full', 'e2e');
@@ -128,7 +128,8 @@ describe('nginx-config output passes the real `nginx -t`', () => {
   });
 
   it('renders one keepalive upstream per replica, a failover location per retry, and the body route only when needed', async () => {
-    const headerKeyed = await nginxTest('strategy: least-connections\nretries: 2' + REPLICAS, 'full', 'shape-a');
+    // Equal read bounds for streaming and other requests: nothing needs the body (the js_set path).
+    const headerKeyed = await nginxTest('strategy: least-connections\nretries: 2\ntimeouts:\n  stream_idle_s: 300' + REPLICAS, 'full', 'shape-a');
     expect(headerKeyed.conf.match(/^  upstream llm_balancer_\d+ \{$/gm)).toHaveLength(3);
     expect(headerKeyed.conf.match(/keepalive 32;/g)).toHaveLength(3);
     expect(headerKeyed.conf).toContain('location @llm_balancer_retry_1 {');
@@ -153,7 +154,12 @@ describe('bad input is refused with the field path, before anything is written',
     ['a replica without a port', 'replicas:\n  - address: 10.0.0.1', ['replicas[0].address: must be host:port']],
     ['nginx options of the wrong type', 'nginx:\n  keepalive: 0\n  state_zone_size: lots\n  location: v1' + REPLICAS, ['nginx.keepalive: must be an integer between 1 and 10000, got 0', 'nginx.state_zone_size: must be an nginx size', 'nginx.location: must be a URI prefix']],
     ['an unknown nginx option', 'nginx:\n  listne: 80' + REPLICAS, ['nginx.listne: unknown field (did you mean "listen"?)']],
-    ['errors in both parts at once', 'retries: 99\nnginx:\n  read_timeout_s: -1' + REPLICAS, ['retries: must be an integer between 0 and 10', 'nginx.read_timeout_s: must be a number between 1 and 86400']],
+    ['errors in both parts at once', 'retries: 99\nnginx:\n  keepalive: -1' + REPLICAS, ['retries: must be an integer between 0 and 10', 'nginx.keepalive: must be an integer between 1 and 10000']],
+    [
+      'the removed read_timeout_s, with where its setting went',
+      'nginx:\n  read_timeout_s: 600' + REPLICAS,
+      ['nginx.read_timeout_s: was replaced by the top-level timeouts record: timeouts.response_s', 'timeouts.stream_idle_s'],
+    ],
     ['not YAML', 'strategy: [unclosed', ['config: is not valid YAML or JSON']],
     ['a Plus API without url and upstream', 'nginx:\n  plus_api: {}', ['nginx.plus_api.url: is required', 'nginx.plus_api.upstream: is required']],
     ['a consumer variable with a $', 'nginx:\n  consumer_variable: $user' + REPLICAS, ['nginx.consumer_variable: must be an nginx variable name without $']],

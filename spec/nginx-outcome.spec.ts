@@ -387,7 +387,7 @@ describe('error bodies', () => {
   it('exhausted failover: an OpenAI-style 502 body', () => {
     expect(JSON.parse(exhaustedError(2))).toEqual({
       error: {
-        message: 'llm-balancer: all 2 attempts failed (connect error, timeout or 502/503/504) and no other replica is available',
+        message: 'llm-balancer: all 2 attempts failed (connect error, timeout or a retry_on status) and no other replica is available',
         type: 'bad_gateway',
         code: 'replicas_unreachable',
         param: null,

@@ -9,7 +9,7 @@ export function exhaustedError(attempts: number): string {
     error: {
       message:
         'llm-balancer: ' + (attempts === 1 ? 'the only attempt' : 'all ' + attempts + ' attempts') +
-        ' failed (connect error, timeout or 502/503/504) and no other replica is available',
+        ' failed (connect error, timeout or a retry_on status) and no other replica is available',
       type: 'bad_gateway',
       code: 'replicas_unreachable',
       param: null,

@@ -7,7 +7,8 @@
 //   retry    js_set $llm_balancer_retry_N    failover attempt N: records how the previous attempt failed,
 //                                            starts the next replica of the plan, or '' (502 + error body)
 //   outcome  js_set in log_format only       LOG phase: records how the last attempt ended (client aborts too)
-//   route    js_content                      body-keyed mode: reads the JSON body, picks, redirects to @llm_balancer_proxy
+//   route    js_content                      body mode: reads the JSON body, picks, redirects to @llm_balancer_proxy
+//                                            (or @llm_balancer_proxy_stream: a streaming request's read bound)
 //   status   js_content                      JSON (or ?format=prometheus) per replica
 //   metrics  js_content                      Prometheus text
 //
@@ -31,7 +32,7 @@ import { newOutputTally, outputTokensOf, tallyChunk, timePerOutputTokenMs } from
 import type { ByteChunk, OutputTally } from '../../shared/output-tokens';
 import type { PickResult, Replica, Store } from '../../shared/types';
 import { exhaustedError, internalError } from './errors';
-import { CONFIG_OBJECT, ERROR_VAR, FIRST_BYTE_VAR, OUTPUT_TOKENS_VAR, PLAN_VAR, PROMPT_TOKENS_VAR, PROXY_LOCATION, TARGET_VAR, TOKENS_VAR, TRIED_VAR, UNAVAILABLE_UPSTREAM } from './names';
+import { CONFIG_OBJECT, ERROR_VAR, FIRST_BYTE_VAR, OUTPUT_TOKENS_VAR, PLAN_VAR, PROMPT_TOKENS_VAR, PROXY_LOCATION, PROXY_STREAM_LOCATION, TARGET_VAR, TOKENS_VAR, TRIED_VAR, UNAVAILABLE_UPSTREAM } from './names';
 import type { PreloadedConfig } from './names';
 import { attemptOutcome, describeOutcome } from './outcome';
 import type { ResponseVariables } from './outcome';
@@ -41,6 +42,7 @@ import { DEFAULT_CONSUMER_VARIABLE, parseBody, requestViewOf } from './request-v
 import { describeError, preloadedObject, stateDict, systemClock, systemRandom } from './runtime';
 import type { NjsRequest } from './runtime';
 import { createSharedDictStore } from './shared-dict-store';
+import { splitsByStreaming, streamRequested } from './streaming';
 import { PROMETHEUS_CONTENT_TYPE, prometheusText, statusDocument } from '../../shared/status-report';
 
 export interface Context {
@@ -230,6 +232,8 @@ export function firstByte(r: NjsRequest, data: ByteChunk, flags: { last?: boolea
       if (ctx.timesFirstByte) r.variables[FIRST_BYTE_VAR] = String(systemClock.now());
       if (ctx.countsOutput) outputTally = newOutputTally();
       if (ctx.countsTokens) releasePrompt(r);
+      // A first byte is progress: a replica streaming long answers is not stuck (stuck_after_s).
+      noteProgress(r, ctx);
     } catch (e) {
       r.error('llm-balancer: the first-byte filter failed: ' + describeError(e));
     }
@@ -248,6 +252,15 @@ export function firstByte(r: NjsRequest, data: ByteChunk, flags: { last?: boolea
     }
   }
   r.sendBuffer(data, flags);
+}
+
+/** Tells the core the attempt now going (the last one tried) showed progress: its first body byte. */
+function noteProgress(r: NjsRequest, ctx: Context): void {
+  const tried = parseIds(r.variables[TRIED_VAR]);
+  if (tried.length === 0) return;
+  const id = tried[tried.length - 1];
+  const i = ctx.indexOf[id];
+  ctx.balancer.onProgress(i === undefined ? id : ctx.replicas[i]);
 }
 
 /**
@@ -359,18 +372,22 @@ function requestBody(r: NjsRequest): string | null {
 }
 
 /**
- * js_content of the balanced location when the hash key is a JSON body field: the body is read
- * first (nginx buffers it in memory), then the pick, then an internal redirect to the proxy
- * location, which forwards the same body and streams the answer.
+ * js_content of the balanced location when the pick needs the JSON body (a body hash key, a
+ * strategy that reads it) or the read bound does (streaming requests have their own, streaming.ts):
+ * the body is read first (nginx buffers it in memory), then the pick, then an internal redirect to
+ * the proxy location of the request's kind, which forwards the same body and streams the answer.
  */
 export function route(r: NjsRequest): void {
   let target = '';
+  let streaming = false;
   try {
     const ctx = context();
     const bodyText = requestBody(r);
     const view = requestViewOf(ctx.config.hash_key, r, bodyText, ctx.consumerVariable);
-    // Token-counting strategies read the OpenAI body whatever the hash key.
-    if (view.body === undefined) view.body = parseBody(bodyText);
+    // Strategies that read the OpenAI body (token counts, prefixes) get it parsed whatever the hash
+    // key; the others only when the stream flag needs it (streamRequested parses lazily).
+    if (view.body === undefined && (ctx.balancer.reads.body || ctx.balancer.reads.tokens)) view.body = parseBody(bodyText);
+    if (splitsByStreaming(ctx.config.timeouts)) streaming = streamRequested(view.body, bodyText);
     target = begin(r, ctx, ctx.balancer.pick(ctx.replicas, view));
   } catch (e) {
     target = failed(r, 'pick a replica', e);
@@ -382,7 +399,7 @@ export function route(r: NjsRequest): void {
     return;
   }
   r.variables[TARGET_VAR] = target;
-  r.internalRedirect(PROXY_LOCATION);
+  r.internalRedirect(streaming ? PROXY_STREAM_LOCATION : PROXY_LOCATION);
 }
 
 function firstArg(value: string | string[] | undefined): string | undefined {

@@ -30,8 +30,11 @@ export const PLAN_VAR = 'llm_balancer_plan';
 /** js_var (token-counting strategies only): the prompt's part of $tokensVar, released at the first streamed byte. */
 export const PROMPT_TOKENS_VAR = 'llm_balancer_prompt_tokens';
 
-/** Named location that proxies after `route` read the body (body-keyed mode). */
+/** Named location that proxies after `route` read the body (body-keyed mode; non-streaming requests when the read bounds differ). */
 export const PROXY_LOCATION = '@llm_balancer_proxy';
+
+/** Named location that proxies a streaming request after `route` read the body: its read bound is timeouts.stream_idle_s (streaming.ts). */
+export const PROXY_STREAM_LOCATION = '@llm_balancer_proxy_stream';
 
 /** `js_shared_dict_zone zone=llm_balancer:<size> type=number;` — the core's Store. */
 export const STATE_ZONE = 'llm_balancer';
@@ -75,8 +78,11 @@ export const NAMES = {
   outcomeVar: 'llm_balancer_outcome',
   logFormat: 'llm_balancer',
   proxyLocation: PROXY_LOCATION,
+  proxyStreamLocation: PROXY_STREAM_LOCATION,
   /** Named locations for failover attempts: `@llm_balancer_retry_1`, ... */
   retryLocationPrefix: '@llm_balancer_retry_',
+  /** The same for streaming requests (timeouts.stream_idle_s): `@llm_balancer_retry_stream_1`, ... */
+  retryStreamLocationPrefix: '@llm_balancer_retry_stream_',
   /** Named location holding `js_periodic` for active health checks. */
   periodicLocation: '@llm_balancer_periodic',
   /** Named location holding `js_periodic` for the replicas' /metrics scrape (strategies that read replica load). */

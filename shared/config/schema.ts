@@ -441,7 +441,8 @@ export const schema: FieldEntry[] = [
             // silence is past that; a hung replica is cut off 5x sooner than by response_s.
             default: 60,
             between: [1, 86400],
-            description: 'Seconds a streaming attempt ("stream": true) may stay silent before its first byte or between chunks; then it times out.',
+            description:
+              'Seconds a streaming attempt ("stream": true) may stay silent before its first byte or between chunks; then it times out. NGINX reads every body to tell streams apart unless this equals response_s.',
           },
         },
       ],

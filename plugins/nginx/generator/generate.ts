@@ -18,6 +18,7 @@ import { exhaustedError } from '../errors';
 import { scrapeTimeoutMs } from '../metrics-scrape';
 import { NAMES } from '../names';
 import { syncTimeoutMs } from '../peers';
+import { splitsByStreaming } from '../streaming';
 import type { PreloadedConfig } from '../names';
 import type { NginxOptions } from './options';
 
@@ -44,8 +45,27 @@ export function retryVariable(attempt: number): string {
   return NAMES.retryVarPrefix + attempt;
 }
 
-function retryLocation(attempt: number): string {
-  return NAMES.retryLocationPrefix + attempt;
+/** Failover attempt N's named location; streaming requests have their own (another read bound). */
+function retryLocation(attempt: number, streaming: boolean): string {
+  return (streaming ? NAMES.retryStreamLocationPrefix : NAMES.retryLocationPrefix) + attempt;
+}
+
+/**
+ * nginx's own answers for a failed attempt: 502 (connect error, refused, a replica that closed
+ * before its header, "no live upstreams") and 504 (connect or read timeout). Always failed over:
+ * nothing reached the client yet.
+ */
+const NGINX_FAILURES = [502, 504];
+
+/**
+ * The statuses a non-last attempt hands to the next alternate: nginx's own failures and the
+ * replica answers of retry_on. nginx's error_page cannot tell a replica's own 502/504 from its
+ * own once it intercepts, so with any retry_on status those are retried too.
+ */
+export function failoverStatuses(retryOn: number[]): number[] {
+  const codes = NGINX_FAILURES.slice();
+  for (let i = 0; i < retryOn.length; i++) if (codes.indexOf(retryOn[i]) < 0) codes.push(retryOn[i]);
+  return codes.sort((a, b) => a - b);
 }
 
 const EXHAUSTED_LOCATION = '@llm_balancer_exhausted';
@@ -65,11 +85,6 @@ function quote(path: string): string {
   return '"' + path.replace(/\\/g, '\\\\').replace(/"/g, '\\"') + '"';
 }
 
-/**
- * Proxy directives for one attempt. Every attempt but the last intercepts 502/503/504 and hands
- * the request to the next attempt's location; the last passes the replica's own answer through,
- * and only nginx's own 502/504 (connect error, timeout) become a JSON error.
- */
 /** Whether the response's first body byte is timed (response_time.latency_metric ttft or tpot). */
 function measuresFirstByte(config: RenderInput['config']): boolean {
   return config.response_time.latency_metric === 'ttft' || config.response_time.latency_metric === 'tpot';
@@ -80,27 +95,41 @@ function filtersBody(config: RenderInput['config']): boolean {
   return measuresFirstByte(config) || readsTokens(config);
 }
 
-function proxyBlock(lines: string[], indent: string, target: string, attempt: number, input: RenderInput): void {
-  const retries = input.config.retries;
+/**
+ * Proxy directives for one attempt of a streaming or non-streaming request. Every attempt but the
+ * last hands nginx's own failures (connect error, timeout) and the replica answers of retry_on to
+ * the next attempt's location: nothing reached the client yet, the body is resent. The last
+ * passes the replica's own answer through, and only nginx's own 502/504 become a JSON error.
+ */
+function proxyBlock(lines: string[], indent: string, target: string, attempt: number, streaming: boolean, input: RenderInput): void {
+  const config = input.config;
+  const timeouts = config.timeouts;
+  // nginx's read and send timeouts bound the silence between two reads or writes: for a streaming
+  // request its first token and every gap after it; for a whole JSON answer the entire generation.
+  const silence = milliseconds(streaming ? timeouts.stream_idle_s : timeouts.response_s);
   lines.push(indent + 'proxy_pass http://$' + target + ';');
   lines.push(indent + 'proxy_http_version 1.1;');
   lines.push(indent + 'proxy_set_header Connection "";');
   // Streamed tokens must reach the client as they are generated.
   lines.push(indent + 'proxy_buffering off;');
-  lines.push(indent + 'proxy_read_timeout ' + milliseconds(input.nginx.read_timeout_s) + ';');
+  lines.push(indent + 'proxy_connect_timeout ' + milliseconds(timeouts.connect_s) + ';');
+  lines.push(indent + 'proxy_read_timeout ' + silence + ';');
+  lines.push(indent + 'proxy_send_timeout ' + silence + ';');
   // Failover is ours: nginx must not retry within the one-server group.
   lines.push(indent + 'proxy_next_upstream off;');
-  if (filtersBody(input.config)) {
+  if (filtersBody(config)) {
     // Time to first token: $upstream_header_time is ~0 for SSE (servers send headers at once), so
     // a body filter notes when the first body byte passes (one njs call per chunk: only when asked);
     // with tpot it also counts the output tokens going by.
     lines.push(indent + 'js_body_filter ' + NAMES.module + '.firstByte buffer_type=buffer;');
   }
-  if (attempt < retries) {
-    lines.push(indent + 'proxy_intercept_errors on;');
-    lines.push(indent + 'error_page 502 503 504 = ' + retryLocation(attempt + 1) + ';');
+  if (attempt < config.retries) {
+    // Intercepting replica answers only when some are retried: nginx's own failures reach
+    // error_page without it, and a replica's 5xx then passes through untouched.
+    if (config.retry_on.length > 0) lines.push(indent + 'proxy_intercept_errors on;');
+    lines.push(indent + 'error_page ' + failoverStatuses(config.retry_on).join(' ') + ' = ' + retryLocation(attempt + 1, streaming) + ';');
   } else {
-    lines.push(indent + 'error_page 502 504 = ' + EXHAUSTED_LOCATION + ';');
+    lines.push(indent + 'error_page ' + NGINX_FAILURES.join(' ') + ' = ' + EXHAUSTED_LOCATION + ';');
   }
 }
 
@@ -123,7 +152,12 @@ function restricted(lines: string[], path: string, handler: string, input: Rende
 function httpBody(input: RenderInput): string[] {
   const config = input.config;
   const nginx = input.nginx;
-  const readsBody = needsRequestBody(config);
+  // Streaming requests get their own proxy locations when their read bound differs (streaming.ts);
+  // telling them apart needs the body, as does a strategy that reads it.
+  const byStreaming = splitsByStreaming(config.timeouts);
+  const routes = needsRequestBody(config) || byStreaming;
+  // The kinds of proxy locations rendered: streaming (true) and non-streaming (false), or one.
+  const kinds = byStreaming ? [false, true] : [false];
   const lines: string[] = [];
   lines.push('  js_path ' + quote(nginx.js_path) + ';');
   lines.push('  js_import ' + NAMES.module + ' from ' + NAMES.bundleFile + ';');
@@ -171,30 +205,36 @@ function httpBody(input: RenderInput): string[] {
   lines.push('    recursive_error_pages on;');
   lines.push('');
   lines.push('    location ' + nginx.location + ' {');
-  if (readsBody) {
-    // The pick needs the JSON body: js_content reads it (kept in memory), picks, and redirects
-    // to the proxy location, which forwards the body and streams the answer.
+  if (routes) {
+    // The pick or the read bound needs the JSON body: js_content reads it (kept in memory), picks,
+    // and redirects to the proxy location of the request's kind, which forwards the body and
+    // streams the answer.
     lines.push('      client_body_buffer_size ' + nginx.max_body_size + ';');
     lines.push('      js_content ' + NAMES.module + '.route;');
     lines.push('    }');
-    lines.push('');
-    lines.push('    location ' + NAMES.proxyLocation + ' {');
-    proxyBlock(lines, '      ', NAMES.targetVar, 0, input);
+    for (let k = 0; k < kinds.length; k++) {
+      lines.push('');
+      lines.push('    location ' + (kinds[k] ? NAMES.proxyStreamLocation : NAMES.proxyLocation) + ' {');
+      proxyBlock(lines, '      ', NAMES.targetVar, 0, kinds[k], input);
+      lines.push('    }');
+    }
   } else {
     // The pick runs where proxy_pass first reads the variable: in the content phase, after
     // nginx's own access checks (auth_request, auth_basic, limit_req, allow/deny).
-    proxyBlock(lines, '      ', NAMES.upstreamVar, 0, input);
-  }
-  lines.push('    }');
-  for (let attempt = 1; attempt <= config.retries; attempt++) {
-    lines.push('');
-    lines.push('    location ' + retryLocation(attempt) + ' {');
-    if (attempt === 1) refusedPick(lines);
-    lines.push('      if ($' + retryVariable(attempt) + ' = "") {');
-    lines.push('        return 502 $' + NAMES.errorVar + ';');
-    lines.push('      }');
-    proxyBlock(lines, '      ', retryVariable(attempt), attempt, input);
+    proxyBlock(lines, '      ', NAMES.upstreamVar, 0, false, input);
     lines.push('    }');
+  }
+  for (let k = 0; k < kinds.length; k++) {
+    for (let attempt = 1; attempt <= config.retries; attempt++) {
+      lines.push('');
+      lines.push('    location ' + retryLocation(attempt, kinds[k]) + ' {');
+      if (attempt === 1) refusedPick(lines);
+      lines.push('      if ($' + retryVariable(attempt) + ' = "") {');
+      lines.push('        return 502 $' + NAMES.errorVar + ';');
+      lines.push('      }');
+      proxyBlock(lines, '      ', retryVariable(attempt), attempt, kinds[k], input);
+      lines.push('    }');
+    }
   }
   lines.push('');
   lines.push('    location ' + EXHAUSTED_LOCATION + ' {');

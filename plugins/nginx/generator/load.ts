@@ -6,10 +6,21 @@ import { parse } from 'yaml';
 import { validate, validateFields } from '../../../shared/config/validate';
 import type { ConfigError } from '../../../shared/config/validate';
 import type { BalancerConfig } from '../../../shared/config/types';
-import { nginxOptionsSchema, SIZE_PATTERN } from './options';
+import { nginxOptionsSchema, REMOVED_NGINX_OPTIONS, SIZE_PATTERN } from './options';
 import type { NginxOptions } from './options';
 
 export type LoadResult = { ok: true; config: BalancerConfig; nginx: NginxOptions } | { ok: false; errors: ConfigError[] };
+
+/** The nginx section without the options that moved elsewhere, each reported with where it went. */
+function withoutRemovedOptions(section: unknown, errors: ConfigError[]): unknown {
+  if (section === null || typeof section !== 'object' || Array.isArray(section)) return section;
+  const kept: Record<string, unknown> = {};
+  for (const key of Object.keys(section)) {
+    if (Object.prototype.hasOwnProperty.call(REMOVED_NGINX_OPTIONS, key)) errors.push({ path: 'nginx.' + key, message: REMOVED_NGINX_OPTIONS[key] });
+    else kept[key] = (section as Record<string, unknown>)[key];
+  }
+  return kept;
+}
 
 export function loadBalancerFile(text: string): LoadResult {
   let document: unknown;
@@ -28,7 +39,7 @@ export function loadBalancerFile(text: string): LoadResult {
   const errors: ConfigError[] = [];
   const checked = validate(balancerPart);
   if (!checked.ok) errors.push(...checked.errors);
-  const nginx = validateFields(nginxOptionsSchema, raw.nginx, 'nginx', errors) as NginxOptions | undefined;
+  const nginx = validateFields(nginxOptionsSchema, withoutRemovedOptions(raw.nginx, errors), 'nginx', errors) as NginxOptions | undefined;
   if (nginx) {
     for (const field of ['state_zone_size', 'max_body_size'] as const) {
       if (typeof nginx[field] === 'string' && !SIZE_PATTERN.test(nginx[field])) {

@@ -15,11 +15,21 @@ export interface NginxOptions {
   state_zone_size: string;
   keepalive: number;
   max_body_size: string;
-  read_timeout_s: number;
   status_allow: string[];
   consumer_variable: string;
   plus_api: PlusApiOptions | null;
 }
+
+/**
+ * Options that left the `nginx:` section, with where their setting lives now: a file that still
+ * sets one is refused with this message (not a bare "unknown field"), so nobody loses a bound.
+ */
+export const REMOVED_NGINX_OPTIONS: Record<string, string> = {
+  // One proxy_read_timeout for every request kept a hung replica's requests for 5 minutes.
+  read_timeout_s:
+    'was replaced by the top-level timeouts record: timeouts.response_s bounds a non-streaming request\'s wait for its answer, ' +
+    'timeouts.stream_idle_s a streaming one\'s silence, timeouts.connect_s the connect; move the value there',
+};
 
 /** nginx size syntax: a number with an optional k or m suffix. */
 export const SIZE_PATTERN = /^[0-9]+[kKmM]?$/;
@@ -65,15 +75,6 @@ export const nginxOptionsSchema: FieldEntry[] = [
     },
   },
   { max_body_size: { type: 'string', default: '1m', len_min: 1, description: 'client_max_body_size (and the in-memory body buffer when the body is read to pick).' } },
-  {
-    read_timeout_s: {
-      type: 'number',
-      // Long generations stream for minutes; nginx's 60 s default would cut them off.
-      default: 300,
-      between: [1, 86400],
-      description: 'proxy_read_timeout in seconds: the longest silence allowed while a replica generates.',
-    },
-  },
   {
     status_allow: {
       type: 'array',
