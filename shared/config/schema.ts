@@ -442,7 +442,7 @@ export const schema: FieldEntry[] = [
             default: 60,
             between: [1, 86400],
             description:
-              'Seconds a streaming attempt ("stream": true) may stay silent before its first byte or between chunks; then it times out. NGINX reads every body to tell streams apart unless this equals response_s.',
+              'Seconds a streaming attempt ("stream": true) may stay silent before its first byte or between chunks; then it times out. NGINX reads every body to tell streams apart unless this equals response_s; Kong only with kong.stream_timeouts or a body-reading strategy.',
           },
         },
       ],
