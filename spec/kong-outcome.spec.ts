@@ -1,7 +1,7 @@
 // Kong's log entry → the core's Outcome, row by row (plugins/kong/outcome.ts), and the plugin's
 // config loading: the shared options plus the `kong` record, every error with its path.
 import { describe, expect, it } from 'vitest';
-import { lastTriedAddress, needsResponseSource, outcomeFromLogEntry } from '../plugins/kong/outcome';
+import { answeredBeforeRefusal, lastTriedAddress, needsResponseSource, outcomeFromLogEntry } from '../plugins/kong/outcome';
 import type { KongLogEntry } from '../plugins/kong/outcome';
 import { loadPluginConfig } from '../plugins/kong/index';
 
@@ -58,6 +58,19 @@ describe('outcomeFromLogEntry', () => {
     ['a 503', ok({ response: { status: 503 } }), false],
   ])('needsResponseSource: %s', (_what, entry, expected) => {
     expect(needsResponseSource(entry)).toBe(expected);
+  });
+});
+
+describe('answeredBeforeRefusal', () => {
+  const answer = { status: 200, latencyMs: 900, ttftMs: 20, error: null };
+  it.each<[string, KongLogEntry, object, number | undefined, boolean]>([
+    ['began before the last refusal', ok({ started_at: 1000 }), answer, 1500, true],
+    ['began after it', ok({ started_at: 2000 }), answer, 1500, false],
+    ['the replica never refused', ok({ started_at: 1000 }), answer, undefined, false],
+    ['no started_at in the entry', ok(), answer, 1500, false],
+    ['a failure is never stale here', ok({ started_at: 1000 }), { status: 0, latencyMs: 5, ttftMs: null, error: 'connect-error' }, 1500, false],
+  ])('%s', (_what, entry, outcome, lastRefusal, expected) => {
+    expect(answeredBeforeRefusal(entry, outcome as Parameters<typeof answeredBeforeRefusal>[1], lastRefusal)).toBe(expected);
   });
 });
 

@@ -25,6 +25,8 @@ function fakeKong(
     query?: Record<string, string>;
     body?: string;
     source?: string;
+    /** started_at of the log entry (ms since the epoch). */
+    startedAt?: number;
   } = {},
 ) {
   const calls: Call[] = [];
@@ -72,7 +74,7 @@ function fakeKong(
     },
     log: {
       serialize: async () =>
-        JSON.stringify({ response: { status: overrides.status ?? 200 }, upstream_status: String(overrides.status ?? 200), latencies: { proxy: overrides.proxyMs ?? 42 }, tries: overrides.tries, service: overrides.service }),
+        JSON.stringify({ response: { status: overrides.status ?? 200 }, upstream_status: String(overrides.status ?? 200), latencies: { proxy: overrides.proxyMs ?? 42 }, tries: overrides.tries, service: overrides.service, started_at: overrides.startedAt }),
       err: record('log.err', null),
       warn: record('log.warn', null),
       notice: record('log.notice', null),
@@ -304,6 +306,28 @@ describe("the log phase tells nginx's 502/504 from the replica's (kong.response.
     expect(log.calls.map((c) => c.method)).toContain('response.getSource');
     const id = target?.[0] === '::1' ? '[::1]:9002' : '127.0.0.1:9001';
     expect(balancerStatus(pluginId)?.find((r) => r.id === id)?.state).toBe(state);
+  });
+
+  it('a 200 whose request began before the replica refused a connection (a stream its crash cut) is neutral: refusals around it still eject', async () => {
+    const run = async (pluginId: string, stale: boolean) => {
+      const plugin = new Plugin({ __plugin_id: pluginId, strategy: 'round-robin', replicas: [REPLICAS[0]], passive_health: { consecutive_connect_errors: 2 } });
+      const tried = [{ ip: '127.0.0.1', port: 9001 }];
+      const stream = fakeKong();
+      await plugin.access(stream.kong);
+      const began = Date.now() - 5_000;
+      const refused = fakeKong({ status: 502, source: 'error', tries: tried });
+      await plugin.access(refused.kong);
+      await plugin.log(refused.kong);
+      // The stream that was on the replica when it died: cut after its headers, logged with its 200.
+      await plugin.log(fakeKong({ status: 200, tries: tried, startedAt: stale ? began : Date.now() + 1_000 }).kong);
+      const again = fakeKong({ status: 502, source: 'error', tries: tried });
+      await plugin.access(again.kong);
+      await plugin.log(again.kong);
+      return balancerStatus(pluginId)?.[0].state;
+    };
+    expect(await run('p-stale-answer', true)).toBe('ejected');
+    // An answer to a request that began after the refusal does show the replica answering.
+    expect(await run('p-fresh-answer', false)).toBe('healthy');
   });
 
   it('asks for the source only for a 502 or 504', async () => {

@@ -33,7 +33,7 @@ import { PROMETHEUS_CONTENT_TYPE, prometheusText, statusDocument } from '../../s
 import type { Balancer, BalancerConfig, ConfigError, Replica } from '../../shared/index';
 import { kongOptionsFields, kongOptionsSchema } from './options';
 import type { KongOptions } from './options';
-import { lastTriedAddress, needsResponseSource, outcomeFromLogEntry } from './outcome';
+import { answeredBeforeRefusal, lastTriedAddress, needsResponseSource, outcomeFromLogEntry } from './outcome';
 import type { KongLogEntry } from './outcome';
 import type { KongPdk } from './pdk';
 import { startHealthProber } from './health-prober';
@@ -109,6 +109,8 @@ interface PluginState {
   service: ServiceSettings;
   /** Read the body of every request to know whether it streams (kong.stream_timeouts), or because the strategy reads it. */
   readsBodyForView: boolean;
+  /** Replica id -> when its last connect error was logged (Date.now()): see answeredBeforeRefusal. */
+  connectErrorAt: Record<string, number>;
   /** When a phase of this plugin last ran (Date.now()): idle states are released (releaseIdleStates). */
   lastUsedAt: number;
 }
@@ -248,6 +250,7 @@ function stateFor(pluginId: string, config: BalancerConfig, kong: KongOptions): 
           }),
     scraper: null,
     prober: null,
+    connectErrorAt: Object.create(null),
     lastUsedAt: Date.now(),
   };
   if (readsReplicaLoad(config)) {
@@ -427,6 +430,9 @@ export class Plugin {
       // Kong's own 502/504 and the replica's look alike in the entry: ask only then.
       const source = needsResponseSource(entry) ? await kong.response.getSource() : undefined;
       const outcome = outcomeFromLogEntry(entry, source);
+      if (outcome.error === 'connect-error') state.connectErrorAt[picked] = Date.now();
+      // A stream a crash cut, logged with its 200: neither success nor failure (outcome.ts).
+      else if (answeredBeforeRefusal(entry, outcome, state.connectErrorAt[picked])) outcome.error = 'aborted';
       if (state.readsTokens) {
         const tokens = await kong.ctx.shared.get(TOKENS_KEY);
         outcome.tokens = typeof tokens === 'number' && tokens > 0 ? tokens : 0;

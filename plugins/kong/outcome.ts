@@ -23,6 +23,8 @@ export interface KongLogEntry {
   response?: { status?: unknown };
   upstream_status?: unknown;
   latencies?: { proxy?: unknown; receive?: unknown; request?: unknown };
+  /** ms since the epoch when Kong received the request. */
+  started_at?: unknown;
   tries?: unknown;
   /** The Service entity, with its configured `retries` and timeouts (ms). */
   service?: { id?: unknown; retries?: unknown; connect_timeout?: unknown; write_timeout?: unknown; read_timeout?: unknown } | null;
@@ -93,4 +95,17 @@ export function lastTriedAddress(entry: KongLogEntry): string | null {
   const last = tries[tries.length - 1] as { ip?: unknown; port?: unknown } | null;
   if (last === null || typeof last !== 'object' || typeof last.ip !== 'string' || typeof last.port !== 'number') return null;
   return (last.ip.indexOf(':') >= 0 ? '[' + last.ip + ']' : last.ip) + ':' + last.port;
+}
+
+/**
+ * Whether an answer is stale evidence: its request began before the replica last refused a
+ * connection (`lastConnectErrorAt`, ms). When a replica crashes, the streams it was sending are
+ * cut after their headers, and Kong logs them with their 200 (the status had gone out). Counted
+ * as answers, they land between the refusals that follow and reset the consecutive connect-error
+ * count, so the crashed replica keeps being picked until the active checks take it out. Such an
+ * answer says nothing about whether the replica accepts connections now: it is neutral.
+ */
+export function answeredBeforeRefusal(entry: KongLogEntry, outcome: Outcome, lastConnectErrorAt: number | undefined): boolean {
+  if (outcome.error !== null || lastConnectErrorAt === undefined) return false;
+  return typeof entry.started_at === 'number' && entry.started_at < lastConnectErrorAt;
 }
