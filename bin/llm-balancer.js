@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// The llm-balancer command (`npx llm-balancer nginx-config balancer.yaml > llm.conf`).
+// The llm-balancer command (`npx llm-balancer nginx-config balancer.yaml -o llm/nginx.conf`).
 // The CLI itself is bundled by `npm run build` (npm test and npm start build it too).
 import fs from 'node:fs';
 import { fileURLToPath } from 'node:url';

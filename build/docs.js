@@ -1,5 +1,7 @@
 // Rewrites the option reference in README.md (between the config-table markers) from
-// shared/config/schema.ts, so the docs always match what validate() accepts.
+// shared/config/schema.ts, and the kong / nginx option tables (between their markers) from
+// plugins/kong/options.ts and plugins/nginx/generator/options.ts, so the docs always match what
+// the validators accept.
 //
 //   node build/docs.js           rewrite README.md (creates a minimal one when missing)
 //   node build/docs.js --check   exit 1 when README.md is out of date
@@ -19,11 +21,14 @@ const END = '<!-- config-table:end -->';
 // The Kong plugin's own `kong` record (plugins/kong/options.ts), in the Kong section.
 const KONG_START = '<!-- kong-options:start -->';
 const KONG_END = '<!-- kong-options:end -->';
+// The NGINX generator's `nginx:` section (plugins/nginx/generator/options.ts), in the NGINX section.
+const NGINX_START = '<!-- nginx-options:start -->';
+const NGINX_END = '<!-- nginx-options:end -->';
 
 async function loadDocs() {
   const result = await build({
     stdin: {
-      contents: "export { configSection, configTable } from './shared/config/docs';\nexport { kongOptionsSchema } from './plugins/kong/options';\n",
+      contents: "export { configSection, configTable } from './shared/config/docs';\nexport { kongOptionsSchema } from './plugins/kong/options';\nexport { nginxSectionSchema } from './plugins/nginx/generator/options';\n",
       resolveDir: root,
       loader: 'ts',
     },
@@ -62,7 +67,8 @@ function replaceSection(text, startMarker, endMarker, section) {
 function render(readme, docs) {
   if (readme === null) return START + '\n' + docs.configSection().trimEnd() + '\n' + END + '\n';
   const withConfig = replaceSection(readme, START, END, docs.configSection());
-  return replaceSection(withConfig, KONG_START, KONG_END, docs.configTable(docs.kongOptionsSchema));
+  const withKong = replaceSection(withConfig, KONG_START, KONG_END, docs.configTable(docs.kongOptionsSchema));
+  return replaceSection(withKong, NGINX_START, NGINX_END, docs.configTable(docs.nginxSectionSchema));
 }
 
 async function main() {
@@ -72,7 +78,7 @@ async function main() {
   const wanted = render(readme, docs);
   if (check) {
     if (readme !== wanted) {
-      const what = readme === null ? 'README.md is missing' : 'README.md option tables are out of date with shared/config/schema.ts / plugins/kong/options.ts';
+      const what = readme === null ? 'README.md is missing' : 'README.md option tables are out of date with shared/config/schema.ts / plugins/kong/options.ts / plugins/nginx/generator/options.ts';
       console.error(what + '; run: npm run docs');
       process.exit(1);
     }

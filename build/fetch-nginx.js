@@ -9,6 +9,10 @@
 //    (lists, status and cache all under .cache/nginx), unpack them with `dpkg-deb -x` and run
 //    the binaries through trixie's own dynamic loader (see shared/GATEWAY-FACTS.md).
 //
+// Also writes what a person runs by hand (the README's NGINX walkthrough):
+//   .cache/nginx/bin/nginx                          runs this nginx with any arguments (loader included)
+//   .cache/nginx/modules/ngx_http_js_module.so      a link to its njs module, for load_module
+//
 // Writes .cache/nginx/env.json:
 //   { nginxArgv, njsArgv, wrkArgv (null when unavailable), modulePath, nginxVersion, njsVersion, source, libraryPath, root, packages }
 // A spawn of `[...nginxArgv, '-p', prefix, '-c', conf]` runs nginx; `[...njsArgv, '-p', dir, file]` runs njs.
@@ -424,7 +428,7 @@ export async function ensureNginx(options = {}) {
 
   if (!force) {
     const cached = readEnv();
-    if (cached) return verify(cached);
+    if (cached) return writeRunnables(verify(cached));
   }
   fs.mkdirSync(CACHE_DIR, { recursive: true });
   const release = acquireLock(log);
@@ -432,7 +436,7 @@ export async function ensureNginx(options = {}) {
     // Another process may have finished while this one waited for the lock.
     if (!force) {
       const cached = readEnv();
-      if (cached) return verify(cached);
+      if (cached) return writeRunnables(verify(cached));
     }
     // Stages of runs that were killed mid-download (only the lock holder stages).
     for (const name of fs.readdirSync(CACHE_DIR)) {
@@ -451,10 +455,52 @@ export async function ensureNginx(options = {}) {
       if (!smoke.ok) fail(smoke.detail);
     }
     writeEnvAtomic(env);
-    return env;
+    return writeRunnables(env);
   } finally {
     release();
   }
+}
+
+export const NGINX_WRAPPER = path.join(CACHE_DIR, 'bin', 'nginx');
+export const MODULE_LINK = path.join(CACHE_DIR, 'modules', 'ngx_http_js_module.so');
+
+/** A shell word: single-quoted, with embedded single quotes closed and reopened. */
+function shellWord(text) {
+  return "'" + text.replace(/'/g, "'\\''") + "'";
+}
+
+/**
+ * .cache/nginx/bin/nginx and .cache/nginx/modules/ngx_http_js_module.so (see the header): rewritten
+ * only when they differ, so concurrent runs (spec workers) leave them alone. Returns `env`.
+ */
+function writeRunnables(env) {
+  const script = '#!/bin/sh\n# Written by build/fetch-nginx.js: the nginx the specs use (' + env.source + ').\nexec ' + env.nginxArgv.map(shellWord).join(' ') + ' "$@"\n';
+  let current = null;
+  try {
+    current = fs.readFileSync(NGINX_WRAPPER, 'utf8');
+  } catch {
+    // not written yet
+  }
+  if (current !== script) {
+    fs.mkdirSync(path.dirname(NGINX_WRAPPER), { recursive: true });
+    const tmp = `${NGINX_WRAPPER}.${process.pid}.tmp`;
+    fs.writeFileSync(tmp, script, { mode: 0o755 });
+    fs.renameSync(tmp, NGINX_WRAPPER);
+  }
+  let target = null;
+  try {
+    target = fs.readlinkSync(MODULE_LINK);
+  } catch {
+    // not linked yet
+  }
+  if (target !== env.modulePath) {
+    fs.mkdirSync(path.dirname(MODULE_LINK), { recursive: true });
+    const tmp = `${MODULE_LINK}.${process.pid}.tmp`;
+    fs.rmSync(tmp, { force: true });
+    fs.symlinkSync(env.modulePath, tmp);
+    fs.renameSync(tmp, MODULE_LINK);
+  }
+  return env;
 }
 
 function reuseRoot(log) {

@@ -466,7 +466,51 @@ describe('validate: replica addresses', () => {
   });
 
   it.each([0.8, 0.001, 0, 65535, 2.5])('accepts fractional and boundary weight %s', (weight) => {
-    expect(configOf({ replicas: [{ address: 'a:1', weight }] }).replicas[0].weight).toBe(weight);
+    // A second replica with weight 1: a list whose every weight is 0 is refused (next describe).
+    expect(configOf({ replicas: [{ address: 'a:1', weight }, { address: 'b:1' }] }).replicas[0].weight).toBe(weight);
+  });
+});
+
+describe('validate: a replica list nobody could be picked from', () => {
+  it.each<[string, unknown[]]>([
+    ['one replica of weight 0', [{ address: 'a:1', weight: 0 }]],
+    ['three replicas of weight 0', [{ address: 'a:1', weight: 0 }, { address: 'b:1', weight: 0 }, { address: 'c:1', weight: 0 }]],
+  ])('%s is refused on replicas', (_name, replicas) => {
+    const result = validate({ replicas });
+    expect(result.ok).toBe(false);
+    if (result.ok) return;
+    expect(result.errors).toEqual([
+      {
+        path: 'replicas',
+        message: `must have at least one replica with a weight above 0: every weight is 0, so no replica could ever be picked (every request would get 503), got ${replicas.length} replica${replicas.length === 1 ? '' : 's'}`,
+      },
+    ]);
+  });
+
+  it('accepts one weight above 0 among zeros, and an empty list (Kong reads its upstream)', () => {
+    expect(validate({ replicas: [{ address: 'a:1', weight: 0 }, { address: 'b:1', weight: 0.001 }] }).ok).toBe(true);
+    expect(validate({ replicas: [] }).ok).toBe(true);
+  });
+
+  it('says nothing more when a weight is itself invalid', () => {
+    const result = validate({ replicas: [{ address: 'a:1', weight: 0 }, { address: 'b:1', weight: -1 }] });
+    expect(result.ok ? [] : result.errors.map((e) => e.path)).toEqual(['replicas[1].weight']);
+  });
+});
+
+describe('validate: replica ids are printable', () => {
+  it.each(['gpu\nserver { listen 1; }', 'a\tb', 'a\rb', 'nul\u0000', 'del\u007f', 'c1\u0085', 'ls\u2028'])('refuses %j', (id) => {
+    const result = validate({ replicas: [{ address: 'a:1', id }] });
+    expect(result.ok).toBe(false);
+    if (result.ok) return;
+    expect(result.errors).toHaveLength(1);
+    expect(result.errors[0].path).toBe('replicas[0].id');
+    expect(result.errors[0].message).toMatch(/^must not contain control characters such as newlines or tabs, got "/);
+  });
+
+  it.each(['gpu-a', 'H100 #1 (rack 7)', 'naïve-répliques', '{weird;"id"}', 'ok\u00a0nbsp'])('accepts %j', (id) => {
+    const parsed = id;
+    expect(configOf({ replicas: [{ address: 'a:1', id: parsed }] }).replicas[0].id).toBe(parsed);
   });
 });
 

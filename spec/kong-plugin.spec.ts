@@ -117,7 +117,13 @@ describe('Kong plugin (PDK adapter)', () => {
   });
 
   it('answers 503 with an OpenAI-style JSON error when no replica is healthy (never proxies)', async () => {
-    const plugin = new Plugin({ __plugin_id: 'p-empty', strategy: 'least-connections', replicas: [{ address: '127.0.0.1:1', weight: 0 }] });
+    // One replica, ejected by its first failure: nothing is left to route to. (A list whose every
+    // weight is 0 is refused by the validator, so it cannot stand in for "none healthy".)
+    const plugin = new Plugin({ __plugin_id: 'p-empty', strategy: 'least-connections', replicas: [{ address: '127.0.0.1:1' }], passive_health: { consecutive_failures: 1 } });
+    const failing = fakeKong({ status: 502 });
+    await plugin.access(failing.kong);
+    await plugin.log(failing.kong);
+    expect(failing.calls.find((c) => c.method === 'service.setTarget')).toBeDefined();
     const { kong, calls } = fakeKong();
     await plugin.access(kong);
     expect(calls.find((c) => c.method === 'service.setTarget')).toBeUndefined();

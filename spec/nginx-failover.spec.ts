@@ -259,4 +259,22 @@ describe('in real nginx', () => {
     // Both timeouts were recorded against the hung replica.
     expect((await row(lb, 'b0')).failures).toBe(2);
   });
+
+  it('a stream the replica stops mid-way is cut after stream_idle_s and recorded as a failure, though its status was 200', async () => {
+    const lb = await fleet.start(base({ timeouts: { response_s: 10, stream_idle_s: 1 } }));
+    const [stalls, completes] = backends.list;
+    stalls.behave({ mode: 'sse', chunks: 5, chunkDelayMs: 5, pauseAfterChunks: 1 });
+    completes.behave({ mode: 'sse', chunks: 3, chunkDelayMs: 5 });
+    const replies = await Promise.all([0, 1].map(() => request(lb.nginx.url(URL_PATH), { body: '{"stream":true}', timeoutMs: 15_000 })));
+    const cut = replies.find((r) => r.body.includes('"backend":"b0"'));
+    const whole = replies.find((r) => r.body.includes('"backend":"b1"'));
+    // The headers (200) and the first event had reached the client: too late to fail over.
+    expect(cut?.status).toBe(200);
+    expect(cut?.body).not.toContain('[DONE]');
+    expect(whole?.body).toContain('[DONE]');
+    await drained(lb);
+    expect((await row(lb, 'b0')).failures).toBe(1);
+    expect((await row(lb, 'b1')).failures).toBe(0);
+    stalls.release();
+  });
 });

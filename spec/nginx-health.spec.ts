@@ -218,17 +218,23 @@ describe('failover', () => {
   });
 
   it('no replica can serve: 503 JSON from the js_set path and from the body-reading route', async () => {
-    const none = replicas(backends.list).map((r) => Object.assign(r, { weight: 0 }));
+    // Every backend down and ejected by its first failure: one request tries all three (retries 2),
+    // after that nothing is left to pick. (A list whose every weight is 0 is refused by the validator.)
+    const ejectAll = { retries: 2, passive_health: { consecutive_failures: 1, base_ejection_s: 60, max_ejection_s: 60, max_ejected_percent: 100 } };
+    for (const b of backends.list) await b.kill();
     for (const config of [
-      { strategy: 'least-connections', replicas: none },
-      { strategy: 'consistent-hash', hash_key: { source: 'body', name: 'user' }, replicas: none },
+      { strategy: 'least-connections', ...ejectAll, replicas: replicas(backends.list) },
+      { strategy: 'consistent-hash', hash_key: { source: 'body', name: 'user' }, ...ejectAll, replicas: replicas(backends.list) },
     ]) {
       const lb = await balancer(config);
+      expect((await request(lb.nginx.url(URL_PATH), { body: '{"user":"u"}' })).status).toBe(502);
+      await drained(lb);
+      const picks = await totalPicks(lb);
       const reply = await request(lb.nginx.url(URL_PATH), { body: '{"user":"u"}' });
       expect(reply.status).toBe(503);
       expect(reply.headers['content-type']).toContain('application/json');
       expect(JSON.parse(reply.body).error).toMatchObject({ type: 'service_unavailable', code: 'no_healthy_replica' });
-      expect(await totalPicks(lb)).toBe(0);
+      expect(await totalPicks(lb)).toBe(picks);
       await stopLast();
     }
     expect(backends.counts()).toEqual([0, 0, 0]);

@@ -77,7 +77,10 @@ function withOptions(conf: string, options: BalancerStartOptions): string {
     if (!out.includes(marker)) throw new Error(`cannot place ${what}: no \`${marker.trim()}\` in the rendered config`);
     out = out.replace(marker, marker + lines.join('\n') + '\n');
   };
-  if (options.errorLogLevel !== undefined) insert('\npid nginx.pid;\n', [`error_log stderr ${options.errorLogLevel};`], 'error_log');
+  // The generated config logs to logs/error.log; here nginx's stderr is read (moduleErrors, the
+  // specs' warnings), at nginx's default level unless asked for more.
+  out = out.replace('\nerror_log logs/error.log notice;\n', '\n');
+  insert('\npid nginx.pid;\n', [`error_log stderr ${options.errorLogLevel ?? 'error'};`], 'error_log');
   if (options.httpDirectives) insert('\nhttp {\n', options.httpDirectives, 'http directives');
   if (options.locationDirectives) insert('\n    location /v1/ {\n', options.locationDirectives, 'location directives');
   return out;

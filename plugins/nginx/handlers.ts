@@ -32,7 +32,7 @@ import { newOutputTally, outputTokensOf, tallyChunk, timePerOutputTokenMs } from
 import type { ByteChunk, OutputTally } from '../../shared/output-tokens';
 import type { PickResult, Replica, Store } from '../../shared/types';
 import { exhaustedError, internalError } from './errors';
-import { CONFIG_OBJECT, ERROR_VAR, FIRST_BYTE_VAR, OUTPUT_TOKENS_VAR, PLAN_VAR, PROMPT_TOKENS_VAR, PROXY_LOCATION, PROXY_STREAM_LOCATION, TARGET_VAR, TOKENS_VAR, TRIED_VAR, UNAVAILABLE_UPSTREAM } from './names';
+import { BODY_STATE_VAR, CONFIG_OBJECT, ERROR_VAR, FIRST_BYTE_VAR, OUTPUT_TOKENS_VAR, PLAN_VAR, PROMPT_TOKENS_VAR, PROXY_LOCATION, PROXY_STREAM_LOCATION, TARGET_VAR, TOKENS_VAR, TRIED_VAR, UNAVAILABLE_UPSTREAM } from './names';
 import type { PreloadedConfig } from './names';
 import { attemptOutcome, describeOutcome } from './outcome';
 import type { ResponseVariables } from './outcome';
@@ -65,6 +65,8 @@ export interface Context {
   timesFirstByte: boolean;
   /** latency_metric tpot: the body filter counts output tokens into $llm_balancer_output_tokens. */
   countsOutput: boolean;
+  /** Streams have their own proxy locations: $llm_balancer_body is declared and the filter tracks how far a body got. */
+  tracksBody: boolean;
 }
 
 let current: Context | null = null;
@@ -129,6 +131,7 @@ export function context(): Context {
     countsTokens: balancer.reads.tokens,
     timesFirstByte: config.response_time.latency_metric === 'ttft' || config.response_time.latency_metric === 'tpot',
     countsOutput: config.response_time.latency_metric === 'tpot',
+    tracksBody: splitsByStreaming(config.timeouts),
   };
   return current;
 }
@@ -189,6 +192,12 @@ function endAttempt(r: NjsRequest, ctx: Context, id: string, index: number, resp
       if (ctx.countsOutput) outcome.tpotMs = tpotOf(r, now - firstAt, outcome.latencyMs);
     }
   }
+  // A body that began and never reached its last byte was cut by nginx (the replica went silent
+  // past the read bound, or closed the connection) although its status is the replica's 200: a
+  // failure of the replica, and no progress. The client's own abort stays an abort.
+  if (ctx.tracksBody && response !== null && outcome.status > 0 && !outcome.error && r.variables[BODY_STATE_VAR] === BODY_STARTED) {
+    outcome.error = 'timeout';
+  }
   const i = ctx.indexOf[id];
   ctx.balancer.onEnd(ctx.replicas, i === undefined ? id : ctx.replicas[i], outcome);
   return describeOutcome(id, outcome);
@@ -211,9 +220,14 @@ function tpotOf(r: NjsRequest, firstToLastByteMs: number, wholeMs: number): numb
   return timePerOutputTokenMs(text.charAt(text.length - 1) === 's', tokens, firstToLastByteMs, wholeMs);
 }
 
+/** $llm_balancer_body while a response body is under way, and once its last byte passed. */
+const BODY_STARTED = 'started';
+const BODY_DONE = 'done';
+
 // This request's body filter state (module state lives as long as the request's VM): whether the
 // first body byte went by, and with tpot the output tokens seen so far (null: not counting).
 let firstByteSeen = false;
+let bodyStarted = false;
 let outputTally: OutputTally | null = null;
 
 /**
@@ -232,6 +246,10 @@ export function firstByte(r: NjsRequest, data: ByteChunk, flags: { last?: boolea
       if (ctx.timesFirstByte) r.variables[FIRST_BYTE_VAR] = String(systemClock.now());
       if (ctx.countsOutput) outputTally = newOutputTally();
       if (ctx.countsTokens) releasePrompt(r);
+      if (ctx.tracksBody) {
+        r.variables[BODY_STATE_VAR] = BODY_STARTED;
+        bodyStarted = true;
+      }
       // A first byte is progress: a replica streaming long answers is not stuck (stuck_after_s).
       noteProgress(r, ctx);
     } catch (e) {
@@ -251,6 +269,8 @@ export function firstByte(r: NjsRequest, data: ByteChunk, flags: { last?: boolea
       r.error('llm-balancer: counting the output tokens failed: ' + describeError(e));
     }
   }
+  // Only a body that began can be cut; the variable is declared only when tracksBody.
+  if (flags.last && bodyStarted) r.variables[BODY_STATE_VAR] = BODY_DONE;
   r.sendBuffer(data, flags);
 }
 

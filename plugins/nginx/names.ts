@@ -18,6 +18,13 @@ export const ERROR_VAR = 'llm_balancer_error';
 /** js_var (response_time.latency_metric ttft or tpot only): when the first response body byte went to the client (ms since the epoch). */
 export const FIRST_BYTE_VAR = 'llm_balancer_first_byte';
 
+/**
+ * js_var (when streams get their own proxy locations): how far the response body got — "started"
+ * at its first byte, "done" at its last. A stream nginx cut (read timeout, the replica closed it)
+ * never reaches "done", though its status is the replica's 200.
+ */
+export const BODY_STATE_VAR = 'llm_balancer_body';
+
 /** js_var (latency_metric tpot only): the response's output tokens and whether it streamed ("<tokens>s" or "<tokens>w"), set at its last byte. */
 export const OUTPUT_TOKENS_VAR = 'llm_balancer_output_tokens';
 
@@ -73,6 +80,7 @@ export const NAMES = {
   promptTokensVar: PROMPT_TOKENS_VAR,
   firstByteVar: FIRST_BYTE_VAR,
   outputTokensVar: OUTPUT_TOKENS_VAR,
+  bodyStateVar: BODY_STATE_VAR,
   targetVar: TARGET_VAR,
   /** js_set used only in log_format: evaluated in the LOG phase, it records every attempt's outcome. */
   outcomeVar: 'llm_balancer_outcome',

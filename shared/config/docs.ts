@@ -59,6 +59,7 @@ function allowedText(spec: FieldSpec): string {
   }
   if (spec.format === 'host-port') parts.push('`host:port` or `[IPv6]:port`, port 1 – 65535');
   if (spec.format === 'url-path') parts.push('a path starting with `/`');
+  if (spec.format === 'printable') parts.push('no control characters');
   const unit = spec.type === 'array' ? ' items' : ' characters';
   if (spec.len_min !== undefined && spec.len_max !== undefined) {
     parts.push(spec.len_min + ' – ' + spec.len_max + unit);

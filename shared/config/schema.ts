@@ -7,7 +7,7 @@
 // `elements` (arrays). Three attributes are ours and are dropped for Kong:
 //   also_allowed  sentinel numbers accepted outside `between` (e.g. 0 = "off")
 //   hint          appended to a range error, to explain a sentinel or a gap
-//   format        a named string format checked by validate.ts ('host-port')
+//   format        a named string format checked by validate.ts ('host-port', 'url-path', 'printable')
 //
 // `required` follows Kong's meaning: on a scalar it means "must be given" (unless a default exists);
 // on a record it means "always present": a missing record is built from its fields' defaults.
@@ -19,7 +19,7 @@
 
 export type FieldType = 'string' | 'number' | 'integer' | 'boolean' | 'record' | 'array';
 
-export type StringFormat = 'host-port' | 'url-path';
+export type StringFormat = 'host-port' | 'url-path' | 'printable';
 
 export interface FieldSpec {
   type: FieldType;
@@ -143,6 +143,9 @@ export const schema: FieldEntry[] = [
               required: false,
               len_min: 1,
               len_max: 256,
+              // Ids are written into log lines and nginx.conf comments: a newline would forge a log
+              // entry or end the comment (and start a directive).
+              format: 'printable',
               description: 'Stable name used in state keys, logs and status; defaults to the address.',
             },
           },

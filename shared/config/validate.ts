@@ -129,6 +129,9 @@ function checkString(spec: FieldSpec, value: unknown, path: string, errors: Conf
   if (spec.format === 'url-path' && !/^\/[^\s\x00-\x1f\x7f]*$/.test(value)) {
     return fail(errors, path, 'must be a URL path starting with / and without spaces or control characters, such as /metrics, got ' + quote(value));
   }
+  if (spec.format === 'printable' && CONTROL_CHARACTER.test(value)) {
+    return fail(errors, path, 'must not contain control characters such as newlines or tabs, got ' + quote(value));
+  }
   if (spec.format === 'host-port') {
     const problem = hostPortProblem(value);
     if (problem !== null) {
@@ -141,6 +144,10 @@ function checkString(spec: FieldSpec, value: unknown, path: string, errors: Conf
   }
   return value;
 }
+
+// C0 and C1 control characters, DEL, and the Unicode line and paragraph separators: each can end
+// or forge a line in a log or a configuration file.
+const CONTROL_CHARACTER = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/;
 
 function checkNumber(spec: FieldSpec, value: unknown, path: string, errors: ConfigError[]): unknown {
   const kind = spec.type === 'integer' ? 'an integer' : 'a number';
@@ -327,6 +334,22 @@ export const rules: CrossFieldRule[] = [
       }
     },
   },
+  {
+    rule: 'When replicas are listed, at least one has a weight above 0.',
+    check: function (config, errors) {
+      const replicas = config.replicas;
+      if (!replicas || replicas.length === 0) return;
+      for (let i = 0; i < replicas.length; i++) {
+        const replica = replicas[i] as { weight?: number } | undefined;
+        // An invalid weight already has its own error: say nothing more about the list.
+        if (!replica || typeof replica.weight !== 'number' || replica.weight > 0) return;
+      }
+      errors.push({
+        path: 'replicas',
+        message: 'must have at least one replica with a weight above 0: every weight is 0, so no replica could ever be picked (every request would get 503), got ' + replicas.length + (replicas.length === 1 ? ' replica' : ' replicas'),
+      });
+    },
+  },
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -422,8 +445,14 @@ function copyJson(value: unknown): unknown {
 // Long values are cut so one bad field cannot flood a log line.
 const QUOTE_MAX = 80;
 
-function quote(text: string): string {
-  return JSON.stringify(text.length > QUOTE_MAX ? text.slice(0, QUOTE_MAX - 3) + '...' : text);
+/**
+ * A value inside an error message, as a JSON string; the line and paragraph separators and C1
+ * controls, which JSON.stringify leaves raw, are escaped too: an error stays on its line.
+ */
+export function quote(text: string): string {
+  return JSON.stringify(text.length > QUOTE_MAX ? text.slice(0, QUOTE_MAX - 3) + '...' : text).replace(/[\u007f-\u009f\u2028\u2029]/g, function (c) {
+    return '\\u' + ('000' + c.charCodeAt(0).toString(16)).slice(-4);
+  });
 }
 
 /** The type and, for scalars, the value: `string "1"`, `number 1.5`, `array`, `null`. */

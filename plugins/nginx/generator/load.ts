@@ -3,11 +3,13 @@
 // with its field path, before anything is written or any nginx runs.
 
 import { parse } from 'yaml';
-import { validate, validateFields } from '../../../shared/config/validate';
+import { quote, validate, validateFields } from '../../../shared/config/validate';
 import type { ConfigError } from '../../../shared/config/validate';
 import type { BalancerConfig } from '../../../shared/config/types';
 import { nginxOptionsSchema, REMOVED_NGINX_OPTIONS, SIZE_PATTERN } from './options';
 import type { NginxOptions } from './options';
+import { checkNginxValues } from './nginx-values';
+import { jsonSyntaxError } from './json-syntax';
 
 export type LoadResult = { ok: true; config: BalancerConfig; nginx: NginxOptions } | { ok: false; errors: ConfigError[] };
 
@@ -22,15 +24,19 @@ function withoutRemovedOptions(section: unknown, errors: ConfigError[]): unknown
   return kept;
 }
 
-export function loadBalancerFile(text: string): LoadResult {
-  let document: unknown;
-  try {
-    document = parse(text);
-  } catch (error) {
-    return { ok: false, errors: [{ path: '', message: 'is not valid YAML or JSON: ' + (error instanceof Error ? error.message : String(error)) }] };
+/**
+ * `format` 'json' (a .json file) parses strictly as JSON: YAML would accept a trailing comma or a
+ * comment and read something else than the user's JSON tools do. 'yaml' (the default) takes both.
+ */
+export function loadBalancerFile(text: string, format: 'yaml' | 'json' = 'yaml'): LoadResult {
+  const parsed = parseDocument(text, format);
+  if (!parsed.ok) return { ok: false, errors: [{ path: '', message: parsed.message }] };
+  const document = parsed.document;
+  if (document === null || document === undefined) {
+    return { ok: false, errors: [{ path: '', message: 'is empty: it must be a mapping of balancer options (replicas:, strategy:, ...), got nothing' }] };
   }
-  if (document === null || typeof document !== 'object' || Array.isArray(document)) {
-    return { ok: false, errors: [{ path: '', message: 'must be a mapping of balancer options, got ' + (Array.isArray(document) ? 'a list' : typeof document) }] };
+  if (typeof document !== 'object' || Array.isArray(document)) {
+    return { ok: false, errors: [{ path: '', message: 'must be a mapping of balancer options, got ' + (Array.isArray(document) ? 'a list' : typeof document + ' ' + quote(String(document))) }] };
   }
   const balancerPart: Record<string, unknown> = {};
   const raw = document as Record<string, unknown>;
@@ -39,29 +45,51 @@ export function loadBalancerFile(text: string): LoadResult {
   const errors: ConfigError[] = [];
   const checked = validate(balancerPart);
   if (!checked.ok) errors.push(...checked.errors);
-  const nginx = validateFields(nginxOptionsSchema, withoutRemovedOptions(raw.nginx, errors), 'nginx', errors) as NginxOptions | undefined;
+  const nginx = validateFields(nginxOptionsSchema, portAsString(withoutRemovedOptions(raw.nginx, errors)), 'nginx', errors) as NginxOptions | undefined;
   if (nginx) {
     for (const field of ['state_zone_size', 'max_body_size'] as const) {
       if (typeof nginx[field] === 'string' && !SIZE_PATTERN.test(nginx[field])) {
-        errors.push({ path: 'nginx.' + field, message: 'must be an nginx size such as 512k or 4m, got "' + nginx[field] + '"' });
+        errors.push({ path: 'nginx.' + field, message: 'must be an nginx size such as 512k or 4m, got ' + quote(nginx[field]) });
       }
     }
-    if (typeof nginx.location === 'string' && !nginx.location.startsWith('/')) {
-      errors.push({ path: 'nginx.location', message: 'must be a URI prefix starting with /, got "' + nginx.location + '"' });
-    }
     if (typeof nginx.consumer_variable === 'string' && !/^[A-Za-z_][A-Za-z0-9_]*$/.test(nginx.consumer_variable)) {
-      errors.push({ path: 'nginx.consumer_variable', message: 'must be an nginx variable name without $ (letters, digits, _), got "' + nginx.consumer_variable + '"' });
+      errors.push({ path: 'nginx.consumer_variable', message: 'must be an nginx variable name without $ (letters, digits, _), got ' + quote(nginx.consumer_variable) });
     }
-    if (nginx.plus_api && typeof nginx.plus_api.url === 'string' && !/^https?:\/\/[^/\s]+/.test(nginx.plus_api.url)) {
-      errors.push({ path: 'nginx.plus_api.url', message: 'must be an http(s) URL such as http://127.0.0.1:8080/api/9, got "' + nginx.plus_api.url + '"' });
-    }
-    if (typeof nginx.listen === 'string' && /[;{}]/.test(nginx.listen)) {
-      errors.push({ path: 'nginx.listen', message: 'must be listen parameters without ; { or }, got "' + nginx.listen + '"' });
-    }
+    // Every string that lands in nginx.conf, against what its directive takes.
+    checkNginxValues(nginx, errors);
   }
   if (checked.ok && checked.config.replicas.length === 0 && !(nginx && nginx.plus_api)) {
     errors.push({ path: 'replicas', message: 'must list at least one replica (or set nginx.plus_api to read them from NGINX Plus), got none' });
   }
   if (errors.length > 0 || !checked.ok || !nginx) return { ok: false, errors };
   return { ok: true, config: checked.config, nginx };
+}
+
+function parseDocument(text: string, format: 'yaml' | 'json'): { ok: true; document: unknown } | { ok: false; message: string } {
+  if (format === 'json') {
+    // A byte order mark (some Windows editors write one) is not JSON, but not the author's error either.
+    if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
+    if (text.trim() === '') return { ok: true, document: null };
+    const syntax = jsonSyntaxError(text);
+    if (syntax !== null) return { ok: false, message: 'is not valid JSON: line ' + syntax.line + ', column ' + syntax.column + ': ' + syntax.message };
+    try {
+      return { ok: true, document: JSON.parse(text) };
+    } catch (error) {
+      // Not expected after the check above; JSON.parse's message may quote the text, newlines and all.
+      return { ok: false, message: 'is not valid JSON: ' + (error instanceof Error ? error.message : String(error)).replace(/\s+/g, ' ') };
+    }
+  }
+  try {
+    return { ok: true, document: parse(text) };
+  } catch (error) {
+    return { ok: false, message: 'is not valid YAML or JSON: ' + (error instanceof Error ? error.message : String(error)) };
+  }
+}
+
+/** `listen: 8080` is a YAML number: the port is meant, as a string. */
+function portAsString(section: unknown): unknown {
+  if (section === null || typeof section !== 'object' || Array.isArray(section)) return section;
+  const listen = (section as Record<string, unknown>).listen;
+  if (typeof listen !== 'number' || !Number.isInteger(listen)) return section;
+  return Object.assign({}, section, { listen: String(listen) });
 }

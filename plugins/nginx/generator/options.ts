@@ -35,8 +35,8 @@ export const REMOVED_NGINX_OPTIONS: Record<string, string> = {
 export const SIZE_PATTERN = /^[0-9]+[kKmM]?$/;
 
 export const nginxOptionsSchema: FieldEntry[] = [
-  { listen: { type: 'string', default: '8080', len_min: 1, description: 'The `listen` parameters of the generated server: a port, or address:port.' } },
-  { location: { type: 'string', default: '/v1/', len_min: 1, description: 'The location prefix balanced to the replicas (OpenAI-style APIs live under /v1/).' } },
+  { listen: { type: 'string', default: '8080', len_min: 1, description: 'The `listen` of the generated server: a port, *:port, host:port, ipv4:port or [ipv6]:port, optionally followed by default_server, reuseport, deferred, backlog=N or ipv6only=on|off (no ssl: terminate TLS in front, or include the --snippet in your own TLS server).' } },
+  { location: { type: 'string', default: '/v1/', len_min: 1, description: 'The location prefix balanced to the replicas (OpenAI-style APIs live under /v1/): a / followed by letters, digits and - . _ ~ / only.' } },
   {
     worker_processes: {
       type: 'integer',
@@ -51,11 +51,11 @@ export const nginxOptionsSchema: FieldEntry[] = [
       // Where Debian's and Ubuntu's libnginx-mod-http-js install the module.
       default: '/usr/lib/nginx/modules/ngx_http_js_module.so',
       len_min: 1,
-      description: 'Path of ngx_http_js_module.so for load_module (full config only).',
+      description: 'Path of ngx_http_js_module.so for load_module (full config only; the CLI\'s --module-path overrides it). This and the other paths: no control characters, quotes, backslashes, ; { } $ # or backticks.',
     },
   },
-  { js_path: { type: 'string', len_min: 1, description: 'Directory holding llm_balancer.js; defaults to this package\'s dist/nginx.' } },
-  { config_json: { type: 'string', len_min: 1, description: 'Where the generator writes the preloaded JSON; defaults to llm-balancer.json beside the input file.' } },
+  { js_path: { type: 'string', len_min: 1, description: 'Directory holding llm_balancer.js; unset: this package\'s dist/nginx.' } },
+  { config_json: { type: 'string', len_min: 1, description: 'Where the generator writes the preloaded JSON (relative: to the balancer file\'s folder); unset: named after the configuration it belongs to, FILE.json with -o FILE, else <balancer file>.json, so two balancer files never share one.' } },
   {
     state_zone_size: {
       type: 'string',
@@ -80,7 +80,7 @@ export const nginxOptionsSchema: FieldEntry[] = [
       type: 'array',
       default: ['127.0.0.1', '::1'],
       elements: { type: 'string', len_min: 1 },
-      description: 'Addresses or CIDRs allowed to read the status and metrics endpoints; everyone else gets 403.',
+      description: 'IPv4 or IPv6 addresses or CIDRs (no host bits set) allowed to read the status and metrics endpoints; everyone else gets 403. 0.0.0.0/0 and ::/0 allow everyone.',
     },
   },
   {
@@ -97,8 +97,8 @@ export const nginxOptionsSchema: FieldEntry[] = [
       required: false,
       description: 'NGINX Plus: read replicas, weights and peer state from its upstream API instead of `replicas`.',
       fields: [
-        { url: { type: 'string', required: true, len_min: 1, description: 'The API base URL, e.g. http://127.0.0.1:8080/api/9 (njs fetches it; hostnames need a resolver).' } },
-        { upstream: { type: 'string', required: true, len_min: 1, description: 'Name of the Plus upstream {} whose peers are the replicas.' } },
+        { url: { type: 'string', required: true, len_min: 1, description: 'The API base URL, http(s)://host[:port][/path], e.g. http://127.0.0.1:8080/api/9 (njs fetches it; hostnames need a resolver).' } },
+        { upstream: { type: 'string', required: true, len_min: 1, description: 'Name of the Plus upstream {} whose peers are the replicas (letters, digits and _ . : -).' } },
         {
           interval_s: {
             type: 'number',
@@ -109,6 +109,18 @@ export const nginxOptionsSchema: FieldEntry[] = [
           },
         },
       ],
+    },
+  },
+];
+
+/** The `nginx:` section as one record, for the README's reference table (build/docs.js). */
+export const nginxSectionSchema: FieldEntry[] = [
+  {
+    nginx: {
+      type: 'record',
+      required: true,
+      description: 'NGINX only, in the balancer file: how the generated nginx configuration listens, loads the module and exposes the status page.',
+      fields: nginxOptionsSchema,
     },
   },
 ];
