@@ -130,8 +130,8 @@ describe('Kong plugin (PDK adapter)', () => {
     const exit = calls.find((c) => c.method === 'response.exit');
     expect(exit?.args[0]).toBe(503);
     expect(JSON.parse(exit?.args[1] as string)).toMatchObject({ error: { type: 'service_unavailable', code: 'no_healthy_replica' } });
-    // A retry can help (weights change, replicas come back): Retry-After, at least a second.
-    expect(exit?.args[2]).toEqual({ 'Content-Type': 'application/json', 'Retry-After': '1' });
+    // A retry can help once the ejection ends (base_ejection_s, 30 s): Retry-After says when.
+    expect(exit?.args[2]).toEqual({ 'Content-Type': 'application/json', 'Retry-After': '30' });
   });
 
   it.each<[string, Record<string, unknown>, string]>([
