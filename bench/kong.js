@@ -38,9 +38,18 @@ const REPLICAS = [{ address: '127.0.0.1:8001' }, { address: '127.0.0.1:8002' }, 
 
 // serviceRetries: the Service's `retries` in Kong's log entry. With Kong's default 5 the plugin
 // calls set_retries(0) on every request; with 0 (as kong.yml configures it) that call is skipped.
+// serviceTimeouts: the Service's connect/write/read timeouts (ms) in the entry. kong.yml's
+// (3000/300000/300000) equal what the plugin sets for a request not known to stream, so
+// set_timeouts is skipped; with Kong's defaults (60 s each) it is called on every request.
+// kong.stream_timeouts reads every body to know "stream" (the chat body streams: read timeout
+// 60 s, unlike the Service's, so set_timeouts is called too).
+const KONG_YML_TIMEOUTS = { connect: 3000, write: 300000, read: 300000 };
+const KONG_DEFAULT_TIMEOUTS = { connect: 60000, write: 60000, read: 60000 };
 const VARIANTS = [
   { name: 'fixed-target (reference)', plugin: 'fixed-target', config: {}, serviceRetries: 0 },
   { name: 'llm-balancer least-connections, Service retries 5', plugin: 'llm-balancer', config: { strategy: 'least-connections', replicas: REPLICAS }, serviceRetries: 5 },
+  { name: "llm-balancer least-connections, Service timeouts Kong's 60 s", plugin: 'llm-balancer', config: { strategy: 'least-connections', replicas: REPLICAS }, serviceRetries: 0, serviceTimeouts: KONG_DEFAULT_TIMEOUTS },
+  { name: 'llm-balancer least-connections, kong.stream_timeouts', plugin: 'llm-balancer', config: { strategy: 'least-connections', replicas: REPLICAS, kong: { stream_timeouts: true } }, serviceRetries: 0 },
   { name: 'llm-balancer least-connections', plugin: 'llm-balancer', config: { strategy: 'least-connections', replicas: REPLICAS }, serviceRetries: 0 },
   { name: 'llm-balancer consistent-hash (consumer)', plugin: 'llm-balancer', config: { strategy: 'consistent-hash', hash_key: { source: 'consumer' }, replicas: REPLICAS }, serviceRetries: 0 },
   { name: 'llm-balancer round-robin', plugin: 'llm-balancer', config: { strategy: 'round-robin', replicas: REPLICAS }, serviceRetries: 0 },
@@ -85,7 +94,7 @@ function fakeRequests() {
 }
 
 /** What kong.log.serialize() answers in every log phase: a Kong 3.x entry for a 200 (its try is set per request in pair()). */
-function cannedSerialize(request, serviceRetries) {
+function cannedSerialize(request, serviceRetries, serviceTimeouts = KONG_YML_TIMEOUTS) {
   const headers = {};
   for (const name of Object.keys(request.headers)) headers[name.toLowerCase()] = request.headers[name];
   return JSON.stringify({
@@ -98,7 +107,7 @@ function cannedSerialize(request, serviceRetries) {
     client_ip: request.clientIp,
     started_at: Date.now(),
     consumer: request.consumer,
-    service: { id: '5ca1ab1e-0000-4000-8000-000000000001', name: 'llm-service', host: 'llm-service.invalid', port: 80, protocol: 'http', retries: serviceRetries },
+    service: { id: '5ca1ab1e-0000-4000-8000-000000000001', name: 'llm-service', host: 'llm-service.invalid', port: 80, protocol: 'http', retries: serviceRetries, connect_timeout: serviceTimeouts.connect, write_timeout: serviceTimeouts.write, read_timeout: serviceTimeouts.read },
     route: { id: '5ca1ab1e-0000-4000-8000-000000000002', name: 'llm-route', paths: ['/v1'], protocols: ['http', 'https'] },
     workspace: '5ca1ab1e-0000-4000-8000-000000000003',
     workspace_name: 'default',
@@ -143,7 +152,7 @@ function percentile(sorted, p) {
 }
 
 async function runVariant(harness, server, connections, variant, requests) {
-  const serialized = requests.map((request) => cannedSerialize(request, variant.serviceRetries));
+  const serialized = requests.map((request) => cannedSerialize(request, variant.serviceRetries, variant.serviceTimeouts));
   const first = connections[0];
   let instanceId;
   try {

@@ -126,6 +126,69 @@ describe('the Kong gateway of the shootout', () => {
     }
   });
 
+  it("honours the plugin's set_timeouts: a replica that never answers gets Kong's 504 after timeouts.response_s, the log phase records a timeout, and the next requests go elsewhere", async () => {
+    const g = await gateway({
+      strategy: 'round-robin',
+      replicas: replicas(2),
+      timeouts: { response_s: 1 },
+      passive_health: { consecutive_failures: 1, failure_kinds: ['timeout'], max_ejected_percent: 50 },
+      kong: { status_path: '/llm-balancer/status' },
+    });
+    const hung = backends.list[0];
+    hung.behave({ mode: 'hold' });
+    const started = Date.now();
+    const replies = await Promise.all([0, 1].map(() => request(g.url + '/v1/chat/completions', { method: 'POST', body: '{}' })));
+    const timedOut = replies.filter((r) => r.status === 504);
+    expect(timedOut).toHaveLength(1);
+    // Kong's own answer (the error handler's), bounded by the plugin's 1 s read timeout, not the Service's 60 s.
+    expect(JSON.parse(timedOut[0].body)).toEqual({ message: 'The upstream server is timing out' });
+    expect(Date.now() - started).toBeLessThan(10_000);
+    await waitFor('both log phases', () => g.handled() === 2);
+    const status = JSON.parse((await request(g.url + '/llm-balancer/status')).body) as { replicas: Array<{ id: string; state: string; in_flight: number }> };
+    expect(status.replicas.find((r) => r.id === hung.address)).toMatchObject({ state: 'ejected', in_flight: 0 });
+    expect(await sequential(g, 4)).toEqual(['b1', 'b1', 'b1', 'b1']);
+    expect(g.errors()).toEqual([]);
+  });
+
+  it('a stream that goes silent after its headers is cut after timeouts.stream_idle_s (kong.stream_timeouts: the body says "stream": true)', async () => {
+    const g = await gateway({ strategy: 'round-robin', replicas: replicas(1), timeouts: { stream_idle_s: 1, response_s: 60 }, kong: { stream_timeouts: true } });
+    const b0 = backends.list[0];
+    b0.behave({ mode: 'sse', chunks: 3, chunkDelayMs: 0, pauseAfterChunks: 1 });
+    const started = Date.now();
+    const s = stream(g.url + '/v1/chat/completions', { body: '{"stream":true}', headers: { 'content-type': 'application/json' } });
+    await waitFor('the first event at the client', () => s.received().includes('data:'));
+    // The replica holds the rest: nginx gives up after 1 s of silence and, the status being out, cuts the client.
+    await s.done.catch(() => undefined);
+    expect(s.received()).not.toContain('[DONE]');
+    expect(Date.now() - started).toBeLessThan(10_000);
+    await waitFor('the backend connection closed', () => b0.open === 0);
+    b0.behave({ mode: 'json' });
+    b0.release();
+    expect(g.errors()).toEqual([]);
+  });
+
+  it('active_health: the plugin server probes the replicas itself; a replica failing its probes gets no traffic, and is back within an interval of passing', async () => {
+    const g = await gateway({
+      strategy: 'round-robin',
+      replicas: replicas(2),
+      active_health: { enabled: true, interval_s: 1, timeout_s: 0.5, unhealthy_threshold: 2, healthy_threshold: 1 },
+      kong: { status_path: '/llm-balancer/status' },
+    });
+    const sick = backends.list[1];
+    const stateOf = async () => (JSON.parse((await request(g.url + '/llm-balancer/status')).body) as { replicas: Array<{ id: string; state: string }> }).replicas.find((r) => r.id === sick.address)?.state;
+    await waitFor('the first probes', () => sick.healthChecks >= 1);
+    sick.behave({ healthStatus: 503 });
+    await waitFor('b1 marked down by its probes', async () => (await stateOf()) === 'unhealthy', 10_000);
+    expect(await sequential(g, 4)).toEqual(['b0', 'b0', 'b0', 'b0']);
+    sick.behave({ healthStatus: 200 });
+    const passing = Date.now();
+    await waitFor('b1 back', async () => (await stateOf()) === 'healthy', 10_000);
+    // One probe interval (1 s) plus the round in flight and a loaded machine's slack.
+    expect(Date.now() - passing).toBeLessThan(4_000);
+    expect((await sequential(g, 4)).sort()).toEqual(['b0', 'b0', 'b1', 'b1']);
+    expect(g.errors()).toEqual([]);
+  });
+
   it('the CLI announces itself with one JSON line and reports what it handled when stopped', async () => {
     const config = JSON.stringify({ strategy: 'round-robin', replicas: replicas(2) });
     const child = await startJsonChild<{ url: string; port: number }>(path.join(REPO_ROOT, 'bench', 'kong-gateway', 'cli.ts'), ['--config', config, '--json'], 'the Kong gateway');

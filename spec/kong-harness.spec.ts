@@ -143,7 +143,7 @@ describe('kongRequest', () => {
 
     expect(result.access.calls.map((c) => c.method)).toEqual(['kong.request.get_header', 'kong.ctx.shared.set', 'kong.service.set_target']);
     expect(result.access.calls[0]).toMatchObject({ args: ['X-Request-Tag'], answer: 'tag-1' });
-    expect(result.log?.calls.map((c) => c.method)).toEqual(['kong.log.serialize', 'kong.ctx.shared.get', 'kong.log.notice']);
+    expect(result.log?.calls.map((c) => c.method)).toEqual(['kong.log.serialize', 'kong.ctx.shared.get', 'kong.response.get_source', 'kong.log.notice']);
     expect(result.access.unexpected).toEqual([]);
     expect(result.log?.unexpected).toEqual([]);
 
@@ -299,7 +299,7 @@ describe('kongRequest', () => {
     expect(result.access.restartedFrom).toBeNull();
   });
 
-  it('a target refusing connections: 502 after Kong\'s default 5 retries, every try "failed"', async () => {
+  it('a target refusing connections: 502 after Kong\'s default 5 retries; every try but the last says "failed" (Kong writes it when it starts the next)', async () => {
     const kong = side('target-from-config');
     const port = await closedPort();
     const id = await kong.startInstance('target-from-config', { host: '127.0.0.1', port });
@@ -309,9 +309,12 @@ describe('kongRequest', () => {
     const serialized = result.serialized as KongLogEntry;
     expect(serialized.tries).toHaveLength(6);
     expect(serialized.tries?.[0]).toMatchObject({ ip: '127.0.0.1', port, state: 'failed', code: 502 });
-    expect(serialized).not.toHaveProperty('upstream_status');
+    expect(serialized.tries?.[4]).toMatchObject({ state: 'failed', code: 502 });
+    expect(serialized.tries?.[5]).not.toHaveProperty('state');
+    // nginx's own status per try, as $upstream_status has it.
+    expect(serialized.upstream_status).toBe('502, 502, 502, 502, 502, 502');
     expect(serialized.latencies.proxy).toBe(-1);
-    expect(JSON.parse(result.logs[0].message)).toMatchObject({ status: 502 });
+    expect(JSON.parse(result.logs[0].message)).toMatchObject({ status: 502, source: 'error' });
   });
 
   it('set_retries(0) makes it a single failed try', async () => {
@@ -320,7 +323,11 @@ describe('kongRequest', () => {
     const result = await kongRequest(kong, id, {});
     expect(result.retries).toBe(0);
     expect(result.status).toBe(502);
-    expect((result.serialized as KongLogEntry).tries).toEqual([expect.objectContaining({ state: 'failed', code: 502 })]);
+    const serialized = result.serialized as KongLogEntry;
+    expect(serialized.tries).toHaveLength(1);
+    expect(serialized.tries?.[0]).not.toHaveProperty('state');
+    expect(serialized.upstream_status).toBe('502');
+    expect(JSON.parse(result.logs[0].message)).toMatchObject({ status: 502, upstreamStatus: '502', source: 'error' });
   });
 
   describe('a target that does not answer', () => {
@@ -341,15 +348,31 @@ describe('kongRequest', () => {
       if (silent) await close(silent);
     });
 
-    it('times out with 504 and a failed try with code 504', async () => {
+    it("times out with Kong's 504 at the harness deadline: nginx's 504 in upstream_status, source \"error\"", async () => {
       const kong = side('target-from-config');
       const id = await kong.startInstance('target-from-config', { host: '127.0.0.1', port: silentPort });
       const result = await kongRequest(kong, id, {}, { timeoutMs: 200 });
       expect(result.status).toBe(504);
+      expect(JSON.parse(result.body)).toEqual({ message: 'The upstream server is timing out' });
       expect(result.interrupted).toBe('timeout');
-      expect((result.serialized as KongLogEntry).tries).toEqual([expect.objectContaining({ state: 'failed', code: 504 })]);
+      expect((result.serialized as KongLogEntry).upstream_status).toBe('504');
+      expect(JSON.parse(result.logs[0].message)).toMatchObject({ status: 504, source: 'error' });
       // Like Kong, the harness closes the upstream connection it gave up on.
       await expect.poll(() => silentSockets.size, { timeout: 2000 }).toBe(0);
+    });
+
+    it("set_timeouts' read timeout ends each try, and Kong retries the timeout on the same target", async () => {
+      const kong = side('target-from-config');
+      const id = await kong.startInstance('target-from-config', { host: '127.0.0.1', port: silentPort, retries: 1, read_timeout: 150 });
+      const result = await kongRequest(kong, id, {}, { timeoutMs: 5000 });
+      expect(result.status).toBe(504);
+      expect(result.state.timeouts).toEqual({ connect: 1000, write: 150, read: 150 });
+      const serialized = result.serialized as KongLogEntry;
+      expect(serialized.tries).toHaveLength(2);
+      expect(serialized.tries?.[0]).toMatchObject({ state: 'failed', code: 504 });
+      expect(serialized.upstream_status).toBe('504, 504');
+      // Two reads of 150 ms, far below the 5 s deadline.
+      expect(serialized.latencies.request).toBeLessThan(2500);
     });
 
     it('a client that gives up first is logged as 499 without upstream_status', async () => {

@@ -1,7 +1,7 @@
 // Kong's log entry → the core's Outcome, row by row (plugins/kong/outcome.ts), and the plugin's
 // config loading: the shared options plus the `kong` record, every error with its path.
 import { describe, expect, it } from 'vitest';
-import { lastTriedAddress, outcomeFromLogEntry } from '../plugins/kong/outcome';
+import { answeredBeforeRefusal, lastTriedAddress, needsResponseSource, outcomeFromLogEntry } from '../plugins/kong/outcome';
 import type { KongLogEntry } from '../plugins/kong/outcome';
 import { loadPluginConfig } from '../plugins/kong/index';
 
@@ -35,6 +35,43 @@ describe('outcomeFromLogEntry', () => {
   ])('%s', (_what, entry, expected) => {
     expect(outcomeFromLogEntry(entry)).toMatchObject(expected);
   });
+
+  // Real Kong records a try's failure only when it starts the next try: the last (with retries 0,
+  // the only) try of a refused or timed-out attempt carries no state, and nginx's 502/504 sits in
+  // upstream_status. kong.response.get_source() then tells nginx's answer from the replica's.
+  it.each<[string, KongLogEntry, string | undefined, object]>([
+    ['refused, the only try without state, source "error"', ok({ response: { status: 502 }, upstream_status: '502' }), 'error', { status: 0, error: 'connect-error', ttftMs: null }],
+    ['timed out, source "error"', ok({ response: { status: 504 }, upstream_status: '504', latencies: { proxy: -1 } }), 'error', { status: 0, error: 'timeout' }],
+    ["the replica's own 502, source \"service\"", ok({ response: { status: 502 }, upstream_status: '502' }), 'service', { status: 502, error: null }],
+    ["the replica's own 504, source \"service\"", ok({ response: { status: 504 }, upstream_status: '504' }), 'service', { status: 504, error: null }],
+    ['a source for a 200 changes nothing', ok(), 'error', { status: 200, error: null }],
+    ['a 503 is never read as nginx failing', ok({ response: { status: 503 }, upstream_status: '503' }), 'error', { status: 503, error: null }],
+  ])('%s', (_what, entry, source, expected) => {
+    expect(outcomeFromLogEntry(entry, source)).toMatchObject(expected);
+  });
+
+  it.each<[string, KongLogEntry, boolean]>([
+    ['a 502 whose last try has no state', ok({ response: { status: 502 }, upstream_status: '502' }), true],
+    ['a 504 whose last try has no state', ok({ response: { status: 504 }, upstream_status: '504' }), true],
+    ['a 502 whose last try says failed', ok({ response: { status: 502 }, tries: [{ state: 'failed', code: 502 }] }), false],
+    ['a 200', ok(), false],
+    ['a 503', ok({ response: { status: 503 } }), false],
+  ])('needsResponseSource: %s', (_what, entry, expected) => {
+    expect(needsResponseSource(entry)).toBe(expected);
+  });
+});
+
+describe('answeredBeforeRefusal', () => {
+  const answer = { status: 200, latencyMs: 900, ttftMs: 20, error: null };
+  it.each<[string, KongLogEntry, object, number | undefined, boolean]>([
+    ['began before the last refusal', ok({ started_at: 1000 }), answer, 1500, true],
+    ['began after it', ok({ started_at: 2000 }), answer, 1500, false],
+    ['the replica never refused', ok({ started_at: 1000 }), answer, undefined, false],
+    ['no started_at in the entry', ok(), answer, 1500, false],
+    ['a failure is never stale here', ok({ started_at: 1000 }), { status: 0, latencyMs: 5, ttftMs: null, error: 'connect-error' }, 1500, false],
+  ])('%s', (_what, entry, outcome, lastRefusal, expected) => {
+    expect(answeredBeforeRefusal(entry, outcome as Parameters<typeof answeredBeforeRefusal>[1], lastRefusal)).toBe(expected);
+  });
 });
 
 describe('lastTriedAddress', () => {
@@ -67,6 +104,7 @@ describe('loadPluginConfig', () => {
           admin_timeout_s: 2,
           max_body_bytes: 1048576,
           same_target_retries: 0,
+          stream_timeouts: false,
           status_path: null,
         });
       }

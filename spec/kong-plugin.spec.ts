@@ -4,6 +4,7 @@
 // open, and records outcomes so in-flight counts return to 0.
 import { describe, expect, it, vi } from 'vitest';
 import { IDLE_RELEASE_MS, Plugin, balancerStatus, releaseIdleStates } from '../plugins/kong/index';
+import { runningHealthProbers } from '../plugins/kong/health-prober';
 import { runningMetricsScrapers } from '../plugins/kong/metrics-scraper';
 import type { KongPdk } from '../plugins/kong/pdk';
 
@@ -13,7 +14,20 @@ interface Call {
 }
 
 function fakeKong(
-  overrides: { headers?: Record<string, string>; status?: number; proxyMs?: number; failTarget?: boolean; tries?: unknown[]; service?: { id: string; retries: number }; path?: string; query?: Record<string, string> } = {},
+  overrides: {
+    headers?: Record<string, string>;
+    status?: number;
+    proxyMs?: number;
+    failTarget?: boolean;
+    tries?: unknown[];
+    service?: { id: string; retries?: number; connect_timeout?: number; write_timeout?: number; read_timeout?: number };
+    path?: string;
+    query?: Record<string, string>;
+    body?: string;
+    source?: string;
+    /** started_at of the log entry (ms since the epoch). */
+    startedAt?: number;
+  } = {},
 ) {
   const calls: Call[] = [];
   const shared: Record<string, unknown> = {};
@@ -29,7 +43,7 @@ function fakeKong(
       getQuery: record<Record<string, string>>('request.getQuery', overrides.query ?? {}),
       getPath: record<string>('request.getPath', overrides.path ?? '/v1/chat/completions'),
       getHeader: record<string | null>('request.getHeader', null),
-      getRawBody: record<Uint8Array | null>('request.getRawBody', new Uint8Array()),
+      getRawBody: record<Uint8Array | null>('request.getRawBody', new TextEncoder().encode(overrides.body ?? '')),
     },
     client: { getIp: record('client.getIp', '192.0.2.1'), getConsumer: record<{ id?: string } | null>('client.getConsumer', null) },
     service: {
@@ -39,8 +53,13 @@ function fakeKong(
         return null;
       },
       setRetries: record('service.setRetries', null),
+      setTimeouts: record('service.setTimeouts', null),
     },
-    response: { exit: record('response.exit', null), getStatus: record('response.getStatus', overrides.status ?? 200) },
+    response: {
+      exit: record('response.exit', null),
+      getStatus: record('response.getStatus', overrides.status ?? 200),
+      getSource: record('response.getSource', overrides.source ?? 'service'),
+    },
     ctx: {
       shared: {
         get: async (key: string) => {
@@ -55,7 +74,7 @@ function fakeKong(
     },
     log: {
       serialize: async () =>
-        JSON.stringify({ response: { status: overrides.status ?? 200 }, upstream_status: String(overrides.status ?? 200), latencies: { proxy: overrides.proxyMs ?? 42 }, tries: overrides.tries, service: overrides.service }),
+        JSON.stringify({ response: { status: overrides.status ?? 200 }, upstream_status: String(overrides.status ?? 200), latencies: { proxy: overrides.proxyMs ?? 42 }, tries: overrides.tries, service: overrides.service, started_at: overrides.startedAt }),
       err: record('log.err', null),
       warn: record('log.warn', null),
       notice: record('log.notice', null),
@@ -111,14 +130,36 @@ describe('Kong plugin (PDK adapter)', () => {
     const exit = calls.find((c) => c.method === 'response.exit');
     expect(exit?.args[0]).toBe(503);
     expect(JSON.parse(exit?.args[1] as string)).toMatchObject({ error: { type: 'service_unavailable', code: 'no_healthy_replica' } });
-    expect(exit?.args[2]).toEqual({ 'Content-Type': 'application/json' });
+    // A retry can help once the ejection ends (base_ejection_s, 30 s): Retry-After says when.
+    expect(exit?.args[2]).toEqual({ 'Content-Type': 'application/json', 'Retry-After': '30' });
+  });
+
+  it.each<[string, Record<string, unknown>, string]>([
+    ['the only replica ejected for 30 s: retry when the ejection ends', {}, '30'],
+    ['... unless an active probe may bring it back sooner (every 5 s)', { active_health: { enabled: true, interval_s: 5, timeout_s: 1 } }, '5'],
+  ])('Retry-After: %s', async (what, extra, retryAfter) => {
+    // Port 1: nothing listens, so the active probes (when on) fail and change nothing here.
+    const plugin = new Plugin(Object.assign({ __plugin_id: 'p-retry-after-' + what, strategy: 'round-robin', replicas: [{ address: '127.0.0.1:1' }], passive_health: { consecutive_failures: 1, base_ejection_s: 30 } }, extra));
+    const failing = fakeKong({ status: 500 });
+    await plugin.access(failing.kong);
+    await plugin.log(failing.kong);
+    const { kong, calls } = fakeKong();
+    await plugin.access(kong);
+    const exit = calls.find((c) => c.method === 'response.exit');
+    expect(exit?.args[0]).toBe(503);
+    expect(JSON.parse(exit?.args[1] as string)).toMatchObject({ error: { type: 'service_unavailable', code: 'no_healthy_replica' } });
+    expect((exit?.args[2] as Record<string, string>)['Retry-After']).toBe(retryAfter);
   });
 
   it('answers 503 for an invalid configuration and logs the field errors', async () => {
     const plugin = new Plugin({ __plugin_id: 'p-bad', strategy: 'least-conn', replicas: REPLICAS });
     const { kong, calls } = fakeKong();
     await plugin.access(kong);
-    expect(calls.find((c) => c.method === 'response.exit')?.args[0]).toBe(503);
+    const exit = calls.find((c) => c.method === 'response.exit');
+    expect(exit?.args[0]).toBe(503);
+    expect(JSON.parse(exit?.args[1] as string)).toMatchObject({ error: { message: expect.stringContaining('invalid plugin configuration'), type: 'service_unavailable', code: 'internal_error' } });
+    // Retrying cannot help until the configuration is fixed: no Retry-After.
+    expect(exit?.args[2]).toEqual({ 'Content-Type': 'application/json' });
     expect(String(calls.find((c) => c.method === 'log.err')?.args[0])).toContain('strategy: must be one of');
   });
 
@@ -126,7 +167,10 @@ describe('Kong plugin (PDK adapter)', () => {
     const plugin = new Plugin({ __plugin_id: 'p-throw', replicas: REPLICAS });
     const { kong, calls } = fakeKong({ failTarget: true });
     await expect(plugin.access(kong)).resolves.toBeUndefined();
-    expect(calls.find((c) => c.method === 'response.exit')?.args[0]).toBe(503);
+    const exit = calls.find((c) => c.method === 'response.exit');
+    expect(exit?.args[0]).toBe(503);
+    expect(JSON.parse(exit?.args[1] as string)).toMatchObject({ error: { type: 'service_unavailable', code: 'internal_error' } });
+    expect((exit?.args[2] as Record<string, string>)['Retry-After']).toBe('1');
   });
 
   it('records the outcome in the log phase: least-connections sees the load go and come back', async () => {
@@ -199,6 +243,110 @@ describe('Kong plugin (PDK adapter)', () => {
   });
 });
 
+describe('timeouts (kong.service.set_timeouts)', () => {
+  const timeoutsOf = (calls: Call[]) => calls.filter((c) => c.method === 'service.setTimeouts').map((c) => c.args);
+  const streaming = JSON.stringify({ model: 'm', stream: true, messages: [{ role: 'user', content: 'hi' }] });
+  const whole = JSON.stringify({ model: 'm', stream: false, messages: [{ role: 'user', content: 'hi' }] });
+
+  it.each<[string, Record<string, unknown>, string | undefined, unknown[]]>([
+    ['defaults, a strategy that reads no body: response_s for all', { strategy: 'round-robin' }, streaming, [3000, 300000, 300000]],
+    ['a body-reading strategy and "stream": true: stream_idle_s', { strategy: 'least-tokens' }, streaming, [3000, 60000, 60000]],
+    ['a body-reading strategy, "stream": false: response_s', { strategy: 'least-tokens' }, whole, [3000, 300000, 300000]],
+    ['kong.stream_timeouts reads the body for any strategy', { strategy: 'round-robin', kong: { stream_timeouts: true } }, streaming, [3000, 60000, 60000]],
+    ['kong.stream_timeouts, no body', { strategy: 'round-robin', kong: { stream_timeouts: true } }, undefined, [3000, 300000, 300000]],
+    ['configured seconds become whole milliseconds', { strategy: 'least-tokens', timeouts: { connect_s: 0.25, response_s: 20, stream_idle_s: 2.5 } }, streaming, [250, 2500, 2500]],
+  ])('%s', async (what, config, body, expected) => {
+    const plugin = new Plugin(Object.assign({ __plugin_id: 'p-timeouts-' + what, replicas: REPLICAS }, config));
+    const { kong, calls } = fakeKong({ body });
+    await plugin.access(kong);
+    expect(timeoutsOf(calls)).toEqual([expected]);
+    // set_target stays the last call: Kong proxies once access returns.
+    expect(calls[calls.length - 1].method).toBe('service.setTarget');
+  });
+
+  it('never reads the body only for timeouts unless kong.stream_timeouts is on', async () => {
+    const plugin = new Plugin({ __plugin_id: 'p-timeouts-nobody', strategy: 'least-connections', replicas: REPLICAS });
+    const { kong, calls } = fakeKong({ body: streaming });
+    await plugin.access(kong);
+    expect(calls.map((c) => c.method)).not.toContain('request.getRawBody');
+  });
+
+  it('skips set_timeouts while the one Service it serves already has these timeouts', async () => {
+    const plugin = new Plugin({ __plugin_id: 'p-timeouts-skip', strategy: 'least-tokens', replicas: REPLICAS });
+    const service = { id: 'svc-1', retries: 0, connect_timeout: 3000, write_timeout: 300000, read_timeout: 300000 };
+    const run = async (body: string, svc = service) => {
+      const r = fakeKong({ body, service: svc });
+      await plugin.access(r.kong);
+      await plugin.log(r.kong);
+      return timeoutsOf(r.calls);
+    };
+    // Nothing known yet: called. Then the Service's values match a non-streaming request: skipped.
+    expect(await run(whole)).toEqual([[3000, 300000, 300000]]);
+    expect(await run(whole)).toEqual([]);
+    // A streaming request wants another read timeout than the Service's: called.
+    expect(await run(streaming)).toEqual([[3000, 60000, 60000]]);
+    // The Service edited (Kong's default 60 s): called again after its first entry.
+    expect(await run(whole, Object.assign({}, service, { read_timeout: 60000 }))).toEqual([]);
+    expect(await run(whole)).toEqual([[3000, 300000, 300000]]);
+  });
+});
+
+describe("the log phase tells nginx's 502/504 from the replica's (kong.response.get_source)", () => {
+  // Real Kong records a try's failure only when it starts another: with retries 0 the only try of
+  // a refused attempt carries no state, and upstream_status holds nginx's 502.
+  const config = { strategy: 'round-robin', replicas: REPLICAS, passive_health: { consecutive_failures: 1, failure_kinds: ['connect-error', 'timeout'], max_ejected_percent: 50 } };
+
+  it.each<[string, number, string, string]>([
+    ['nginx could not connect (source "error"): a connect error, the replica is ejected', 502, 'error', 'ejected'],
+    ['nginx timed out (source "error"): a timeout, ejected', 504, 'error', 'ejected'],
+    ["the replica's own 502 (source \"service\"): a 5xx, not a connect error", 502, 'service', 'healthy'],
+  ])('%s', async (what, status, source, state) => {
+    const pluginId = 'p-source-' + what;
+    const plugin = new Plugin(Object.assign({ __plugin_id: pluginId }, config));
+    const request = fakeKong();
+    await plugin.access(request.kong);
+    const target = request.calls.find((c) => c.method === 'service.setTarget')?.args;
+    const tried = target?.[0] === '::1' ? { ip: '::1', port: 9002 } : { ip: '127.0.0.1', port: 9001 };
+    const log = fakeKong({ status, source, tries: [tried] });
+    await plugin.log(log.kong);
+    expect(log.calls.map((c) => c.method)).toContain('response.getSource');
+    const id = target?.[0] === '::1' ? '[::1]:9002' : '127.0.0.1:9001';
+    expect(balancerStatus(pluginId)?.find((r) => r.id === id)?.state).toBe(state);
+  });
+
+  it('a 200 whose request began before the replica refused a connection (a stream its crash cut) is neutral: refusals around it still eject', async () => {
+    const run = async (pluginId: string, stale: boolean) => {
+      const plugin = new Plugin({ __plugin_id: pluginId, strategy: 'round-robin', replicas: [REPLICAS[0]], passive_health: { consecutive_connect_errors: 2 } });
+      const tried = [{ ip: '127.0.0.1', port: 9001 }];
+      const stream = fakeKong();
+      await plugin.access(stream.kong);
+      const began = Date.now() - 5_000;
+      const refused = fakeKong({ status: 502, source: 'error', tries: tried });
+      await plugin.access(refused.kong);
+      await plugin.log(refused.kong);
+      // The stream that was on the replica when it died: cut after its headers, logged with its 200.
+      await plugin.log(fakeKong({ status: 200, tries: tried, startedAt: stale ? began : Date.now() + 1_000 }).kong);
+      const again = fakeKong({ status: 502, source: 'error', tries: tried });
+      await plugin.access(again.kong);
+      await plugin.log(again.kong);
+      return balancerStatus(pluginId)?.[0].state;
+    };
+    expect(await run('p-stale-answer', true)).toBe('ejected');
+    // An answer to a request that began after the refusal does show the replica answering.
+    expect(await run('p-fresh-answer', false)).toBe('healthy');
+  });
+
+  it('asks for the source only for a 502 or 504', async () => {
+    const plugin = new Plugin({ __plugin_id: 'p-source-200', strategy: 'round-robin', replicas: REPLICAS });
+    for (const status of [200, 500, 503, 429]) {
+      const request = fakeKong({ status });
+      await plugin.access(request.kong);
+      await plugin.log(request.kong);
+      expect(request.calls.map((c) => c.method)).not.toContain('response.getSource');
+    }
+  });
+});
+
 describe('kong.status_path', () => {
   it('answers the status as JSON or Prometheus text on its path, proxies everything else, and costs no PDK call when unset', async () => {
     const plugin = new Plugin({ __plugin_id: 'p-status', strategy: 'least-tokens', replicas: REPLICAS, kong: { status_path: '/llm-balancer/status' } });
@@ -238,10 +386,13 @@ describe('plugin state of a plugin no longer used (Kong never says it was delete
   it('is released, scraper and all, after IDLE_RELEASE_MS without a phase; a used one is kept', async () => {
     const before = runningMetricsScrapers();
     // llm reads the replicas' /metrics: its state owns a scraper (port 1: nothing answers; harmless).
-    const gone = new Plugin({ __plugin_id: 'p-gone', strategy: 'llm', replicas: [{ address: '127.0.0.1:1' }], replica_metrics: { interval_s: 60 } });
+    const probers = runningHealthProbers();
+    // ... and active_health: a prober too.
+    const gone = new Plugin({ __plugin_id: 'p-gone', strategy: 'llm', replicas: [{ address: '127.0.0.1:1' }], replica_metrics: { interval_s: 60 }, active_health: { enabled: true, interval_s: 60, timeout_s: 1 } });
     const kept = new Plugin({ __plugin_id: 'p-kept', strategy: 'round-robin', replicas: REPLICAS });
     expect(gone).toBeDefined();
     expect(runningMetricsScrapers()).toBe(before + 1);
+    expect(runningHealthProbers()).toBe(probers + 1);
     expect(balancerStatus('p-gone')).not.toBeNull();
     // Nothing is idle yet.
     expect(releaseIdleStates()).toEqual([]);
@@ -260,6 +411,8 @@ describe('plugin state of a plugin no longer used (Kong never says it was delete
     expect(balancerStatus('p-gone')).toBeNull();
     expect(balancerStatus('p-kept')).not.toBeNull();
     expect(runningMetricsScrapers()).toBe(before);
+    // Every other state went idle too (only p-kept, without active checks, is in use).
+    expect(runningHealthProbers()).toBe(0);
     // A released plugin that comes back starts fresh and works.
     const back = fakeKong();
     await gone.access(back.kong);

@@ -9,8 +9,9 @@
 //
 // What it keeps of Kong: the request body is read whole before the access phase (Kong's default
 // request_buffering), the upstream Host is the target's (preserve_host off), X-Forwarded-For /
-// X-Real-IP are added, connection failures are retried on the SAME target up to the retries in
-// force (set_retries, else the Service's), upstream connections are kept alive, the client gets
+// X-Real-IP are added, the timeouts in force (set_timeouts, else the Service's) bound the connect
+// and every read, connection failures and timeouts are retried on the SAME target up to the
+// retries in force (set_retries, else the Service's), upstream connections are kept alive, the client gets
 // X-Kong-Upstream-Latency / X-Kong-Proxy-Latency, a plugin exit (kong.response.exit) is the answer,
 // and the log phase runs once the response is complete (or the client went away). What it does not
 // keep: Kong's Lua work per request (router, other plugins), its error pages beyond the status and
@@ -24,15 +25,18 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import {
   KONG_ERROR_MESSAGES,
+  KONG_PROXY_ERROR_MESSAGES,
   KongRpc,
   KongSide,
   NO_RUN,
   createFakeRequestState,
   fakePdkHandlers,
   flatHeaders,
+  markRetriedTry,
   queryString,
   serializeEntry,
   startPluginServer,
+  upstreamTimeouts,
 } from '../lib/kong-harness';
 import type { ExchangeSummary, FakeRequestState, KongTry, PhaseRun, PluginServer } from '../lib/kong-harness';
 import { REPO_ROOT } from '../lib/nginx-env';
@@ -49,8 +53,11 @@ export interface KongGatewayOptions {
   serviceRetries?: number;
   /** RPC connections to the plugin server, used in turn (Kong keeps a pool). Default 4. */
   connections?: number;
-  /** No response headers from the replica within this many ms: 504 (Kong's read_timeout). Default 60 s. */
-  readTimeoutMs?: number;
+  /**
+   * The Service's connect_timeout / write_timeout / read_timeout in ms (Kong's defaults: 60 s each),
+   * in force unless the plugin calls set_timeouts. Shown in the log entry's Service, as in Kong.
+   */
+  serviceTimeoutsMs?: { connect: number; write: number; read: number };
   /** The plugin bundle (default dist/kong/llm-balancer.js). */
   pluginFile?: string;
 }
@@ -102,7 +109,7 @@ export async function startKongGateway(options: KongGatewayOptions): Promise<Kon
   const pluginFile = options.pluginFile ?? KONG_PLUGIN_FILE;
   if (!fs.existsSync(pluginFile)) throw new Error(`${pluginFile} is missing: run \`node build/build.js\``);
   const serviceRetries = options.serviceRetries ?? 0;
-  const readTimeoutMs = options.readTimeoutMs ?? 60_000;
+  const serviceTimeouts = options.serviceTimeoutsMs ?? { connect: 60_000, write: 60_000, read: 60_000 };
   const pluginsDir = fs.mkdtempSync(path.join(os.tmpdir(), 'llmb-kong-gw-'));
   fs.copyFileSync(pluginFile, path.join(pluginsDir, PLUGIN_NAME + '.js'));
   const errors: string[] = [];
@@ -175,6 +182,9 @@ export async function startKongGateway(options: KongGatewayOptions): Promise<Kon
       query,
     });
     state.service.retries = serviceRetries;
+    state.service.connect_timeout = serviceTimeouts.connect;
+    state.service.write_timeout = serviceTimeouts.write;
+    state.service.read_timeout = serviceTimeouts.read;
     const handlers = fakePdkHandlers(state);
     const side = sides[nextSide++ % sides.length];
 
@@ -206,22 +216,31 @@ export async function startKongGateway(options: KongGatewayOptions): Promise<Kon
       // Kong would proxy to the Service's host; this gateway has none (fail-open is visible as 502).
       note('access: the plugin set no target');
     }
-    const exchange = await proxyStreaming(state, target, res, { retries: state.retries ?? serviceRetries, readTimeoutMs, kongMs });
+    const exchange = await proxyStreaming(state, target, res, { retries: state.retries ?? serviceRetries, kongMs });
     await logPhase(side, state, handlers, exchange.summary, exchange.response, kongMs);
   };
 
   /**
-   * Sends the request to the target, retrying connection failures on the same target, and streams
-   * the response to the client as it arrives. Resolves once the exchange is over.
+   * Sends the request to the target and streams the response to the client as it arrives, as
+   * Kong's nginx does with the timeouts in force (set_timeouts, else the Service's):
+   *   connect_timeout  until the connection to the replica is up (a reused keepalive one is)
+   *   read_timeout     between two reads: before the response headers, and between body chunks
+   * A try that fails before the headers (refused, reset, timed out) is retried on the SAME target
+   * while retries (set_retries, else the Service's) allow; then the client gets Kong's 502 or 504
+   * with the error handler's {"message"} body. A read timeout after the headers cuts the client
+   * connection (the status already went out). Kong writes a try's failure (state, code) only when
+   * it starts the next try, so the last try never carries one; $upstream_status lists nginx's own
+   * 502/504 per failed try. Resolves once the exchange is over.
    */
   const proxyStreaming = (
     state: FakeRequestState,
     target: { host: string; port: number } | null,
     res: http.ServerResponse,
-    settings: { retries: number; readTimeoutMs: number; kongMs: number },
+    settings: { retries: number; kongMs: number },
   ): Promise<{ summary: ExchangeSummary; response: { status: number; headers: Record<string, string>; bodyBytes: number } }> => {
     const sentAt = performance.now();
     const tries: KongTry[] = [];
+    const statuses: number[] = [];
     const fail = (status: number, message: string): { summary: ExchangeSummary; response: { status: number; headers: Record<string, string>; bodyBytes: number } } => {
       const text = status === 499 ? '' : JSON.stringify({ message });
       const headers: Record<string, string> = status === 499 ? {} : { 'content-type': JSON_UTF8 };
@@ -229,10 +248,11 @@ export async function startKongGateway(options: KongGatewayOptions): Promise<Kon
         res.writeHead(status, Object.assign({ 'content-length': String(Buffer.byteLength(text)) }, headers));
         res.end(text);
       }
-      return { summary: { upstreamStatus: null, ttfbMs: -1, totalMs: performance.now() - sentAt, tries }, response: { status, headers, bodyBytes: Buffer.byteLength(text) } };
+      return { summary: { upstreamStatus: null, upstreamStatuses: statuses, ttfbMs: -1, totalMs: performance.now() - sentAt, tries }, response: { status, headers, bodyBytes: Buffer.byteLength(text) } };
     };
     if (target === null) return Promise.resolve(fail(502, 'no target: the plugin set none and this gateway has no Service host'));
     if (target.host !== '127.0.0.1' && target.host !== 'localhost') return Promise.resolve(fail(503, 'name resolution failed'));
+    const limits = upstreamTimeouts(state);
     const up = state.upstream;
     const headers: Record<string, string> = {};
     for (const name of Object.keys(up.headers)) if (!HOP_BY_HOP.has(name) && name !== 'content-length') headers[name] = up.headers[name];
@@ -247,38 +267,56 @@ export async function startKongGateway(options: KongGatewayOptions): Promise<Kon
         if (!res.writableFinished) clientGone = true;
       });
       const attempt = (): void => {
-        const entry: KongTry = { ip: '127.0.0.1', port: target.port, balancer_latency: 0, balancer_start: Date.now() };
-        tries.push(entry);
+        if (tries.length > 0) markRetriedTry(tries, statuses[statuses.length - 1] === 504 ? 504 : 502);
+        tries.push({ ip: '127.0.0.1', port: target.port, balancer_latency: 0, balancer_start: Date.now() });
         let answered = false;
+        let settled = false;
+        let silence: ReturnType<typeof setTimeout> | null = null;
         const req = http.request({ host: '127.0.0.1', port: target.port, method: up.method, path: up.path + queryString(up.query), headers, agent });
-        const timer = setTimeout(() => {
-          entry.state = 'failed';
-          entry.code = 504;
-          req.destroy();
-          resolve(fail(504, KONG_ERROR_MESSAGES[504]));
-        }, settings.readTimeoutMs);
+        const quiet = (): void => {
+          if (silence !== null) clearTimeout(silence);
+          silence = null;
+        };
         const onClientClose = (): void => {
           if (res.writableFinished) return;
-          clearTimeout(timer);
+          quiet();
           req.destroy();
-          if (!answered) resolve(fail(499, ''));
+          if (!answered && !settled) {
+            settled = true;
+            resolve(fail(499, ''));
+          }
+        };
+        /** The try failed before any response byte: retry on the same target, or answer Kong's error. */
+        const tryFailed = (code: 502 | 504, detail: string): void => {
+          if (answered || settled) return;
+          settled = true;
+          quiet();
+          res.off('close', onClientClose);
+          req.destroy();
+          statuses.push(code);
+          if (clientGone) return resolve(fail(499, ''));
+          if (tries.length > settings.retries) return resolve(fail(code, KONG_PROXY_ERROR_MESSAGES[code] + (detail ? ` (${detail})` : '')));
+          attempt();
+        };
+        let onSilence = (): void => tryFailed(504, '');
+        const expectWithin = (ms: number): void => {
+          quiet();
+          silence = setTimeout(() => onSilence(), ms);
         };
         res.once('close', onClientClose);
-        req.on('error', (error) => {
-          if (answered) return;
-          clearTimeout(timer);
-          res.off('close', onClientClose);
-          if (clientGone) return resolve(fail(499, ''));
-          entry.state = 'failed';
-          entry.code = 502;
-          if (tries.length > settings.retries) return resolve(fail(502, `${KONG_ERROR_MESSAGES[502]} (${error.message})`));
-          attempt();
+        // connect_timeout covers a new connection; a reused keepalive socket is already connected.
+        req.on('socket', (socket) => {
+          if (!socket.connecting) return expectWithin(limits.readMs);
+          expectWithin(limits.connectMs);
+          socket.once('connect', () => expectWithin(limits.readMs));
         });
+        req.on('error', (error) => tryFailed(502, error.message));
         req.on('response', (upstream) => {
           answered = true;
-          clearTimeout(timer);
+          settled = true;
           const ttfbMs = performance.now() - sentAt;
           const status = upstream.statusCode ?? 502;
+          statuses.push(status);
           const out = flatHeaders(upstream.headers);
           out['x-kong-upstream-latency'] = String(Math.round(ttfbMs));
           out['x-kong-proxy-latency'] = String(Math.round(settings.kongMs));
@@ -288,17 +326,31 @@ export async function startKongGateway(options: KongGatewayOptions): Promise<Kon
           const done = (): void => {
             if (over) return;
             over = true;
+            quiet();
             res.off('close', onClientClose);
-            resolve({ summary: { upstreamStatus: status, ttfbMs, totalMs: performance.now() - sentAt, tries }, response: { status, headers: out, bodyBytes } });
+            resolve({ summary: { upstreamStatus: status, upstreamStatuses: statuses, ttfbMs, totalMs: performance.now() - sentAt, tries }, response: { status, headers: out, bodyBytes } });
           };
           if (clientGone) {
             upstream.destroy();
             return done();
           }
           res.writeHead(status, out);
+          // nginx sends the response header as soon as it has processed the replica's (an SSE
+          // client sees its 200 before the first token); Node would hold it until the first write.
+          res.flushHeaders();
+          // read_timeout between body chunks: nginx gives up on the replica and, the status being
+          // out already, closes the client connection mid-body.
+          onSilence = () => {
+            upstream.destroy();
+            req.destroy();
+            res.destroy();
+            done();
+          };
+          expectWithin(limits.readMs);
           // Each chunk goes out as it arrives (SSE tokens): no buffering between replica and client.
           upstream.on('data', (chunk: Buffer) => {
             bodyBytes += chunk.length;
+            expectWithin(limits.readMs);
             res.write(chunk);
           });
           upstream.on('end', () => {

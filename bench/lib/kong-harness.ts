@@ -65,7 +65,9 @@ export interface StartPluginServerOptions {
 }
 
 const SOCKET_NAME = 'js_pluginserver.sock';
-const START_TIMEOUT_MS = 10_000;
+// Each server loads ts-node (~1.5 s alone); a spec starting seven at once on a busy 2-core machine
+// has seen 10 s pass. Well inside vitest's 60 s hook timeout.
+const START_TIMEOUT_MS = 30_000;
 // SIGTERM first so the server can close its socket; a server stuck in a plugin gets SIGKILL.
 const STOP_GRACE_MS = 3_000;
 // Enough of the server's output to diagnose a failure, without growing without bound in the benchmark.
@@ -525,6 +527,40 @@ export const KONG_ERROR_MESSAGES: Record<number, string> = {
   504: 'The upstream server is timed out',
 };
 
+/**
+ * What Kong's error handler (kong/error_handlers.lua BODIES) answers when nginx itself failed the
+ * proxying (refused, timed out): error_page sends those to it, and error_template_json (kong.conf)
+ * can reshape them.
+ */
+export const KONG_PROXY_ERROR_MESSAGES: Record<number, string> = {
+  502: 'An invalid response was received from the upstream server',
+  504: 'The upstream server is timing out',
+};
+
+/** The timeouts in force for a request (ms): set_timeouts when the plugin called it, else the Service's. */
+export function upstreamTimeouts(state: FakeRequestState): { connectMs: number; writeMs: number; readMs: number } {
+  const service = state.service;
+  const pick = (set: unknown, configured: unknown): number => (typeof set === 'number' ? set : typeof configured === 'number' ? configured : 60_000);
+  const t = state.timeouts;
+  return {
+    connectMs: pick(t ? t.connect : undefined, service.connect_timeout),
+    writeMs: pick(t ? t.write : undefined, service.write_timeout),
+    readMs: pick(t ? t.read : undefined, service.read_timeout),
+  };
+}
+
+/**
+ * Marks a failed try the way Kong does: a try's state and code are written only when the NEXT try
+ * starts (Kong.balancer: `previous_try.state, previous_try.code = get_last_failure()`), so the last
+ * try of a failed exchange carries none. nginx writes its own 502/504 into $upstream_status
+ * ("502, 502" after a retry), which the log entry shows as upstream_status.
+ */
+export function markRetriedTry(tries: KongTry[], code: 502 | 504): void {
+  const last = tries[tries.length - 1];
+  last.state = 'failed';
+  last.code = code;
+}
+
 function defaultErrorMessage(status: number): string {
   return KONG_ERROR_MESSAGES[status] ?? 'An unexpected error occurred';
 }
@@ -699,10 +735,18 @@ export function fakePdkHandlers(state: FakeRequestState): Record<string, PdkHand
       return null;
     },
     'kong.service.set_retries': ([retries]) => {
-      state.retries = Number(retries);
+      if (typeof retries !== 'number' || Math.floor(retries) !== retries) throw new Error('retries must be an integer');
+      if (retries < 0 || retries > 32767) throw new Error('retries must be an integer between 0 and 32767: given ' + retries);
+      state.retries = retries;
       return null;
     },
+    // kong/pdk/service.lua checks each argument the same way (a Lua error, a 500 in Kong).
     'kong.service.set_timeouts': ([connect, write, read]) => {
+      const names = ['connect_timeout', 'write_timeout', 'read_timeout'];
+      [connect, write, read].forEach((value, i) => {
+        if (typeof value !== 'number' || Math.floor(value) !== value) throw new Error(names[i] + ' must be an integer');
+        if (value < 1 || value > 2147483646) throw new Error(names[i] + ' must be an integer between 1 and 2147483646: given ' + value);
+      });
       state.timeouts = { connect, write, read };
       return null;
     },
@@ -859,7 +903,7 @@ interface Exchange extends ExchangeSummary {
 
 type Attempt =
   | { kind: 'failed'; error: string }
-  | { kind: 'timeout' }
+  | { kind: 'timeout'; byKong: boolean }
   | { kind: 'client-abort' }
   | { kind: 'response'; status: number; headers: Record<string, string>; body: string; ttfbMs: number; totalMs: number; interrupted: KongResult['interrupted'] };
 
@@ -873,12 +917,13 @@ export function flatHeaders(headers: http.IncomingHttpHeaders): Record<string, s
   return out;
 }
 
-function errorExchange(status: number, message: string, tries: KongTry[] | null, interrupted: KongResult['interrupted'], totalMs: number): Exchange {
+function errorExchange(status: number, message: string, tries: KongTry[] | null, interrupted: KongResult['interrupted'], totalMs: number, statuses: number[] = []): Exchange {
   return {
     status,
     body: status === 499 ? '' : JSON.stringify({ message }),
     headers: status === 499 ? {} : { 'content-type': JSON_UTF8 },
     upstreamStatus: null,
+    upstreamStatuses: statuses,
     ttfbMs: -1,
     totalMs,
     tries,
@@ -887,9 +932,15 @@ function errorExchange(status: number, message: string, tries: KongTry[] | null,
   };
 }
 
-/** One try: resolves at the end of the body, or at the deadline / client abort / connection failure. */
+/**
+ * One try: resolves at the end of the body, or at the deadline / client abort / connection failure,
+ * or when Kong's timeouts in force (set_timeouts, else the Service's) expire: connect_timeout until
+ * the connection is up, read_timeout between two reads (before the response headers and between
+ * body chunks), as nginx's proxy_connect_timeout / proxy_read_timeout do.
+ */
 function attempt(ip: string, port: number, state: FakeRequestState, sentAt: number, deadline: number, abortAt: number): Promise<Attempt> {
   const up = state.upstream;
+  const limits = upstreamTimeouts(state);
   const headers: Record<string, string> = {};
   for (const name of Object.keys(up.headers)) if (!HOP_BY_HOP.has(name) && name !== 'content-length') headers[name] = up.headers[name];
   // set_target rewrites the upstream Host (preserve_host is off); Kong adds the X-Forwarded-* family.
@@ -900,25 +951,38 @@ function attempt(ip: string, port: number, state: FakeRequestState, sentAt: numb
   return new Promise((resolve) => {
     let settled = false;
     let response: { status: number; headers: Record<string, string>; ttfbMs: number } | null = null;
+    let silence: ReturnType<typeof setTimeout> | null = null;
     const chunks: Buffer[] = [];
     const finish = (result: Attempt): void => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
+      if (silence !== null) clearTimeout(silence);
       req.destroy();
       resolve(result);
     };
     const partial = (interrupted: KongResult['interrupted']): Attempt | null =>
       response ? { kind: 'response', status: response.status, headers: response.headers, body: Buffer.concat(chunks).toString('utf8'), ttfbMs: response.ttfbMs, totalMs: performance.now() - sentAt, interrupted } : null;
+    // Kong's timeouts: the connect phase, then the silence between two reads.
+    const expectWithin = (ms: number): void => {
+      if (silence !== null) clearTimeout(silence);
+      silence = setTimeout(() => finish(partial('timeout') ?? { kind: 'timeout', byKong: true }), ms);
+    };
     const byAbort = abortAt < deadline;
     const timer = setTimeout(() => {
       const interrupted = byAbort ? 'client-abort' : 'timeout';
-      finish(partial(interrupted) ?? { kind: interrupted });
+      finish(partial(interrupted) ?? (interrupted === 'timeout' ? { kind: 'timeout', byKong: false } : { kind: 'client-abort' }));
     }, Math.max(0, Math.min(deadline, abortAt) - performance.now()));
     const req = http.request({ host: ip, port, method: up.method, path: up.path + queryString(up.query), headers, agent: false });
+    expectWithin(limits.connectMs);
+    req.on('socket', (socket) => socket.once('connect', () => expectWithin(limits.readMs)));
     req.on('response', (res) => {
       response = { status: res.statusCode ?? 0, headers: flatHeaders(res.headers), ttfbMs: performance.now() - sentAt };
-      res.on('data', (chunk: Buffer) => chunks.push(chunk));
+      expectWithin(limits.readMs);
+      res.on('data', (chunk: Buffer) => {
+        chunks.push(chunk);
+        expectWithin(limits.readMs);
+      });
       res.on('end', () => finish(partial(null) as Attempt));
       res.on('error', () => finish(partial('upstream-reset') as Attempt));
       res.on('aborted', () => finish(partial('upstream-reset') as Attempt));
@@ -928,7 +992,10 @@ function attempt(ip: string, port: number, state: FakeRequestState, sentAt: numb
   });
 }
 
-/** Kong's proxying of one request to `target`: tries, retries on connection failures, timeout and client abort. */
+/**
+ * Kong's proxying of one request to `target`: tries, retries (connection failures and Kong's
+ * timeouts, on the SAME host:port when set_target chose it), the overall deadline, client abort.
+ */
 async function proxy(state: FakeRequestState, target: Target, options: KongRequestOptions): Promise<Exchange> {
   const sentAt = performance.now();
   const ip = LOOPBACK_HOSTS[target.host];
@@ -937,27 +1004,26 @@ async function proxy(state: FakeRequestState, target: Target, options: KongReque
   const abortAt = options.clientAbortAfterMs === undefined ? Infinity : sentAt + options.clientAbortAfterMs;
   const retries = state.retries ?? options.serviceRetries ?? KONG_DEFAULT_RETRIES;
   const tries: KongTry[] = [];
-  // Kong retries connection failures on the SAME host:port when set_target chose it. A timeout
-  // ends the exchange here, although Kong would retry it too: the wait stays bounded by timeoutMs.
+  // $upstream_status: every try's status, nginx's own 502/504 for a failed one.
+  const statuses: number[] = [];
   for (;;) {
-    const entry: KongTry = { ip, port: target.port, balancer_latency: 0, balancer_start: Date.now() };
-    tries.push(entry);
+    if (tries.length > 0) markRetriedTry(tries, statuses[statuses.length - 1] === 504 ? 504 : 502);
+    tries.push({ ip, port: target.port, balancer_latency: 0, balancer_start: Date.now() });
     const result = await attempt(ip, target.port, state, sentAt, deadline, abortAt);
     const totalMs = performance.now() - sentAt;
     if (result.kind === 'response') {
+      statuses.push(result.status);
       return {
-        status: result.status, body: result.body, headers: result.headers, upstreamStatus: result.status,
+        status: result.status, body: result.body, headers: result.headers, upstreamStatus: result.status, upstreamStatuses: statuses,
         ttfbMs: result.ttfbMs, totalMs: result.totalMs, tries, interrupted: result.interrupted, source: 'service',
       };
     }
-    if (result.kind === 'client-abort') return errorExchange(499, '', tries, 'client-abort', totalMs);
-    entry.state = 'failed';
-    if (result.kind === 'timeout') {
-      entry.code = 504;
-      return errorExchange(504, KONG_ERROR_MESSAGES[504], tries, 'timeout', totalMs);
-    }
-    entry.code = 502;
-    if (tries.length > retries) return errorExchange(502, KONG_ERROR_MESSAGES[502], tries, null, totalMs);
+    if (result.kind === 'client-abort') return errorExchange(499, '', tries, 'client-abort', totalMs, statuses);
+    const code = result.kind === 'timeout' ? 504 : 502;
+    statuses.push(code);
+    // The harness's own deadline ends the exchange (the spec's bound, not Kong's): no retry then.
+    const deadlineHit = result.kind === 'timeout' && !result.byKong;
+    if (tries.length > retries || deadlineHit) return errorExchange(code, KONG_PROXY_ERROR_MESSAGES[code], tries, result.kind === 'timeout' ? 'timeout' : null, totalMs, statuses);
   }
 }
 
@@ -978,6 +1044,8 @@ function headerBytes(headers: Record<string, string>): number {
 export interface ExchangeSummary {
   /** null when no upstream response headers arrived. */
   upstreamStatus: number | null;
+  /** $upstream_status: each try's status, nginx's own 502/504 for a try that failed (log entry: "502, 200"). */
+  upstreamStatuses?: number[];
   /** ms from sending to the response headers (-1 without them), and to the end of the body. */
   ttfbMs: number;
   totalMs: number;
@@ -1023,7 +1091,8 @@ export function serializeEntry(
     workspace: state.service.ws_id,
     workspace_name: 'default',
   };
-  if (exchange && exchange.upstreamStatus !== null) entry.upstream_status = String(exchange.upstreamStatus);
+  if (exchange && exchange.upstreamStatuses && exchange.upstreamStatuses.length > 0) entry.upstream_status = exchange.upstreamStatuses.join(', ');
+  else if (exchange && exchange.upstreamStatus !== null) entry.upstream_status = String(exchange.upstreamStatus);
   // An exit in access ends the request before the balancer runs: no tries.
   if (exchange && exchange.tries) entry.tries = exchange.tries;
   if (req.consumer) {

@@ -8,6 +8,8 @@
 // until the first successful read.
 // Replica load: strategies that read the replicas' own /metrics (llm) get them scraped in the
 // background (metrics-scraper.ts) from the same replicas.
+// Replica health: with active_health.enabled the plugin server probes the same replicas in the
+// background (health-prober.ts), so a replica that recovers is back without a client request.
 // Every failure inside a phase is answered with a 503: an exception thrown out of a JS plugin
 // makes Kong proxy to the Service's default host, a silent wrong route.
 
@@ -21,6 +23,7 @@ import {
   readsHashKey,
   readsReplicaLoad,
   readsTokens,
+  recordProbe,
   replicasFromConfig,
   splitAddress,
   validate,
@@ -30,14 +33,18 @@ import { PROMETHEUS_CONTENT_TYPE, prometheusText, statusDocument } from '../../s
 import type { Balancer, BalancerConfig, ConfigError, Replica } from '../../shared/index';
 import { kongOptionsFields, kongOptionsSchema } from './options';
 import type { KongOptions } from './options';
-import { lastTriedAddress, outcomeFromLogEntry } from './outcome';
+import { answeredBeforeRefusal, lastTriedAddress, needsResponseSource, outcomeFromLogEntry } from './outcome';
 import type { KongLogEntry } from './outcome';
 import type { KongPdk } from './pdk';
+import { startHealthProber } from './health-prober';
+import type { HealthProber } from './health-prober';
 import { startMetricsScraper } from './metrics-scraper';
 import type { MetricsScraper } from './metrics-scraper';
 import { replicaSourceFor } from './replica-source';
 import type { ReplicaSource } from './replica-source';
 import { requestViewFromKong } from './request-view';
+import { requestStreams, timeoutsFor } from './timeouts';
+import type { UpstreamTimeouts } from './timeouts';
 
 export const Name = 'llm-balancer';
 export const Version = '0.1.0';
@@ -97,39 +104,69 @@ interface PluginState {
   source: ReplicaSource | null;
   /** Scrapes the replicas' /metrics when the strategy reads them; else null. */
   scraper: MetricsScraper | null;
-  retries: ServiceRetries;
+  /** Probes the replicas' health path when active_health.enabled; else null. */
+  prober: HealthProber | null;
+  service: ServiceSettings;
+  /** Read the body of every request to know whether it streams (kong.stream_timeouts), or because the strategy reads it. */
+  readsBodyForView: boolean;
+  /** Replica id -> when its last connect error was logged (Date.now()): see answeredBeforeRefusal. */
+  connectErrorAt: Record<string, number>;
   /** When a phase of this plugin last ran (Date.now()): idle states are released (releaseIdleStates). */
   lastUsedAt: number;
 }
 
 /**
- * Whether set_retries can be skipped: Kong's log entry carries the Service and its configured
- * `retries`. While every entry of this plugin showed ONE service whose retries already equal
- * kong.same_target_retries, calling set_retries would change nothing and costs a round trip to
- * Kong per request. A second service (a global plugin) or a different value turns the call back on
- * for good. Cost of being wrong: only requests between a Service edit and its first log entry run
- * with the Service's own retries.
+ * What the Service of this plugin's requests is configured with, so that set_retries and
+ * set_timeouts calls that would change nothing are skipped (each is a round trip to Kong per
+ * request). Kong's log entry carries the Service entity with its `retries`, `connect_timeout`,
+ * `write_timeout` and `read_timeout` (the set_* calls change the request's balancer data, never
+ * the entity). While every entry showed ONE service, a call whose value equals the Service's is
+ * skipped; a second service (a global plugin) turns every call back on for good. Cost of being
+ * wrong: only requests between a Service edit and its first log entry run with the Service's own
+ * values.
  */
-interface ServiceRetries {
+interface ServiceSettings {
   serviceId: string | null;
   mixed: boolean;
-  skip: boolean;
+  /** The Service's values; null until a log entry showed them (then the call is made). */
+  retries: number | null;
+  connectMs: number | null;
+  writeMs: number | null;
+  readMs: number | null;
 }
 
-function learnServiceRetries(known: ServiceRetries, entry: KongLogEntry, wanted: number): void {
+function numberOrNull(value: unknown): number | null {
+  return typeof value === 'number' && isFinite(value) ? value : null;
+}
+
+function forgetService(known: ServiceSettings): void {
+  known.retries = null;
+  known.connectMs = null;
+  known.writeMs = null;
+  known.readMs = null;
+}
+
+function learnService(known: ServiceSettings, entry: KongLogEntry): void {
   const service = entry.service;
   if (known.mixed) return;
-  if (service === null || typeof service !== 'object' || typeof service.id !== 'string' || typeof service.retries !== 'number') {
-    known.skip = false;
+  if (service === null || typeof service !== 'object' || typeof service.id !== 'string') {
+    forgetService(known);
     return;
   }
   if (known.serviceId !== null && known.serviceId !== service.id) {
     known.mixed = true;
-    known.skip = false;
+    forgetService(known);
     return;
   }
   known.serviceId = service.id;
-  known.skip = service.retries === wanted;
+  known.retries = numberOrNull(service.retries);
+  known.connectMs = numberOrNull(service.connect_timeout);
+  known.writeMs = numberOrNull(service.write_timeout);
+  known.readMs = numberOrNull(service.read_timeout);
+}
+
+function serviceHasTimeouts(known: ServiceSettings, wanted: UpstreamTimeouts): boolean {
+  return known.connectMs === wanted.connectMs && known.writeMs === wanted.writeMs && known.readMs === wanted.readMs;
 }
 
 /**
@@ -153,6 +190,7 @@ let sweepTimer: ReturnType<typeof setInterval> | null = null;
 function stopState(state: PluginState): void {
   if (state.source) state.source.stop();
   if (state.scraper) state.scraper.stop();
+  if (state.prober) state.prober.stop();
 }
 
 /** Releases every plugin state unused for `idleMs`; returns the released plugin ids. */
@@ -184,6 +222,7 @@ function stateFor(pluginId: string, config: BalancerConfig, kong: KongOptions): 
     // Never keeps the plugin server alive on its own.
     if (typeof sweepTimer.unref === 'function') sweepTimer.unref();
   }
+  const store = createMemoryStore();
   const state: PluginState = {
     signature,
     config,
@@ -192,12 +231,13 @@ function stateFor(pluginId: string, config: BalancerConfig, kong: KongOptions): 
     readsTokens: readsTokens(config),
     readsBody: readsBody(config),
     balancer: createBalancer(config, {
-      store: createMemoryStore(),
+      store,
       clock: { now: () => Date.now() },
       random: { next: () => Math.random() },
     }),
     staticReplicas: replicasFromConfig(config),
-    retries: { serviceId: null, mixed: false, skip: false },
+    service: { serviceId: null, mixed: false, retries: null, connectMs: null, writeMs: null, readMs: null },
+    readsBodyForView: readsBody(config) || kong.stream_timeouts,
     source:
       kong.upstream === null
         ? null
@@ -209,6 +249,8 @@ function stateFor(pluginId: string, config: BalancerConfig, kong: KongOptions): 
             intervalMs: kong.refresh_interval_s * 1000,
           }),
     scraper: null,
+    prober: null,
+    connectErrorAt: Object.create(null),
     lastUsedAt: Date.now(),
   };
   if (readsReplicaLoad(config)) {
@@ -219,6 +261,18 @@ function stateFor(pluginId: string, config: BalancerConfig, kong: KongOptions): 
       // Read at each round: the Admin API list follows the upstream's targets.
       replicas: () => currentReplicas(state),
       record: (replicaId, text) => state.balancer.onReplicaMetrics(replicaId, text),
+    });
+  }
+  const active = config.active_health;
+  if (active.enabled) {
+    const thresholds = { healthyThreshold: active.healthy_threshold, unhealthyThreshold: active.unhealthy_threshold };
+    state.prober = startHealthProber({
+      path: active.path,
+      intervalMs: active.interval_s * 1000,
+      timeoutMs: active.timeout_s * 1000,
+      replicas: () => currentReplicas(state),
+      // The same bookkeeping as the NGINX module's js_periodic checks (shared/health/active.ts).
+      record: (replicaId, passed) => recordProbe(store, replicaId, passed, thresholds, Date.now()),
     });
   }
   states[pluginId] = state;
@@ -262,8 +316,35 @@ async function firstReplicas(state: PluginState): Promise<Replica[]> {
   return currentReplicas(state);
 }
 
-async function answer503(kong: KongPdk, reason: Parameters<typeof noReplicaError>[0], message: string): Promise<void> {
-  await kong.response.exit(503, JSON.stringify(noReplicaError(reason, message)), JSON_HEADERS);
+/**
+ * Every answer the plugin gives instead of proxying is OpenAI-shaped JSON (shared/errors.ts), so
+ * SDK clients surface the message. `retryAfterS`: seconds for a Retry-After header when a retry
+ * can help (replicas come back), null when it cannot (an invalid configuration stays invalid).
+ */
+async function answer503(kong: KongPdk, reason: Parameters<typeof noReplicaError>[0], message: string, retryAfterS: number | null): Promise<void> {
+  const headers: Record<string, string> = { 'Content-Type': 'application/json' };
+  if (retryAfterS !== null) headers['Retry-After'] = String(retryAfterS);
+  await kong.response.exit(503, JSON.stringify(noReplicaError(reason, message)), headers);
+}
+
+/** A retry within a second can already meet a recovered replica, a finished trial, a new read. */
+const MIN_RETRY_AFTER_S = 1;
+
+/**
+ * When a request refused for want of a replica is worth retrying: when the soonest ejection ends,
+ * or sooner when an active probe or an Admin API read may bring a replica back (their intervals).
+ * Only on the 503 path, so reading the status rows costs nothing in normal operation.
+ */
+function retryAfterSeconds(state: PluginState, replicas: Replica[], now: number): number {
+  let soonestMs = Infinity;
+  const rows = state.balancer.status(replicas);
+  for (const row of rows) {
+    if (row.ejectedUntil !== null && row.ejectedUntil > now) soonestMs = Math.min(soonestMs, row.ejectedUntil - now);
+  }
+  if (state.config.active_health.enabled) soonestMs = Math.min(soonestMs, state.config.active_health.interval_s * 1000);
+  if (state.source !== null) soonestMs = Math.min(soonestMs, state.kong.refresh_interval_s * 1000);
+  if (!isFinite(soonestMs)) return MIN_RETRY_AFTER_S;
+  return Math.max(MIN_RETRY_AFTER_S, Math.ceil(soonestMs / 1000));
 }
 
 /** kong.status_path: the status rows as JSON, or Prometheus text with ?format=prometheus. */
@@ -293,7 +374,7 @@ export class Plugin {
     try {
       if (!this.loaded.ok) {
         await kong.log.err('llm-balancer: invalid configuration: ' + formatErrors(this.loaded.errors).replace(/\n/g, '; '));
-        await answer503(kong, 'internal-error', 'invalid plugin configuration (see the Kong error log)');
+        await answer503(kong, 'internal-error', 'invalid plugin configuration (see the Kong error log)', null);
         return;
       }
       const state = stateFor(this.pluginId, this.loaded.config, this.loaded.kong);
@@ -304,13 +385,13 @@ export class Plugin {
       const replicas = await firstReplicas(state);
       if (replicas.length === 0 && state.source !== null && state.source.current() === null) {
         const why = state.source.lastError();
-        await answer503(kong, 'no-replicas', 'the targets of Kong upstream "' + state.kong.upstream + '" could not be read from the Admin API yet' + (why ? ': ' + why : ''));
+        await answer503(kong, 'no-replicas', 'the targets of Kong upstream "' + state.kong.upstream + '" could not be read from the Admin API yet' + (why ? ': ' + why : ''), Math.max(MIN_RETRY_AFTER_S, Math.ceil(state.kong.refresh_interval_s)));
         return;
       }
-      const view = await requestViewFromKong(kong, state.config, state.readsKey, state.kong.max_body_bytes, state.readsBody);
+      const view = await requestViewFromKong(kong, state.config, state.readsKey, state.kong.max_body_bytes, state.readsBodyForView);
       const result = state.balancer.pick(replicas, view);
       if (!result.ok) {
-        await answer503(kong, result.reason, result.message);
+        await answer503(kong, result.reason, result.message, retryAfterSeconds(state, replicas, Date.now()));
         return;
       }
       const chosen = result.replicas[0];
@@ -322,11 +403,14 @@ export class Plugin {
       if (result.tokens > 0) await kong.ctx.shared.set(TOKENS_KEY, result.tokens);
       await kong.ctx.shared.set(PICK_KEY, chosen.id);
       state.balancer.onStart(chosen.id, result.tokens);
-      if (!state.retries.skip) await kong.service.setRetries(state.kong.same_target_retries);
+      if (state.service.retries !== state.kong.same_target_retries) await kong.service.setRetries(state.kong.same_target_retries);
+      const timeouts = timeoutsFor(state.config.timeouts, requestStreams(view.body));
+      if (!serviceHasTimeouts(state.service, timeouts)) await kong.service.setTimeouts(timeouts.connectMs, timeouts.writeMs, timeouts.readMs);
       await kong.service.setTarget(target.host, target.port);
     } catch (error) {
       await kong.log.err('llm-balancer: access failed: ' + String(error));
-      await answer503(kong, 'internal-error', 'the balancer failed to pick a replica (see the Kong error log)');
+      // Something failed on the way (an RPC to Kong, say): the next attempt may well pass.
+      await answer503(kong, 'internal-error', 'the balancer failed to pick a replica (see the Kong error log)', MIN_RETRY_AFTER_S);
     }
   }
 
@@ -341,9 +425,14 @@ export class Plugin {
       // Kong resolved to an IP, two replicas on one address) ask for what access recorded.
       let picked: unknown = replicaAt(replicas, lastTriedAddress(entry));
       if (picked === null) picked = await kong.ctx.shared.get(PICK_KEY);
-      learnServiceRetries(state.retries, entry, state.kong.same_target_retries);
+      learnService(state.service, entry);
       if (typeof picked !== 'string') return;
-      const outcome = outcomeFromLogEntry(entry);
+      // Kong's own 502/504 and the replica's look alike in the entry: ask only then.
+      const source = needsResponseSource(entry) ? await kong.response.getSource() : undefined;
+      const outcome = outcomeFromLogEntry(entry, source);
+      if (outcome.error === 'connect-error') state.connectErrorAt[picked] = Date.now();
+      // A stream a crash cut, logged with its 200: neither success nor failure (outcome.ts).
+      else if (answeredBeforeRefusal(entry, outcome, state.connectErrorAt[picked])) outcome.error = 'aborted';
       if (state.readsTokens) {
         const tokens = await kong.ctx.shared.get(TOKENS_KEY);
         outcome.tokens = typeof tokens === 'number' && tokens > 0 ? tokens : 0;

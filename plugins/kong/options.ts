@@ -14,6 +14,7 @@ export interface KongOptions {
   max_body_bytes: number;
   same_target_retries: number;
   status_path: string | null;
+  stream_timeouts: boolean;
 }
 
 export const kongOptionsFields: FieldEntry[] = [
@@ -81,6 +82,19 @@ export const kongOptionsFields: FieldEntry[] = [
       default: 0,
       between: [0, 10],
       description: "Kong's retries (set_retries) after a connect error or timeout; they go to the SAME replica, so 0 by default.",
+    },
+  },
+  {
+    stream_timeouts: {
+      type: 'boolean',
+      // Off: knowing "stream" costs reading the body through the plugin server on every request
+      // (one more round trip plus the body's transfer, measured by `npm run bench:kong`), and the
+      // strategies that need it (least-tokens, prefix-affinity, llm, a body hash key) read it anyway.
+      // Without it a hung streaming request is still cut at timeouts.response_s, and stuck-replica
+      // detection keeps new requests away from the hung replica long before.
+      default: false,
+      description:
+        'Read every request body (up to max_body_bytes) to give streaming requests the timeouts.stream_idle_s read timeout; off: only strategies that read the body anyway do, other requests wait up to timeouts.response_s.',
     },
   },
   {

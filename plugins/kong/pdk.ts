@@ -17,10 +17,14 @@ export interface KongPdk {
   service: {
     setTarget(host: string, port: number): Promise<null>;
     setRetries(retries: number): Promise<null>;
+    /** Milliseconds, integers 1 – 2147483646 (Kong raises a Lua error otherwise: a 500). */
+    setTimeouts(connectMs: number, writeMs: number, readMs: number): Promise<null>;
   };
   response: {
     exit(status: number, body?: string, headers?: Record<string, string>): Promise<null>;
     getStatus(): Promise<number>;
+    /** "service" (the replica answered), "exit" (a plugin answered), "error" (nginx failed the attempt: refused, timed out). */
+    getSource(): Promise<string>;
   };
   ctx: {
     shared: {

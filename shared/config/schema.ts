@@ -445,7 +445,7 @@ export const schema: FieldEntry[] = [
             default: 60,
             between: [1, 86400],
             description:
-              'Seconds a streaming attempt ("stream": true) may stay silent before its first byte or between chunks; then it times out. NGINX reads every body to tell streams apart unless this equals response_s.',
+              'Seconds a streaming attempt ("stream": true) may stay silent before its first byte or between chunks; then it times out. NGINX reads every body to tell streams apart unless this equals response_s; Kong only with kong.stream_timeouts or a body-reading strategy.',
           },
         },
       ],
@@ -586,7 +586,7 @@ export const schema: FieldEntry[] = [
     active_health: {
       type: 'record',
       required: true,
-      description: 'Active health checks run by the NGINX module (js_periodic); on Kong, configure the upstream healthchecks instead.',
+      description: 'Active health checks, run in the background by the NGINX module (js_periodic) and by the Kong plugin server.',
       fields: [
         {
           enabled: {
