@@ -104,7 +104,7 @@ describe('loadPluginConfig', () => {
           admin_timeout_s: 2,
           max_body_bytes: 1048576,
           same_target_retries: 0,
-          stream_timeouts: false,
+          stream_timeouts: true,
           status_path: null,
         });
       }

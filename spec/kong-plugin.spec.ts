@@ -249,7 +249,8 @@ describe('timeouts (kong.service.set_timeouts)', () => {
   const whole = JSON.stringify({ model: 'm', stream: false, messages: [{ role: 'user', content: 'hi' }] });
 
   it.each<[string, Record<string, unknown>, string | undefined, unknown[]]>([
-    ['defaults, a strategy that reads no body: response_s for all', { strategy: 'round-robin' }, streaming, [3000, 300000, 300000]],
+    ['defaults, a strategy that reads no body: the body is read (kong.stream_timeouts), stream_idle_s', { strategy: 'round-robin' }, streaming, [3000, 60000, 60000]],
+    ['kong.stream_timeouts off, a strategy that reads no body: response_s for all', { strategy: 'round-robin', kong: { stream_timeouts: false } }, streaming, [3000, 300000, 300000]],
     ['a body-reading strategy and "stream": true: stream_idle_s', { strategy: 'least-tokens' }, streaming, [3000, 60000, 60000]],
     ['a body-reading strategy, "stream": false: response_s', { strategy: 'least-tokens' }, whole, [3000, 300000, 300000]],
     ['kong.stream_timeouts reads the body for any strategy', { strategy: 'round-robin', kong: { stream_timeouts: true } }, streaming, [3000, 60000, 60000]],
@@ -264,8 +265,8 @@ describe('timeouts (kong.service.set_timeouts)', () => {
     expect(calls[calls.length - 1].method).toBe('service.setTarget');
   });
 
-  it('never reads the body only for timeouts unless kong.stream_timeouts is on', async () => {
-    const plugin = new Plugin({ __plugin_id: 'p-timeouts-nobody', strategy: 'least-connections', replicas: REPLICAS });
+  it('never reads the body only for timeouts when kong.stream_timeouts is off', async () => {
+    const plugin = new Plugin({ __plugin_id: 'p-timeouts-nobody', strategy: 'least-connections', replicas: REPLICAS, kong: { stream_timeouts: false } });
     const { kong, calls } = fakeKong({ body: streaming });
     await plugin.access(kong);
     expect(calls.map((c) => c.method)).not.toContain('request.getRawBody');

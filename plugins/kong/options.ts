@@ -53,7 +53,7 @@ export const kongOptionsFields: FieldEntry[] = [
       // Kong's own active health checks commonly run every 5 s: reading more often sees nothing new.
       default: 5,
       between: [0.1, 3600],
-      description: 'Seconds between background reads of the upstream targets and health; only the very first request waits for a read.',
+      description: 'Seconds between background reads of the upstream targets and health; requests never wait for one, except those before the first successful read when no static replicas are given.',
     },
   },
   {
@@ -87,12 +87,13 @@ export const kongOptionsFields: FieldEntry[] = [
   {
     stream_timeouts: {
       type: 'boolean',
-      // Off: knowing "stream" costs reading the body through the plugin server on every request
-      // (one more round trip plus the body's transfer, measured by `npm run bench:kong`), and the
-      // strategies that need it (least-tokens, prefix-affinity, llm, a body hash key) read it anyway.
-      // Without it a hung streaming request is still cut at timeouts.response_s, and stuck-replica
-      // detection keeps new requests away from the hung replica long before.
-      default: false,
+      // On, as NGINX reads every body: without it a streaming request on a hung replica waits
+      // timeouts.response_s (300 s) instead of stream_idle_s (60 s) — worse than Kong's own 60 s
+      // default read timeout. It costs one more plugin-server round trip plus the body's transfer
+      // per request (`npm run bench:kong`: 8 instead of 5 round trips, ~+100-170 µs of plugin-server
+      // CPU with a small chat body); strategies that read the body anyway pay nothing more. Turn it
+      // off for very large prompts with a strategy that does not read them.
+      default: true,
       description:
         'Read every request body (up to max_body_bytes) to give streaming requests the timeouts.stream_idle_s read timeout; off: only strategies that read the body anyway do, other requests wait up to timeouts.response_s.',
     },
