@@ -315,6 +315,20 @@ export const schema: FieldEntry[] = [
             description: 'The matched replica is skipped above ceil(c x average in-flight x weight share); 0 disables.',
           },
         },
+        {
+          placement: {
+            type: 'string',
+            default: 'rendezvous',
+            one_of: ['rendezvous', 'least-load'],
+            // rendezvous: a prefix no table knows goes to the rendezvous owner of its first block, the
+            // same replica through every gateway node (each node's table only learns its own traffic,
+            // so placing by load splits a shared prefix over the replicas' caches once per node). It
+            // changes only the first placement of a prefix on a single node (where least load picked at
+            // random among idle replicas); least-load restores that for users who rely on it.
+            description:
+              "Where a prompt prefix no table entry knows goes: 'rendezvous' (a hash of its first block over the eligible replicas: the same replica from every gateway node, within the load bounds; least-tokens and llm favour that replica) or 'least-load'.",
+          },
+        },
       ],
     },
   },

@@ -83,6 +83,7 @@ export interface BalancerConfig {
     balance_abs: number;
     balance_rel: number;
     balance_factor: number;
+    placement: 'rendezvous' | 'least-load';
   };
   response_time: { half_life_s: number; peak_sensitive: boolean; latency_metric: 'e2e' | 'ttft' | 'tpot' };
   consistent_hash: { balance_factor: number; fallback: KeylessStrategyName };

@@ -26,10 +26,30 @@ const idHash = memoise(hashString, 4096);
 export function rendezvousScores(candidates: ReplicaView[], key: string): number[] {
   const keyHash = hashString(key);
   const scores: number[] = [];
-  for (let i = 0; i < candidates.length; i++) {
-    scores.push(candidates[i].weight / -Math.log(unitInterval(combineHashes(keyHash, idHash(candidates[i].id)))));
-  }
+  for (let i = 0; i < candidates.length; i++) scores.push(rendezvousScore(candidates[i], keyHash));
   return scores;
+}
+
+/** One candidate's weighted rendezvous score for a key already hashed to 32 bits. */
+function rendezvousScore(replica: ReplicaView, keyHash: number): number {
+  return replica.weight / -Math.log(unitInterval(combineHashes(keyHash, idHash(replica.id))));
+}
+
+/**
+ * Index of the highest-scoring candidate for a key already hashed to 32 bits (e.g. a prompt's
+ * block hash: prefix placement); -1 when there are none. One pass, no array: O(N).
+ */
+export function rendezvousOwner(candidates: ReplicaView[], keyHash: number): number {
+  let best = -1;
+  let bestScore = 0;
+  for (let i = 0; i < candidates.length; i++) {
+    const score = rendezvousScore(candidates[i], keyHash);
+    if (best < 0 || score > bestScore || (score === bestScore && candidates[i].id < candidates[best].id)) {
+      best = i;
+      bestScore = score;
+    }
+  }
+  return best;
 }
 
 /** Index of the highest score not yet taken (ties, practically impossible, go to the smaller id); -1 when none is left. */

@@ -12,17 +12,24 @@
 // and in what is counted in flight once it is chosen. The pick is recorded in the table. A
 // conversation's next turn thus stays where its history is until the load says otherwise:
 // llm-d's "sticky until saturated", from the gateway's own bookkeeping.
+// A prompt no candidate was sent any block of (prefix_affinity.placement rendezvous, the default):
+// its rendezvous owner (prefix-placement.ts, the replica every gateway node sends that prefix to
+// first) is presumed to hold min_match of its blocks (at least one) for the ORDER only: it wins
+// among replicas loaded within that many tokens, so nodes without shared state agree on where a new
+// prefix goes. Only presumed: it is not counted as cached in flight (the full prompt is).
 // The request's estimate comes from its OpenAI body (shared/llm-request.ts): prompt tokens by the
 // ~4 characters per token rule, plus max_tokens capped at least_tokens.max_output_tokens (or
 // least_tokens.default_output_tokens when unset); a request without a readable body counts
 // least_tokens.default_request_tokens. O(N × count). Reads: tokens, weight.
 // Options: least_tokens.default_output_tokens, max_output_tokens, default_request_tokens,
-// discount_cached_prefix; prefix_affinity.block_tokens, max_blocks, table_slots (the table).
+// discount_cached_prefix; prefix_affinity.block_tokens, max_blocks, table_slots (the table),
+// min_match and placement (the unknown prefix's owner).
 
 import type { BalancerConfig } from '../config/types';
 import { CHARS_PER_TOKEN, readLlmRequest } from '../llm-request';
 import type { LlmRequest } from '../llm-request';
 import { prefixBlockHashes } from '../prefix-blocks';
+import { prefixOwner, presumedDepth } from '../prefix-placement';
 import { candidateTags, matchDepths, recordRoute, replicaTag } from '../prefix-table';
 import type { ReplicaView, Store, Strategy, StrategyContext } from '../types';
 import { cheapestFirst } from './ranking';
@@ -51,6 +58,7 @@ export function createLeastTokens(config: BalancerConfig, store: Store): Strateg
   const discount = config.least_tokens.discount_cached_prefix;
   const prefix = config.prefix_affinity;
   const blockChars = prefix.block_tokens * CHARS_PER_TOKEN;
+  const rendezvous = prefix.placement === 'rendezvous';
   // Set by `order`, read by cachedPromptTokens and afterPick in the same synchronous pick: the
   // prompt's block chain, and the cached prompt tokens per candidate id.
   let pending: number[] | null = null;
@@ -68,8 +76,19 @@ export function createLeastTokens(config: BalancerConfig, store: Store): Strateg
       }
       const depths = matchDepths(store, pending, prefix.table_slots, candidateTags(candidates));
       const cached: Record<string, number> = Object.create(null);
-      for (let i = 0; i < candidates.length; i++) cached[candidates[i].id] = Math.min(llm.promptTokens, depths[i] * prefix.block_tokens);
+      let known = false;
+      for (let i = 0; i < candidates.length; i++) {
+        cached[candidates[i].id] = Math.min(llm.promptTokens, depths[i] * prefix.block_tokens);
+        if (depths[i] > 0) known = true;
+      }
       cachedById = cached;
+      if (!known && rendezvous) {
+        // Nobody here was sent this prefix: presume its owner holds some of it, for the order only.
+        const owner = prefixOwner(candidates, pending);
+        const ownerId = candidates[owner].id;
+        const presumed = Math.min(llm.promptTokens, presumedDepth(pending.length, prefix.min_match) * prefix.block_tokens);
+        return cheapestFirst(candidates, (replica) => (replica.tokens + own - (replica.id === ownerId ? presumed : 0)) / replica.weight, context.random, count);
+      }
       return cheapestFirst(candidates, (replica) => (replica.tokens + own - cached[replica.id]) / replica.weight, context.random, count);
     },
     cachedPromptTokens(chosen: ReplicaView): number {

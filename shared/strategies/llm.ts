@@ -11,6 +11,11 @@
 //            tokens  min-max over (estimated tokens in flight + this request's) / weight
 //   pick     the highest total, ties at random; alternates by total.
 // The pick is then recorded as the holder of the prompt's blocks, as prefix-affinity does.
+// A prompt no candidate was sent any block of (prefix_affinity.placement rendezvous, the default):
+// its rendezvous owner (prefix-placement.ts, where every gateway node sends that prefix first) gets
+// the prefix score of min_match of its blocks (at least one): presumed, not known, so less than a
+// real match of the whole prefix, and queue, KV and token load still outweigh it on a busy owner;
+// enough that nodes without shared state agree on where a new prefix goes when loads are close.
 // Defaults follow llm-d (queue 2, KV 2, prefix 3) plus token load 1. The shootout compared them
 // with a prefix-heavy (1/1/6/1) and a load-heavy (3/3/1/2) blend over four workloads (BENCHMARKS.md):
 // each of those wins where its signal dominates and loses clearly elsewhere (prefix-heavy piles onto
@@ -19,11 +24,13 @@
 // Because queue and KV come from the replicas themselves, several gateways in front of the same
 // replicas see the same load. O(blocks + N × count).
 // Reads: the OpenAI body, inFlight, tokens, the replicas' /metrics, weight.
-// Options: llm.*, prefix_affinity.block_tokens/max_blocks/table_slots, least_tokens.*, replica_metrics.*.
+// Options: llm.*, prefix_affinity.block_tokens/max_blocks/table_slots/min_match/placement,
+// least_tokens.*, replica_metrics.*.
 
 import type { BalancerConfig } from '../config/types';
 import { CHARS_PER_TOKEN } from '../llm-request';
 import { prefixBlockHashes } from '../prefix-blocks';
+import { prefixOwner, presumedDepth } from '../prefix-placement';
 import { candidateTags, deepestMatch, recordRoute, replicaTag } from '../prefix-table';
 import type { ReplicaView, Store, Strategy, StrategyContext } from '../types';
 import { cheapestFirst } from './ranking';
@@ -57,6 +64,7 @@ export function createLlm(config: BalancerConfig, store: Store): Strategy {
   const options = config.llm;
   const prefix = config.prefix_affinity;
   const blockChars = prefix.block_tokens * CHARS_PER_TOKEN;
+  const rendezvous = prefix.placement === 'rendezvous';
   let pending: number[] | null = null;
   return {
     name: 'llm',
@@ -90,6 +98,7 @@ export function createLlm(config: BalancerConfig, store: Store): Strategy {
       if (pending !== null && pending.length > 0 && options.prefix_weight > 0) {
         const match = deepestMatch(store, pending, prefix.table_slots, candidateTags(candidates));
         if (match.depth > 0) totals[match.index] += (options.prefix_weight * match.depth) / pending.length;
+        else if (rendezvous) totals[prefixOwner(candidates, pending)] += (options.prefix_weight * presumedDepth(pending.length, prefix.min_match)) / pending.length;
       }
       const indexOf: Record<string, number> = Object.create(null);
       for (let i = 0; i < n; i++) indexOf[candidates[i].id] = i;

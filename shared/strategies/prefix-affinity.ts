@@ -9,19 +9,25 @@
 //   2. the replica holding the deepest matching prefix (prefix-table.ts) when the match covers at
 //      least min_match of the prompt's blocks and that replica is under the bounded-load ceiling
 //      ceil(balance_factor × (total in flight + 1) × weight / total weight) (Mirrokni et al.);
-//   3. otherwise least load ((inFlight + 1) / weight, random tie-break).
+//   3. no candidate holds the prefix (or less than min_match of it): with placement rendezvous (the
+//      default) its rendezvous owner (prefix-placement.ts: a weighted rendezvous hash of the prompt's
+//      first block), under the same bounded-load ceiling — so every gateway node, with or without
+//      shared state, sends a new prefix to the same replica;
+//   4. otherwise (placement least-load, no full block, or the holder/owner is at its ceiling) least
+//      load ((inFlight + 1) / weight, random tie-break).
 // The pick is then recorded as the holder of every block of the prompt (afterPick): a hot prefix
 // that overflows its replica moves to the next and is cached there too, so it spreads instead of
 // piling up. Blocks: block_tokens × 4 characters of the prompt (system prompt and every earlier turn
 // included), at most max_blocks, chained hashes (prefix-blocks.ts).
 // Reads: the OpenAI body, inFlight, weight; the prefix table in the Store. O(blocks + N × count).
 // Options: prefix_affinity.block_tokens, max_blocks, table_slots, min_match, balance_abs,
-// balance_rel, balance_factor.
+// balance_rel, balance_factor, placement.
 
 import type { BalancerConfig } from '../config/types';
 import { prefixBlockHashes } from '../prefix-blocks';
 import { candidateTags, deepestMatch, recordRoute, replicaTag } from '../prefix-table';
 import { CHARS_PER_TOKEN } from '../llm-request';
+import { prefixOwner } from '../prefix-placement';
 import type { ReplicaView, Store, Strategy, StrategyContext } from '../types';
 import { connectionCost } from './least-connections';
 import { cheapestFirst, without } from './ranking';
@@ -53,6 +59,7 @@ export function underBound(candidates: ReplicaView[], replica: ReplicaView, bala
 export function createPrefixAffinity(config: BalancerConfig, store: Store): Strategy {
   const options = config.prefix_affinity;
   const blockChars = options.block_tokens * CHARS_PER_TOKEN;
+  const rendezvous = options.placement === 'rendezvous';
   // The chain computed by `order`, recorded by `afterPick` in the same synchronous pick.
   let pending: number[] | null = null;
   return {
@@ -63,12 +70,14 @@ export function createPrefixAffinity(config: BalancerConfig, store: Store): Stra
       pending = llm === null ? null : prefixBlockHashes(llm.promptKey, blockChars, options.max_blocks);
       if (pending !== null && pending.length > 0 && !imbalanced(candidates, options.balance_abs, options.balance_rel)) {
         const match = deepestMatch(store, pending, options.table_slots, candidateTags(candidates));
-        if (match.depth > 0 && match.depth >= options.min_match * pending.length) {
-          const holder = candidates[match.index];
-          if (underBound(candidates, holder, options.balance_factor)) {
-            if (count <= 1) return [holder];
-            return [holder].concat(cheapestFirst(without(candidates, [holder]), connectionCost, context.random, count - 1));
-          }
+        // The table's holder when it knows the prefix; else (rendezvous) the prefix's owner.
+        let preferred = -1;
+        if (match.depth > 0 && match.depth >= options.min_match * pending.length) preferred = match.index;
+        else if (rendezvous) preferred = prefixOwner(candidates, pending);
+        if (preferred >= 0 && underBound(candidates, candidates[preferred], options.balance_factor)) {
+          const holder = candidates[preferred];
+          if (count <= 1) return [holder];
+          return [holder].concat(cheapestFirst(without(candidates, [holder]), connectionCost, context.random, count - 1));
         }
       }
       return cheapestFirst(candidates, connectionCost, context.random, count);

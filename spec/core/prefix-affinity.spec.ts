@@ -6,6 +6,7 @@ import { deepestMatch, encodeEntry, matchDepths, recordRoute, replicaTag, slotKe
 import { imbalanced, underBound } from '../../shared/strategies/prefix-affinity';
 import type { Replica } from '../../shared/types';
 import { configOf, fakeClock, replicas, seededRandom, view } from '../helpers/core';
+import { prefixOwnerId } from '../helpers/prefix';
 
 /** A chat body: a shared system prompt, then the conversation's turns. */
 function chat(system: string, turns: string[]): Record<string, unknown> {
@@ -82,8 +83,8 @@ describe('prefix-affinity', () => {
     for (const s of Object.keys(homes)) expect([...homes[s]], `system prompt ${s}`).toHaveLength(1);
   });
 
-  it('spreads different prefixes by load (no match: least load, random ties)', () => {
-    const { balancer } = balancerWith();
+  it('with placement least-load, spreads different prefixes by load (no match: least load, random ties)', () => {
+    const { balancer } = balancerWith({ placement: 'least-load' });
     const fleet = replicas([1, 1, 1, 1]);
     const seen = new Set<string>();
     for (let i = 0; i < 4; i++) seen.add(send(balancer, fleet, chat(`Unique prompt ${i}. `.repeat(100), ['hi']), true));
@@ -124,14 +125,25 @@ describe('prefix-affinity', () => {
     expect(underBound([view('a', { inFlight: 9 }), view('b', { inFlight: 0 })], view('a', { inFlight: 9 }), 0)).toBe(true);
   });
 
-  it('needs min_match of the prompt: a long new question after a short shared opening is placed by load', () => {
-    const { balancer } = balancerWith({ min_match: 0.5 });
-    const fleet = replicas([1, 1]);
+  it('needs min_match of the prompt: a long new question after a short shared opening is placed by load (least-load) or its owner (rendezvous)', () => {
     const opening = 'Shared opening. '.repeat(20); // 320 characters: one 256-character block
-    const first = send(balancer, fleet, chat(opening, ['x'.repeat(2000)]), true);
-    // Same opening, a different 2,000-character question: 1 of ~9 blocks matches (< 0.5): least load → the other replica.
-    const second = send(balancer, fleet, chat(opening, ['y'.repeat(2000)]), true);
-    expect(second).not.toBe(first);
+    const fleet = replicas([1, 1]);
+    {
+      const { balancer } = balancerWith({ min_match: 0.5, placement: 'least-load' });
+      const first = send(balancer, fleet, chat(opening, ['x'.repeat(2000)]), true);
+      // Same opening, a different 2,000-character question: 1 of ~9 blocks matches (< 0.5): least load → the other replica.
+      const second = send(balancer, fleet, chat(opening, ['y'.repeat(2000)]), true);
+      expect(second).not.toBe(first);
+    }
+    {
+      // Rendezvous: the match is too short to count, so the owner of the first block decides — the
+      // same opening, the same owner (the first went there too, the table being empty).
+      const { balancer } = balancerWith({ min_match: 0.5 });
+      const first = send(balancer, fleet, chat(opening, ['x'.repeat(2000)]), true);
+      const second = send(balancer, fleet, chat(opening, ['y'.repeat(2000)]), true);
+      expect(first).toBe(prefixOwnerId(fleet, chat(opening, ['x'])));
+      expect(second).toBe(first);
+    }
   });
 
   it('ignores requests without an OpenAI body (least load), and records nothing for them', () => {
