@@ -28,6 +28,9 @@ const CASES: Array<[string, Record<string, unknown>]> = [
   ['hybrid', { strategy: 'hybrid', hash_key: { source: 'header', name: 'x-user' }, hybrid: { max_concurrent: 3 } }],
   ['least-tokens', { strategy: 'least-tokens', least_tokens: { max_output_tokens: 800 } }],
   ['prefix-affinity', { strategy: 'prefix-affinity', prefix_affinity: { block_tokens: 16, table_slots: 64, balance_abs: 4 } }],
+  // min_match 1 and a tiny table: most picks miss the table and go through the rendezvous owner.
+  ['prefix-affinity (rendezvous placement of unknown prefixes)', { strategy: 'prefix-affinity', prefix_affinity: { block_tokens: 16, table_slots: 16, min_match: 1, balance_abs: 4 } }],
+  ['least-tokens (least-load placement)', { strategy: 'least-tokens', prefix_affinity: { block_tokens: 16, table_slots: 16, placement: 'least-load' } }],
   ['llm (no replica metrics: in-flight, tokens, prefix)', { strategy: 'llm', prefix_affinity: { block_tokens: 16, table_slots: 64 } }],
   ['consistent-hash falling back to least-tokens', { strategy: 'consistent-hash', hash_key: { source: 'header', name: 'x-none' }, consistent_hash: { fallback: 'least-tokens' } }],
 ];
