@@ -81,7 +81,14 @@ export const ALL_ROWS = (['nginx round robin', 'nginx least_conn'] as string[]).
  * per-gateway in-flight counting (least-connections) against the replicas' own /metrics (llm).
  * Not in the default full run (its 15-minute budget); `--rows "2 gateways: least-connections,2 gateways: llm"`.
  */
-export const TWO_GATEWAY_ROWS = ['2 gateways: least-connections', '2 gateways: llm', '2 gateways: round-robin'];
+export const TWO_GATEWAY_ROWS = ['2 gateways: least-connections', '2 gateways: llm', '2 gateways: round-robin', '2 gateways: prefix-affinity'];
+
+/**
+ * A prefix-aware row with prefix_affinity.placement least-load (a prefix no table knows placed by
+ * load, as before the rendezvous placement): `--rows "2 gateways: llm,2 gateways: llm (least-load placement)"`.
+ */
+const LEAST_LOAD_PLACEMENT = ' (least-load placement)';
+export const PLACEMENT_ROWS = ['llm', 'prefix-affinity', '2 gateways: llm', '2 gateways: prefix-affinity'].map((row) => row + LEAST_LOAD_PLACEMENT);
 const TWO_GATEWAYS = '2 gateways: ';
 
 /**
@@ -98,7 +105,7 @@ export const LLM_VARIANTS: Record<string, { queue_weight: number; kv_weight: num
 };
 const LLM_VARIANT = 'llm: ';
 export const LLM_VARIANT_ROWS = Object.keys(LLM_VARIANTS).map((name) => LLM_VARIANT + name);
-export const KNOWN_ROWS = ALL_ROWS.concat(TWO_GATEWAY_ROWS, LLM_VARIANT_ROWS);
+export const KNOWN_ROWS = ALL_ROWS.concat(TWO_GATEWAY_ROWS, LLM_VARIANT_ROWS, PLACEMENT_ROWS);
 
 const SETTINGS: Record<Mode, ModeSettings> = {
   // 20 s traces: 13 rows × 2 levels stay within 15 minutes on 2 cores.
@@ -153,6 +160,9 @@ function nativeConf(port: number, addresses: string[], balancing: string | null)
 
 /** The llm-balancer file of a row: shared options, the replicas with their weights. */
 export function balancerFile(row: string, addresses: string[]): Record<string, unknown> {
+  if (row.endsWith(LEAST_LOAD_PLACEMENT)) {
+    return Object.assign(balancerFile(row.slice(0, -LEAST_LOAD_PLACEMENT.length), addresses), { prefix_affinity: { placement: 'least-load' } });
+  }
   const variant = row.startsWith(LLM_VARIANT) ? LLM_VARIANTS[row.slice(LLM_VARIANT.length)] : undefined;
   const strategy = variant === undefined ? row : 'llm';
   const file: Record<string, unknown> = {
