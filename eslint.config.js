@@ -193,7 +193,7 @@ export default defineConfig(
     },
   },
   {
-    // Plain .js files here are Node ESM scripts (build/, bench/, this file).
+    // Plain .js files here are Node ESM scripts (build/, bench/, testbed/, this file).
     files: ['**/*.{js,mjs}'],
     rules: { '@typescript-eslint/no-require-imports': 'off' },
   },

@@ -25,7 +25,7 @@ import { promisify } from 'node:util';
 import { pathToFileURL } from 'node:url';
 import { REPO_ROOT, build, buildNodeModule } from '../build/build.js';
 import { ensureNginx } from '../build/fetch-nginx.js';
-import { nativeNginxConf } from './lib/native-nginx.js';
+import { nativeNginxConf } from '../testbed/lib/native-nginx.js';
 
 const run = promisify(execFile);
 const WORK = path.join(REPO_ROOT, '.cache', 'bench');

@@ -1,6 +1,6 @@
 // `npm run bench:kong`: what our Kong plugin costs inside the REAL kong-js-pluginserver. Kong itself
 // cannot run here, so this plays Kong's side of the plugin-server protocol with the harness of the
-// integration specs (bench/lib/kong-harness.ts) and measures access+log event pairs: every PDK
+// integration specs (testbed/lib/kong-harness.ts) and measures access+log event pairs: every PDK
 // call is a real MessagePack-RPC round trip over the unix socket, as under Kong. No HTTP is
 // proxied: the log phase's kong.log.serialize() answers a canned Kong 3.x entry (status 200).
 //
@@ -58,7 +58,7 @@ const VARIANTS = [
 /** The harness is TypeScript: bundle it for Node once per run. */
 async function loadHarness() {
   const outfile = path.join(WORK, 'kong-harness.mjs');
-  await buildNodeModule(path.join(REPO_ROOT, 'bench', 'lib', 'kong-harness.ts'), outfile);
+  await buildNodeModule(path.join(REPO_ROOT, 'testbed', 'lib', 'kong-harness.ts'), outfile);
   return import(pathToFileURL(outfile).href + '?t=' + Date.now());
 }
 

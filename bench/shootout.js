@@ -1,7 +1,7 @@
 // `npm run bench`: the strategy shootout (bench/shootout/main.ts explains it).
 //   node bench/shootout.js [--quick | --smoke] [--out DIR]
 // Builds the njs bundle, provisions nginx, then runs the TypeScript through tsx (the emulator child
-// process runs the same way). bench/lib imports build/build.js, which imports esbuild: tsx loads it
+// process runs the same way). testbed/lib imports build/build.js, which imports esbuild: tsx loads it
 // as it is, where a bundle would have to inline esbuild.
 
 import { register } from 'tsx/esm/api';

@@ -15,7 +15,7 @@
 //   - pre-tokenised prompts (arrays of token ids) count exactly;
 //   - at least 1: an empty prompt still occupies a position (a BOS token in a real model).
 // This is, on purpose, the same count the benchmark's replica emulator reports as prompt_tokens
-// (bench/emulator/tokens.ts), so the balancer's estimates and the benchmark's numbers line up.
+// (testbed/emulator/tokens.ts), so the balancer's estimates and the benchmark's numbers line up.
 //
 // Never throws: every field is type-checked before it is used, and a body that is not a request
 // yields a typed reason instead.

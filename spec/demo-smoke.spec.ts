@@ -3,8 +3,8 @@
 // everything it started is stopped. Needs the built bundle and nginx (npm test's pretest).
 import net from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { startDemo } from '../bench/demo/demo';
-import { parseDemoArgs, UsageError } from '../bench/demo/options';
+import { startDemo } from '../testbed/demo/demo';
+import { parseDemoArgs, UsageError } from '../testbed/demo/options';
 
 function refused(address: string): Promise<boolean> {
   const [host, port] = address.split(':');

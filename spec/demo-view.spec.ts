@@ -1,7 +1,7 @@
-// npm start's live view (bench/demo/view.ts): what it shows per replica and for the traffic.
+// npm start's live view (testbed/demo/view.ts): what it shows per replica and for the traffic.
 import { describe, expect, it } from 'vitest';
-import { renderView } from '../bench/demo/view';
-import type { ViewInput } from '../bench/demo/view';
+import { renderView } from '../testbed/demo/view';
+import type { ViewInput } from '../testbed/demo/view';
 
 function input(overrides: Partial<ViewInput> = {}): ViewInput {
   return {

@@ -1,14 +1,14 @@
-// The emulator's engine (bench/emulator/model.ts) on a manual clock: every duration below is the
+// The emulator's engine (testbed/emulator/model.ts) on a manual clock: every duration below is the
 // model's arithmetic, asserted exactly; nothing here waits for real time.
 import { describe, expect, it } from 'vitest';
-import { createManualClock } from '../bench/emulator/clock';
-import type { ManualClock } from '../bench/emulator/clock';
-import { createCompletionPlanner, drawOutputLength, seededRandom } from '../bench/emulator/content';
-import { BLOCK_TOKENS, createEngine } from '../bench/emulator/model';
-import type { Engine, EngineProfile, Sequence } from '../bench/emulator/model';
-import { PROFILES } from '../bench/emulator/profiles';
-import { chatTokenIds, countChatTokens, countTextTokens, textTokenIds } from '../bench/emulator/tokens';
-import type { ChatMessage } from '../bench/emulator/tokens';
+import { createManualClock } from '../testbed/emulator/clock';
+import type { ManualClock } from '../testbed/emulator/clock';
+import { createCompletionPlanner, drawOutputLength, seededRandom } from '../testbed/emulator/content';
+import { BLOCK_TOKENS, createEngine } from '../testbed/emulator/model';
+import type { Engine, EngineProfile, Sequence } from '../testbed/emulator/model';
+import { PROFILES } from '../testbed/emulator/profiles';
+import { chatTokenIds, countChatTokens, countTextTokens, textTokenIds } from '../testbed/emulator/tokens';
+import type { ChatMessage } from '../testbed/emulator/tokens';
 
 // Round numbers so expected durations can be written by hand: a step with one sequence lasts
 // 10 ms; each extra sequence adds 5 ms; a prefill costs 10 ms + 1 ms per uncached prompt token.

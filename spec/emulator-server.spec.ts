@@ -4,8 +4,8 @@
 import http from 'node:http';
 import net from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { NO_FAULTS, PROFILES, countChatTokens, countTextTokens, startEmulatedReplicas } from '../bench/emulator/index';
-import type { EmulatedReplica, EmulatedReplicas } from '../bench/emulator/index';
+import { NO_FAULTS, PROFILES, countChatTokens, countTextTokens, startEmulatedReplicas } from '../testbed/emulator/index';
+import type { EmulatedReplica, EmulatedReplicas } from '../testbed/emulator/index';
 import { createStrictSseParser, parseStrictSse } from './helpers/sse';
 
 const TIME_SCALE = 0.05;

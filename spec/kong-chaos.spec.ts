@@ -1,7 +1,7 @@
-// Chaos under open-loop load through "Kong": bench/kong-gateway (Kong's nginx played in Node:
+// Chaos under open-loop load through "Kong": testbed/kong-gateway (Kong's nginx played in Node:
 // set_timeouts and set_retries honoured, Kong's own 502/504) in front of the REAL
 // kong-js-pluginserver running dist/kong/llm-balancer.js, over four emulated vLLM replicas
-// (bench/emulator, time scale 0.2) whose faults are switched through the emulator's admin API.
+// (testbed/emulator, time scale 0.2) whose faults are switched through the emulator's admin API.
 // Static replicas, active_health on (the plugin server probes them), short timeouts and windows so
 // that each scenario fits in seconds. Requests arrive on a seeded Poisson schedule whatever the
 // earlier ones are doing (open loop), short chats, streamed unless the scenario says otherwise.
@@ -16,13 +16,13 @@ import { performance } from 'node:perf_hooks';
 import fs from 'node:fs';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { KONG_OUTFILE } from '../build/build.js';
-import { startKongGateway } from '../bench/kong-gateway/gateway';
-import type { KongGateway } from '../bench/kong-gateway/gateway';
-import { startEmulatedReplicas } from '../bench/emulator/index';
-import type { EmulatedReplicas, FaultsPatch } from '../bench/emulator/index';
-import { arrivalTimesMs } from '../bench/loadgen/arrivals';
-import { createRequestGenerator } from '../bench/loadgen/mixes';
-import { createRandom } from '../bench/loadgen/random';
+import { startKongGateway } from '../testbed/kong-gateway/gateway';
+import type { KongGateway } from '../testbed/kong-gateway/gateway';
+import { startEmulatedReplicas } from '../testbed/emulator/index';
+import type { EmulatedReplicas, FaultsPatch } from '../testbed/emulator/index';
+import { arrivalTimesMs } from '../testbed/loadgen/arrivals';
+import { createRequestGenerator } from '../testbed/loadgen/mixes';
+import { createRandom } from '../testbed/loadgen/random';
 
 // Ten short chats per second per replica at most; the emulated cards run 5x faster than an H100
 // (a short chat takes ~0.1-0.4 s), so each replica holds one to three requests at a time.

@@ -1,13 +1,13 @@
-// The shootout's "Kong" (bench/kong-gateway/): a streaming HTTP proxy in front of the REAL
+// The shootout's "Kong" (testbed/kong-gateway/): a streaming HTTP proxy in front of the REAL
 // kong-js-pluginserver running dist/kong/llm-balancer.js, on live local backends. Assertions are on
 // what clients and backends see, never on durations.
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { KONG_OUTFILE, REPO_ROOT } from '../build/build.js';
-import { startKongGateway } from '../bench/kong-gateway/gateway';
-import type { KongGateway } from '../bench/kong-gateway/gateway';
-import { startJsonChild } from '../bench/lib/json-child';
+import { startKongGateway } from '../testbed/kong-gateway/gateway';
+import type { KongGateway } from '../testbed/kong-gateway/gateway';
+import { startJsonChild } from '../testbed/lib/json-child';
 import { startBackends } from './helpers/backends';
 import type { Backends } from './helpers/backends';
 import { request, stream, waitFor } from './helpers/nginx-balancer';
@@ -191,7 +191,7 @@ describe('the Kong gateway of the shootout', () => {
 
   it('the CLI announces itself with one JSON line and reports what it handled when stopped', async () => {
     const config = JSON.stringify({ strategy: 'round-robin', replicas: replicas(2) });
-    const child = await startJsonChild<{ url: string; port: number }>(path.join(REPO_ROOT, 'bench', 'kong-gateway', 'cli.ts'), ['--config', config, '--json'], 'the Kong gateway');
+    const child = await startJsonChild<{ url: string; port: number }>(path.join(REPO_ROOT, 'testbed', 'kong-gateway', 'cli.ts'), ['--config', config, '--json'], 'the Kong gateway');
     let summary: unknown[] = [];
     try {
       expect(child.ready.url).toBe(`http://127.0.0.1:${child.ready.port}`);

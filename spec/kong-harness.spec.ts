@@ -1,4 +1,4 @@
-// The Kong harness (bench/lib/kong-harness.ts) against the REAL kong-js-pluginserver, with tiny
+// The Kong harness (testbed/lib/kong-harness.ts) against the REAL kong-js-pluginserver, with tiny
 // fixture plugins (spec/fixtures/kong-plugins/<name>/, one plugin per server as Kong 3.9+ runs
 // them). Each test asserts what the plugin server really does, so the integration specs built on
 // the harness can trust it.

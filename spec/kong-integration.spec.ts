@@ -1,5 +1,5 @@
 // The Kong plugin end to end: the built dist/kong/llm-balancer.js in the REAL kong-js-pluginserver,
-// driven over its MessagePack-RPC socket by a harness playing Kong (bench/lib/kong-harness.ts):
+// driven over its MessagePack-RPC socket by a harness playing Kong (testbed/lib/kong-harness.ts):
 // access phase → a real HTTP request to the target the plugin set, on live local backends → log
 // phase with Kong's log entry. Replicas come from the plugin config or from a fake Kong Admin API
 // (spec/helpers/kong-admin.ts) whose targets, weights and health the tests change. Assertions

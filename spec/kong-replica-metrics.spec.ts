@@ -1,5 +1,5 @@
 // Replica-reported load through the Kong plugin, end to end: the built dist/kong/llm-balancer.js in
-// the REAL kong-js-pluginserver, driven by the harness playing Kong (bench/lib/kong-harness.ts).
+// the REAL kong-js-pluginserver, driven by the harness playing Kong (testbed/lib/kong-harness.ts).
 // With strategy llm the plugin scrapes every replica's /metrics in the background
 // (plugins/kong/metrics-scraper.ts) and routes by the load the replicas report; other strategies
 // never scrape. Backends (spec/helpers/backends.ts) serve a settable vLLM text and count scrapes.

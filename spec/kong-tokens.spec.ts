@@ -1,5 +1,5 @@
 // least-tokens in the Kong plugin, end to end: the built dist/kong/llm-balancer.js in the REAL
-// kong-js-pluginserver, driven by the harness playing Kong (bench/lib/kong-harness.ts): access reads
+// kong-js-pluginserver, driven by the harness playing Kong (testbed/lib/kong-harness.ts): access reads
 // the raw body (up to kong.max_body_bytes), estimates the request's tokens, counts them on the
 // replica it picks and keeps them in kong.ctx.shared; the log phase reads them back and releases
 // them. The balancer state lives in the plugin server process, so the tests see it through routing

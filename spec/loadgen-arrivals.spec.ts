@@ -18,8 +18,8 @@ import {
   type ChatCompletionBody,
   type CompletionBody,
   type LoadRequest,
-} from '../bench/loadgen/index';
-import { PROFILES } from '../bench/emulator/index';
+} from '../testbed/loadgen/index';
+import { PROFILES } from '../testbed/emulator/index';
 
 function gapsOf(times: number[]): number[] {
   return times.map((at, i) => at - (i === 0 ? 0 : times[i - 1]));

@@ -5,7 +5,7 @@ import http from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { SseParser, createClient, type ClientResult, type LoadClient, type SseEvent } from '../bench/loadgen/index';
+import { SseParser, createClient, type ClientResult, type LoadClient, type SseEvent } from '../testbed/loadgen/index';
 
 /** Between the headers and the first token: long enough that TTFT and header time differ visibly. */
 const PREFILL_MS = 40;

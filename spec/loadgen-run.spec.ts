@@ -5,8 +5,8 @@
 import http from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { buildTrace, executeTrace, runTrace, type Report } from '../bench/loadgen/index';
-import { parseCliArgs } from '../bench/loadgen/cli';
+import { buildTrace, executeTrace, runTrace, type Report } from '../testbed/loadgen/index';
+import { parseCliArgs } from '../testbed/loadgen/cli';
 
 interface Seen {
   path: string;

@@ -12,7 +12,7 @@ import {
   formatReport,
   summarise,
   type RequestRecord,
-} from '../bench/loadgen/index';
+} from '../testbed/loadgen/index';
 
 /** Nearest-rank percentile of sorted values, with p given in per-mille so the rank is exact integer maths. */
 function referencePercentile(sorted: number[], perMille: number): number {

@@ -1,8 +1,8 @@
-// Chaos on NGINX: faults injected into one of four emulated replicas (bench/emulator, through its
+// Chaos on NGINX: faults injected into one of four emulated replicas (testbed/emulator, through its
 // admin API) while an open-loop sender keeps requests arriving at a fixed rate through real nginx
 // (2 workers, the generator's configuration, the built bundle), active health checks on, short
 // timeouts and windows. Two thirds of the requests stream ("stream": true: the strict SSE client of
-// bench/loadgen), half wait for a whole JSON answer. What must hold:
+// testbed/loadgen), half wait for a whole JSON answer. What must hold:
 //   crash     no client error where no byte had reached the client (those attempts are retried);
 //   restart   the crashed replica back in rotation within one active-check interval (+ margin);
 //   hang      (accepts, /health 200, never answers) no request held past its bound: streaming ones
@@ -17,9 +17,9 @@
 // sender, and other specs may run beside.
 import http from 'node:http';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { DEFAULT_MODEL_NAME, startEmulatedReplicas } from '../bench/emulator/index';
-import type { EmulatedReplicas, FaultsPatch } from '../bench/emulator/index';
-import { createClient } from '../bench/loadgen/index';
+import { DEFAULT_MODEL_NAME, startEmulatedReplicas } from '../testbed/emulator/index';
+import type { EmulatedReplicas, FaultsPatch } from '../testbed/emulator/index';
+import { createClient } from '../testbed/loadgen/index';
 import { createFleet } from './helpers/fleet';
 import { drained, readStatus } from './helpers/nginx-balancer';
 import type { Balancer, StatusRow } from './helpers/nginx-balancer';

@@ -12,8 +12,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startEmulatedReplicas } from '../bench/emulator/index';
-import type { EmulatedReplicas } from '../bench/emulator/index';
+import { startEmulatedReplicas } from '../testbed/emulator/index';
+import type { EmulatedReplicas } from '../testbed/emulator/index';
 import { REPO_ROOT } from './helpers/nginx-env';
 import { freePort } from './helpers/nginx-process';
 

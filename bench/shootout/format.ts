@@ -2,7 +2,7 @@
 // form (SUMMARY §9) with the columns an LLM benchmark needs on top. Pure: data in, text out.
 
 import fs from 'node:fs';
-import type { Report } from '../loadgen/index';
+import type { Report } from '../../testbed/loadgen/index';
 import type { CacheStats, Calibration, Mode } from './main';
 
 export interface Row {
@@ -124,7 +124,7 @@ export function renderSection(result: ShootoutResult): string {
       `emulated replicas (${s.replicas.join(', ')}; weights ${s.weights.join(', ')}) and a fresh gateway: real nginx for the ` +
       `\`nginx …\` rows (its own balancers) and the llm-balancer njs rows; for the \`kong …\` rows the llm-balancer Kong plugin ` +
       `in the real kong-js-pluginserver, behind a streaming Node proxy that plays Kong's nginx (Kong itself cannot run here; ` +
-      `bench/kong-gateway/). The emulator runs at ` +
+      `testbed/kong-gateway/). The emulator runs at ` +
       `timeScale ${s.timeScale} (every emulated duration × ${s.timeScale}), so milliseconds here are ${s.timeScale}× what the ` +
       `profiles' cards would show. Latency is end-to-end (request sent to \`[DONE]\`) of completed requests; TTFT is to the first ` +
       `content chunk. Cache hits: prefix-cache hit tokens / queried prompt tokens, summed over the replicas' own \`/metrics\`. Goodput: share of requests with TTFT ≤ ${s.slo.ttftMs} ms and TPOT ≤ ${s.slo.tpotMs} ms. Ratios are to nginx's own round robin. ` +

@@ -6,7 +6,7 @@
 //   round-robin ... hybrid                 llm-balancer's njs module, config from the generator
 //   kong round-robin / kong least-connections
 //                                          llm-balancer's Kong plugin in the real kong-js-pluginserver
-//                                          behind bench/kong-gateway/ (a streaming proxy playing Kong)
+//                                          behind testbed/kong-gateway/ (a streaming proxy playing Kong)
 // Each row gets fresh emulated replicas (a child process: no prefix cache or queue carries over,
 // and the replicas' event loop is not the load generator's) and a fresh gateway. Replicas: h100,
 // h100, a100, a100 (two fast, two ~0.8x capacity and 1.5x step time); the balancer config gives them
@@ -22,18 +22,18 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { startBalancer } from '../lib/nginx-balancer';
-import type { Balancer } from '../lib/nginx-balancer';
+import { startBalancer } from '../../testbed/lib/nginx-balancer';
+import type { Balancer } from '../../testbed/lib/nginx-balancer';
 import { STRATEGIES } from '../../shared/config/schema';
 import { hashString } from '../../shared/hash';
 import { parseReplicaMetrics } from '../../shared/replica-metrics';
-import { startJsonChild } from '../lib/json-child';
-import { loadNginxEnv, REPO_ROOT } from '../lib/nginx-env';
-import { nativeNginxConf } from '../lib/native-nginx.js';
-import { createPrefix, freePort, startNginx } from '../lib/nginx-process';
-import type { NginxInstance } from '../lib/nginx-process';
-import { MIXES, buildReport, buildTrace, createRandom, executeTrace, traceInfo, uniformInt } from '../loadgen/index';
-import type { Report, RequestRecord, Slo, Trace } from '../loadgen/index';
+import { startJsonChild } from '../../testbed/lib/json-child';
+import { loadNginxEnv, REPO_ROOT } from '../../testbed/lib/nginx-env';
+import { nativeNginxConf } from '../../testbed/lib/native-nginx.js';
+import { createPrefix, freePort, startNginx } from '../../testbed/lib/nginx-process';
+import type { NginxInstance } from '../../testbed/lib/nginx-process';
+import { MIXES, buildReport, buildTrace, createRandom, executeTrace, traceInfo, uniformInt } from '../../testbed/loadgen/index';
+import type { Report, RequestRecord, Slo, Trace } from '../../testbed/loadgen/index';
 import { renderChart } from './chart';
 import { renderSection, renderTable, updateBenchmarksFile } from './format';
 import type { Row, ShootoutResult } from './format';
@@ -123,10 +123,10 @@ export interface Emulators {
   stop(): Promise<void>;
 }
 
-/** The four replicas in a child process (`bench/emulator/cli.ts --json`). */
+/** The four replicas in a child process (`testbed/emulator/cli.ts --json`). */
 export async function startEmulators(timeScale: number, seed: number): Promise<Emulators> {
   const child = await startJsonChild<{ replicas: Array<{ address: string }> }>(
-    path.join(REPO_ROOT, 'bench', 'emulator', 'cli.ts'),
+    path.join(REPO_ROOT, 'testbed', 'emulator', 'cli.ts'),
     ['--replicas', PROFILES.join(','), '--time-scale', String(timeScale), '--seed', String(seed), '--json'],
     'the emulator',
   );
@@ -215,9 +215,9 @@ async function startGateway(row: string, addresses: string[]): Promise<Gateway> 
   }
   if (row.startsWith('kong ')) {
     // The Kong plugin in the real kong-js-pluginserver behind a streaming proxy playing Kong's
-    // nginx (bench/kong-gateway/), in its own process like nginx, with the same balancer file.
+    // nginx (testbed/kong-gateway/), in its own process like nginx, with the same balancer file.
     const child = await startJsonChild<{ url: string }>(
-      path.join(REPO_ROOT, 'bench', 'kong-gateway', 'cli.ts'),
+      path.join(REPO_ROOT, 'testbed', 'kong-gateway', 'cli.ts'),
       ['--config', JSON.stringify(balancerFile(row.slice('kong '.length), addresses)), '--json'],
       `the Kong gateway (${row})`,
     );

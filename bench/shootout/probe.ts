@@ -18,9 +18,9 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { startBalancer } from '../lib/nginx-balancer';
-import { REPO_ROOT } from '../lib/nginx-env';
-import { executeTrace } from '../loadgen/index';
+import { startBalancer } from '../../testbed/lib/nginx-balancer';
+import { REPO_ROOT } from '../../testbed/lib/nginx-env';
+import { executeTrace } from '../../testbed/loadgen/index';
 import { DEFAULT_MIX, DEFAULT_SEED, PROFILES, TIME_SCALE, WEIGHTS, balancerFile, startEmulators, traceWithSessions } from './main';
 
 const SAMPLE_MS = 500;

@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { countChatTokens, countTextTokens } from '../../bench/emulator/tokens';
-import type { ChatMessage } from '../../bench/emulator/tokens';
+import { countChatTokens, countTextTokens } from '../../testbed/emulator/tokens';
+import type { ChatMessage } from '../../testbed/emulator/tokens';
 import {
   CHARS_PER_TOKEN,
   estimateChatTokens,

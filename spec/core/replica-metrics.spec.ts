@@ -1,15 +1,15 @@
 // shared/replica-metrics.ts: the Prometheus text of vLLM, SGLang and the repository's emulator
 // parsed into the balancer's load signals. Fixtures under spec/fixtures/metrics/ are realistic
 // /metrics bodies (HELP/TYPE lines, histograms, process metrics, `_created` series); emulator.txt
-// was written by bench/emulator/metrics.ts's renderMetrics, and a case below renders it afresh so
+// was written by testbed/emulator/metrics.ts's renderMetrics, and a case below renders it afresh so
 // the fixture cannot drift from what the emulator serves.
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { metricNames, parseReplicaMetrics } from '../../shared/replica-metrics';
 import type { ReplicaLoad } from '../../shared/replica-metrics';
-import { createHistogram, INTER_TOKEN_BUCKETS_S, renderMetrics, TTFT_BUCKETS_S } from '../../bench/emulator/metrics';
-import type { EngineStats } from '../../bench/emulator/model';
+import { createHistogram, INTER_TOKEN_BUCKETS_S, renderMetrics, TTFT_BUCKETS_S } from '../../testbed/emulator/metrics';
+import type { EngineStats } from '../../testbed/emulator/model';
 
 function fixture(name: string): string {
   return readFileSync(new URL(`../fixtures/metrics/${name}`, import.meta.url), 'utf8');

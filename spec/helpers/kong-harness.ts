@@ -1,13 +1,13 @@
-// Kong's side of the plugin-server protocol lives in bench/lib/kong-harness.ts (the shootout's Kong
+// Kong's side of the plugin-server protocol lives in testbed/lib/kong-harness.ts (the shootout's Kong
 // gateway uses it too); the specs import it from here.
-export * from '../../bench/lib/kong-harness';
+export * from '../../testbed/lib/kong-harness';
 
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { KONG_OUTFILE } from '../../build/build.js';
-import { KongRpc, KongSide, startPluginServer } from '../../bench/lib/kong-harness';
-import type { PluginServer } from '../../bench/lib/kong-harness';
+import { KongRpc, KongSide, startPluginServer } from '../../testbed/lib/kong-harness';
+import type { PluginServer } from '../../testbed/lib/kong-harness';
 
 /** The built Kong plugin in a real kong-js-pluginserver, with Kong's side connected to it. */
 export interface BuiltPlugin {

@@ -1,9 +1,9 @@
 // A small HTTP client that can abort, status readers and waits, for the nginx integration specs;
-// real nginx with the generated configuration comes from bench/lib/nginx-balancer.ts.
+// real nginx with the generated configuration comes from testbed/lib/nginx-balancer.ts.
 import http from 'node:http';
-import type { Balancer } from '../../bench/lib/nginx-balancer';
-export { render, startBalancer } from '../../bench/lib/nginx-balancer';
-export type { Balancer, BalancerStartOptions, Rendered } from '../../bench/lib/nginx-balancer';
+import type { Balancer } from '../../testbed/lib/nginx-balancer';
+export { render, startBalancer } from '../../testbed/lib/nginx-balancer';
+export type { Balancer, BalancerStartOptions, Rendered } from '../../testbed/lib/nginx-balancer';
 
 export interface Reply {
   status: number;

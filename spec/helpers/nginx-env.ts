@@ -1,2 +1,2 @@
-// Moved to bench/lib (npm start and the benchmarks run nginx too); specs import it from here.
-export * from '../../bench/lib/nginx-env';
+// Moved to testbed/lib (npm start and the benchmarks run nginx too); specs import it from here.
+export * from '../../testbed/lib/nginx-env';

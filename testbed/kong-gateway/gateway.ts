@@ -2,7 +2,7 @@
 // GATEWAY-FACTS), so this process plays the part of Kong's nginx in front of the REAL
 // kong-js-pluginserver running the built plugin (dist/kong/llm-balancer.js):
 //
-//   client ──HTTP──▶ this proxy ── access phase (MessagePack-RPC, bench/lib/kong-harness.ts) ──▶ plugin
+//   client ──HTTP──▶ this proxy ── access phase (MessagePack-RPC, testbed/lib/kong-harness.ts) ──▶ plugin
 //                       │  set_target chose a replica
 //                       ├──HTTP (keepalive pool)──▶ replica, response STREAMED back chunk by chunk
 //                       └── log phase after the last byte, kong.log.serialize() in Kong 3.x's shape

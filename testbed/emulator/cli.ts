@@ -1,5 +1,5 @@
 // Runs emulated replicas until SIGINT/SIGTERM:
-//   node --import tsx bench/emulator/cli.ts --replicas h100,h100,a100,a100 \
+//   node --import tsx testbed/emulator/cli.ts --replicas h100,h100,a100,a100 \
 //     [--ports 8001,8002,8003,8004] [--time-scale 1] [--seed 1] [--host 127.0.0.1] \
 //     [--fault 2:slowdown=3] [--fault h100-1:hang] [--admin-port 8000] [--json]
 // Replicas are named <profile>-<position> (h100-1, h100-2, a100-3, ...). A --fault names a replica
@@ -10,7 +10,7 @@ import { parseArgs } from 'node:util';
 import { PROFILES, PROFILE_NAMES, parseFaultsText, startEmulatedReplicas } from './index';
 import type { FaultsPatch, ReplicaSpec } from './index';
 
-const USAGE = `usage: node --import tsx bench/emulator/cli.ts --replicas h100,a100,l4 [options]
+const USAGE = `usage: node --import tsx testbed/emulator/cli.ts --replicas h100,a100,l4 [options]
   --replicas LIST      profiles, one per replica (${PROFILE_NAMES.join(', ')})
   --ports LIST         one port per replica (default: free ports)
   --time-scale X       multiplies every duration (default 1; 0.1 runs 10x faster)

@@ -10,7 +10,7 @@
 //   metrics.ts   Prometheus text with vLLM's names
 //   server.ts    one replica: the OpenAI-compatible HTTP API over an engine, plus faults
 //   index.ts     startEmulatedReplicas (this file), and an optional admin port for every replica
-//   cli.ts       `node --import tsx bench/emulator/cli.ts --replicas h100,a100 ...`
+//   cli.ts       `node --import tsx testbed/emulator/cli.ts --replicas h100,a100 ...`
 //
 // Why a time scale: the benchmark host has 2 cores and CI runs must stay short. At timeScale 1 an
 // answer of 128 tokens takes ~1.6 s on the h100 profile and ~8 s on l4; specs run at 0.05 (20x

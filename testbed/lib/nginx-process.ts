@@ -1,4 +1,4 @@
-// Runs the provisioned nginx (bench/lib/nginx-env.ts) for integration specs, npm start and the
+// Runs the provisioned nginx (testbed/lib/nginx-env.ts) for integration specs, npm start and the
 // benchmarks: a temporary prefix with temp/ and logs/, `nginx -t`, start in the foreground (daemon off: the master is our
 // child, so we always know whom to kill), wait until the port accepts, reload with HUP (never
 // USR2: the binary upgrade re-executes without the loader), and a stop() that always ends the

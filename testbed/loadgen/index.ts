@@ -1,5 +1,5 @@
 // The open-loop LLM load generator: seeded traces (arrivals × request mix), a streaming OpenAI
-// client, HDR-histogram statistics and the run report. `bench/loadgen/cli.ts` is its command line.
+// client, HDR-histogram statistics and the run report. `testbed/loadgen/cli.ts` is its command line.
 
 export { createRandom, uniformInt, exponential, weightedIndex, type Random } from './random';
 export { arrivalTimesMs, poissonArrivalTimesMs, uniformArrivalTimesMs, ARRIVAL_MODES, type ArrivalMode } from './arrivals';

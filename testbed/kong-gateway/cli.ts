@@ -1,5 +1,5 @@
 // Runs the Kong-playing gateway (gateway.ts) until SIGINT/SIGTERM:
-//   node --import tsx bench/kong-gateway/cli.ts --config '{"strategy":"least-connections","replicas":[...]}' \
+//   node --import tsx testbed/kong-gateway/cli.ts --config '{"strategy":"least-connections","replicas":[...]}' \
 //     [--port 8000] [--service-retries 0] [--json]
 // --config is the llm-balancer plugin config as JSON, or @FILE (JSON or YAML). --json prints one
 // JSON line when ready ({url, port}) and, when stopped, one more ({handled, errors}); for scripts
@@ -10,7 +10,7 @@ import { parseArgs } from 'node:util';
 import { parse as parseYaml } from 'yaml';
 import { startKongGateway } from './gateway';
 
-const USAGE = `usage: node --import tsx bench/kong-gateway/cli.ts --config JSON|@FILE [--port N] [--service-retries N] [--json]`;
+const USAGE = `usage: node --import tsx testbed/kong-gateway/cli.ts --config JSON|@FILE [--port N] [--service-retries N] [--json]`;
 
 function fail(message: string): never {
   console.error(`${message}\n\n${USAGE}`);

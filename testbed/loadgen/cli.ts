@@ -1,5 +1,5 @@
 // Command line of the load generator:
-//   node --import tsx bench/loadgen/cli.ts --url http://127.0.0.1:8080 --rate 5 --duration 30 --mix mixed --seed 1
+//   node --import tsx testbed/loadgen/cli.ts --url http://127.0.0.1:8080 --rate 5 --duration 30 --mix mixed --seed 1
 // Builds the trace for the seed, replays it open loop against --url, prints the report table
 // (or its JSON with --json) and, with --out, writes the JSON report to a file.
 
@@ -13,7 +13,7 @@ import { API_PATHS, MIXES, type Api } from './mixes';
 import { formatReport, type Slo } from './report';
 import { buildTrace, DEFAULT_MODEL, runTrace, type BuildTraceOptions, type RunOptions } from './run';
 
-export const USAGE = `usage: node --import tsx bench/loadgen/cli.ts [options]
+export const USAGE = `usage: node --import tsx testbed/loadgen/cli.ts [options]
   --url URL            target, http://host:port[/prefix]       (default http://127.0.0.1:8080)
   --rate N             requests per second                     (default 5)
   --duration S         seconds of arrivals                     (default 30)

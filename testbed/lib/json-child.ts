@@ -1,5 +1,5 @@
-// A helper process that announces itself with one JSON line on stdout (bench/emulator/cli.ts
-// --json, bench/kong-gateway/cli.ts --json): spawned with tsx, its first line awaited, later lines
+// A helper process that announces itself with one JSON line on stdout (testbed/emulator/cli.ts
+// --json, testbed/kong-gateway/cli.ts --json): spawned with tsx, its first line awaited, later lines
 // kept, and stopped with SIGTERM (SIGKILL after a grace period).
 
 import { spawn } from 'node:child_process';
