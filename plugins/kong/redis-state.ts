@@ -74,8 +74,11 @@ const RECONNECT_MAX_MS = 2000;
 const CONNECT_TIMEOUT_MS = 2000;
 
 export interface SharedCountersStatus {
-  /** 'shared': the last read succeeded; 'local': Redis is slow or unreachable, this node counts alone. */
-  mode: 'shared' | 'local';
+  /**
+   * 'connecting': before the first connection (counts alone, nothing logged yet); 'shared': the
+   * last read succeeded; 'local': Redis is slow or unreachable, this node counts alone.
+   */
+  mode: 'connecting' | 'shared' | 'local';
   nodeId: string;
   /** The last failure, while in 'local' mode. */
   lastError: string | null;
@@ -158,7 +161,7 @@ export function createSharedCounters(options: SharedCountersOptions): SharedCoun
   let dirty: Record<string, true> = Object.create(null);
   /** Every shared key this node has counted (republished with each lease refresh). */
   const owned: Record<string, true> = Object.create(null);
-  let mode: 'shared' | 'local' = 'shared';
+  let mode: 'connecting' | 'shared' | 'local' = 'connecting';
   let lastError: string | null = null;
   let readSequence = 0;
   let stopped = false;
@@ -175,6 +178,7 @@ export function createSharedCounters(options: SharedCountersOptions): SharedCoun
     others = Object.create(null);
     lastError = reason;
     if (mode === 'local' || stopped) return;
+    // The first connection failing is as much an outage as a later one: it is logged too.
     mode = 'local';
     log('llm-balancer: Redis unavailable (' + reason + '): this node balances on its own counts until it is back');
   }
@@ -182,7 +186,9 @@ export function createSharedCounters(options: SharedCountersOptions): SharedCoun
   function recover(): void {
     lastError = null;
     if (mode === 'shared') return;
+    const wasConnecting = mode === 'connecting';
     mode = 'shared';
+    if (wasConnecting) return;
     log('llm-balancer: Redis available again: in-flight and token counts are shared');
   }
 
@@ -245,6 +251,8 @@ export function createSharedCounters(options: SharedCountersOptions): SharedCoun
   async function refresh(replicas: Replica[]): Promise<void> {
     if (stopped) return;
     if (redis.status !== 'ready') {
+      // The first connect is under way: no failure to report yet (a failed connect emits 'error').
+      if (mode === 'connecting') return;
       degrade('not connected (' + redis.status + ')');
       return;
     }
