@@ -13,6 +13,7 @@ import path from 'node:path';
 import Redis from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createMemoryStore } from '../shared/index';
+import { loadPluginConfig } from '../plugins/kong/index';
 import { createSharedCounters } from '../plugins/kong/redis-state';
 import type { SharedCounters } from '../plugins/kong/redis-state';
 import type { RedisOptions } from '../plugins/kong/options';
@@ -97,6 +98,34 @@ function read(n: Node, key: string): number {
 async function connected(n: Node): Promise<void> {
   expect(await refreshUntil(n, () => n.counters.status().mode === 'shared' && n.logs.length === 0)).toBe(true);
 }
+
+describe('kong.redis configuration', () => {
+  const base = { strategy: 'least-connections', replicas: [{ address: '127.0.0.1:9000' }] };
+
+  it('is off by default and filled with reasoned defaults when given', () => {
+    const off = loadPluginConfig({ ...base, kong: {} });
+    expect(off.ok && off.kong.redis).toBe(null);
+    const on = loadPluginConfig({ ...base, kong: { redis: { host: 'redis.internal' } } });
+    expect(on.ok).toBe(true);
+    if (on.ok) expect(on.kong.redis).toMatchObject({ host: 'redis.internal', port: 6379, db: 0, tls: false, key_prefix: 'llmb:', timeout_ms: 50, lease_s: 10 });
+  });
+
+  it.each([
+    [{}, 'kong.redis', 'neither'],
+    [{ url: 'redis://a:6379', host: 'a' }, 'kong.redis', 'both'],
+    [{ url: 'http://a:6379' }, 'kong.redis.url', 'redis://'],
+    [{ host: 'a', timeout_ms: 0 }, 'kong.redis.timeout_ms', 'between'],
+    [{ host: 'a', lease_s: 0.5 }, 'kong.redis.lease_s', 'between'],
+  ])('refuses %j with its field path', (redisConfig, path, words) => {
+    const loaded = loadPluginConfig({ ...base, kong: { redis: redisConfig } });
+    expect(loaded.ok).toBe(false);
+    if (!loaded.ok) {
+      const error = loaded.errors.find((e) => e.path === path);
+      expect(error, JSON.stringify(loaded.errors)).toBeDefined();
+      expect(error?.message).toContain(words);
+    }
+  });
+});
 
 describe('shared counters against a real redis-server', () => {
   it('counts that several nodes change concurrently add up exactly', async () => {
