@@ -155,7 +155,9 @@ describe('shared counters against a real redis-server', () => {
     );
     const own = { if1: 0, if2: 0, tk: 0 };
     for (const n of nodes) {
-      // One more read per node: it is ordered after that node's flushes on its connection.
+      // Flushes go out at the end of the event-loop turn; a read after them is ordered after them
+      // on that node's connection.
+      await new Promise((resolve) => setImmediate(resolve));
       await n.counters.refresh(REPLICAS);
     }
     const observer = node(scope, 'observer');
@@ -197,6 +199,7 @@ describe('shared counters against a real redis-server', () => {
         'await new Promise((r) => setTimeout(r, 50));',
         'for (let i = 0; i < 3; i++) c.store.incr("r:r1:if", 1, 0);',
         'c.flush();',
+        'await new Promise((r) => setImmediate(r));',
         'await c.refresh(replicas);',
         'process.stdout.write("ready\\n");',
         'setInterval(() => {}, 1000);',
