@@ -269,7 +269,29 @@ export function createSharedCounters(options: SharedCountersOptions): SharedCoun
     },
   };
 
-  async function refresh(replicas: Replica[]): Promise<void> {
+  /** The read under way and the replica list it covers: concurrent picks share it. */
+  let pendingRead: Promise<void> | null = null;
+  let pendingReplicas: Replica[] | null = null;
+
+  // Picks that start while a read is under way for the same replica list wait for that read
+  // instead of sending their own: its answer is at most one round trip older than theirs would
+  // be, and a node under load then sends one read per round trip, not one per request.
+  function refresh(replicas: Replica[]): Promise<void> {
+    if (pendingRead !== null && pendingReplicas === replicas) return pendingRead;
+    const read = readOthers(replicas);
+    pendingRead = read;
+    pendingReplicas = replicas;
+    const clear = () => {
+      if (pendingRead === read) {
+        pendingRead = null;
+        pendingReplicas = null;
+      }
+    };
+    read.then(clear, clear);
+    return read;
+  }
+
+  async function readOthers(replicas: Replica[]): Promise<void> {
     if (stopped) return;
     if (redis.status !== 'ready') {
       // The first connect is under way: no failure to report yet (a failed connect emits 'error').
