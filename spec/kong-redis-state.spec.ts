@@ -269,8 +269,11 @@ describe('shared counters against a real redis-server', () => {
 
   it('Redis paused (connected, not answering): a read gives up after timeout_ms', async () => {
     const scope = freshScope();
-    const n = node(scope, 'p', { timeout_ms: 50 });
+    // Leases of 30 s: their periodic refresh (every 10 s) cannot be what republishes below.
+    const n = node(scope, 'p', { timeout_ms: 50, lease_s: 30 });
+    const peer = node(scope, 'peer', { lease_s: 30 });
     await connected(n);
+    await connected(peer);
     n.counters.store.incr(IN_FLIGHT_R2, 1, 0);
     redis.pause();
     try {
@@ -282,10 +285,15 @@ describe('shared counters against a real redis-server', () => {
       expect(n.counters.status().mode).toBe('local');
       expect(n.counters.status().lastError).toContain('50 ms');
       expect(read(n, IN_FLIGHT_R2)).toBe(1);
+      // Changes while Redis hangs are held, not queued behind it.
+      n.counters.store.incr(IN_FLIGHT_R2, 1, 0);
+      n.counters.flush();
     } finally {
       redis.resume();
     }
     expect(await refreshUntil(n, () => n.counters.status().mode === 'shared')).toBe(true);
+    // Back: what changed meanwhile reaches the other node.
+    expect(await refreshUntil(peer, () => read(peer, IN_FLIGHT_R2) === 2, 3000)).toBe(true);
   });
 });
 

@@ -209,6 +209,9 @@ export function createSharedCounters(options: SharedCountersOptions): SharedCoun
     if (mode === 'shared') return;
     const wasConnecting = mode === 'connecting';
     mode = 'shared';
+    // What changed while Redis did not answer (writes are held then), and the lease, which may
+    // have run out meanwhile: other nodes' reads then deleted this node's fields.
+    refreshLease();
     if (wasConnecting) return;
     log('llm-balancer: Redis available again: in-flight and token counts are shared');
   }
@@ -351,8 +354,9 @@ export function createSharedCounters(options: SharedCountersOptions): SharedCoun
     flushScheduled = false;
     const keys = Object.keys(dirty);
     if (keys.length === 0 || stopped) return;
-    // While disconnected the keys stay dirty; the lease refresh after reconnecting writes them all.
-    if (redis.status !== 'ready') return;
+    // While Redis is unreachable or not answering the keys stay dirty (nothing piles up in the
+    // client behind a hung server); the lease refresh on recovery writes them all.
+    if (redis.status !== 'ready' || mode === 'local') return;
     dirty = Object.create(null);
     const args: string[] = [];
     for (let i = 0; i < keys.length; i++) args.push(counterPrefix + keys[i]);
