@@ -315,7 +315,7 @@ describe('two real plugin servers sharing one Redis', () => {
     const config = {
       strategy: 'least-connections',
       replicas: backends.list.map((b) => ({ address: b.address, weight: 1 })),
-      kong: { redis: { url: redis.url, key_prefix: 'llmb:two-nodes:' } },
+      kong: { redis: { url: redis.url, key_prefix: 'llmb:two-nodes:' }, status_path: '/llm-balancer/status' },
     };
     // One plugin id on both nodes, as Kong gives every node the same plugin row.
     const first = await nodes[0].kong.startInstance('llm-balancer', config, 'shared-plugin');
@@ -341,6 +341,14 @@ describe('two real plugin servers sharing one Redis', () => {
       }
       expect(names).not.toContain('b0');
       expect(names).toHaveLength(12);
+      // The status page says what is shared and that Redis is connected; the rows show the
+      // replica's total in flight, the other node's request included.
+      const status = await kongRequest(nodes[1].kong, second, { method: 'GET', path: '/llm-balancer/status' });
+      const document = JSON.parse(status.body) as { shared_state: Record<string, unknown>; replicas: Array<{ id: string; in_flight: number }> };
+      expect(document.shared_state).toMatchObject({ redis: true, mode: 'shared', shared: ['in_flight', 'tokens'] });
+      expect(document.replicas.find((r) => r.id === slow.address)?.in_flight).toBe(1);
+      const metrics = await kongRequest(nodes[1].kong, second, { method: 'GET', path: '/llm-balancer/status', query: { format: 'prometheus' } });
+      expect(metrics.body).toMatch(/^llm_balancer_redis_connected 1$/m);
     } finally {
       slow.release();
       for (const r of await Promise.all(held)) expect(r.status).toBe(200);

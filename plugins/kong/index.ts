@@ -364,16 +364,39 @@ function retryAfterSeconds(state: PluginState, replicas: Replica[], now: number)
   return Math.max(MIN_RETRY_AFTER_S, Math.ceil(soonestMs / 1000));
 }
 
+/**
+ * Which state this node shares: with kong.redis, in-flight and token counts through Redis ('shared'
+ * while its reads succeed, 'local' while Redis is unreachable or slow, 'connecting' before the
+ * first connection); everything else, and everything without kong.redis, is this node's own.
+ */
+function sharedStateStatus(state: PluginState): Record<string, unknown> {
+  if (state.shared === null) return { redis: false, shared: [], mode: 'local' };
+  const status = state.shared.status();
+  return { redis: true, shared: ['in_flight', 'tokens'], mode: status.mode, node_id: status.nodeId, last_error: status.lastError };
+}
+
+function sharedStatePrometheus(state: PluginState): string {
+  if (state.shared === null) return '';
+  const connected = state.shared.status().mode === 'shared' ? 1 : 0;
+  return (
+    '# HELP llm_balancer_redis_connected 1 while this node reads the in-flight and token counts other Kong nodes share through Redis (kong.redis), 0 while it balances on its own.\n' +
+    '# TYPE llm_balancer_redis_connected gauge\n' +
+    'llm_balancer_redis_connected ' + connected + '\n'
+  );
+}
+
 /** kong.status_path: the status rows as JSON, or Prometheus text with ?format=prometheus. */
 async function answerStatus(kong: KongPdk, state: PluginState): Promise<void> {
   const rows = state.balancer.status(currentReplicas(state));
   const withoutBody = state.readsBody ? state.balancer.requestsWithoutLlmBody() : undefined;
   const query = await kong.request.getQuery(8);
   if (query.format === 'prometheus') {
-    await kong.response.exit(200, prometheusText(rows, withoutBody), { 'Content-Type': PROMETHEUS_CONTENT_TYPE });
+    await kong.response.exit(200, prometheusText(rows, withoutBody) + sharedStatePrometheus(state), { 'Content-Type': PROMETHEUS_CONTENT_TYPE });
     return;
   }
-  await kong.response.exit(200, JSON.stringify(statusDocument(rows, null, state.config.strategy, Date.now(), withoutBody)), JSON_HEADERS);
+  const document = statusDocument(rows, null, state.config.strategy, Date.now(), withoutBody);
+  document.shared_state = sharedStateStatus(state);
+  await kong.response.exit(200, JSON.stringify(document), JSON_HEADERS);
 }
 
 export class Plugin {
