@@ -154,12 +154,12 @@ describe('shared counters against a real redis-server', () => {
       }),
     );
     const own = { if1: 0, if2: 0, tk: 0 };
-    for (const n of nodes) {
-      // Flushes go out at the end of the event-loop turn; a read after them is ordered after them
-      // on that node's connection.
-      await new Promise((resolve) => setImmediate(resolve));
-      await n.counters.refresh(REPLICAS);
-    }
+    // Flushes go out at the end of the event-loop turn; a read after them is ordered after them on
+    // that node's connection. Once every node has read so, every write has landed: a second read
+    // per node then sees all of them.
+    await new Promise((resolve) => setImmediate(resolve));
+    for (const n of nodes) await n.counters.refresh(REPLICAS);
+    for (const n of nodes) await n.counters.refresh(REPLICAS);
     const observer = node(scope, 'observer');
     await connected(observer);
     for (const n of nodes) {
