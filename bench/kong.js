@@ -9,6 +9,8 @@
 //   fixed-target (reference)   bench/kong-reference/fixed-target: set_target + one ctx.shared.get,
 //                              the plugin server and its RPC with none of our code
 //   llm-balancer <strategy>    dist/kong/llm-balancer.js with four static replicas
+//   ..., kong.redis            the same with in-flight counts shared through a real local
+//                              redis-server (build/fetch-redis.js); its own CPU is not counted
 // Prints pairs/s, the ratio to the reference, p50/p99 per pair and the plugin server's CPU per pair,
 // and writes bench/results/kong.json. A benchmark, not a test: nothing here asserts a speed.
 // Kong's own Lua side (its PDK calls, its msgpack) is not in these numbers; the harness stands in.
@@ -51,6 +53,9 @@ const VARIANTS = [
   { name: "llm-balancer least-connections, Service timeouts Kong's 60 s", plugin: 'llm-balancer', config: { strategy: 'least-connections', replicas: REPLICAS }, serviceRetries: 0, serviceTimeouts: KONG_DEFAULT_TIMEOUTS },
   { name: 'llm-balancer least-connections, kong.stream_timeouts', plugin: 'llm-balancer', config: { strategy: 'least-connections', replicas: REPLICAS, kong: { stream_timeouts: true } }, serviceRetries: 0 },
   { name: 'llm-balancer least-connections', plugin: 'llm-balancer', config: { strategy: 'least-connections', replicas: REPLICAS }, serviceRetries: 0 },
+  // In-flight counts shared through a real local redis-server (kong.redis): one Lua read per access
+  // phase, pipelined writes nobody waits for. Its url is filled in once the server is up.
+  { name: 'llm-balancer least-connections, kong.redis', plugin: 'llm-balancer', config: { strategy: 'least-connections', replicas: REPLICAS }, serviceRetries: 0, redis: true },
   { name: 'llm-balancer consistent-hash (consumer)', plugin: 'llm-balancer', config: { strategy: 'consistent-hash', hash_key: { source: 'consumer' }, replicas: REPLICAS }, serviceRetries: 0 },
   { name: 'llm-balancer round-robin', plugin: 'llm-balancer', config: { strategy: 'round-robin', replicas: REPLICAS }, serviceRetries: 0 },
 ];
@@ -59,6 +64,13 @@ const VARIANTS = [
 async function loadHarness() {
   const outfile = path.join(WORK, 'kong-harness.mjs');
   await buildNodeModule(path.join(REPO_ROOT, 'testbed', 'lib', 'kong-harness.ts'), outfile);
+  return import(pathToFileURL(outfile).href + '?t=' + Date.now());
+}
+
+/** testbed/lib/redis-process.ts, bundled like the harness (the redis-server of build/fetch-redis.js). */
+async function loadRedisProcess() {
+  const outfile = path.join(WORK, 'redis-process.mjs');
+  await buildNodeModule(path.join(REPO_ROOT, 'testbed', 'lib', 'redis-process.ts'), outfile);
   return import(pathToFileURL(outfile).href + '?t=' + Date.now());
 }
 
@@ -243,12 +255,14 @@ async function main() {
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'llmb-bench-kong-'));
   const servers = [];
   const connections = [];
+  let redis = null;
   // One stop for both the signal handler and the normal end: whichever comes first, the other waits for it.
   let stopping = null;
   const stopAll = () => {
     stopping ??= (async () => {
       for (const kong of connections) kong.rpc.close();
       await Promise.all(servers.map((s) => s.stop()));
+      if (redis !== null) await redis.stop();
       fs.rmSync(root, { recursive: true, force: true });
     })();
     return stopping;
@@ -288,9 +302,16 @@ async function main() {
     // BENCH_VARIANTS=least,round runs only the variants whose names contain one of the words (the reference always runs).
     const only = process.env.BENCH_VARIANTS ? process.env.BENCH_VARIANTS.split(',') : null;
     const results = [];
-    for (const variant of VARIANTS.filter((v, i) => i === 0 || !only || only.some((word) => v.name.includes(word)))) {
+    const selected = VARIANTS.filter((v, i) => i === 0 || !only || only.some((word) => v.name.includes(word)));
+    if (selected.some((v) => v.redis)) {
+      const { ensureRedis } = await import('../build/fetch-redis.js');
+      await ensureRedis({ quiet: true });
+      redis = await (await loadRedisProcess()).startRedis();
+    }
+    for (const variant of selected) {
       const { server, sides } = byPlugin[variant.plugin];
-      results.push(await runVariant(harness, server, sides, variant, requests));
+      const config = variant.redis ? Object.assign({}, variant.config, { kong: { redis: { url: redis.url } } }) : variant.config;
+      results.push(await runVariant(harness, server, sides, Object.assign({}, variant, { config }), requests));
     }
     printTable(results);
     fs.mkdirSync(path.dirname(RESULTS), { recursive: true });

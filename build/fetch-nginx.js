@@ -19,11 +19,11 @@
 //
 // Usage: node build/fetch-nginx.js [--force] [--no-system] [--quiet]
 //        import { ensureNginx } from './build/fetch-nginx.js'
-import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { acquireLock as acquireDirLock, downloadDebianPackages, fail, MULTIARCH, ProvisionError, run, verifyClosure as verifyLibraryClosure, which } from './private-apt.js';
 
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 export const CACHE_DIR = path.join(REPO_ROOT, '.cache', 'nginx');
@@ -36,9 +36,6 @@ const ENV_SCHEMA = 2;
 const MIN_NGINX = [1, 25, 0];
 const MIN_NJS = [0, 8, 0];
 const DEBIAN_SUITE = 'trixie';
-const DEBIAN_MIRROR = 'http://deb.debian.org/debian';
-const DEB_ARCH = 'amd64';
-const MULTIARCH = 'x86_64-linux-gnu';
 const LOADER_NAME = 'ld-linux-x86-64.so.2';
 // The runtime closure of nginx + ngx_http_js_module.so (first line), of the njs CLI (second) and of wrk.
 // Not apt's full dependency closure: that drags in debconf, iproute2, libnginx-mod-stream and
@@ -51,37 +48,6 @@ export const PACKAGES = [
   // wrk, the HTTP load generator the gateway benchmark drives nginx with (43 KB + LuaJIT).
   'wrk', 'libluajit-5.1-2',
 ];
-// How long a second process waits for the first one's download before giving up.
-const LOCK_WAIT_MS = 10 * 60 * 1000;
-// A lock without a pid file this old was left by a process killed right after mkdir.
-const LOCK_PIDLESS_STALE_MS = 10 * 1000;
-// apt-get update + download of ~9 MB; generous for slow mirrors, bounded so CI never hangs.
-const APT_TIMEOUT_MS = 5 * 60 * 1000;
-
-class ProvisionError extends Error {}
-
-function fail(message) {
-  throw new ProvisionError(message);
-}
-
-function run(argv, opts = {}) {
-  const r = spawnSync(argv[0], argv.slice(1), {
-    encoding: 'utf8',
-    timeout: opts.timeout ?? 20_000,
-    killSignal: 'SIGKILL',
-    env: opts.env ?? process.env,
-    cwd: opts.cwd,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  return {
-    code: r.error ? -1 : r.status,
-    signal: r.signal,
-    error: r.error,
-    stdout: r.stdout ?? '',
-    stderr: r.stderr ?? '',
-  };
-}
-
 function parseVersion(text) {
   const m = /(\d+)\.(\d+)\.(\d+)/.exec(text);
   return m ? [Number(m[1]), Number(m[2]), Number(m[3])] : null;
@@ -146,21 +112,6 @@ function smokeTestModule(nginxArgv, modulePath) {
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
-}
-
-function which(cmd) {
-  const dirs = (process.env.PATH ?? '').split(path.delimiter).concat(['/usr/sbin', '/usr/local/sbin', '/sbin']);
-  for (const d of dirs) {
-    if (!d) continue;
-    const p = path.join(d, cmd);
-    try {
-      fs.accessSync(p, fs.constants.X_OK);
-      if (fs.statSync(p).isFile()) return p;
-    } catch {
-      // not here
-    }
-  }
-  return null;
 }
 
 function trySystem(log) {
@@ -231,30 +182,9 @@ function envFor(root, packages) {
 // Every shared object the binaries and the module need must come from the prefix: the loader
 // would otherwise fall back to the host's (older) libraries through /etc/ld.so.cache.
 function verifyClosure(env) {
-  const loader = env.nginxArgv[0];
   const targets = [env.nginxArgv[env.nginxArgv.length - 1], env.njsArgv[env.njsArgv.length - 1], env.modulePath];
   if (env.wrkArgv) targets.push(env.wrkArgv[env.wrkArgv.length - 1]);
-  const problems = [];
-  for (const t of targets) {
-    const r = run([loader, '--library-path', env.libraryPath, '--list', t]);
-    if (r.code !== 0) {
-      problems.push(`${t}: ${r.stderr.trim() || r.stdout.trim()}`);
-      continue;
-    }
-    for (const line of r.stdout.split('\n')) {
-      const m = /^\s*(\S+) => (.+?) \(0x/.exec(line);
-      if (!m) {
-        if (/not found/.test(line)) problems.push(`${path.basename(t)}: ${line.trim()}`);
-        continue;
-      }
-      const resolved = path.resolve(m[2]);
-      if (m[1].startsWith('/lib64/ld-linux') || resolved.startsWith(env.root + path.sep)) continue;
-      problems.push(`${path.basename(t)} needs ${m[1]}, resolved outside the prefix to ${m[2]}`);
-    }
-  }
-  if (problems.length) {
-    fail(`the downloaded package set is incomplete (add the Debian package that ships the library to PACKAGES in build/fetch-nginx.js):\n  ${problems.join('\n  ')}`);
-  }
+  verifyLibraryClosure({ loader: env.nginxArgv[0], libraryPath: env.libraryPath, root: env.root, targets, script: 'build/fetch-nginx.js' });
 }
 
 function verify(env) {
@@ -287,62 +217,6 @@ function writeEnvAtomic(env) {
   fs.renameSync(tmp, ENV_PATH);
 }
 
-function pidAlive(pid) {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return e.code === 'EPERM';
-  }
-}
-
-const sleepBuf = new Int32Array(new SharedArrayBuffer(4));
-function sleepMs(ms) {
-  Atomics.wait(sleepBuf, 0, 0, ms);
-}
-
-function lockAgeMs() {
-  try {
-    return Date.now() - fs.statSync(LOCK_DIR).mtimeMs;
-  } catch {
-    return 0;
-  }
-}
-
-// mkdir is atomic: whoever creates .lock provisions; the others wait, then re-read env.json.
-function acquireLock(log) {
-  const deadline = Date.now() + LOCK_WAIT_MS;
-  let announced = false;
-  for (;;) {
-    try {
-      fs.mkdirSync(LOCK_DIR);
-      fs.writeFileSync(path.join(LOCK_DIR, 'pid'), String(process.pid));
-      return () => fs.rmSync(LOCK_DIR, { recursive: true, force: true });
-    } catch (e) {
-      if (e.code !== 'EEXIST') throw e;
-    }
-    let owner = NaN;
-    try {
-      owner = Number(fs.readFileSync(path.join(LOCK_DIR, 'pid'), 'utf8'));
-    } catch {
-      // the owner is between mkdir and writing its pid, died there, or just released the lock
-    }
-    const known = Number.isInteger(owner) && owner > 0;
-    if ((known && !pidAlive(owner)) || (!known && lockAgeMs() > LOCK_PIDLESS_STALE_MS)) {
-      log(`removing stale lock${known ? ` of dead process ${owner}` : ''}`);
-      fs.rmSync(LOCK_DIR, { recursive: true, force: true });
-      continue;
-    }
-    const who = known ? `pid ${owner}` : 'pid unknown';
-    if (Date.now() > deadline) fail(`timed out waiting for ${LOCK_DIR} (${who}); delete it if no fetch is running`);
-    if (!announced) {
-      log(`waiting for another fetch-nginx (${who}) to finish…`);
-      announced = true;
-    }
-    sleepMs(200);
-  }
-}
-
 function download(log) {
   if (process.platform !== 'linux' || process.arch !== 'x64') {
     fail(`no system nginx >= ${MIN_NGINX.join('.')} with njs >= ${MIN_NJS.join('.')}, and the Debian download only supports linux x64 (this is ${process.platform} ${process.arch}); install nginx + njs yourself`);
@@ -352,58 +226,7 @@ function download(log) {
   }
   const stage = fs.mkdtempSync(path.join(CACHE_DIR, 'stage-'));
   try {
-    const apt = path.join(stage, 'apt');
-    for (const d of ['lists/partial', 'cache/archives/partial', 'sourceparts', 'preferences.d', 'debs']) {
-      fs.mkdirSync(path.join(apt, d), { recursive: true });
-    }
-    fs.writeFileSync(path.join(apt, 'status'), '');
-    const keyring = '/usr/share/keyrings/debian-archive-keyring.gpg';
-    const signedBy = fs.existsSync(keyring) ? ` [signed-by=${keyring}]` : '';
-    fs.writeFileSync(path.join(apt, 'sources.list'), `deb${signedBy} ${DEBIAN_MIRROR} ${DEBIAN_SUITE} main\n`);
-    const conf = [
-      `Dir::State::Lists "${path.join(apt, 'lists')}";`,
-      `Dir::State::status "${path.join(apt, 'status')}";`,
-      `Dir::Cache "${path.join(apt, 'cache')}";`,
-      `Dir::Etc::sourcelist "${path.join(apt, 'sources.list')}";`,
-      `Dir::Etc::sourceparts "${path.join(apt, 'sourceparts')}";`,
-      `Dir::Etc::preferencesparts "${path.join(apt, 'preferences.d')}";`,
-      `APT::Architecture "${DEB_ARCH}";`,
-      `APT::Architectures { "${DEB_ARCH}"; };`,
-      'Acquire::Languages "none";',
-      'Acquire::Retries "3";',
-      'Acquire::http::Timeout "30";',
-      // As root apt drops to the _apt user, which may not be able to write into this checkout.
-      process.getuid?.() === 0 ? 'APT::Sandbox::User "root";' : '',
-      '',
-    ].join('\n');
-    const aptConf = path.join(apt, 'apt.conf');
-    fs.writeFileSync(aptConf, conf);
-    const env = Object.assign({}, process.env, { APT_CONFIG: aptConf, DEBIAN_FRONTEND: 'noninteractive', LC_ALL: 'C' });
-
-    log(`apt-get update (${DEBIAN_SUITE}, private lists in ${path.relative(REPO_ROOT, apt)})`);
-    let r = run(['apt-get', '-q', 'update'], { env, timeout: APT_TIMEOUT_MS });
-    if (r.code !== 0) fail(`apt-get update failed (exit ${r.code}${r.signal ? ', ' + r.signal : ''}):\n${r.stderr.trim() || r.stdout.trim()}`);
-    // apt-get update exits 0 when an index could not be fetched (it only warns): check for one.
-    if (!fs.readdirSync(path.join(apt, 'lists')).some((n) => n.includes('_Packages'))) {
-      fail(`apt-get update could not fetch the ${DEBIAN_SUITE} package index from ${DEBIAN_MIRROR}:\n${(r.stdout + r.stderr).trim()}`);
-    }
-
-    log(`apt-get download ${PACKAGES.length} packages`);
-    const debs = path.join(apt, 'debs');
-    r = run(['apt-get', '-q', 'download', ...PACKAGES], { env, cwd: debs, timeout: APT_TIMEOUT_MS });
-    if (r.code !== 0) fail(`apt-get download failed (exit ${r.code}${r.signal ? ', ' + r.signal : ''}):\n${r.stderr.trim() || r.stdout.trim()}`);
-
-    const root = path.join(stage, 'root');
-    fs.mkdirSync(root);
-    const packages = [];
-    for (const f of fs.readdirSync(debs).filter((n) => n.endsWith('.deb')).sort()) {
-      const x = run(['dpkg-deb', '-x', path.join(debs, f), root], { timeout: 60_000 });
-      if (x.code !== 0) fail(`dpkg-deb -x ${f} failed: ${x.stderr.trim()}`);
-      const [name, version] = f.replace(/\.deb$/, '').split('_');
-      packages.push({ name, version: decodeURIComponent(version) });
-    }
-    const missing = PACKAGES.filter((p) => !packages.some((q) => q.name === p));
-    if (missing.length) fail(`apt-get download did not produce: ${missing.join(', ')}`);
+    const { root, packages } = downloadDebianPackages({ stage, suite: DEBIAN_SUITE, packages: PACKAGES, log, relativeTo: REPO_ROOT });
 
     // Check in the stage with stage paths, then move into place; env.json is written after.
     const staged = envFor(root, packages);
@@ -431,7 +254,7 @@ export async function ensureNginx(options = {}) {
     if (cached) return writeRunnables(verify(cached));
   }
   fs.mkdirSync(CACHE_DIR, { recursive: true });
-  const release = acquireLock(log);
+  const release = acquireDirLock(LOCK_DIR, log, 'fetch-nginx');
   try {
     // Another process may have finished while this one waited for the lock.
     if (!force) {

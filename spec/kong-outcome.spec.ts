@@ -106,6 +106,7 @@ describe('loadPluginConfig', () => {
           same_target_retries: 0,
           stream_timeouts: true,
           status_path: null,
+          redis: null,
         });
       }
     }

@@ -196,6 +196,9 @@ describe('hostile requests through real nginx, body-reading strategies', () => {
     ['consistent-hash on a body field', { strategy: 'consistent-hash', hash_key: { source: 'body', name: 'user' } }],
   ])('%s: no worker exits, every answer is JSON, normal requests succeed after, in-flight back to 0', async (_label, options) => {
     const lb = await fleet.start(Object.assign({ retries: 1, replicas: replicasOf(backends.list), nginx: { max_body_size: '1m' } }, options));
+    // nginx answers before its last worker has forked on a loaded machine: wait for both (the
+    // fleet's default worker_processes 2) so a late fork is not taken for a respawn.
+    for (let i = 0; i < 100 && lb.nginx.workerPids().length < 2; i++) await new Promise((r) => setTimeout(r, 20));
     const workers = lb.nginx.workerPids().sort();
     const cases = FIXED.concat(fc.sample(hostileCase, { seed: SEED, numRuns: GENERATED }));
     const { failures, statuses } = await send(lb, cases);

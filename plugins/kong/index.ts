@@ -42,6 +42,8 @@ import { startMetricsScraper } from './metrics-scraper';
 import type { MetricsScraper } from './metrics-scraper';
 import { replicaSourceFor } from './replica-source';
 import type { ReplicaSource } from './replica-source';
+import { createSharedCounters } from './redis-state';
+import type { SharedCounters } from './redis-state';
 import { requestViewFromKong } from './request-view';
 import { requestStreams, timeoutsFor } from './timeouts';
 import type { UpstreamTimeouts } from './timeouts';
@@ -75,6 +77,14 @@ export function loadPluginConfig(raw: Record<string, unknown>): LoadedConfig {
   if (kong && typeof kong.admin_url === 'string' && !/^https?:\/\/[^/\s]+/.test(kong.admin_url)) {
     errors.push({ path: 'kong.admin_url', message: 'must be an http(s) URL such as http://127.0.0.1:8001, got "' + kong.admin_url + '"' });
   }
+  if (kong && kong.redis) {
+    const redis = kong.redis;
+    if ((redis.url === null) === (redis.host === null)) {
+      errors.push({ path: 'kong.redis', message: 'set either url or host, got ' + (redis.url === null ? 'neither' : 'both') });
+    } else if (redis.url !== null && !/^rediss?:\/\/[^\s]+$/.test(redis.url)) {
+      errors.push({ path: 'kong.redis.url', message: 'must be a redis:// or rediss:// URL such as redis://127.0.0.1:6379/0, got "' + redis.url + '"' });
+    }
+  }
   if (checked.ok && checked.config.response_time.latency_metric === 'tpot') {
     // Kong's generated schema already refuses it; a config that reached us some other way still gets the reason.
     errors.push({
@@ -106,6 +116,8 @@ interface PluginState {
   scraper: MetricsScraper | null;
   /** Probes the replicas' health path when active_health.enabled; else null. */
   prober: HealthProber | null;
+  /** With kong.redis: the in-flight and token counts shared with the other Kong nodes; else null. */
+  shared: SharedCounters | null;
   service: ServiceSettings;
   /** Read the body of every request to know whether it streams (kong.stream_timeouts), or because the strategy reads it. */
   readsBodyForView: boolean;
@@ -191,6 +203,7 @@ function stopState(state: PluginState): void {
   if (state.source) state.source.stop();
   if (state.scraper) state.scraper.stop();
   if (state.prober) state.prober.stop();
+  if (state.shared) void state.shared.stop();
 }
 
 /** Releases every plugin state unused for `idleMs`; returns the released plugin ids. */
@@ -222,7 +235,10 @@ function stateFor(pluginId: string, config: BalancerConfig, kong: KongOptions): 
     // Never keeps the plugin server alive on its own.
     if (typeof sweepTimer.unref === 'function') sweepTimer.unref();
   }
-  const store = createMemoryStore();
+  const local = createMemoryStore();
+  // Every Kong node runs the same plugin id (it comes from Kong's database): the key scope.
+  const shared = kong.redis === null ? null : createSharedCounters({ redis: kong.redis, scope: kong.redis.key_prefix + pluginId + ':', local });
+  const store = shared === null ? local : shared.store;
   const state: PluginState = {
     signature,
     config,
@@ -250,6 +266,7 @@ function stateFor(pluginId: string, config: BalancerConfig, kong: KongOptions): 
           }),
     scraper: null,
     prober: null,
+    shared,
     connectErrorAt: Object.create(null),
     lastUsedAt: Date.now(),
   };
@@ -347,16 +364,39 @@ function retryAfterSeconds(state: PluginState, replicas: Replica[], now: number)
   return Math.max(MIN_RETRY_AFTER_S, Math.ceil(soonestMs / 1000));
 }
 
+/**
+ * Which state this node shares: with kong.redis, in-flight and token counts through Redis ('shared'
+ * while its reads succeed, 'local' while Redis is unreachable or slow, 'connecting' before the
+ * first connection); everything else, and everything without kong.redis, is this node's own.
+ */
+function sharedStateStatus(state: PluginState): Record<string, unknown> {
+  if (state.shared === null) return { redis: false, shared: [], mode: 'local' };
+  const status = state.shared.status();
+  return { redis: true, shared: ['in_flight', 'tokens'], mode: status.mode, node_id: status.nodeId, last_error: status.lastError };
+}
+
+function sharedStatePrometheus(state: PluginState): string {
+  if (state.shared === null) return '';
+  const connected = state.shared.status().mode === 'shared' ? 1 : 0;
+  return (
+    '# HELP llm_balancer_redis_connected 1 while this node reads the in-flight and token counts other Kong nodes share through Redis (kong.redis), 0 while it balances on its own.\n' +
+    '# TYPE llm_balancer_redis_connected gauge\n' +
+    'llm_balancer_redis_connected ' + connected + '\n'
+  );
+}
+
 /** kong.status_path: the status rows as JSON, or Prometheus text with ?format=prometheus. */
 async function answerStatus(kong: KongPdk, state: PluginState): Promise<void> {
   const rows = state.balancer.status(currentReplicas(state));
   const withoutBody = state.readsBody ? state.balancer.requestsWithoutLlmBody() : undefined;
   const query = await kong.request.getQuery(8);
   if (query.format === 'prometheus') {
-    await kong.response.exit(200, prometheusText(rows, withoutBody), { 'Content-Type': PROMETHEUS_CONTENT_TYPE });
+    await kong.response.exit(200, prometheusText(rows, withoutBody) + sharedStatePrometheus(state), { 'Content-Type': PROMETHEUS_CONTENT_TYPE });
     return;
   }
-  await kong.response.exit(200, JSON.stringify(statusDocument(rows, null, state.config.strategy, Date.now(), withoutBody)), JSON_HEADERS);
+  const document = statusDocument(rows, null, state.config.strategy, Date.now(), withoutBody);
+  document.shared_state = sharedStateStatus(state);
+  await kong.response.exit(200, JSON.stringify(document), JSON_HEADERS);
 }
 
 export class Plugin {
@@ -389,6 +429,8 @@ export class Plugin {
         return;
       }
       const view = await requestViewFromKong(kong, state.config, state.readsKey, state.kong.max_body_bytes, state.readsBodyForView);
+      // The other nodes' counts, read just before the pick (bounded by kong.redis.timeout_ms).
+      if (state.shared !== null) await state.shared.refresh(replicas);
       const result = state.balancer.pick(replicas, view);
       if (!result.ok) {
         await answer503(kong, result.reason, result.message, retryAfterSeconds(state, replicas, Date.now()));
@@ -403,6 +445,7 @@ export class Plugin {
       if (result.tokens > 0) await kong.ctx.shared.set(TOKENS_KEY, result.tokens);
       await kong.ctx.shared.set(PICK_KEY, chosen.id);
       state.balancer.onStart(chosen.id, result.tokens);
+      if (state.shared !== null) state.shared.flush();
       if (state.service.retries !== state.kong.same_target_retries) await kong.service.setRetries(state.kong.same_target_retries);
       const timeouts = timeoutsFor(state.config.timeouts, requestStreams(view.body));
       if (!serviceHasTimeouts(state.service, timeouts)) await kong.service.setTimeouts(timeouts.connectMs, timeouts.writeMs, timeouts.readMs);
@@ -438,6 +481,7 @@ export class Plugin {
         outcome.tokens = typeof tokens === 'number' && tokens > 0 ? tokens : 0;
       }
       state.balancer.onEnd(replicas, picked, outcome);
+      if (state.shared !== null) state.shared.flush();
     } catch (error) {
       await kong.log.err('llm-balancer: log failed: ' + String(error));
     }

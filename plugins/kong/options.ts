@@ -15,7 +15,108 @@ export interface KongOptions {
   same_target_retries: number;
   status_path: string | null;
   stream_timeouts: boolean;
+  redis: RedisOptions | null;
 }
+
+/** kong.redis: where several Kong nodes share their balancer state (plugins/kong/redis-state.ts). */
+export interface RedisOptions {
+  url: string | null;
+  host: string | null;
+  port: number;
+  password: string | null;
+  db: number;
+  tls: boolean;
+  key_prefix: string;
+  timeout_ms: number;
+  lease_s: number;
+}
+
+export const redisOptionsFields: FieldEntry[] = [
+  {
+    url: {
+      type: 'string',
+      required: false,
+      len_min: 1,
+      len_max: 1024,
+      description: 'redis:// or rediss:// URL (user, password, db in it are used); set either url or host.',
+    },
+  },
+  {
+    host: {
+      type: 'string',
+      required: false,
+      len_min: 1,
+      len_max: 256,
+      description: 'Redis host name or IP; set either url or host.',
+    },
+  },
+  {
+    port: {
+      type: 'integer',
+      default: 6379,
+      between: [1, 65535],
+      description: "Redis port (with host).",
+    },
+  },
+  {
+    password: {
+      type: 'string',
+      required: false,
+      len_min: 1,
+      len_max: 4096,
+      description: 'Redis AUTH password (with host); unset: no AUTH.',
+    },
+  },
+  {
+    db: {
+      type: 'integer',
+      default: 0,
+      between: [0, 15],
+      description: 'Redis logical database (with host).',
+    },
+  },
+  {
+    tls: {
+      type: 'boolean',
+      default: false,
+      description: 'Connect with TLS (with host; a rediss:// url implies it).',
+    },
+  },
+  {
+    key_prefix: {
+      type: 'string',
+      // Several plugin configurations, or other applications, may share one Redis: every key of
+      // ours starts with this, then the plugin id.
+      default: 'llmb:',
+      len_min: 1,
+      len_max: 64,
+      format: 'printable',
+      description: 'Prefix of every Redis key (followed by the plugin id), so one Redis can serve several plugins and applications.',
+    },
+  },
+  {
+    timeout_ms: {
+      type: 'integer',
+      // A pick waits for at most one read of the shared counts: a same-datacentre Redis answers in
+      // well under 1 ms, and 50 ms bounds what a slow or unreachable one adds to a request before
+      // the node picks on its own counts.
+      default: 50,
+      between: [1, 5000],
+      description: 'Longest a request waits for Redis; slower or unreachable: the node picks on its local state and logs once.',
+    },
+  },
+  {
+    lease_s: {
+      type: 'number',
+      // A node refreshes its lease every lease_s / 3: a node that dies or loses Redis leaves its
+      // in-flight counts behind for at most lease_s; 10 s is short next to an LLM request and long
+      // next to a Redis failover or a GC pause.
+      default: 10,
+      between: [1, 300],
+      description: "Seconds after which a node that stopped refreshing its lease (dead, or cut off from Redis) no longer counts in other nodes' in-flight and token counts.",
+    },
+  },
+];
 
 export const kongOptionsFields: FieldEntry[] = [
   {
@@ -110,6 +211,15 @@ export const kongOptionsFields: FieldEntry[] = [
       // trip per request, so it is off unless set.
       description:
         'Requests to this path on the plugin\'s routes get the per-replica status as JSON (?format=prometheus: Prometheus text) instead of being proxied; unset: off.',
+    },
+  },
+  {
+    redis: {
+      type: 'record',
+      required: false,
+      description:
+        "Share in-flight and token counts between Kong nodes through this Redis (ioredis); unset: each node balances on its own traffic only.",
+      fields: redisOptionsFields,
     },
   },
 ];
