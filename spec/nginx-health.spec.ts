@@ -335,6 +335,8 @@ describe('status endpoint', () => {
     expect(reply.headers['content-type']).toBe('application/json');
     const doc = JSON.parse(reply.body);
     expect(doc.strategy).toBe('weighted-round-robin');
+    // Which state is shared: on NGINX every count is this node's own (its workers share it).
+    expect(doc.shared_state).toEqual({ redis: false, shared: [], mode: 'local', scope: 'this nginx, all its workers', prefix_placement: 'rendezvous' });
     expect(Number.isNaN(Date.parse(doc.generated_at))).toBe(false);
     expect(doc.replicas.map((r: StatusRow) => [r.id, r.address, r.upstream, r.weight, r.state, r.picks, r.in_flight, r.failures])).toEqual([
       ['b0', backends.list[0].address, 'llm_balancer_0', 2, 'healthy', 4, 0, 0],

@@ -455,6 +455,10 @@ function sendMetrics(r: NjsRequest, prometheus: boolean): void {
       r.return(200, text);
     } else {
       const doc = statusDocument(rows, ctx.upstreams, ctx.config.strategy, systemClock.now(), withoutLlmBody(ctx));
+      // Every count and table lives in this nginx's shared dict: shared by its workers, not with
+      // other gateway nodes (the shape of Kong's shared_state, whose kong.redis can share them).
+      // New prompt prefixes are placed the same way on every node (prefix_affinity.placement).
+      doc.shared_state = { redis: false, shared: [], mode: 'local', scope: 'this nginx, all its workers', prefix_placement: ctx.config.prefix_affinity.placement };
       if (peers !== null) {
         // Where the replicas come from: null synced_at means not read yet (routing on the static replicas).
         doc.peers = { source: 'nginx-plus-api', upstream: peers.upstream, synced_at: peers.syncedAt === null ? null : new Date(peers.syncedAt).toISOString() };
