@@ -7,13 +7,13 @@
 // and a passing probe also ends a connect-error ejection. So a static replica that recovers gets
 // traffic again within one interval of answering, and no client request has to be the trial that
 // finds out.
-// As metrics-scraper.ts: a round still running when the timer fires is not joined by a second one;
-// a stopped prober (its plugin state replaced or released) neither records nor logs; each replica
-// writes one log line when its probes start failing (with its id and address) and one when they
-// pass again, on console.warn, which the plugin server sends to Kong's error log.
+// The loop is replica-rounds.ts, shared with metrics-scraper.ts: a round still running when the
+// timer fires is joined, a stopped prober neither records nor logs, and each replica writes one log
+// line when its probes start failing (with its id and address) and one when they pass again.
 
 import type { Replica } from '../../shared/types';
 import { fetchFailure } from './admin-api';
+import { startReplicaRounds } from './replica-rounds';
 
 export interface HealthProberOptions {
   /** active_health.path, e.g. /health. */
@@ -59,77 +59,37 @@ async function probe(url: string, timeoutMs: number): Promise<string | null> {
   }
 }
 
-/** Starts probing at once and then every intervalMs (timer unref'd: never the reason the plugin server stays up). */
+/** Starts probing at once and then every intervalMs (replica-rounds.ts: the loop, its joining and log streaks). */
 export function startHealthProber(options: HealthProberOptions, log?: (message: string) => void): HealthProber {
   const write = log !== undefined ? log : (message: string) => console.warn(message);
   const path = options.path.charAt(0) === '/' ? options.path : '/' + options.path;
-  /** Replica id -> failed probes in its current streak (absent: passing). */
-  const failing: Record<string, number> = Object.create(null);
-  let round: Promise<void> | null = null;
-  let stopped = false;
-
-  async function probeOne(replica: Replica): Promise<void> {
-    const url = 'http://' + replica.address + path;
-    const problem = await probe(url, options.timeoutMs);
-    // A replaced plugin state's balancer is gone: neither feed it nor speak for it.
-    if (stopped) return;
-    const healthy = options.record(replica.id, problem === null);
-    const failed = failing[replica.id];
-    if (problem === null) {
-      if (failed !== undefined) {
-        write('llm-balancer: active check of replica ' + replica.id + ' (' + replica.address + ') passes again after ' + failed + (failed === 1 ? ' failed probe' : ' failed probes') + (healthy ? '' : '; back in service after active_health.healthy_threshold passes'));
-        delete failing[replica.id];
-      }
-      return;
-    }
-    if (failed === undefined) {
-      write('llm-balancer: active check of replica ' + replica.id + ' (' + replica.address + ') failed: GET ' + url + ': ' + problem + (healthy ? ' (taken out after active_health.unhealthy_threshold failures in a row)' : ' (out of service)'));
-      failing[replica.id] = 1;
-    } else {
-      failing[replica.id] = failed + 1;
-    }
-  }
-
-  async function probeAll(): Promise<void> {
-    const replicas = options.replicas();
-    const current: Record<string, true> = Object.create(null);
-    const probes: Array<Promise<void>> = [];
-    for (const replica of replicas) {
-      current[replica.id] = true;
-      probes.push(probeOne(replica));
-    }
-    await Promise.all(probes);
-    // A target removed from the upstream takes its streak with it.
-    for (const id of Object.keys(failing)) if (!current[id]) delete failing[id];
-  }
-
-  function probeNow(): Promise<void> {
-    if (stopped) return Promise.resolve();
-    if (round !== null) return round;
-    round = probeAll()
-      .catch((error: unknown) => {
-        if (!stopped) write('llm-balancer: an active health check round failed: ' + String(error));
-      })
-      .then(() => {
-        round = null;
-      });
-    return round;
-  }
-
-  const timer = setInterval(() => {
-    void probeNow();
-  }, options.intervalMs);
-  timer.unref();
-
+  const rounds = startReplicaRounds<string | null>(
+    {
+      intervalMs: options.intervalMs,
+      replicas: options.replicas,
+      read: (replica) => probe('http://' + replica.address + path, options.timeoutMs),
+      settle: (replica, problem) => {
+        const healthy = options.record(replica.id, problem === null);
+        const named = 'llm-balancer: active check of replica ' + replica.id + ' (' + replica.address + ')';
+        return {
+          problem: problem,
+          failedLine: (why) =>
+            named + ' failed: GET http://' + replica.address + path + ': ' + why + (healthy ? ' (taken out after active_health.unhealthy_threshold failures in a row)' : ' (out of service)'),
+          recoveredLine: (failed) =>
+            named + ' passes again after ' + failed + (failed === 1 ? ' failed probe' : ' failed probes') + (healthy ? '' : '; back in service after active_health.healthy_threshold passes'),
+        };
+      },
+      roundFailedLine: 'llm-balancer: an active health check round failed',
+    },
+    write,
+  );
   const prober: HealthProber = {
-    probeNow,
+    probeNow: rounds.runNow,
     stop: () => {
-      stopped = true;
-      clearInterval(timer);
+      rounds.stop();
       running.delete(prober);
     },
   };
   running.add(prober);
-  void probeNow();
   return prober;
 }
