@@ -230,7 +230,6 @@ const BODY_DONE = 'done';
 // This request's body filter state (module state lives as long as the request's VM): whether the
 // first body byte went by, and with tpot the output tokens seen so far (null: not counting).
 let firstByteSeen = false;
-let bodyStarted = false;
 let outputTally: OutputTally | null = null;
 
 /**
@@ -249,10 +248,7 @@ export function firstByte(r: NjsRequest, data: ByteChunk, flags: { last?: boolea
       if (ctx.timesFirstByte) r.variables[FIRST_BYTE_VAR] = String(systemClock.now());
       if (ctx.countsOutput) outputTally = newOutputTally();
       if (ctx.countsTokens) releasePrompt(r);
-      if (ctx.tracksBody) {
-        r.variables[BODY_STATE_VAR] = BODY_STARTED;
-        bodyStarted = true;
-      }
+      if (ctx.tracksBody) r.variables[BODY_STATE_VAR] = BODY_STARTED;
       // A first byte is progress: a replica streaming long answers is not stuck (stuck_after_s).
       noteProgress(r, ctx);
     } catch (e) {
@@ -272,9 +268,21 @@ export function firstByte(r: NjsRequest, data: ByteChunk, flags: { last?: boolea
       r.error('llm-balancer: counting the output tokens failed: ' + describeError(e));
     }
   }
-  // Only a body that began can be cut; the variable is declared only when tracksBody.
-  if (flags.last && bodyStarted) r.variables[BODY_STATE_VAR] = BODY_DONE;
+  if (flags.last && firstByteSeen) markBodyDone(r);
   r.sendBuffer(data, flags);
+}
+
+/**
+ * The response body reached its last byte: only a body that began can be cut. The state is the
+ * request's own variable (declared only when tracksBody), not a module flag: QuickJS reuses a
+ * context for the next request. Never throws (the chunk must still be sent).
+ */
+function markBodyDone(r: NjsRequest): void {
+  try {
+    if (context().tracksBody && r.variables[BODY_STATE_VAR] === BODY_STARTED) r.variables[BODY_STATE_VAR] = BODY_DONE;
+  } catch (e) {
+    r.error('llm-balancer: noting the last body byte failed: ' + describeError(e));
+  }
 }
 
 /** Tells the core the attempt now going (the last one tried) showed progress: its first body byte. */
