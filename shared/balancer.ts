@@ -16,6 +16,10 @@ import type { ReplicaKeys } from './replica-state';
 import { createStrategy } from './strategies/index';
 import { llmRequestOf, tokensOf } from './strategies/least-tokens';
 import { slowStartFactor } from './slow-start';
+import { prefixBlockHashes } from './prefix-blocks';
+import { slotKey } from './prefix-table';
+import { CHARS_PER_TOKEN } from './llm-request';
+import type { StrategyName } from './config/types';
 import type { SlowStartConfig } from './slow-start';
 
 export interface BalancerDeps {
@@ -115,6 +119,31 @@ export function readsReplicaLoad(config: BalancerConfig): boolean {
 export function readsBody(config: BalancerConfig): boolean {
   const reads = createStrategy(config, config.strategy).reads;
   return reads.body || reads.tokens;
+}
+
+/** Whether a pick with this strategy (or the consistent-hash fallback it uses) consults the prefix table. */
+export function consultsPrefixTable(config: BalancerConfig): boolean {
+  const name: StrategyName = config.strategy === 'consistent-hash' ? config.consistent_hash.fallback : config.strategy;
+  if (name === 'prefix-affinity') return true;
+  if (name === 'llm') return config.llm.prefix_weight > 0;
+  if (name === 'least-tokens') return config.least_tokens.discount_cached_prefix;
+  return false;
+}
+
+/**
+ * The Store keys of the prefix table a pick of this request reads (the prompt's block slots), so an
+ * adapter keeping the table elsewhere (Kong with Redis) can fetch exactly them before the
+ * synchronous pick; empty when the strategy does not consult the table or the body is no OpenAI request.
+ */
+export function prefixTableKeys(config: BalancerConfig, request: RequestView): string[] {
+  if (!consultsPrefixTable(config)) return [];
+  const llm = llmRequestOf(request.body);
+  if (llm === null) return [];
+  const prefix = config.prefix_affinity;
+  const hashes = prefixBlockHashes(llm.promptKey, prefix.block_tokens * CHARS_PER_TOKEN, prefix.max_blocks);
+  const keys: string[] = [];
+  for (let i = 0; i < hashes.length; i++) keys.push(slotKey(hashes[i], prefix.table_slots));
+  return keys;
 }
 
 /** Whether the adapter must read and parse the JSON body before picking (it is slow: read it only then). */

@@ -109,3 +109,35 @@ export function prometheusText(rows: ReplicaStatus[], withoutLlmBody?: number): 
   }
   return lines.join('\n') + '\n';
 }
+
+/**
+ * Every kind of balancer state, for the status page's shared_state and the Prometheus family
+ * below: the first five can be shared between gateway nodes (Kong with kong.redis); the rest are
+ * always each node's own (each node judges a replica on its own traffic).
+ */
+export const STATE_KINDS = ['in_flight', 'tokens', 'prefix_table', 'ejections', 'half_open_trials', 'latency', 'failure_counts', 'stuck_detection', 'slow_start', 'replica_metrics'];
+
+/** The kinds of STATE_KINDS not in `shared`: this node's own. */
+export function localStateKinds(shared: string[]): string[] {
+  const local: string[] = [];
+  for (let i = 0; i < STATE_KINDS.length; i++) {
+    let isShared = false;
+    for (let j = 0; j < shared.length; j++) if (shared[j] === STATE_KINDS[i]) isShared = true;
+    if (!isShared) local.push(STATE_KINDS[i]);
+  }
+  return local;
+}
+
+/** llm_balancer_state_shared{state}: 1 where that state is shared with other gateway nodes right now, 0 where it is this node's own. */
+export function sharedStatePrometheus(shared: string[]): string {
+  const lines: string[] = [];
+  lines.push('# HELP llm_balancer_state_shared 1 where this kind of balancer state is shared with the other gateway nodes right now (Kong: through Redis, while connected), 0 where it is this node\'s own.');
+  lines.push('# TYPE llm_balancer_state_shared gauge');
+  const local = localStateKinds(shared);
+  for (let i = 0; i < STATE_KINDS.length; i++) {
+    let own = false;
+    for (let j = 0; j < local.length; j++) if (local[j] === STATE_KINDS[i]) own = true;
+    lines.push('llm_balancer_state_shared{state="' + STATE_KINDS[i] + '"} ' + (own ? 0 : 1));
+  }
+  return lines.join('\n') + '\n';
+}

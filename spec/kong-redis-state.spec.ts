@@ -14,8 +14,8 @@ import Redis from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createMemoryStore } from '../shared/index';
 import { loadPluginConfig } from '../plugins/kong/index';
-import { createSharedCounters } from '../plugins/kong/redis-state';
-import type { SharedCounters } from '../plugins/kong/redis-state';
+import { createSharedState } from '../plugins/kong/redis-state';
+import type { SharedState } from '../plugins/kong/redis-state';
 import type { RedisOptions } from '../plugins/kong/options';
 import { startRedis } from '../testbed/lib/redis-process';
 import type { RedisServer } from '../testbed/lib/redis-process';
@@ -24,6 +24,7 @@ import type { Backends } from './helpers/backends';
 import { kongRequest, startBuiltPlugin } from './helpers/kong-harness';
 import type { BuiltPlugin, KongResult } from './helpers/kong-harness';
 import { REPO_ROOT } from './helpers/nginx-env';
+import { prefixOwnerId } from './helpers/prefix';
 
 const IN_FLIGHT_R1 = 'r:r1:if';
 const TOKENS_R1 = 'r:r1:tk';
@@ -34,7 +35,7 @@ const REPLICAS = [
 ];
 
 let redis: RedisServer;
-const open: SharedCounters[] = [];
+const open: SharedState[] = [];
 let scopeSeq = 0;
 
 beforeAll(async () => {
@@ -57,16 +58,28 @@ function options(overrides: Partial<RedisOptions> = {}): RedisOptions {
 }
 
 interface Node {
-  counters: SharedCounters;
+  counters: SharedState;
   /** The node's own state (what its adapter counted itself). */
   local: ReturnType<typeof createMemoryStore>;
   logs: string[];
 }
 
+/** Ejection times below are on a clock the spec sets (the trial lease is Redis's, in real ms). */
+let fakeNow = 1_000_000;
+
 function node(scope: string, nodeId: string, overrides: Partial<RedisOptions> = {}): Node {
   const logs: string[] = [];
   const local = createMemoryStore();
-  const counters = createSharedCounters({ redis: options(overrides), scope, local, nodeId, log: (m) => logs.push(m) });
+  const counters = createSharedState({
+    redis: options(overrides),
+    scope,
+    local,
+    nodeId,
+    log: (m: string) => logs.push(m),
+    trialMs: 10_000,
+    ejectionRecordMs: 600_000,
+    now: () => fakeNow,
+  });
   open.push(counters);
   return { counters, local, logs };
 }
@@ -191,9 +204,9 @@ describe('shared counters against a real redis-server', () => {
     fs.writeFileSync(
       script,
       [
-        `import { createSharedCounters } from ${JSON.stringify(path.join(REPO_ROOT, 'plugins/kong/redis-state.ts'))};`,
+        `import { createSharedState } from ${JSON.stringify(path.join(REPO_ROOT, 'plugins/kong/redis-state.ts'))};`,
         `import { createMemoryStore } from ${JSON.stringify(path.join(REPO_ROOT, 'shared/index.ts'))};`,
-        `const c = createSharedCounters({ redis: ${JSON.stringify(options({ lease_s: 1 }))}, scope: ${JSON.stringify(scope)}, local: createMemoryStore(), nodeId: 'doomed', log: () => {} });`,
+        `const c = createSharedState({ redis: ${JSON.stringify(options({ lease_s: 1 }))}, scope: ${JSON.stringify(scope)}, local: createMemoryStore(), nodeId: 'doomed', log: () => {} });`,
         'const replicas = [{ id: "r1", address: "127.0.0.1:1", weight: 1 }];',
         'for (let i = 0; i < 50 && c.status().mode !== "shared"; i++) await new Promise((r) => setTimeout(r, 20));',
         'await new Promise((r) => setTimeout(r, 50));',
@@ -297,6 +310,124 @@ describe('shared counters against a real redis-server', () => {
   });
 });
 
+const EJECTED_UNTIL_R1 = 'r:r1:eu';
+const TRIAL_CLAIMS_R1 = 'r:r1:tc';
+
+describe('the prefix table, ejections and half-open trials against a real redis-server', () => {
+  it('prefix entries a pick recorded are written after the answer, not before, and another node reads exactly the slots it asks for', async () => {
+    const scope = freshScope();
+    const a = node(scope, 'a');
+    const b = node(scope, 'b');
+    await connected(a);
+    await connected(b);
+    const entry = 1234 * 4294967296 + 987654321;
+    // The access phase: the pick records the entry, its flush writes the counts only.
+    a.counters.store.set('pa:17', entry);
+    a.counters.store.incr(IN_FLIGHT_R1, 1, 0);
+    a.counters.flush();
+    await new Promise((resolve) => setImmediate(resolve));
+    await a.counters.refresh(REPLICAS);
+    const raw = new Redis(redis.url);
+    try {
+      expect(await raw.hget(scope + 'pa', '17')).toBe(null);
+      expect(await raw.hget(scope + 'c:' + IN_FLIGHT_R1, 'a')).toBe('1');
+      // The log phase: now the entry goes, exactly (a 53-bit integer through Redis strings).
+      a.counters.flush(true);
+      await new Promise((resolve) => setImmediate(resolve));
+      await a.counters.refresh(REPLICAS);
+      expect(await raw.hget(scope + 'pa', '17')).toBe(String(entry));
+    } finally {
+      raw.disconnect();
+    }
+    // b learns the slot when its request asks for it, and only then.
+    await b.counters.refresh(REPLICAS);
+    expect(b.local.get('pa:17')).toBeUndefined();
+    await b.counters.refresh(REPLICAS, ['pa:17', 'pa:18']);
+    expect(b.local.get('pa:17')).toBe(entry);
+    expect(b.local.get('pa:18')).toBeUndefined();
+    // An entry b recorded itself and has not written yet is not overwritten by the fleet's older one.
+    b.counters.store.set('pa:17', entry + 1);
+    await b.counters.refresh(REPLICAS, ['pa:17']);
+    expect(b.local.get('pa:17')).toBe(entry + 1);
+  });
+
+  it('an ejection one node decides applies on the others; one node wins the half-open trial; its lift reaches the others', async () => {
+    const scope = freshScope();
+    const [a, b, c] = [node(scope, 'a'), node(scope, 'b'), node(scope, 'c')];
+    for (const n of [a, b, c]) await connected(n);
+    const until = fakeNow + 30_000;
+    // What the core's eject() writes, through a's store.
+    a.counters.store.set('r:r1:ej', 1);
+    a.counters.store.set('r:r1:ef', 2);
+    a.counters.store.set(EJECTED_UNTIL_R1, until);
+    a.counters.flush(true);
+    expect(await refreshUntil(b, () => b.local.get(EJECTED_UNTIL_R1) === until)).toBe(true);
+    expect(await refreshUntil(c, () => c.local.get(EJECTED_UNTIL_R1) === until)).toBe(true);
+    expect(b.local.get('r:r1:ef')).toBe(2);
+    expect(b.local.get('r:r1:ej')).toBe(1);
+    // Still ejected: nobody is granted a trial.
+    for (const n of [a, b, c]) await n.counters.refresh(REPLICAS);
+    for (const n of [a, b, c]) expect(n.local.get(TRIAL_CLAIMS_R1)).toBeUndefined();
+
+    // The ejection runs out: all three read at once; exactly one holds the trial, the others
+    // mark it claimed locally (no candidate for them while it lasts).
+    fakeNow = until + 1;
+    await Promise.all([a, b, c].map((n) => n.counters.refresh(REPLICAS)));
+    const blocked = [a, b, c].filter((n) => n.local.get(TRIAL_CLAIMS_R1) === 1);
+    const holders = [a, b, c].filter((n) => n.local.get(TRIAL_CLAIMS_R1) === undefined);
+    expect(blocked).toHaveLength(2);
+    expect(holders).toHaveLength(1);
+    const holder = holders[0];
+    // Asking again changes nothing: the trial is held for its lease.
+    await Promise.all([a, b, c].map((n) => n.counters.refresh(REPLICAS)));
+    expect([a, b, c].filter((n) => n.local.get(TRIAL_CLAIMS_R1) === 1)).toHaveLength(2);
+
+    // The trial succeeds on the holder: what the core writes on a half-open success.
+    holder.counters.store.delete(EJECTED_UNTIL_R1);
+    holder.counters.store.set('r:r1:el', fakeNow);
+    holder.counters.flush(true);
+    for (const n of blocked) {
+      expect(await refreshUntil(n, () => n.local.get(EJECTED_UNTIL_R1) === undefined)).toBe(true);
+      expect(n.local.get('r:r1:el')).toBe(fakeNow);
+      // Slow start ramps it up again here as well, and the local trial mark is gone.
+      expect(n.local.get('r:r1:as')).toBe(fakeNow);
+      expect(n.local.get(TRIAL_CLAIMS_R1)).toBeUndefined();
+    }
+  });
+
+  it('a failed trial ejects again for longer, everywhere, and a new trial waits for the new ejection to run out', async () => {
+    const scope = freshScope();
+    const [a, b] = [node(scope, 'a'), node(scope, 'b')];
+    await connected(a);
+    await connected(b);
+    const first = fakeNow + 30_000;
+    a.counters.store.set('r:r1:ej', 1);
+    a.counters.store.set(EJECTED_UNTIL_R1, first);
+    a.counters.flush(true);
+    expect(await refreshUntil(b, () => b.local.get(EJECTED_UNTIL_R1) === first)).toBe(true);
+    fakeNow = first + 1;
+    // b reads first: b holds the trial; a is kept off the replica.
+    await b.counters.refresh(REPLICAS);
+    await a.counters.refresh(REPLICAS);
+    expect(a.local.get(TRIAL_CLAIMS_R1)).toBe(1);
+    expect(b.local.get(TRIAL_CLAIMS_R1)).toBeUndefined();
+    // b's trial fails: re-ejected for twice as long (what the core's eject() writes).
+    const second = fakeNow + 60_000;
+    b.counters.store.set('r:r1:ej', 2);
+    b.counters.store.set(EJECTED_UNTIL_R1, second);
+    b.counters.flush(true);
+    expect(await refreshUntil(a, () => a.local.get(EJECTED_UNTIL_R1) === second)).toBe(true);
+    expect(a.local.get('r:r1:ej')).toBe(2);
+    // a's local trial mark went with the new ejection; no trial until it runs out.
+    expect(a.local.get(TRIAL_CLAIMS_R1)).toBeUndefined();
+    fakeNow = second + 1;
+    await a.counters.refresh(REPLICAS);
+    await b.counters.refresh(REPLICAS);
+    expect(a.local.get(TRIAL_CLAIMS_R1)).toBeUndefined();
+    expect(b.local.get(TRIAL_CLAIMS_R1)).toBe(1);
+  });
+});
+
 describe('two real plugin servers sharing one Redis', () => {
   let backends: Backends;
   const nodes: BuiltPlugin[] = [];
@@ -304,6 +435,10 @@ describe('two real plugin servers sharing one Redis', () => {
   beforeAll(async () => {
     backends = await startBackends(2);
     nodes.push(await startBuiltPlugin('kong-redis-1'), await startBuiltPlugin('kong-redis-2'));
+  });
+
+  afterEach(() => {
+    backends.resetAll();
   });
 
   afterAll(async () => {
@@ -345,13 +480,119 @@ describe('two real plugin servers sharing one Redis', () => {
       // replica's total in flight, the other node's request included.
       const status = await kongRequest(nodes[1].kong, second, { method: 'GET', path: '/llm-balancer/status' });
       const document = JSON.parse(status.body) as { shared_state: Record<string, unknown>; replicas: Array<{ id: string; in_flight: number }> };
-      expect(document.shared_state).toMatchObject({ redis: true, mode: 'shared', shared: ['in_flight', 'tokens'] });
+      expect(document.shared_state).toMatchObject({ redis: true, mode: 'shared', shared: ['in_flight', 'tokens', 'prefix_table', 'ejections', 'half_open_trials'] });
+      expect(document.shared_state.local).toContain('latency');
       expect(document.replicas.find((r) => r.id === slow.address)?.in_flight).toBe(1);
       const metrics = await kongRequest(nodes[1].kong, second, { method: 'GET', path: '/llm-balancer/status', query: { format: 'prometheus' } });
       expect(metrics.body).toMatch(/^llm_balancer_redis_connected 1$/m);
+      expect(metrics.body).toMatch(/^llm_balancer_state_shared\{state="prefix_table"\} 1$/m);
+      expect(metrics.body).toMatch(/^llm_balancer_state_shared\{state="latency"\} 0$/m);
     } finally {
       slow.release();
       for (const r of await Promise.all(held)) expect(r.status).toBe(200);
     }
   });
+
+  /** Distinct system prompts of ~2,300 characters (9 blocks of 256): each a shared prefix of its own. */
+  const SYSTEMS = Array.from({ length: 8 }, (_, k) => `[system prompt ${k}] You are agent ${k}; follow the policy below. `.repeat(40));
+
+  function chat(system: string, question: string): string {
+    return JSON.stringify({ model: 'm', max_tokens: 20, messages: [{ role: 'system', content: system }, { role: 'user', content: question }] });
+  }
+
+  async function servedBy(built: BuiltPlugin, instance: number, payload: string): Promise<string> {
+    const result = await kongRequest(built.kong, instance, { body: payload, headers: { 'content-type': 'application/json' } });
+    expect(result.status, result.body).toBe(200);
+    return (JSON.parse(result.body) as { backend: string }).backend;
+  }
+
+  it('without Redis: a new conversation goes to the same replica through either node (rendezvous placement)', async () => {
+    const config = { strategy: 'prefix-affinity', replicas: backends.list.map((b) => ({ address: b.address, weight: 1 })) };
+    const first = await nodes[0].kong.startInstance('llm-balancer', config, 'placement-plugin');
+    const second = await nodes[1].kong.startInstance('llm-balancer', config, 'placement-plugin');
+    const fleet = backends.list.map((b) => ({ id: b.address, weight: 1 }));
+    const used = new Set<string>();
+    for (let k = 0; k < SYSTEMS.length; k++) {
+      const opening = chat(SYSTEMS[k], `conversation ${k}-A opens with a question. `.repeat(12));
+      const owner = backends.list.find((b) => b.address === prefixOwnerId(fleet, JSON.parse(opening)))!.name;
+      expect(await servedBy(nodes[0], first, opening), `system prompt ${k} through node 1`).toBe(owner);
+      expect(await servedBy(nodes[1], second, chat(SYSTEMS[k], `conversation ${k}-B asks something else. `.repeat(12))), `system prompt ${k} through node 2`).toBe(owner);
+      used.add(owner);
+    }
+    expect(used.size).toBe(2);
+  });
+
+  it('with Redis: the prefix table is shared, so a conversation placed by load through one node continues on its replica through the other', async () => {
+    // placement least-load: a new prefix goes to the less loaded replica (a random tie here), so
+    // only the shared table can make node 2 agree with node 1 on all eight (2^-8 by chance).
+    const config = {
+      strategy: 'prefix-affinity',
+      replicas: backends.list.map((b) => ({ address: b.address, weight: 1 })),
+      prefix_affinity: { placement: 'least-load' },
+      kong: { redis: { url: redis.url, key_prefix: 'llmb:prefix-table:' }, status_path: '/llm-balancer/status' },
+    };
+    const first = await nodes[0].kong.startInstance('llm-balancer', config, 'table-plugin');
+    const second = await nodes[1].kong.startInstance('llm-balancer', config, 'table-plugin');
+    // Both nodes connected (a request before that balances on the node's own state).
+    for (let i = 0; i < 100 && (await sharedMode(nodes[0], first)) !== 'shared'; i++) await sleep(20);
+    for (let i = 0; i < 100 && (await sharedMode(nodes[1], second)) !== 'shared'; i++) await sleep(20);
+    const placed: string[] = [];
+    for (let k = 0; k < SYSTEMS.length; k++) placed.push(await servedBy(nodes[0], first, chat(SYSTEMS[k], `conversation ${k} turn 1. `.repeat(12))));
+    // The log phase wrote the entries after each answer; the next turns come through node 2.
+    await sleep(50);
+    for (let k = 0; k < SYSTEMS.length; k++) {
+      const next = chat(SYSTEMS[k], `conversation ${k} turn 1. `.repeat(12) + 'and a follow-up question. '.repeat(10));
+      expect(await servedBy(nodes[1], second, next), `system prompt ${k} through node 2`).toBe(placed[k]);
+    }
+  });
+
+  it('with Redis: a replica one node ejected gets nothing from the other node, which never saw it fail', async () => {
+    const config = {
+      strategy: 'round-robin',
+      retries: 0,
+      replicas: backends.list.map((b) => ({ address: b.address, weight: 1 })),
+      passive_health: { consecutive_failures: 2, base_ejection_s: 60 },
+      kong: { redis: { url: redis.url, key_prefix: 'llmb:ejections:' }, status_path: '/llm-balancer/status' },
+    };
+    const first = await nodes[0].kong.startInstance('llm-balancer', config, 'ejection-plugin');
+    const second = await nodes[1].kong.startInstance('llm-balancer', config, 'ejection-plugin');
+    for (let i = 0; i < 100 && (await sharedMode(nodes[0], first)) !== 'shared'; i++) await sleep(20);
+    for (let i = 0; i < 100 && (await sharedMode(nodes[1], second)) !== 'shared'; i++) await sleep(20);
+    const failing = backends.list[0];
+    failing.behave({ status: 500 });
+    try {
+      let ejected = false;
+      for (let i = 0; i < 20 && !ejected; i++) {
+        await kongRequest(nodes[0].kong, first, {});
+        ejected = (await replicaState(nodes[0], first, failing.address)) === 'ejected';
+      }
+      expect(ejected).toBe(true);
+      await sleep(50);
+      const before = failing.requests;
+      const names: string[] = [];
+      for (let i = 0; i < 8; i++) {
+        const result = await kongRequest(nodes[1].kong, second, {});
+        names.push((JSON.parse(result.body) as { backend: string }).backend);
+      }
+      // Round robin through node 2 would send every other request to b0.
+      expect(names).toEqual(Array(8).fill(backends.list[1].name));
+      expect(failing.requests).toBe(before);
+      expect(await replicaState(nodes[1], second, failing.address)).toBe('ejected');
+    } finally {
+      failing.behave({ status: 200 });
+    }
+  });
+
+  async function statusOf(built: BuiltPlugin, instance: number): Promise<{ shared_state?: { mode: string }; replicas?: Array<{ id: string; state: string }> }> {
+    const status = await kongRequest(built.kong, instance, { method: 'GET', path: '/llm-balancer/status' });
+    return JSON.parse(status.body) as { shared_state?: { mode: string }; replicas?: Array<{ id: string; state: string }> };
+  }
+
+  async function sharedMode(built: BuiltPlugin, instance: number): Promise<string | undefined> {
+    return (await statusOf(built, instance)).shared_state?.mode;
+  }
+
+  async function replicaState(built: BuiltPlugin, instance: number, id: string): Promise<string | undefined> {
+    return (await statusOf(built, instance)).replicas?.find((r) => r.id === id)?.state;
+  }
 });

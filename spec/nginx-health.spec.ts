@@ -9,6 +9,7 @@ import type { Backends } from './helpers/backends';
 import { createFleet, replicasOf } from './helpers/fleet';
 import { drained, readStatus, request, stream, waitFor } from './helpers/nginx-balancer';
 import type { Balancer, Reply, StatusRow } from './helpers/nginx-balancer';
+import { STATE_KINDS } from '../shared/status-report';
 
 let backends: Backends;
 const fleet = createFleet('health');
@@ -336,7 +337,7 @@ describe('status endpoint', () => {
     const doc = JSON.parse(reply.body);
     expect(doc.strategy).toBe('weighted-round-robin');
     // Which state is shared: on NGINX every count is this node's own (its workers share it).
-    expect(doc.shared_state).toEqual({ redis: false, shared: [], mode: 'local', scope: 'this nginx, all its workers', prefix_placement: 'rendezvous' });
+    expect(doc.shared_state).toEqual({ redis: false, shared: [], local: STATE_KINDS, mode: 'local', scope: 'this nginx, all its workers', prefix_placement: 'rendezvous' });
     expect(Number.isNaN(Date.parse(doc.generated_at))).toBe(false);
     expect(doc.replicas.map((r: StatusRow) => [r.id, r.address, r.upstream, r.weight, r.state, r.picks, r.in_flight, r.failures])).toEqual([
       ['b0', backends.list[0].address, 'llm_balancer_0', 2, 'healthy', 4, 0, 0],
@@ -359,6 +360,8 @@ describe('status endpoint', () => {
     expect(lines).toContain(`llm_balancer_replica_healthy{${labels(2)}} 1`);
     expect(lines).toContain(`llm_balancer_replica_ejected{${labels(2)}} 0`);
     expect(lines).toContain(`llm_balancer_replica_state{${labels(0)},state="healthy"} 1`);
+    // Nothing is shared with other nginx nodes: every kind of state says 0.
+    for (const kind of STATE_KINDS) expect(lines).toContain(`llm_balancer_state_shared{state="${kind}"} 0`);
     const viaQuery = await request(lb.nginx.url('/llm-balancer/status?format=prometheus'));
     expect(viaQuery.headers['content-type']).toBe(metrics.headers['content-type']);
     // The same text but for the time-decayed latency gauges, which move between the two reads.

@@ -17,8 +17,10 @@ import {
   createBalancer,
   createMemoryStore,
   formatErrors,
+  consultsPrefixTable,
   kongSchema,
   noReplicaError,
+  prefixTableKeys,
   readsBody,
   readsHashKey,
   readsReplicaLoad,
@@ -29,7 +31,7 @@ import {
   validate,
   validateFields,
 } from '../../shared/index';
-import { PROMETHEUS_CONTENT_TYPE, prometheusText, statusDocument } from '../../shared/status-report';
+import { PROMETHEUS_CONTENT_TYPE, STATE_KINDS, localStateKinds, prometheusText, sharedStatePrometheus as sharedStateFamily, statusDocument } from '../../shared/status-report';
 import type { Balancer, BalancerConfig, ConfigError, Replica } from '../../shared/index';
 import { kongOptionsFields, kongOptionsSchema } from './options';
 import type { KongOptions } from './options';
@@ -42,8 +44,8 @@ import { startMetricsScraper } from './metrics-scraper';
 import type { MetricsScraper } from './metrics-scraper';
 import { replicaSourceFor } from './replica-source';
 import type { ReplicaSource } from './replica-source';
-import { createSharedCounters } from './redis-state';
-import type { SharedCounters } from './redis-state';
+import { SHARED_STATE, createSharedState } from './redis-state';
+import type { SharedState } from './redis-state';
 import { requestViewFromKong } from './request-view';
 import { requestStreams, timeoutsFor } from './timeouts';
 import type { UpstreamTimeouts } from './timeouts';
@@ -116,8 +118,10 @@ interface PluginState {
   scraper: MetricsScraper | null;
   /** Probes the replicas' health path when active_health.enabled; else null. */
   prober: HealthProber | null;
-  /** With kong.redis: the in-flight and token counts shared with the other Kong nodes; else null. */
-  shared: SharedCounters | null;
+  /** With kong.redis: the state shared with the other Kong nodes (redis-state.ts); else null. */
+  shared: SharedState | null;
+  /** Whether picks consult the prefix table (then access reads the request's slots from Redis). */
+  consultsPrefixTable: boolean;
   service: ServiceSettings;
   /** Read the body of every request to know whether it streams (kong.stream_timeouts), or because the strategy reads it. */
   readsBodyForView: boolean;
@@ -237,7 +241,16 @@ function stateFor(pluginId: string, config: BalancerConfig, kong: KongOptions): 
   }
   const local = createMemoryStore();
   // Every Kong node runs the same plugin id (it comes from Kong's database): the key scope.
-  const shared = kong.redis === null ? null : createSharedCounters({ redis: kong.redis, scope: kong.redis.key_prefix + pluginId + ':', local });
+  const shared =
+    kong.redis === null
+      ? null
+      : createSharedState({
+          redis: kong.redis,
+          scope: kong.redis.key_prefix + pluginId + ':',
+          local,
+          trialMs: config.passive_health.base_ejection_s * 1000,
+          ejectionRecordMs: 2 * config.passive_health.max_ejection_s * 1000,
+        });
   const store = shared === null ? local : shared.store;
   const state: PluginState = {
     signature,
@@ -267,6 +280,7 @@ function stateFor(pluginId: string, config: BalancerConfig, kong: KongOptions): 
     scraper: null,
     prober: null,
     shared,
+    consultsPrefixTable: consultsPrefixTable(config),
     connectErrorAt: Object.create(null),
     lastUsedAt: Date.now(),
   };
@@ -365,21 +379,32 @@ function retryAfterSeconds(state: PluginState, replicas: Replica[], now: number)
 }
 
 /**
- * Which state this node shares: with kong.redis, in-flight and token counts through Redis ('shared'
- * while its reads succeed, 'local' while Redis is unreachable or slow, 'connecting' before the
- * first connection); everything else, and everything without kong.redis, is this node's own.
+ * Which state this node shares: with kong.redis, SHARED_STATE through Redis ('shared' while its
+ * reads succeed, 'local' while Redis is unreachable or slow, 'connecting' before the first
+ * connection); the rest, and everything without kong.redis, is this node's own.
  */
 function sharedStateStatus(state: PluginState): Record<string, unknown> {
-  if (state.shared === null) return { redis: false, shared: [], mode: 'local' };
+  const placement = state.config.prefix_affinity.placement;
+  if (state.shared === null) return { redis: false, shared: [], local: STATE_KINDS, mode: 'local', scope: 'this Kong node', prefix_placement: placement };
   const status = state.shared.status();
-  return { redis: true, shared: ['in_flight', 'tokens'], mode: status.mode, node_id: status.nodeId, last_error: status.lastError };
+  return {
+    redis: true,
+    shared: SHARED_STATE,
+    local: localStateKinds(SHARED_STATE),
+    mode: status.mode,
+    scope: 'every Kong node with this plugin id and Redis',
+    prefix_placement: placement,
+    node_id: status.nodeId,
+    last_error: status.lastError,
+  };
 }
 
 function sharedStatePrometheus(state: PluginState): string {
-  if (state.shared === null) return '';
+  if (state.shared === null) return sharedStateFamily([]);
   const connected = state.shared.status().mode === 'shared' ? 1 : 0;
   return (
-    '# HELP llm_balancer_redis_connected 1 while this node reads the in-flight and token counts other Kong nodes share through Redis (kong.redis), 0 while it balances on its own.\n' +
+    sharedStateFamily(connected === 1 ? SHARED_STATE : []) +
+    '# HELP llm_balancer_redis_connected 1 while this node reads the state other Kong nodes share through Redis (kong.redis), 0 while it balances on its own.\n' +
     '# TYPE llm_balancer_redis_connected gauge\n' +
     'llm_balancer_redis_connected ' + connected + '\n'
   );
@@ -429,8 +454,9 @@ export class Plugin {
         return;
       }
       const view = await requestViewFromKong(kong, state.config, state.readsKey, state.kong.max_body_bytes, state.readsBodyForView);
-      // The other nodes' counts, read just before the pick (bounded by kong.redis.timeout_ms).
-      if (state.shared !== null) await state.shared.refresh(replicas);
+      // The other nodes' counts, the fleet's ejections and this prompt's prefix slots, read in one
+      // round trip just before the pick (bounded by kong.redis.timeout_ms).
+      if (state.shared !== null) await state.shared.refresh(replicas, state.consultsPrefixTable ? prefixTableKeys(state.config, view) : undefined);
       const result = state.balancer.pick(replicas, view);
       if (!result.ok) {
         await answer503(kong, result.reason, result.message, retryAfterSeconds(state, replicas, Date.now()));
@@ -481,7 +507,8 @@ export class Plugin {
         outcome.tokens = typeof tokens === 'number' && tokens > 0 ? tokens : 0;
       }
       state.balancer.onEnd(replicas, picked, outcome);
-      if (state.shared !== null) state.shared.flush();
+      // The counts, an ejection this end decided, and the prefix entries the pick recorded.
+      if (state.shared !== null) state.shared.flush(true);
     } catch (error) {
       await kong.log.err('llm-balancer: log failed: ' + String(error));
     }

@@ -1,12 +1,26 @@
-// Several Kong nodes, one view of each replica's load: per-replica in-flight and token counts
-// shared through Redis (kong.redis), while the core stays synchronous and gateway-free.
+// Several Kong nodes, one view: the balancer state that decides picks across the fleet is shared
+// through Redis (kong.redis), while the core stays synchronous and gateway-free.
+//
+// What is shared, and how (keys under `<key_prefix><plugin id>:`):
+//   in-flight and token counts  c:<store key> hashes, one field per node (its own exact count)
+//   the prefix table            pa: one hash, field = table slot, value = the slot's entry (bounded
+//                               by prefix_affinity.table_slots, like the local table)
+//   passive-health ejections    h:<replica id>: the last ejection or lift any node decided (until,
+//                               reason, count, lifted-at, a version, the writer)
+//   half-open trials            t:<replica id>: the node holding the replica's single trial (SET NX PX)
+// Latency EWMAs, consecutive-failure and failure-rate counts, stuck detection and slow start stay
+// per node: each node judges a replica on its own traffic, and an ejection any node decides
+// applies to all.
 //
 // How a request uses it (at most one Redis round trip per phase, never waited on beyond timeout_ms):
-//   access  refresh(): ONE call of a Lua script returns, for every replica's in-flight and token
-//           key, the sum of the OTHER live nodes' counts; the core then picks synchronously on a
-//           Store that adds them to this node's own exact counts (store below); onStart changes
-//           this node's counts, and flush() writes them (one command per event-loop turn) without waiting for it.
-//   log     onEnd changes this node's counts; flush() again, not waited for.
+//   access  refresh(): ONE call of a Lua script returns the other live nodes' counts, every
+//           replica's shared ejection record (claiming a half-open replica's trial for this node
+//           when nobody holds it), and the request's prefix slots; what it returns is folded into
+//           the node's local store, and the core picks synchronously on it. onStart changes this
+//           node's counts; flush() writes them (one command per event-loop turn), not waited for.
+//   log     onEnd changes this node's counts and perhaps an ejection; flush({ afterAnswer }) writes
+//           them with the prefix-table entries the pick recorded (nothing for them on the request
+//           path), not waited for.
 //
 // No leaked counts (the lease): every node writes ONLY its own field of each counter hash
 // (`<prefix><plugin>:c:r:<id>:if` → { <node id>: <this node's count> }), as an absolute value it
@@ -18,14 +32,16 @@
 // rewrites all of its own fields with the lease (one MULTI), so its counts return exactly.
 // Concurrent nodes add up because no field has two writers; one node's writes go out in order
 // on its one connection, each carrying the node's count at the time it was issued.
+// A trial key expires after one base ejection (a node that claimed a trial and died, or never
+// sent it, holds the replica back no longer than a lost trial request does on one node); an
+// ejection record after twice max_ejection_s.
 //
 // Redis slow or down: the pick never waits longer than timeout_ms for the read; commands are not
 // queued while disconnected (enableOfflineQueue false: they fail at once). The node then picks on
-// its own counts alone (its local memory store, which always holds them), logs once, and logs once
-// more when Redis is back; ioredis reconnects in the background and the lease refresh republishes.
-//
-// Shared today: in-flight and token counts. Everything else (latency EWMAs, passive-health
-// ejections, half-open trials, the prefix table) stays in the node's local store: see README.
+// its own state alone (its local memory store, which always holds all of it), logs once, and logs
+// once more when Redis is back; ioredis reconnects in the background, the lease refresh
+// republishes the counts, and the prefix entries and ejections changed meanwhile are written then.
+// (Ejection times are the deciding node's clock: nodes are expected to run NTP, as Kong's cluster does.)
 
 import os from 'node:os';
 import { randomBytes } from 'node:crypto';
@@ -40,15 +56,38 @@ export function isSharedCounterKey(key: string): boolean {
   return key.charCodeAt(0) === 114 /* r */ && (key.endsWith(':if') || key.endsWith(':tk'));
 }
 
-// Sums, per counter hash, the fields of live nodes other than the caller, and deletes the fields
-// of nodes whose lease key is gone. Numbers go back as strings: Redis truncates Lua numbers to
-// integers, and token counts need not be whole. (The lease keys are not declared in KEYS: fine on
-// a single Redis or a replicated one, not on Redis Cluster, which this does not support.)
-const SUM_LIVE_LUA = `
+/** The prefix table's Store keys (`pa:<slot>`, shared/prefix-table.ts). */
+export function isPrefixSlotKey(key: string): boolean {
+  return key.charCodeAt(0) === 112 /* p */ && key.charCodeAt(1) === 97 /* a */ && key.charCodeAt(2) === 58 /* : */;
+}
+
+/** The replica id of an ejection key (`r:<id>:eu` ejected-until, `r:<id>:el` lifted-at), else null. */
+export function ejectionKeyReplica(key: string): string | null {
+  if (key.charCodeAt(0) !== 114 /* r */ || key.charCodeAt(1) !== 58) return null;
+  return key.endsWith(':eu') || key.endsWith(':el') ? key.slice(2, -3) : null;
+}
+
+// The access phase's one read. KEYS: nc counter hashes, nr ejection records, nr trial keys, then
+// the prefix hash when slots are asked for. ARGV: lease key prefix, this node, nc, nr, this node's
+// clock (ms), the trial lease (ms), then the prefix slots.
+//   counts:  per counter hash, the sum of the fields of live nodes other than the caller; fields
+//            of nodes whose lease key is gone are deleted. Strings: Redis truncates Lua numbers
+//            to integers, and token counts need not be whole.
+//   records: per replica, {until, version, writer, reason, ejections, lifted at} or '' (none).
+//   trials:  per replica whose recorded ejection has run out (half-open), the node holding its
+//            single trial, claimed for the caller when nobody holds it; '' otherwise.
+//   slots:   the prefix hash's values of the asked slots, '' where empty.
+// (The lease keys are not declared in KEYS: fine on a single Redis or a replicated one, not on
+// Redis Cluster, which this does not support.)
+const READ_SHARED_LUA = `
 local leasePrefix = ARGV[1]
 local self = ARGV[2]
-local out = {}
-for i = 1, #KEYS do
+local nc = tonumber(ARGV[3])
+local nr = tonumber(ARGV[4])
+local now = tonumber(ARGV[5])
+local trialMs = ARGV[6]
+local counts = {}
+for i = 1, nc do
   local fields = redis.call('HGETALL', KEYS[i])
   local sum = 0
   for j = 1, #fields, 2 do
@@ -61,9 +100,31 @@ for i = 1, #KEYS do
       end
     end
   end
-  out[i] = tostring(sum)
+  counts[i] = tostring(sum)
 end
-return out
+local records = {}
+local trials = {}
+for i = 1, nr do
+  local r = redis.call('HMGET', KEYS[nc + i], 'eu', 'v', 'by', 'ef', 'ej', 'el')
+  trials[i] = ''
+  if r[2] then
+    records[i] = { r[1] or '0', r[2], r[3] or '', r[4] or '0', r[5] or '0', r[6] or '0' }
+    local untilMs = tonumber(r[1] or '0')
+    if untilMs > 0 and untilMs <= now then
+      local trialKey = KEYS[nc + nr + i]
+      redis.call('SET', trialKey, self, 'NX', 'PX', trialMs)
+      trials[i] = redis.call('GET', trialKey) or ''
+    end
+  else
+    records[i] = ''
+  end
+end
+local slots = {}
+if #ARGV > 6 then
+  local values = redis.call('HMGET', KEYS[nc + 2 * nr + 1], unpack(ARGV, 7))
+  for j = 1, #ARGV - 6 do slots[j] = values[j] or '' end
+end
+return { counts, records, trials, slots }
 `;
 
 // This node's counts in one command (a pipeline of HSET/HDEL costs the client ~50 µs of CPU per
@@ -82,6 +143,24 @@ end
 return #KEYS
 `;
 
+// The ejections and lifts this node decided: KEYS are (record, trial key) pairs, ARGV[1] the node
+// id, ARGV[2] the record's TTL (ms), then per replica until, reason, ejections, lifted-at. A new
+// version tells the other nodes to adopt it; the trial key goes (a lift ends the trial, a new
+// ejection starts a new wait for one).
+const WRITE_EJECTIONS_LUA = `
+local self = ARGV[1]
+local ttl = ARGV[2]
+for i = 1, #KEYS / 2 do
+  local record = KEYS[2 * i - 1]
+  local b = 2 + (i - 1) * 4
+  redis.call('HSET', record, 'eu', ARGV[b + 1], 'ef', ARGV[b + 2], 'ej', ARGV[b + 3], 'el', ARGV[b + 4], 'by', self)
+  redis.call('HINCRBY', record, 'v', 1)
+  redis.call('PEXPIRE', record, ttl)
+  redis.call('DEL', KEYS[2 * i])
+end
+return #KEYS / 2
+`;
+
 // Between reconnection attempts: quick at first (a restart or failover), then every 2 s, so a
 // Redis that stays down costs one connection attempt per 2 s per plugin state.
 const RECONNECT_STEP_MS = 100;
@@ -89,10 +168,15 @@ const RECONNECT_MAX_MS = 2000;
 // A connect that has not completed by then is abandoned and retried; requests never wait for it.
 const CONNECT_TIMEOUT_MS = 2000;
 
-export interface SharedCountersStatus {
+/** What is shared when Redis is connected (the status page lists it). */
+export const SHARED_STATE = ['in_flight', 'tokens', 'prefix_table', 'ejections', 'half_open_trials'];
+/** What stays this node's own in every case. */
+export const LOCAL_STATE = ['latency', 'failure_counts', 'stuck_detection', 'slow_start', 'replica_metrics'];
+
+export interface SharedStateStatus {
   /**
-   * 'connecting': before the first connection (counts alone, nothing logged yet); 'shared': the
-   * last read succeeded; 'local': Redis is slow or unreachable, this node counts alone.
+   * 'connecting': before the first connection (local state alone, nothing logged yet); 'shared':
+   * the last read succeeded; 'local': Redis is slow or unreachable, this node balances alone.
    */
   mode: 'connecting' | 'shared' | 'local';
   nodeId: string;
@@ -100,27 +184,39 @@ export interface SharedCountersStatus {
   lastError: string | null;
 }
 
-export interface SharedCounters {
+export interface SharedState {
   /** The Store the balancer is built on: this node's state plus the other live nodes' counts. */
   store: Store;
-  /** One round trip (bounded by timeout_ms) for the other nodes' counts of these replicas. */
-  refresh(replicas: Replica[]): Promise<void>;
-  /** Writes this node's changed counts at the end of this event-loop turn, in one command; never waited for. */
-  flush(): void;
-  status(): SharedCountersStatus;
+  /**
+   * One round trip (bounded by timeout_ms) for the other nodes' counts and the ejections of
+   * these replicas, and the given prefix slots (balancer prefixTableKeys) of this request.
+   */
+  refresh(replicas: Replica[], prefixKeys?: string[]): Promise<void>;
+  /**
+   * Writes this node's changes at the end of this event-loop turn (one command each for counts,
+   * ejections and, with afterAnswer, the prefix entries recorded since); never waited for.
+   */
+  flush(afterAnswer?: boolean): void;
+  status(): SharedStateStatus;
   /** Releases this node's fields and lease, and closes the connection. */
   stop(): Promise<void>;
 }
 
-export interface SharedCountersOptions {
+export interface SharedStateOptions {
   redis: RedisOptions;
   /** Keys of one plugin configuration: key_prefix + plugin id + ':'. */
   scope: string;
   /** Where this node's own state lives (every key, shared or not). */
   local: Store;
+  /** How long a claimed half-open trial is held (ms): passive_health.base_ejection_s. */
+  trialMs: number;
+  /** How long an ejection record lives after its last change (ms): 2 × passive_health.max_ejection_s. */
+  ejectionRecordMs: number;
   /** Default: host:pid:random, unique per plugin-server process. */
   nodeId?: string;
   log?: (message: string) => void;
+  /** This node's clock (ms): ejection times are written and compared in it. Default Date.now. */
+  now?: () => number;
 }
 
 let processNodeId: string | null = null;
@@ -161,38 +257,62 @@ function messageOf(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
 
-export function createSharedCounters(options: SharedCountersOptions): SharedCounters {
+type ReadReply = [string[], Array<string[] | string>, string[], string[]];
+
+export function createSharedState(options: SharedStateOptions): SharedState {
   const local = options.local;
   const nodeId = options.nodeId !== undefined ? options.nodeId : defaultNodeId();
   const log = options.log !== undefined ? options.log : (message: string) => console.warn(message);
+  const now = options.now !== undefined ? options.now : () => Date.now();
   const leaseMs = Math.round(options.redis.lease_s * 1000);
   const timeoutMs = options.redis.timeout_ms;
+  const trialMs = String(Math.max(1, Math.round(options.trialMs)));
+  const ejectionRecordMs = String(Math.max(1000, Math.round(options.ejectionRecordMs)));
   const scope = options.scope;
   const leaseKey = scope + 'node:' + nodeId;
   const counterPrefix = scope + 'c:';
+  const prefixHashKey = scope + 'pa';
 
   /** The other live nodes' counts from the last read, by Store key; empty in 'local' mode. */
   let others: Record<string, number> = Object.create(null);
-  /** Shared keys this node changed since the last flush. */
+  /** Shared counter keys this node changed since the last flush. */
   let dirty: Record<string, true> = Object.create(null);
-  /** Every shared key this node has counted (republished with each lease refresh). */
+  /** Every shared counter key this node has counted (republished with each lease refresh). */
   const owned: Record<string, true> = Object.create(null);
+  /** Prefix slots this node recorded and has not written yet (they go after the answer). */
+  let prefixDirty: Record<string, true> = Object.create(null);
+  /** Replicas whose ejection this node changed and has not written yet. */
+  let ejectionsDirty: Record<string, true> = Object.create(null);
+  /** Per replica, the version of its ejection record last seen (adopted, or written by this node). */
+  const seenVersion: Record<string, string> = Object.create(null);
+  /** Replicas whose half-open trial another node holds: this node marked it claimed locally. */
+  const trialHeldElsewhere: Record<string, true> = Object.create(null);
   let mode: 'connecting' | 'shared' | 'local' = 'connecting';
   let lastError: string | null = null;
   let readSequence = 0;
   let stopped = false;
 
   const redis = connect(options.redis);
-  redis.defineCommand('llmbSumLive', { lua: SUM_LIVE_LUA });
+  redis.defineCommand('llmbReadShared', { lua: READ_SHARED_LUA });
   redis.defineCommand('llmbWriteOwn', { lua: WRITE_OWN_LUA });
+  redis.defineCommand('llmbWriteEjections', { lua: WRITE_EJECTIONS_LUA });
   const commands = redis as unknown as {
-    llmbSumLive(n: number, ...args: string[]): Promise<string[]>;
+    llmbReadShared(n: number, ...args: string[]): Promise<ReadReply>;
     llmbWriteOwn(n: number, ...args: string[]): Promise<number>;
+    llmbWriteEjections(n: number, ...args: string[]): Promise<number>;
   };
   // ioredis emits 'error' on every failed (re)connect: without a listener Node would throw.
   redis.on('error', (error: unknown) => degrade(messageOf(error)));
+  // Connected (first time or again): Redis answers, so the node shares from now on; recover()
+  // writes the lease with every count, and what changed while it was away.
+  // (Connected again without a failure seen in between: the lease and counts are rewritten all the same.)
   redis.on('ready', () => {
+    if (mode !== 'shared') {
+      recover();
+      return;
+    }
     refreshLease();
+    flush(true);
   });
 
   function degrade(reason: string): void {
@@ -201,7 +321,7 @@ export function createSharedCounters(options: SharedCountersOptions): SharedCoun
     if (mode === 'local' || stopped) return;
     // The first connection failing is as much an outage as a later one: it is logged too.
     mode = 'local';
-    log('llm-balancer: Redis unavailable (' + reason + '): this node balances on its own counts until it is back');
+    log('llm-balancer: Redis unavailable (' + reason + '): this node balances on its own state until it is back');
   }
 
   function recover(): void {
@@ -212,8 +332,9 @@ export function createSharedCounters(options: SharedCountersOptions): SharedCoun
     // What changed while Redis did not answer (writes are held then), and the lease, which may
     // have run out meanwhile: other nodes' reads then deleted this node's fields.
     refreshLease();
+    flush(true);
     if (wasConnecting) return;
-    log('llm-balancer: Redis available again: in-flight and token counts are shared');
+    log('llm-balancer: Redis available again: in-flight and token counts, the prefix table and ejections are shared');
   }
 
   function ownValue(key: string): number {
@@ -222,9 +343,17 @@ export function createSharedCounters(options: SharedCountersOptions): SharedCoun
   }
 
   function markChanged(key: string): void {
-    if (!isSharedCounterKey(key)) return;
-    dirty[key] = true;
-    owned[key] = true;
+    if (isSharedCounterKey(key)) {
+      dirty[key] = true;
+      owned[key] = true;
+      return;
+    }
+    if (isPrefixSlotKey(key)) {
+      prefixDirty[key] = true;
+      return;
+    }
+    const replica = ejectionKeyReplica(key);
+    if (replica !== null) ejectionsDirty[replica] = true;
   }
 
   /** The lease and every owned count, atomically: a reader never sees the lease without the counts. */
@@ -276,12 +405,14 @@ export function createSharedCounters(options: SharedCountersOptions): SharedCoun
   let pendingRead: Promise<void> | null = null;
   let pendingReplicas: Replica[] | null = null;
 
-  // Picks that start while a read is under way for the same replica list wait for that read
-  // instead of sending their own: its answer is at most one round trip older than theirs would
-  // be, and a node under load then sends one read per round trip, not one per request.
-  function refresh(replicas: Replica[]): Promise<void> {
-    if (pendingRead !== null && pendingReplicas === replicas) return pendingRead;
-    const read = readOthers(replicas);
+  // Picks that start while a read is under way for the same replica list, and need no prefix
+  // slots of their own, wait for that read instead of sending their own: its answer is at most
+  // one round trip older than theirs would be, and a node under load then sends one read per
+  // round trip, not one per request.
+  function refresh(replicas: Replica[], prefixKeys?: string[]): Promise<void> {
+    const slots = prefixKeys !== undefined ? prefixKeys : [];
+    if (slots.length === 0 && pendingRead !== null && pendingReplicas === replicas) return pendingRead;
+    const read = readShared(replicas, slots);
     pendingRead = read;
     pendingReplicas = replicas;
     const clear = () => {
@@ -294,7 +425,7 @@ export function createSharedCounters(options: SharedCountersOptions): SharedCoun
     return read;
   }
 
-  async function readOthers(replicas: Replica[]): Promise<void> {
+  async function readShared(replicas: Replica[], prefixKeys: string[]): Promise<void> {
     if (stopped) return;
     if (redis.status !== 'ready') {
       // The first connect is under way: no failure to report yet (a failed connect emits 'error').
@@ -302,35 +433,45 @@ export function createSharedCounters(options: SharedCountersOptions): SharedCoun
       degrade('not connected (' + redis.status + ')');
       return;
     }
-    const storeKeys: string[] = [];
+    if (replicas.length === 0) return;
+    const counterKeys: string[] = [];
     for (let i = 0; i < replicas.length; i++) {
       const keys = keysOf(replicas[i].id);
-      storeKeys.push(keys.inFlight, keys.tokens);
+      counterKeys.push(keys.inFlight, keys.tokens);
     }
-    if (storeKeys.length === 0) return;
-    const argv: string[] = [];
-    for (let i = 0; i < storeKeys.length; i++) argv.push(counterPrefix + storeKeys[i]);
-    argv.push(scope + 'node:', nodeId);
+    const redisKeys: string[] = [];
+    for (let i = 0; i < counterKeys.length; i++) redisKeys.push(counterPrefix + counterKeys[i]);
+    for (let i = 0; i < replicas.length; i++) redisKeys.push(scope + 'h:' + replicas[i].id);
+    for (let i = 0; i < replicas.length; i++) redisKeys.push(scope + 't:' + replicas[i].id);
+    const argv: string[] = [scope + 'node:', nodeId, String(counterKeys.length), String(replicas.length), String(now()), trialMs];
+    if (prefixKeys.length > 0) {
+      redisKeys.push(prefixHashKey);
+      // 'pa:<slot>' → '<slot>': the hash's field.
+      for (let i = 0; i < prefixKeys.length; i++) argv.push(prefixKeys[i].slice(3));
+    }
     const sequence = ++readSequence;
     let timer: ReturnType<typeof setTimeout> | undefined;
-    const call = commands.llmbSumLive(storeKeys.length, ...argv);
+    const call = commands.llmbReadShared(redisKeys.length, ...redisKeys.concat(argv));
     const timedOut = new Promise<'timeout'>((resolve) => {
       timer = setTimeout(() => resolve('timeout'), timeoutMs);
     });
     try {
       const result = await Promise.race([call, timedOut]);
-      // A later read already answered (or is under way): this one is older.
-      if (sequence !== readSequence) return;
       if (result === 'timeout') {
-        degrade('no answer within ' + timeoutMs + ' ms');
+        if (sequence === readSequence) degrade('no answer within ' + timeoutMs + ' ms');
         return;
       }
+      // This request's prefix slots are its own, whatever other reads answered meanwhile.
+      adoptPrefixSlots(prefixKeys, result[3]);
+      // A later read already answered (or is under way): its counts and ejections are newer.
+      if (sequence !== readSequence) return;
       const next: Record<string, number> = Object.create(null);
-      for (let i = 0; i < storeKeys.length; i++) {
-        const value = Number(result[i]);
-        if (value > 0) next[storeKeys[i]] = value;
+      for (let i = 0; i < counterKeys.length; i++) {
+        const value = Number(result[0][i]);
+        if (value > 0) next[counterKeys[i]] = value;
       }
       others = next;
+      for (let i = 0; i < replicas.length; i++) adoptEjection(replicas[i].id, result[1][i], result[2][i]);
       recover();
     } catch (error) {
       if (sequence === readSequence) degrade(messageOf(error));
@@ -341,10 +482,69 @@ export function createSharedCounters(options: SharedCountersOptions): SharedCoun
     }
   }
 
-  let flushScheduled = false;
+  /** The fleet's entries of these slots replace this node's, except those it recorded and has not written yet. */
+  function adoptPrefixSlots(prefixKeys: string[], values: string[]): void {
+    for (let i = 0; i < prefixKeys.length; i++) {
+      const value = values[i];
+      if (value === '' || value === undefined || prefixDirty[prefixKeys[i]]) continue;
+      const entry = Number(value);
+      if (Number.isFinite(entry)) local.set(prefixKeys[i], entry);
+    }
+  }
 
-  // Changes of every request in this turn of the event loop go out together, in one command.
-  function flush(): void {
+  /**
+   * Folds a replica's shared ejection record into this node's state when another node changed it
+   * since this node last looked, and keeps this node off a half-open replica whose single trial
+   * another node holds.
+   */
+  function adoptEjection(id: string, record: string[] | string, trialHolder: string): void {
+    const keys = keysOf(id);
+    if (Array.isArray(record) && seenVersion[id] !== record[1]) {
+      seenVersion[id] = record[1];
+      // This node's own write, or an ejection it changed since and has not written: keep its own.
+      if (record[2] !== nodeId && !ejectionsDirty[id]) {
+        const until = Number(record[0]);
+        const wasOut = ownValue(keys.ejectedUntil) > 0;
+        if (until > 0) {
+          local.set(keys.ejectedUntil, until);
+          local.set(keys.ejectedFor, Number(record[3]));
+          local.set(keys.ejections, Number(record[4]));
+          local.set(keys.consecutiveFailures, 0);
+          local.set(keys.consecutiveConnectErrors, 0);
+        } else if (wasOut) {
+          const liftedAt = Number(record[5]);
+          local.delete(keys.ejectedUntil);
+          local.set(keys.ejectionLiftedAt, liftedAt);
+          // Back in service: slow start ramps its share up again, as on the node that lifted it.
+          local.set(keys.availableSince, liftedAt);
+        }
+        if (until > 0 || wasOut) {
+          local.delete(keys.trialClaims);
+          local.delete(keys.trialClaimedAt);
+          delete trialHeldElsewhere[id];
+        }
+      }
+    }
+    if (trialHolder !== '' && trialHolder !== nodeId) {
+      // Claimed here as the core claims a trial: while it is fresh, the replica is no candidate.
+      if (!trialHeldElsewhere[id]) {
+        local.set(keys.trialClaims, 1);
+        local.set(keys.trialClaimedAt, now());
+        trialHeldElsewhere[id] = true;
+      }
+    } else if (trialHeldElsewhere[id]) {
+      local.delete(keys.trialClaims);
+      local.delete(keys.trialClaimedAt);
+      delete trialHeldElsewhere[id];
+    }
+  }
+
+  let flushScheduled = false;
+  let flushPrefixes = false;
+
+  // Changes of every request in this turn of the event loop go out together.
+  function flush(afterAnswer?: boolean): void {
+    if (afterAnswer === true) flushPrefixes = true;
     if (flushScheduled || stopped) return;
     flushScheduled = true;
     setImmediate(writeDirty);
@@ -352,17 +552,54 @@ export function createSharedCounters(options: SharedCountersOptions): SharedCoun
 
   function writeDirty(): void {
     flushScheduled = false;
-    const keys = Object.keys(dirty);
-    if (keys.length === 0 || stopped) return;
-    // While Redis is unreachable or not answering the keys stay dirty (nothing piles up in the
-    // client behind a hung server); the lease refresh on recovery writes them all.
+    const withPrefixes = flushPrefixes;
+    flushPrefixes = false;
+    if (stopped) return;
+    // While Redis is unreachable or not answering the changes stay pending (nothing piles up in
+    // the client behind a hung server); recovery writes them all.
     if (redis.status !== 'ready' || mode === 'local') return;
+    writeCounts();
+    writeEjections();
+    if (withPrefixes) writePrefixes();
+  }
+
+  function writeCounts(): void {
+    const keys = Object.keys(dirty);
+    if (keys.length === 0) return;
     dirty = Object.create(null);
     const args: string[] = [];
     for (let i = 0; i < keys.length; i++) args.push(counterPrefix + keys[i]);
     args.push(nodeId);
     for (let i = 0; i < keys.length; i++) args.push(String(ownValue(keys[i])));
     commands.llmbWriteOwn(keys.length, ...args).catch((error: unknown) => degrade(messageOf(error)));
+  }
+
+  function writeEjections(): void {
+    const ids = Object.keys(ejectionsDirty);
+    if (ids.length === 0) return;
+    ejectionsDirty = Object.create(null);
+    const redisKeys: string[] = [];
+    const argv: string[] = [nodeId, ejectionRecordMs];
+    for (let i = 0; i < ids.length; i++) {
+      const keys = keysOf(ids[i]);
+      redisKeys.push(scope + 'h:' + ids[i], scope + 't:' + ids[i]);
+      argv.push(String(ownValue(keys.ejectedUntil)), String(ownValue(keys.ejectedFor)), String(ownValue(keys.ejections)), String(ownValue(keys.ejectionLiftedAt)));
+    }
+    commands.llmbWriteEjections(redisKeys.length, ...redisKeys.concat(argv)).catch((error: unknown) => degrade(messageOf(error)));
+  }
+
+  function writePrefixes(): void {
+    const keys = Object.keys(prefixDirty);
+    if (keys.length === 0) return;
+    prefixDirty = Object.create(null);
+    const fieldValues: string[] = [];
+    for (let i = 0; i < keys.length; i++) {
+      const entry = local.get(keys[i]);
+      // The entries are integers below 2^53: written exactly.
+      if (entry !== undefined) fieldValues.push(keys[i].slice(3), String(entry));
+    }
+    if (fieldValues.length === 0) return;
+    redis.hset(prefixHashKey, ...fieldValues).catch((error: unknown) => degrade(messageOf(error)));
   }
 
   async function stop(): Promise<void> {

@@ -44,7 +44,7 @@ import { describeError, preloadedObject, stateDict, systemClock, systemRandom } 
 import type { NjsRequest } from './runtime';
 import { createSharedDictStore } from './shared-dict-store';
 import { splitsByStreaming, streamRequested } from './streaming';
-import { PROMETHEUS_CONTENT_TYPE, prometheusText, statusDocument } from '../../shared/status-report';
+import { PROMETHEUS_CONTENT_TYPE, STATE_KINDS, prometheusText, sharedStatePrometheus, statusDocument } from '../../shared/status-report';
 
 export interface Context {
   config: BalancerConfig;
@@ -452,7 +452,8 @@ function sendMetrics(r: NjsRequest, prometheus: boolean): void {
     r.headersOut['Cache-Control'] = 'no-store';
     const peers = ctx.peers;
     if (prometheus) {
-      let text = prometheusText(rows, withoutLlmBody(ctx));
+      // Nothing is shared with other nginx nodes (every state is this nginx's, shared by its workers).
+      let text = prometheusText(rows, withoutLlmBody(ctx)) + sharedStatePrometheus([]);
       if (peers !== null && peers.syncedAt !== null) {
         text +=
           '# HELP llm_balancer_peers_synced_timestamp_seconds When the replica list was last read from the NGINX Plus API.\n' +
@@ -466,7 +467,7 @@ function sendMetrics(r: NjsRequest, prometheus: boolean): void {
       // Every count and table lives in this nginx's shared dict: shared by its workers, not with
       // other gateway nodes (the shape of Kong's shared_state, whose kong.redis can share them).
       // New prompt prefixes are placed the same way on every node (prefix_affinity.placement).
-      doc.shared_state = { redis: false, shared: [], mode: 'local', scope: 'this nginx, all its workers', prefix_placement: ctx.config.prefix_affinity.placement };
+      doc.shared_state = { redis: false, shared: [], local: STATE_KINDS, mode: 'local', scope: 'this nginx, all its workers', prefix_placement: ctx.config.prefix_affinity.placement };
       if (peers !== null) {
         // Where the replicas come from: null synced_at means not read yet (routing on the static replicas).
         doc.peers = { source: 'nginx-plus-api', upstream: peers.upstream, synced_at: peers.syncedAt === null ? null : new Date(peers.syncedAt).toISOString() };
