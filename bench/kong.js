@@ -56,6 +56,10 @@ const VARIANTS = [
   // In-flight counts shared through a real local redis-server (kong.redis): one Lua read per access
   // phase, pipelined writes nobody waits for. Its url is filled in once the server is up.
   { name: 'llm-balancer least-connections, kong.redis', plugin: 'llm-balancer', config: { strategy: 'least-connections', replicas: REPLICAS }, serviceRetries: 0, redis: true },
+  // The prefix table too (prefix-affinity on a ~1.5 kB system prompt, 6 blocks): without Redis, and
+  // with it (the request's slots read in the same one Lua call; the entries written after the answer).
+  { name: 'llm-balancer prefix-affinity, 1.5 kB prompt', plugin: 'llm-balancer', config: { strategy: 'prefix-affinity', replicas: REPLICAS }, serviceRetries: 0, body: 'prefix' },
+  { name: 'llm-balancer prefix-affinity, 1.5 kB prompt, kong.redis', plugin: 'llm-balancer', config: { strategy: 'prefix-affinity', replicas: REPLICAS }, serviceRetries: 0, body: 'prefix', redis: true },
   { name: 'llm-balancer consistent-hash (consumer)', plugin: 'llm-balancer', config: { strategy: 'consistent-hash', hash_key: { source: 'consumer' }, replicas: REPLICAS }, serviceRetries: 0 },
   { name: 'llm-balancer round-robin', plugin: 'llm-balancer', config: { strategy: 'round-robin', replicas: REPLICAS }, serviceRetries: 0 },
 ];
@@ -103,6 +107,23 @@ function fakeRequests() {
     });
   }
   return requests;
+}
+
+/** A system prompt of ~1.5 kB (6 prefix blocks of 256 characters), one of 8, and a user turn per client. */
+function withPrefixPrompts(requests) {
+  return requests.map((request, i) =>
+    Object.assign({}, request, {
+      body: JSON.stringify({
+        model: 'llama-3-8b-instruct',
+        stream: true,
+        max_tokens: 256,
+        messages: [
+          { role: 'system', content: `[agent ${i % 8}] You are a careful assistant; follow the policy. `.repeat(24) },
+          { role: 'user', content: `Question ${i}: summarise the plot of Hamlet in three sentences.` },
+        ],
+      }),
+    }),
+  );
 }
 
 /** What kong.log.serialize() answers in every log phase: a Kong 3.x entry for a 200 (its try is set per request in pair()). */
@@ -299,6 +320,7 @@ async function main() {
       byPlugin[plugin] = { server, sides };
     }
     const requests = fakeRequests();
+    const prefixRequests = withPrefixPrompts(requests);
     // BENCH_VARIANTS=least,round runs only the variants whose names contain one of the words (the reference always runs).
     const only = process.env.BENCH_VARIANTS ? process.env.BENCH_VARIANTS.split(',') : null;
     const results = [];
@@ -311,7 +333,7 @@ async function main() {
     for (const variant of selected) {
       const { server, sides } = byPlugin[variant.plugin];
       const config = variant.redis ? Object.assign({}, variant.config, { kong: { redis: { url: redis.url } } }) : variant.config;
-      results.push(await runVariant(harness, server, sides, Object.assign({}, variant, { config }), requests));
+      results.push(await runVariant(harness, server, sides, Object.assign({}, variant, { config }), variant.body === 'prefix' ? prefixRequests : requests));
     }
     printTable(results);
     fs.mkdirSync(path.dirname(RESULTS), { recursive: true });
