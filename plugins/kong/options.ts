@@ -218,7 +218,7 @@ export const kongOptionsFields: FieldEntry[] = [
       type: 'record',
       required: false,
       description:
-        "Share in-flight and token counts between Kong nodes through this Redis (ioredis); unset: each node balances on its own traffic only.",
+        "Share in-flight and token counts, the prefix table, passive-health ejections and half-open trials between Kong nodes through this Redis (ioredis); unset: each node balances on its own traffic only.",
       fields: redisOptionsFields,
     },
   },
