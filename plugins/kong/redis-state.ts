@@ -127,38 +127,42 @@ end
 return { counts, records, trials, slots }
 `;
 
-// This node's counts in one command (a pipeline of HSET/HDEL costs the client ~50 µs of CPU per
-// command here): KEYS are counter hashes, ARGV[1] the node id, ARGV[i + 1] the count for KEYS[i];
-// a count of 0 removes the field, so hashes stay as small as the live load.
-const WRITE_OWN_LUA = `
+// Everything this node changed in one event-loop turn, in one command (a pipeline of HSET/HDEL
+// costs the client ~50 µs of CPU per command here). KEYS: nc counter hashes, ne (ejection record,
+// trial key) pairs, then the prefix hash when entries follow. ARGV: this node, nc, ne, the
+// ejection records' TTL (ms), nc counts, 4 × ne ejection fields, then prefix slot/entry pairs.
+//   counts:     this node's own field of each counter hash; 0 removes the field, so hashes stay
+//               as small as the live load.
+//   ejections:  until, reason, ejections, lifted-at with a new version, which tells the other
+//               nodes to adopt it; the trial key goes (a lift ends the trial, a new ejection
+//               starts a new wait for one).
+//   prefixes:   the slots' entries, newest wins (as in the local table).
+const WRITE_LUA = `
 local self = ARGV[1]
-for i = 1, #KEYS do
-  local value = ARGV[i + 1]
+local nc = tonumber(ARGV[2])
+local ne = tonumber(ARGV[3])
+local ttl = ARGV[4]
+for i = 1, nc do
+  local value = ARGV[4 + i]
   if tonumber(value) > 0 then
     redis.call('HSET', KEYS[i], self, value)
   else
     redis.call('HDEL', KEYS[i], self)
   end
 end
-return #KEYS
-`;
-
-// The ejections and lifts this node decided: KEYS are (record, trial key) pairs, ARGV[1] the node
-// id, ARGV[2] the record's TTL (ms), then per replica until, reason, ejections, lifted-at. A new
-// version tells the other nodes to adopt it; the trial key goes (a lift ends the trial, a new
-// ejection starts a new wait for one).
-const WRITE_EJECTIONS_LUA = `
-local self = ARGV[1]
-local ttl = ARGV[2]
-for i = 1, #KEYS / 2 do
-  local record = KEYS[2 * i - 1]
-  local b = 2 + (i - 1) * 4
+for i = 1, ne do
+  local record = KEYS[nc + 2 * i - 1]
+  local b = 4 + nc + (i - 1) * 4
   redis.call('HSET', record, 'eu', ARGV[b + 1], 'ef', ARGV[b + 2], 'ej', ARGV[b + 3], 'el', ARGV[b + 4], 'by', self)
   redis.call('HINCRBY', record, 'v', 1)
   redis.call('PEXPIRE', record, ttl)
-  redis.call('DEL', KEYS[2 * i])
+  redis.call('DEL', KEYS[nc + 2 * i])
 end
-return #KEYS / 2
+local first = 5 + nc + 4 * ne
+if #ARGV >= first then
+  redis.call('HSET', KEYS[nc + 2 * ne + 1], unpack(ARGV, first))
+end
+return nc + ne
 `;
 
 // Between reconnection attempts: quick at first (a restart or failover), then every 2 s, so a
@@ -193,7 +197,7 @@ export interface SharedState {
    */
   refresh(replicas: Replica[], prefixKeys?: string[]): Promise<void>;
   /**
-   * Writes this node's changes at the end of this event-loop turn (one command each for counts,
+   * Writes this node's changes at the end of this event-loop turn in one command (counts,
    * ejections and, with afterAnswer, the prefix entries recorded since); never waited for.
    */
   flush(afterAnswer?: boolean): void;
@@ -294,12 +298,10 @@ export function createSharedState(options: SharedStateOptions): SharedState {
 
   const redis = connect(options.redis);
   redis.defineCommand('llmbReadShared', { lua: READ_SHARED_LUA });
-  redis.defineCommand('llmbWriteOwn', { lua: WRITE_OWN_LUA });
-  redis.defineCommand('llmbWriteEjections', { lua: WRITE_EJECTIONS_LUA });
+  redis.defineCommand('llmbWrite', { lua: WRITE_LUA });
   const commands = redis as unknown as {
     llmbReadShared(n: number, ...args: string[]): Promise<ReadReply>;
-    llmbWriteOwn(n: number, ...args: string[]): Promise<number>;
-    llmbWriteEjections(n: number, ...args: string[]): Promise<number>;
+    llmbWrite(n: number, ...args: string[]): Promise<number>;
   };
   // ioredis emits 'error' on every failed (re)connect: without a listener Node would throw.
   redis.on('error', (error: unknown) => degrade(messageOf(error)));
@@ -599,48 +601,34 @@ export function createSharedState(options: SharedStateOptions): SharedState {
     // While Redis is unreachable or not answering the changes stay pending (nothing piles up in
     // the client behind a hung server); recovery writes them all.
     if (redis.status !== 'ready' || mode === 'local') return;
-    writeCounts();
-    writeEjections();
-    if (withPrefixes) writePrefixes();
-  }
-
-  function writeCounts(): void {
-    const keys = Object.keys(dirty);
-    if (keys.length === 0) return;
+    const counts = Object.keys(dirty);
+    const ejected = Object.keys(ejectionsDirty);
+    const prefixes = withPrefixes ? Object.keys(prefixDirty) : [];
+    if (counts.length === 0 && ejected.length === 0 && prefixes.length === 0) return;
     dirty = Object.create(null);
-    const args: string[] = [];
-    for (let i = 0; i < keys.length; i++) args.push(counterPrefix + keys[i]);
-    args.push(nodeId);
-    for (let i = 0; i < keys.length; i++) args.push(String(ownValue(keys[i])));
-    commands.llmbWriteOwn(keys.length, ...args).catch((error: unknown) => degrade(messageOf(error)));
-  }
-
-  function writeEjections(): void {
-    const ids = Object.keys(ejectionsDirty);
-    if (ids.length === 0) return;
     ejectionsDirty = Object.create(null);
+    if (withPrefixes) prefixDirty = Object.create(null);
     const redisKeys: string[] = [];
-    const argv: string[] = [nodeId, ejectionRecordMs];
-    for (let i = 0; i < ids.length; i++) {
-      const keys = keysOf(ids[i]);
-      redisKeys.push(scope + 'h:' + ids[i], scope + 't:' + ids[i]);
+    const argv: string[] = [nodeId, String(counts.length), String(ejected.length), ejectionRecordMs];
+    for (let i = 0; i < counts.length; i++) {
+      redisKeys.push(counterPrefix + counts[i]);
+      argv.push(String(ownValue(counts[i])));
+    }
+    for (let i = 0; i < ejected.length; i++) {
+      const keys = keysOf(ejected[i]);
+      redisKeys.push(scope + 'h:' + ejected[i], scope + 't:' + ejected[i]);
       argv.push(String(ownValue(keys.ejectedUntil)), String(ownValue(keys.ejectedFor)), String(ownValue(keys.ejections)), String(ownValue(keys.ejectionLiftedAt)));
     }
-    commands.llmbWriteEjections(redisKeys.length, ...redisKeys.concat(argv)).catch((error: unknown) => degrade(messageOf(error)));
-  }
-
-  function writePrefixes(): void {
-    const keys = Object.keys(prefixDirty);
-    if (keys.length === 0) return;
-    prefixDirty = Object.create(null);
-    const fieldValues: string[] = [];
-    for (let i = 0; i < keys.length; i++) {
-      const entry = local.get(keys[i]);
-      // The entries are integers below 2^53: written exactly.
-      if (entry !== undefined) fieldValues.push(keys[i].slice(3), String(entry));
+    let entries = 0;
+    for (let i = 0; i < prefixes.length; i++) {
+      const entry = local.get(prefixes[i]);
+      // 'pa:<slot>' → field '<slot>'; entries are integers below 2^53, written exactly.
+      if (entry === undefined) continue;
+      argv.push(prefixes[i].slice(3), String(entry));
+      entries++;
     }
-    if (fieldValues.length === 0) return;
-    redis.hset(prefixHashKey, ...fieldValues).catch((error: unknown) => degrade(messageOf(error)));
+    if (entries > 0) redisKeys.push(prefixHashKey);
+    commands.llmbWrite(redisKeys.length, ...redisKeys.concat(argv)).catch((error: unknown) => degrade(messageOf(error)));
   }
 
   async function stop(): Promise<void> {
