@@ -7,7 +7,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startBackends } from './helpers/backends';
 import type { Backends } from './helpers/backends';
 import { createFleet, replicasOf } from './helpers/fleet';
-import { request } from './helpers/nginx-balancer';
+import { drained, request } from './helpers/nginx-balancer';
 import type { Balancer, Reply } from './helpers/nginx-balancer';
 import { prefixOwnerId } from './helpers/prefix';
 
@@ -41,6 +41,10 @@ function body(messages: Message[]): Record<string, unknown> {
 async function servedBy(lb: Balancer, payload: Record<string, unknown>): Promise<string> {
   const reply: Reply = await request(lb.nginx.url(URL_PATH), { body: JSON.stringify(payload), headers: { 'content-type': 'application/json' } });
   expect(reply.status, reply.body).toBe(200);
+  // The log phase that gives the replica back runs just after the client got the last byte: the
+  // next request could still see this one in flight, and load-aware strategies (llm) would rightly
+  // steer around it. These tests are about placement, so each request starts with the node idle.
+  await drained(lb);
   return (JSON.parse(reply.body) as { backend: string }).backend;
 }
 

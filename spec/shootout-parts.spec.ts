@@ -1,8 +1,9 @@
 // The shootout's flags and the signal probe's rank maths (bench/shootout/main.ts, probe.ts): pure parts.
 import { describe, expect, it } from 'vitest';
-import { ALL_ROWS, KNOWN_ROWS, LLM_VARIANT_ROWS, balancerFile, parseChoices } from '../bench/shootout/main';
+import { ALL_ROWS, KNOWN_ROWS, LLM_VARIANT_ROWS, balancerFile, isKnownRow, parseChoices, parseNodeRow } from '../bench/shootout/main';
+import { NODE_SUITE, oneNodeRow, renderNodesTable, summarizeNodes } from '../bench/shootout/nodes';
 import { median, renderSummary, summarize } from '../bench/shootout/summarize';
-import type { ShootoutResult } from '../bench/shootout/format';
+import type { Row, ShootoutResult } from '../bench/shootout/format';
 import { validate } from '../shared/config/validate';
 import { ranks, score, spearman } from '../bench/shootout/probe';
 
@@ -139,5 +140,53 @@ describe('shootout summary over runs', () => {
     expect(median([])).toBeNull();
     expect(median([3, 1, 2])).toBe(2);
     expect(median([4, 1, 3, 2])).toBe(2.5);
+  });
+});
+
+describe('multi-node rows and their summary', () => {
+  it('parses node rows; unknown gateways, strategies and restarts without Redis are not rows', () => {
+    expect(parseNodeRow('4 kong+redis: llm')).toEqual({ nodes: 4, gateway: 'kong+redis', strategy: 'llm', redisRestart: false });
+    expect(parseNodeRow('4 kong+redis (redis restart): least-connections')).toEqual({ nodes: 4, gateway: 'kong+redis', strategy: 'least-connections', redisRestart: true });
+    expect(parseNodeRow('2 gateways: llm')).toEqual({ nodes: 2, gateway: 'nginx', strategy: 'llm', redisRestart: false });
+    expect(parseNodeRow('2 nginx: llm (least-load placement)')?.strategy).toBe('llm (least-load placement)');
+    for (const row of ['4 kong (redis restart): llm', '4 envoy: llm', '4 kong: fastest', '0 nginx: llm', '9 nginx: llm', 'llm']) expect(parseNodeRow(row), row).toBeNull();
+    expect(isKnownRow('4 kong+redis: llm')).toBe(true);
+    expect(() => parseChoices({ rows: '4 kong: fastest' })).toThrow("unknown row '4 kong: fastest'");
+    expect(parseChoices({ rows: '1 nginx: llm,4 kong+redis: llm' }).rows).toEqual(['1 nginx: llm', '4 kong+redis: llm']);
+  });
+
+  it('compares every row of the suite with a one-node row of the same run', () => {
+    for (const rows of Object.values(NODE_SUITE)) {
+      for (const row of rows) {
+        expect(parseNodeRow(row), row).not.toBeNull();
+        expect(rows, row).toContain(oneNodeRow(row));
+      }
+    }
+    expect(oneNodeRow('4 kong+redis (redis restart): llm')).toBe('1 kong: llm');
+  });
+
+  const row = (strategy: string, hitRate: number, ttftP50Ms: number, meanMs: number, failed = 0) =>
+    ({ strategy, report: { metrics: { e2e: { meanMs }, ttft: { p50Ms: ttftP50Ms } }, requests: { failed } }, cache: { hitRate } }) as unknown as Row;
+  const run = (mix: string, rows: Row[]) => ({ settings: { mix }, levels: [{ level: 0.9, rows }] }) as unknown as ShootoutResult;
+
+  it('gives ratios to the one-node row of the same run, over the runs, and says whether each target was met', () => {
+    const summary = summarizeNodes([
+      run('fleet-prefixes', [row('1 kong: llm', 0.8, 100, 1000), row('4 kong: llm', 0.4, 300, 2000), row('4 kong+redis: llm', 0.8, 105, 1000), row('4 kong+redis (redis restart): llm', 0.7, 120, 1100, 2)]),
+      run('fleet-prefixes', [row('1 kong: llm', 0.5, 200, 1000), row('4 kong: llm', 0.5, 200, 1000), row('4 kong+redis: llm', 0.49, 200, 1000), row('4 kong+redis (redis restart): llm', 0.5, 200, 1000)]),
+      run('mixed', [row('1 kong: least-connections', 0.1, 50, 1000), row('4 kong+redis: least-connections', 0.1, 50, 1040)]),
+    ]);
+    const find = (mix: string, name: string) => summary.find((r) => r.mix === mix && r.row === name);
+    const shared = find('fleet-prefixes', '4 kong+redis: llm');
+    expect(shared?.runs).toBe(2);
+    expect(shared?.hitRatio?.min).toBeCloseTo(0.98, 10);
+    expect(shared?.hitRatio?.max).toBeCloseTo(1, 10);
+    expect(shared?.ttftP50Ratio?.max).toBeCloseTo(1.05, 10);
+    expect(shared?.target).toEqual({ text: 'hits ≥ 0.95x, TTFT p50 ≤ 1.1x', met: true });
+    expect(find('fleet-prefixes', '4 kong: llm')?.target?.met).toBe(false);
+    expect(find('fleet-prefixes', '4 kong: llm')?.hitRatio).toEqual({ mean: 0.75, min: 0.5, max: 1 });
+    expect(find('fleet-prefixes', '4 kong+redis (redis restart): llm')?.target).toEqual({ text: 'no failed request', met: false });
+    expect(find('fleet-prefixes', '1 kong: llm')?.hitRatio).toBeNull();
+    expect(find('mixed', '4 kong+redis: least-connections')?.target).toEqual({ text: 'mean e2e ≤ 1.05x', met: true });
+    expect(renderNodesTable(summary).join('\n')).toContain('| fleet-prefixes | 4 kong: llm | 2 | 45% (40%–50%) | 0.75 (0.50–1.00) |');
   });
 });

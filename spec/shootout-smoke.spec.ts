@@ -1,5 +1,6 @@
 // The shootout's smoke pipeline end to end: `node bench/shootout.js --smoke --out <tmp>` runs the
-// calibration and two rows through real nginx and emulated replicas, and writes the JSON, the SVG and
+// calibration and its rows (nginx, the njs module, one Kong node, two Kong nodes sharing a real
+// redis-server) through emulated replicas, and writes the JSON, the SVG and
 // the BENCHMARKS.md section. Asserts the report is complete and consistent, never a timing.
 import { execFile } from 'node:child_process';
 import fs from 'node:fs';
@@ -11,7 +12,7 @@ import type { ShootoutResult } from '../bench/shootout/format';
 
 const run = promisify(execFile);
 const REPO_ROOT = path.resolve(__dirname, '..');
-const SMOKE_ROWS = ['nginx round robin', 'least-connections', 'kong least-connections'];
+const SMOKE_ROWS = ['nginx round robin', 'least-connections', 'kong least-connections', '2 kong+redis: least-connections'];
 
 describe('npm run bench -- --smoke', () => {
   let out: string;
@@ -86,8 +87,9 @@ describe('npm run bench -- --smoke', () => {
     expect(section.startsWith('<!-- shootout:start -->')).toBe(true);
     expect(section.trimEnd().endsWith('<!-- shootout:end -->')).toBe(true);
     for (const strategy of SMOKE_ROWS) {
-      expect(section).toMatch(new RegExp(`^\\| ${strategy} +\\|`, 'm'));
-      expect(stdout).toMatch(new RegExp(`^\\| ${strategy} +\\|`, 'm'));
+      const name = strategy.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+      expect(section).toMatch(new RegExp(`^\\| ${name} +\\|`, 'm'));
+      expect(stdout).toMatch(new RegExp(`^\\| ${name} +\\|`, 'm'));
     }
     // The reference row's ratios are 1 by definition.
     expect(section).toMatch(/^\| nginx round robin .*\| +1\.00 \| +1\.00 \|$/m);

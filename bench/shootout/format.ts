@@ -12,6 +12,8 @@ export interface Row {
   moduleErrors: string[];
   /** Prefix-cache hits the replicas reported for this row (null when their /metrics could not be read). */
   cache?: CacheStats | null;
+  /** What happened during the run besides the trace (the redis-restart rows' outage). */
+  notes?: string[];
 }
 
 export interface LevelResult {
@@ -157,12 +159,12 @@ in the same run. Sections between markers are rewritten by their script.
 `;
 
 /** Replaces (or appends) the section between the markers in `file`, creating it with an intro if missing. */
-export function updateBenchmarksFile(file: string, section: string): void {
+export function updateBenchmarksFile(file: string, section: string, startMarker = SECTION_START, endMarker = SECTION_END): void {
   const text = fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : INTRO;
-  const start = text.indexOf(SECTION_START);
-  const end = text.indexOf(SECTION_END);
+  const start = text.indexOf(startMarker);
+  const end = text.indexOf(endMarker);
   const body = section.trimEnd();
   const next =
-    start >= 0 && end > start ? text.slice(0, start) + body + text.slice(end + SECTION_END.length) : text.trimEnd() + '\n\n' + body + '\n';
+    start >= 0 && end > start ? text.slice(0, start) + body + text.slice(end + endMarker.length) : text.trimEnd() + '\n\n' + body + '\n';
   fs.writeFileSync(file, next);
 }

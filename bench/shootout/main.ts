@@ -31,6 +31,7 @@ import { startJsonChild } from '../../testbed/lib/json-child';
 import { loadNginxEnv, REPO_ROOT } from '../../testbed/lib/nginx-env';
 import { nativeNginxConf } from '../../testbed/lib/native-nginx.js';
 import { createPrefix, freePort, startNginx } from '../../testbed/lib/nginx-process';
+import { startRedis } from '../../testbed/lib/redis-process';
 import type { NginxInstance } from '../../testbed/lib/nginx-process';
 import { MIXES, buildReport, buildTrace, createRandom, executeTrace, traceInfo, uniformInt } from '../../testbed/loadgen/index';
 import type { Report, RequestRecord, Slo, Trace } from '../../testbed/loadgen/index';
@@ -77,19 +78,45 @@ export const ALL_ROWS = (['nginx round robin', 'nginx least_conn'] as string[]).
 );
 
 /**
- * Two njs gateways in front of the SAME replicas, each sent every other request of the trace:
- * per-gateway in-flight counting (least-connections) against the replicas' own /metrics (llm).
- * Not in the default full run (its 15-minute budget); `--rows "2 gateways: least-connections,2 gateways: llm"`.
+ * Several gateway nodes in front of the SAME replicas, the trace split across them (request i to
+ * node i mod N, so a conversation's turns arrive at different nodes, as behind a plain L4 balancer):
+ *   `<N> nginx: <strategy>`        N nginx instances with the njs module (each its own shared dict)
+ *   `<N> kong: <strategy>`         N Kong nodes (each its own kong-js-pluginserver), nothing shared
+ *   `<N> kong+redis: <strategy>`   the same with kong.redis: one real redis-server shared by them
+ *   `<N> kong+redis (redis restart): <strategy>`
+ *                                  Redis stopped at the trace's middle and started again 2 s later
+ * N is 1 to 8; `1 nginx: X` is the row `X`, `1 kong: X` the row `kong X`. `2 gateways: X` (earlier
+ * runs' name) is `2 nginx: X`. The multi-node suite (`--nodes`, bench/shootout/nodes.ts) runs them.
  */
+export interface NodeRow {
+  nodes: number;
+  gateway: 'nginx' | 'kong' | 'kong+redis';
+  strategy: string;
+  redisRestart: boolean;
+}
+const NODE_ROW = /^([1-8]) (nginx|kong|kong\+redis)( \(redis restart\))?: (.+)$/;
+const TWO_GATEWAYS = '2 gateways: ';
 export const TWO_GATEWAY_ROWS = ['2 gateways: least-connections', '2 gateways: llm', '2 gateways: round-robin', '2 gateways: prefix-affinity'];
+
+/** The parts of a node row, or null when `row` is not one (or names an unknown strategy). */
+export function parseNodeRow(row: string): NodeRow | null {
+  if (row.startsWith(TWO_GATEWAYS)) row = '2 nginx: ' + row.slice(TWO_GATEWAYS.length);
+  const match = NODE_ROW.exec(row);
+  if (match === null) return null;
+  const strategy = match[4];
+  const base = strategy.endsWith(LEAST_LOAD_PLACEMENT) ? strategy.slice(0, -LEAST_LOAD_PLACEMENT.length) : strategy;
+  if (!(STRATEGIES as readonly string[]).includes(base)) return null;
+  const gateway = match[2] as NodeRow['gateway'];
+  if (match[3] !== undefined && gateway !== 'kong+redis') return null;
+  return { nodes: Number(match[1]), gateway, strategy, redisRestart: match[3] !== undefined };
+}
 
 /**
  * A prefix-aware row with prefix_affinity.placement least-load (a prefix no table knows placed by
- * load, as before the rendezvous placement): `--rows "2 gateways: llm,2 gateways: llm (least-load placement)"`.
+ * load, as before the rendezvous placement): `--rows "2 nginx: llm,2 nginx: llm (least-load placement)"`.
  */
 const LEAST_LOAD_PLACEMENT = ' (least-load placement)';
-export const PLACEMENT_ROWS = ['llm', 'prefix-affinity', '2 gateways: llm', '2 gateways: prefix-affinity'].map((row) => row + LEAST_LOAD_PLACEMENT);
-const TWO_GATEWAYS = '2 gateways: ';
+export const PLACEMENT_ROWS = ['llm', 'prefix-affinity', '2 nginx: llm', '2 nginx: prefix-affinity'].map((row) => row + LEAST_LOAD_PLACEMENT);
 
 /**
  * The llm strategy with other scorer weights than its defaults (queue 2, KV 2, prefix 3, tokens 1:
@@ -107,12 +134,17 @@ const LLM_VARIANT = 'llm: ';
 export const LLM_VARIANT_ROWS = Object.keys(LLM_VARIANTS).map((name) => LLM_VARIANT + name);
 export const KNOWN_ROWS = ALL_ROWS.concat(TWO_GATEWAY_ROWS, LLM_VARIANT_ROWS, PLACEMENT_ROWS);
 
+/** A row the shootout can run: a known row or any node row (`4 kong+redis: llm`). */
+export function isKnownRow(row: string): boolean {
+  return KNOWN_ROWS.includes(row) || parseNodeRow(row) !== null;
+}
+
 const SETTINGS: Record<Mode, ModeSettings> = {
   // 20 s traces: 13 rows × 2 levels stay within 15 minutes on 2 cores.
   full: { calibrationS: 20, traceS: 20, levels: [0.6, 0.9], rows: ALL_ROWS },
   // The high level only: it is where the strategies differ.
   quick: { calibrationS: 10, traceS: 10, levels: [0.9], rows: ['nginx round robin', 'least-connections', 'response-time', 'kong least-connections'] },
-  smoke: { calibrationS: 2, traceS: 2, levels: [0.6], rows: ['nginx round robin', 'least-connections', 'kong least-connections'] },
+  smoke: { calibrationS: 2, traceS: 2, levels: [0.6], rows: ['nginx round robin', 'least-connections', 'kong least-connections', '2 kong+redis: least-connections'] },
 };
 
 /**
@@ -179,31 +211,89 @@ export function balancerFile(row: string, addresses: string[]): Record<string, u
 }
 
 interface Gateway {
-  /** One base URL, or two for the two-gateway rows (the trace is split between them). */
+  /** One base URL per gateway node (the trace is split between them). */
   urls: string[];
   /** Stops it; resolves with the errors its balancer reported (njs errors, plugin errors). */
   stop(): Promise<string[]>;
+  /** Called at the trace's middle (the redis-restart rows); resolves with what it did. */
+  midRun?: () => Promise<string>;
 }
 
-/** A row name names its gateway: `nginx <balancing>`, `kong <strategy>`, `2 gateways: <strategy>`, or an njs strategy. */
-async function startGateway(row: string, addresses: string[]): Promise<Gateway> {
-  if (row.startsWith(TWO_GATEWAYS)) {
-    const strategy = row.slice(TWO_GATEWAYS.length);
-    const first = await startGateway(strategy, addresses);
-    let second: Gateway;
-    try {
-      second = await startGateway(strategy, addresses);
-    } catch (error) {
-      await first.stop();
-      throw error;
-    }
-    return {
-      urls: first.urls.concat(second.urls),
-      async stop() {
-        return (await first.stop()).concat(await second.stop());
-      },
+/** The pause between stopping and starting Redis in the redis-restart rows. */
+const REDIS_OUTAGE_MS = 2000;
+
+/** Starts every node (in parallel); if one fails, stops the others. */
+async function startNodes(count: number, start: () => Promise<Gateway>): Promise<Gateway[]> {
+  const settled = await Promise.allSettled(Array.from({ length: count }, () => start()));
+  const started = settled.filter((s): s is PromiseFulfilledResult<Gateway> => s.status === 'fulfilled').map((s) => s.value);
+  const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
+  if (failed !== undefined) {
+    for (const node of started) await node.stop();
+    throw failed.reason;
+  }
+  return started;
+}
+
+/** N gateway nodes of a node row; kong+redis ones share a redis-server started here. */
+async function startNodeRow(parsed: NodeRow, addresses: string[]): Promise<Gateway> {
+  if (parsed.gateway === 'nginx') {
+    const nodes = await startNodes(parsed.nodes, () => startGateway(parsed.strategy, addresses));
+    return { urls: nodes.flatMap((node) => node.urls), stop: async () => (await Promise.all(nodes.map((node) => node.stop()))).flat() };
+  }
+  if (parsed.gateway === 'kong') {
+    const nodes = await startNodes(parsed.nodes, () => startGateway('kong ' + parsed.strategy, addresses));
+    return { urls: nodes.flatMap((node) => node.urls), stop: async () => (await Promise.all(nodes.map((node) => node.stop()))).flat() };
+  }
+  const redis = await startRedis();
+  let nodes: Gateway[];
+  try {
+    nodes = await startNodes(parsed.nodes, () => startKong(parsed.strategy, addresses, { redis: { url: redis.url } }));
+  } catch (error) {
+    await redis.stop();
+    throw error;
+  }
+  const gateway: Gateway = {
+    urls: nodes.flatMap((node) => node.urls),
+    async stop() {
+      const errors = (await Promise.all(nodes.map((node) => node.stop()))).flat();
+      await redis.stop();
+      return errors;
+    },
+  };
+  if (parsed.redisRestart) {
+    gateway.midRun = async () => {
+      await redis.stop();
+      await new Promise((resolve) => setTimeout(resolve, REDIS_OUTAGE_MS));
+      await redis.start();
+      return `redis-server stopped at the trace's middle, started again ${REDIS_OUTAGE_MS} ms later (empty)`;
     };
   }
+  return gateway;
+}
+
+/** The Kong plugin in the real kong-js-pluginserver behind testbed/kong-gateway/, its own process. */
+async function startKong(strategy: string, addresses: string[], kong?: Record<string, unknown>): Promise<Gateway> {
+  const config = balancerFile(strategy, addresses);
+  if (kong !== undefined) config.kong = kong;
+  const child = await startJsonChild<{ url: string }>(
+    path.join(REPO_ROOT, 'testbed', 'kong-gateway', 'cli.ts'),
+    ['--config', JSON.stringify(config), '--json'],
+    `the Kong gateway (${strategy})`,
+  );
+  return {
+    urls: [child.ready.url],
+    async stop() {
+      const lines = await child.stop();
+      const summary = lines.find((line): line is { errors: string[] } => typeof line === 'object' && line !== null && Array.isArray((line as { errors?: unknown }).errors));
+      return summary === undefined ? ['the Kong gateway printed no summary when stopped'] : summary.errors;
+    },
+  };
+}
+
+/** A row name names its gateway: `nginx <balancing>`, `kong <strategy>`, a node row, or an njs strategy. */
+async function startGateway(row: string, addresses: string[]): Promise<Gateway> {
+  const parsed = parseNodeRow(row);
+  if (parsed !== null) return startNodeRow(parsed, addresses);
   if (row.startsWith('nginx ')) {
     const port = await freePort();
     const prefix = createPrefix('shootout-native');
@@ -223,23 +313,7 @@ async function startGateway(row: string, addresses: string[]): Promise<Gateway> 
       },
     };
   }
-  if (row.startsWith('kong ')) {
-    // The Kong plugin in the real kong-js-pluginserver behind a streaming proxy playing Kong's
-    // nginx (testbed/kong-gateway/), in its own process like nginx, with the same balancer file.
-    const child = await startJsonChild<{ url: string }>(
-      path.join(REPO_ROOT, 'testbed', 'kong-gateway', 'cli.ts'),
-      ['--config', JSON.stringify(balancerFile(row.slice('kong '.length), addresses)), '--json'],
-      `the Kong gateway (${row})`,
-    );
-    return {
-      urls: [child.ready.url],
-      async stop() {
-        const lines = await child.stop();
-        const summary = lines.find((line): line is { errors: string[] } => typeof line === 'object' && line !== null && Array.isArray((line as { errors?: unknown }).errors));
-        return summary === undefined ? ['the Kong gateway printed no summary when stopped'] : summary.errors;
-      },
-    };
-  }
+  if (row.startsWith('kong ')) return startKong(row.slice('kong '.length), addresses);
   const balancer: Balancer = await startBalancer(balancerFile(row, addresses), `shootout-${row}`);
   return {
     urls: [`http://127.0.0.1:${balancer.port}`],
@@ -398,6 +472,8 @@ export interface RunChoices {
   rows: string[];
   /** Seconds of each row's trace (default: the mode's). */
   traceS: number;
+  /** Fractions of capacity offered (default: the mode's). */
+  levels: number[];
 }
 
 export interface ShootoutOptions {
@@ -420,6 +496,7 @@ export async function runShootout(options: ShootoutOptions): Promise<ShootoutRes
     mix: options.choices?.mix ?? DEFAULT_MIX,
     rows: options.choices?.rows ?? settings.rows,
     traceS: options.choices?.traceS ?? settings.traceS,
+    levels: options.choices?.levels ?? settings.levels,
   };
   const env = loadNginxEnv();
   const started = Date.now();
@@ -430,18 +507,30 @@ export async function runShootout(options: ShootoutOptions): Promise<ShootoutRes
   const calibration = await calibrate(mode, timeScale, run, log);
   const slo = scaledSlo(timeScale);
   const levels: ShootoutResult['levels'] = [];
-  for (const level of settings.levels) {
+  for (const level of run.levels) {
     const ratePerS = Math.max(1, Math.round(calibration.capacityPerS * level * 10) / 10);
     const trace = traceWithSessions({ seed: run.seed, ratePerS, durationS: run.traceS, mix: run.mix });
     log(`\nload ${Math.round(level * 100)}% of capacity: ${ratePerS} req/s offered, ${trace.entries.length} requests over ${run.traceS} s`);
     const rows: Row[] = [];
     for (const name of run.rows) {
       const outcome = await withStack(name, timeScale, run.seed, async (gateway) => {
+        const notes: string[] = [];
+        const midRun = gateway.midRun;
+        const during =
+          midRun === undefined
+            ? Promise.resolve()
+            : new Promise((resolve) => setTimeout(resolve, (run.traceS * 1000) / 2)).then(midRun).then(
+                (note) => void notes.push(note),
+                (error: unknown) => void notes.push(`mid-run step failed: ${error instanceof Error ? error.message : String(error)}`),
+              );
         const result = await executeSplit(trace, gateway.urls, ROW_TIMEOUT_MS);
-        return { report: buildReport(result.records, { windowMs: result.windowMs, slo, trace: traceInfo(trace), target: { baseUrl: gateway.urls.join(' + '), path: null } }) };
+        await during;
+        return { notes, report: buildReport(result.records, { windowMs: result.windowMs, slo, trace: traceInfo(trace), target: { baseUrl: gateway.urls.join(' + '), path: null } }) };
       });
       const report: Report = outcome.report;
-      rows.push({ strategy: name, report, moduleErrors: outcome.moduleErrors.slice(0, 5), cache: outcome.cache });
+      const row: Row = { strategy: name, report, moduleErrors: outcome.moduleErrors.slice(0, 5), cache: outcome.cache };
+      if (outcome.notes.length > 0) row.notes = outcome.notes;
+      rows.push(row);
       log(
         `  ${name.padEnd(22)} mean ${fmt(report.metrics.e2e.meanMs)} ms  p99 ${fmt(report.metrics.e2e.p99Ms)} ms  ` +
           `completed ${report.requests.completed}/${report.requests.total}  lag p99 ${fmt(report.metrics.scheduleLag.p99Ms)} ms`,
@@ -462,7 +551,7 @@ export async function runShootout(options: ShootoutOptions): Promise<ShootoutRes
       arrivals: 'poisson',
       sessions: SESSIONS,
       traceS: run.traceS,
-      levels: settings.levels,
+      levels: run.levels,
       rows: run.rows,
       slo,
       rowTimeoutMs: ROW_TIMEOUT_MS,
@@ -492,12 +581,17 @@ function fmt(value: number | null): string {
   return value === null ? '-' : value.toFixed(0);
 }
 
-const USAGE = `usage: npm run bench -- [--quick | --smoke] [--seed N] [--mix NAME] [--rows LIST] [--trace-s N] [--out DIR]
+const USAGE = `usage: npm run bench -- [--quick | --smoke | --nodes [--resume]] [--seed N] [--mix NAME] [--rows LIST] [--trace-s N] [--out DIR]
   --quick        the 90% level only, 10 s traces, 5 rows (~2 min)
   --smoke        a seconds-long run of the whole pipeline (CI)
+  --nodes        the multi-node suite (~35 min): 1, 2, 4 nginx / Kong / Kong+Redis nodes, mixes
+                 fleet-prefixes and mixed, seeds 42 and 43 (--seed/--mix/--trace-s narrow it); writes
+                 bench/results/nodes/ and the BENCHMARKS.md section
+  --resume       with --nodes: keep the runs already written in the out dir
   --seed N       trace and emulator seed (default ${DEFAULT_SEED}); repeat runs with other seeds for confidence
   --mix NAME     request mix (default ${DEFAULT_MIX}): ${Object.keys(MIXES).join(', ')}
-  --rows LIST    comma-separated rows to run, in order: ${KNOWN_ROWS.join(', ')}
+  --rows LIST    comma-separated rows to run, in order: ${KNOWN_ROWS.join(', ')},
+                 or node rows "<N> nginx|kong|kong+redis: <strategy>", "<N> kong+redis (redis restart): <strategy>"
   --trace-s N    seconds of each row's trace (default: full 20, quick 10, smoke 2); longer warms the caches
   --out DIR      where shootout.json/.svg/.md go (default: bench/results for a full run with the
                  defaults, which also updates BENCHMARKS.md; else bench/results/runs/<mode>-<mix>-seed<N>)`;
@@ -516,8 +610,8 @@ export function parseChoices(values: { seed?: string; mix?: string; rows?: strin
   }
   if (values.rows !== undefined) {
     const rows = values.rows.split(',').map((row) => row.trim()).filter((row) => row !== '');
-    const unknown = rows.filter((row) => !KNOWN_ROWS.includes(row));
-    if (unknown.length > 0) throw new Error(`--rows: unknown row${unknown.length > 1 ? 's' : ''} ${unknown.map((row) => `'${row}'`).join(', ')} (known: ${KNOWN_ROWS.join(', ')})`);
+    const unknown = rows.filter((row) => !isKnownRow(row));
+    if (unknown.length > 0) throw new Error(`--rows: unknown row${unknown.length > 1 ? 's' : ''} ${unknown.map((row) => `'${row}'`).join(', ')} (known: ${KNOWN_ROWS.join(', ')}, and node rows like '4 kong+redis: llm')`);
     if (rows.length === 0) throw new Error('--rows: name at least one row');
     choices.rows = rows;
   }
@@ -540,6 +634,8 @@ export async function main(argv: string[]): Promise<void> {
       options: {
         quick: { type: 'boolean' },
         smoke: { type: 'boolean' },
+        nodes: { type: 'boolean' },
+        resume: { type: 'boolean' },
         seed: { type: 'string' },
         mix: { type: 'string' },
         rows: { type: 'string' },
@@ -556,6 +652,30 @@ export async function main(argv: string[]): Promise<void> {
   }
   if (values.help) {
     console.log(USAGE);
+    return;
+  }
+  if (values.nodes) {
+    if (values.quick || values.smoke || choices.rows !== undefined) {
+      console.error(`--nodes runs its own rows in full mode: leave out --quick, --smoke and --rows\n\n${USAGE}`);
+      process.exitCode = 2;
+      return;
+    }
+    // Imported here: nodes.ts imports this module.
+    const nodes = await import('./nodes');
+    const narrowed = choices.mix !== undefined || choices.seed !== undefined || choices.traceS !== undefined;
+    await nodes.runNodeSuite({
+      mixes: choices.mix !== undefined ? [choices.mix] : Object.keys(nodes.NODE_SUITE),
+      seeds: choices.seed !== undefined ? [choices.seed] : nodes.NODE_SEEDS,
+      traceS: choices.traceS ?? nodes.NODE_TRACE_S,
+      outDir: values.out !== undefined ? path.resolve(values.out) : path.join(REPO_ROOT, 'bench', 'results', narrowed ? 'runs' : '', 'nodes'),
+      resume: values.resume === true,
+      updateBenchmarks: values.out === undefined && !narrowed,
+    });
+    return;
+  }
+  if (values.resume) {
+    console.error(`--resume goes with --nodes\n\n${USAGE}`);
+    process.exitCode = 2;
     return;
   }
   const mode: Mode = values.smoke ? 'smoke' : values.quick ? 'quick' : 'full';
