@@ -22,12 +22,18 @@ import { REPO_ROOT } from '../../testbed/lib/nginx-env';
 export const NODES_START = '<!-- nodes:start -->';
 export const NODES_END = '<!-- nodes:end -->';
 
-/** The rows of each mix. `llm` is the best prefix-aware strategy of the single-node shootout. */
+/**
+ * The rows of each mix. The prefix-aware strategies (least-tokens' uncached-prompt discount,
+ * prefix-affinity, llm) all consult the prefix table and the rendezvous placement; which is best
+ * depends on the mix (BENCHMARKS.md: least-tokens on fleet-prefixes), so each gets its 1 vs 4 rows.
+ */
 export const NODE_SUITE: Record<string, string[]> = {
   'fleet-prefixes': [
     '1 nginx: llm', '2 nginx: llm', '4 nginx: llm',
     '1 kong: llm', '2 kong: llm', '4 kong: llm',
     '2 kong+redis: llm', '4 kong+redis: llm', '4 kong+redis (redis restart): llm',
+    '1 nginx: prefix-affinity', '4 nginx: prefix-affinity', '1 kong: prefix-affinity', '4 kong+redis: prefix-affinity',
+    '1 nginx: least-tokens', '4 nginx: least-tokens', '1 kong: least-tokens', '4 kong+redis: least-tokens',
   ],
   mixed: [
     '1 nginx: llm', '4 nginx: llm',
@@ -39,7 +45,7 @@ export const NODE_SUITE: Record<string, string[]> = {
 export const NODE_SEEDS = [42, 43];
 export const NODE_LEVEL = 0.9;
 export const NODE_TRACE_S = 20;
-const PREFIX_AWARE = ['llm', 'prefix-affinity'];
+const PREFIX_AWARE = ['llm', 'prefix-affinity', 'least-tokens'];
 
 /** The one-node row a node row is compared with: same gateway (Kong for kong+redis), same strategy. */
 export function oneNodeRow(row: string): string | null {
