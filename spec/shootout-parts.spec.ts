@@ -187,6 +187,8 @@ describe('multi-node rows and their summary', () => {
     expect(find('fleet-prefixes', '4 kong+redis (redis restart): llm')?.target).toEqual({ text: 'no failed request', met: false });
     expect(find('fleet-prefixes', '1 kong: llm')?.hitRatio).toBeNull();
     expect(find('mixed', '4 kong+redis: least-connections')?.target).toEqual({ text: 'mean e2e ≤ 1.05x', met: true });
+    const noHits = summarizeNodes([run('mixed', [row('1 nginx: llm', 0, 100, 1000), row('4 nginx: llm', 0, 105, 1000)])]);
+    expect(noHits[1].target).toEqual({ text: 'TTFT p50 ≤ 1.1x (no cache hits to keep)', met: true });
     expect(renderNodesTable(summary).join('\n')).toContain('| fleet-prefixes | 4 kong: llm | 2 | 45% (40%–50%) | 0.75 (0.50–1.00) |');
   });
 });
