@@ -584,7 +584,7 @@ function fmt(value: number | null): string {
 const USAGE = `usage: npm run bench -- [--quick | --smoke | --nodes [--resume]] [--seed N] [--mix NAME] [--rows LIST] [--trace-s N] [--out DIR]
   --quick        the 90% level only, 10 s traces, 5 rows (~2 min)
   --smoke        a seconds-long run of the whole pipeline (CI)
-  --nodes        the multi-node suite (~35 min): 1, 2, 4 nginx / Kong / Kong+Redis nodes, mixes
+  --nodes        the multi-node suite (~27 min): 1, 2, 4 nginx / Kong / Kong+Redis nodes, mixes
                  fleet-prefixes and mixed, seeds 42 and 43 (--seed/--mix/--trace-s narrow it); writes
                  bench/results/nodes/ and the BENCHMARKS.md section
   --resume       with --nodes: keep the runs already written in the out dir
