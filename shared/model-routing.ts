@@ -1,0 +1,148 @@
+// Which replicas may serve a request's model, and how well placed each is for a LoRA adapter.
+// Pure: the adapters hand in what each replica serves (declared in the config and/or discovered
+// from the replica: model-discovery.ts) and the request's model name; nothing here does I/O.
+//
+// Serving a model. A replica serves a name when it is one of its base models or a LoRA adapter it
+// lists. With dynamic loading allowed (vLLM --enable-lora with runtime loading or a resolver), a
+// replica also can-load an adapter whose base model it serves: the adapter's base is learnt from
+// any replica that lists it (or the config). A replica whose list is unknown (nothing declared,
+// discovery off or not answered yet) is kept as a candidate for every model: it may serve it, and
+// dropping it would turn "not learnt yet" into "not found". The model is not found only when every
+// replica's list is known and none serves (or, with dynamic loading, can load) it: the gateway then
+// answers 404 model_not_found itself instead of letting one replica say so.
+//
+// Adapter affinity (the scores of llm-d's LoRA-affinity scorer): an adapter in use on a replica
+// (vLLM's running_lora_adapters: its weights sit in a GPU slot) 1.0; a free GPU slot 0.8 (loading it
+// evicts nothing); the adapter among the waiting requests' (a load is under way or queued) 0.6; every
+// slot taken by other adapters 0 (loading it there evicts one, the eviction storm users of small
+// --max-loras report). A replica that reports no slots (not vLLM, or metrics stale) scores as a free
+// slot: nothing says it would evict. adapterFilter keeps the best-scored replicas among those under a
+// bounded-load ceiling (the one prefix-affinity uses), so a hot adapter spreads to the next best
+// replicas once its own are loaded past the bound, instead of piling onto them.
+
+import type { LoraSlots, ServedModels } from './model-discovery';
+
+/** What one replica serves, as far as the gateway knows. */
+export interface ReplicaModels {
+  /** Its base models and adapters (declared and/or discovered); null when unknown. */
+  served: ServedModels | null;
+  /** Its GPU adapter slots (vLLM /metrics); null when not reported. */
+  lora: LoraSlots | null;
+}
+
+/** The outcome of filtering replicas by model. */
+export type ModelCandidates =
+  /** The request names no model (and no default applies): every replica. */
+  | { kind: 'any' }
+  /** The ids (in the order given) that serve, can load, or may serve the model. */
+  | { kind: 'only'; ids: string[] }
+  /** Every replica's list is known and none serves it. */
+  | { kind: 'not-found' };
+
+export interface ModelAlias {
+  /** The public name clients send. */
+  name: string;
+  /** The served name it stands for. */
+  model: string;
+}
+
+/** The served name a request asks for: its body's model through the aliases, else the default. */
+export function resolveModel(requested: string | null, aliases: ModelAlias[], defaultModel: string | null): string | null {
+  if (requested === null || requested === '') return defaultModel;
+  for (let i = 0; i < aliases.length; i++) if (aliases[i].name === requested) return aliases[i].model;
+  return requested;
+}
+
+function isOwn(record: Record<string, string>, key: string): boolean {
+  return Object.prototype.hasOwnProperty.call(record, key);
+}
+
+/** The base model of adapter `model` as any replica lists it; null when none lists it as an adapter. */
+export function adapterBase(model: string, replicas: Array<ReplicaModels | null>): string | null {
+  for (let i = 0; i < replicas.length; i++) {
+    const served = replicas[i] === null ? null : (replicas[i] as ReplicaModels).served;
+    if (served !== null && isOwn(served.adapters, model)) return served.adapters[model];
+  }
+  return null;
+}
+
+/** Whether a replica serves `model` (a base model or an adapter it lists). */
+export function servesModel(served: ServedModels, model: string): boolean {
+  return served.bases.indexOf(model) >= 0 || isOwn(served.adapters, model);
+}
+
+/**
+ * The candidates for `model` among `ids` (models[i] belongs to ids[i]). `base` is the adapter's
+ * base model when `model` is an adapter (adapterBase, or the config), consulted only with dynamic loading.
+ */
+export function replicasForModel(ids: string[], models: Array<ReplicaModels | null>, model: string | null, dynamicLoading: boolean, base: string | null): ModelCandidates {
+  if (model === null) return { kind: 'any' };
+  const kept: string[] = [];
+  let allKnown = true;
+  for (let i = 0; i < ids.length; i++) {
+    const served = models[i] === null ? null : (models[i] as ReplicaModels).served;
+    if (served === null) {
+      allKnown = false;
+      kept.push(ids[i]);
+    } else if (servesModel(served, model) || (dynamicLoading && base !== null && served.bases.indexOf(base) >= 0)) {
+      kept.push(ids[i]);
+    }
+  }
+  if (kept.length === 0 && allKnown) return { kind: 'not-found' };
+  return { kind: 'only', ids: kept };
+}
+
+/** Affinity scores, in llm-d's order: loaded > free slot > loading > full. */
+export const ADAPTER_LOADED = 1;
+export const ADAPTER_FREE_SLOT = 0.8;
+export const ADAPTER_LOADING = 0.6;
+export const ADAPTER_SLOTS_FULL = 0;
+
+/** How well a replica is placed to run `adapter` now (see the header). */
+export function adapterAffinity(lora: LoraSlots | null, adapter: string): number {
+  if (lora === null) return ADAPTER_FREE_SLOT;
+  if (lora.running.indexOf(adapter) >= 0) return ADAPTER_LOADED;
+  if (lora.maxLoras === null || lora.running.length < lora.maxLoras) return ADAPTER_FREE_SLOT;
+  if (lora.waiting.indexOf(adapter) >= 0) return ADAPTER_LOADING;
+  return ADAPTER_SLOTS_FULL;
+}
+
+/** A candidate as adapterFilter sees it. */
+export interface AdapterCandidate {
+  inFlight: number;
+  weight: number;
+  lora: LoraSlots | null;
+}
+
+/**
+ * The indexes of the candidates to keep for `adapter`: those with the best affinity among the ones
+ * under the bounded-load ceiling ceil(balanceFactor × (total in flight + 1) × weight / total weight);
+ * when none is under it, the best affinity among all (a full fleet still serves). Never empty for a
+ * non-empty input. balanceFactor 0: no bound.
+ */
+export function adapterFilter(candidates: AdapterCandidate[], adapter: string, balanceFactor: number): number[] {
+  let total = 0;
+  let totalWeight = 0;
+  for (let i = 0; i < candidates.length; i++) {
+    total += candidates[i].inFlight;
+    totalWeight += candidates[i].weight;
+  }
+  const under: boolean[] = [];
+  let anyUnder = false;
+  for (let i = 0; i < candidates.length; i++) {
+    const c = candidates[i];
+    const ok = balanceFactor <= 0 || totalWeight <= 0 || c.inFlight + 1 <= Math.ceil((balanceFactor * (total + 1) * c.weight) / totalWeight);
+    under.push(ok);
+    if (ok) anyUnder = true;
+  }
+  let best = -1;
+  const scores: number[] = [];
+  for (let i = 0; i < candidates.length; i++) {
+    const score = adapterAffinity(candidates[i].lora, adapter);
+    scores.push(score);
+    if ((under[i] || !anyUnder) && score > best) best = score;
+  }
+  const kept: number[] = [];
+  for (let i = 0; i < candidates.length; i++) if ((under[i] || !anyUnder) && scores[i] === best) kept.push(i);
+  return kept;
+}
