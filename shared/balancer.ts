@@ -21,6 +21,12 @@ import { slotKey } from './prefix-table';
 import { CHARS_PER_TOKEN } from './llm-request';
 import type { StrategyName } from './config/types';
 import type { SlowStartConfig } from './slow-start';
+import { adapterBase, replicasForModel, requestedModel } from './model-routing';
+import type { ReplicaModels } from './model-routing';
+
+function isArray(value: Replica[] | PickResult): value is Replica[] {
+  return Array.isArray(value);
+}
 
 export interface BalancerDeps {
   store: Store;
@@ -324,10 +330,37 @@ export function createBalancer(config: BalancerConfig, deps: BalancerDeps): Bala
     return kept;
   }
 
-  function pick(replicas: Replica[], request: RequestView): PickResult {
-    if (replicas.length === 0) {
+  /**
+   * The replicas that may serve the request's model, when the adapter attached what each serves
+   * (model-routing.ts); the list itself otherwise; or the failed pick saying why none may.
+   */
+  function forModel(replicas: Replica[], request: RequestView): Replica[] | PickResult {
+    let routed = false;
+    for (let i = 0; i < replicas.length && !routed; i++) if (replicas[i].models !== undefined) routed = true;
+    if (!routed) return replicas;
+    const model = request.model !== undefined ? request.model : requestedModel(request.body);
+    if (model === null) return replicas;
+    const ids: string[] = [];
+    const models: Array<ReplicaModels | null> = [];
+    for (let i = 0; i < replicas.length; i++) {
+      ids.push(replicas[i].id);
+      models.push(replicas[i].models === undefined ? null : (replicas[i].models as ReplicaModels | null));
+    }
+    const candidates = replicasForModel(ids, models, model, request.dynamicLora === true, adapterBase(model, models));
+    if (candidates.kind === 'not-found') return { ok: false, reason: 'model-not-found', message: 'The model `' + model + '` does not exist.' };
+    if (candidates.kind === 'any') return replicas;
+    const kept: Replica[] = [];
+    for (let i = 0; i < replicas.length; i++) if (candidates.ids.indexOf(replicas[i].id) >= 0) kept.push(replicas[i]);
+    return kept;
+  }
+
+  function pick(allReplicas: Replica[], request: RequestView): PickResult {
+    if (allReplicas.length === 0) {
       return { ok: false, reason: 'no-replicas', message: 'no replicas are configured for this upstream' };
     }
+    const routed = forModel(allReplicas, request);
+    if (!isArray(routed)) return routed;
+    const replicas = routed;
     const now = deps.clock.now();
     let candidates = candidatesOf(replicas, now);
     if (candidates.length === 0 && config.on_no_healthy === 'panic') candidates = panicCandidates(replicas, now);
@@ -335,7 +368,10 @@ export function createBalancer(config: BalancerConfig, deps: BalancerDeps): Bala
       return {
         ok: false,
         reason: 'no-healthy-replica',
-        message: 'none of the ' + replicas.length + ' replicas is available (unhealthy, ejected, draining or weight 0)',
+        message:
+          replicas.length < allReplicas.length
+            ? 'none of the ' + replicas.length + ' replicas serving the model `' + String(request.model !== undefined ? request.model : requestedModel(request.body)) + '` is available (unhealthy, ejected, draining or weight 0)'
+            : 'none of the ' + replicas.length + ' replicas is available (unhealthy, ejected, draining or weight 0)',
       };
     }
     context.request = request;

@@ -46,6 +46,16 @@ export interface ModelAlias {
   model: string;
 }
 
+/**
+ * The body's `model` (any OpenAI request: chat, completion, embeddings...), or null when the body
+ * is not an object or names none. Read on its own: a body without a prompt still names its model.
+ */
+export function requestedModel(body: unknown): string | null {
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) return null;
+  const model = (body as { model?: unknown }).model;
+  return typeof model === 'string' && model !== '' ? model : null;
+}
+
 /** The served name a request asks for: its body's model through the aliases, else the default. */
 export function resolveModel(requested: string | null, aliases: ModelAlias[], defaultModel: string | null): string | null {
   if (requested === null || requested === '') return defaultModel;

@@ -4,6 +4,7 @@
 
 import type { LlmRequest } from './llm-request';
 import type { ReplicaKeys } from './replica-state';
+import type { ReplicaModels } from './model-routing';
 
 /** Health as reported by the gateway or by active checks; passive ejection is tracked by the core. */
 export type ReportedHealth = 'healthy' | 'unhealthy' | 'draining';
@@ -21,6 +22,12 @@ export interface Replica {
    * with the config instead of concatenating ~17 strings per replica on every pick.
    */
   keys?: ReplicaKeys;
+  /**
+   * What the replica serves (declared and/or discovered by the adapter; model-routing.ts). Absent
+   * on every replica: no model routing, every replica serves every request as before. Present on
+   * any: the request's model filters the candidates first (null = this replica's list is unknown).
+   */
+  models?: ReplicaModels | null;
 }
 
 /** A replica with its live metrics, as strategies see it. Built fresh for every pick; read-only. */
@@ -57,6 +64,13 @@ export interface RequestView {
   consumer?: string | null;
   /** Parsed JSON body, when the adapter read it (a body hash key, or a strategy that counts tokens). */
   body?: unknown;
+  /**
+   * The served model name the adapter resolved for this request (aliases and a default applied);
+   * absent: the body's `model`. Only read when replicas carry `models`.
+   */
+  model?: string | null;
+  /** With model routing: an adapter may go to a replica that serves its base model (dynamic LoRA loading). */
+  dynamicLora?: boolean;
 }
 
 /** Milliseconds; monotonic is best, wall clock is acceptable. */
@@ -81,7 +95,8 @@ export interface Store {
   delete(key: string): void;
 }
 
-export type NoReplicaReason = 'no-replicas' | 'no-healthy-replica';
+/** model-not-found: the replicas' model lists are all known and none serves the request's model (404). */
+export type NoReplicaReason = 'no-replicas' | 'no-healthy-replica' | 'model-not-found';
 
 export type PickResult =
   /**

@@ -1,0 +1,93 @@
+// Model routing inside the balancer (issue 13): when the adapter attaches what each replica serves
+// (Replica.models), the request's model filters the candidates before eligibility and strategy.
+// Without it (no replica carries models) nothing changes. Counts only; the clock is fake.
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { createBalancer } from '../../shared/balancer';
+import { createMemoryStore } from '../../shared/memory-store';
+import type { ReplicaModels } from '../../shared/model-routing';
+import type { Replica } from '../../shared/types';
+import { configOf, fakeClock, seededRandom } from '../helpers/core';
+
+const LLAMA = 'llama-8b';
+const QWEN = 'qwen-7b';
+const serves = (bases: string[], adapters: Record<string, string> = {}): ReplicaModels => ({ served: { bases, adapters }, lora: null });
+
+function fleet(): Replica[] {
+  return [
+    { id: 'l1', address: '10.0.0.1:8000', weight: 1, models: serves([LLAMA], { 'sql-lora': LLAMA }) },
+    { id: 'l2', address: '10.0.0.2:8000', weight: 1, models: serves([LLAMA]) },
+    { id: 'q1', address: '10.0.0.3:8000', weight: 1, models: serves([QWEN]) },
+  ];
+}
+
+function balancer(extra: Record<string, unknown> = {}) {
+  return createBalancer(configOf({ strategy: 'least-connections', retries: 2, ...extra }), { store: createMemoryStore(), clock: fakeClock(), random: seededRandom(7) });
+}
+
+const chat = (model?: string) => ({ body: { model, messages: [{ role: 'user', content: 'hi' }] } });
+
+describe('model routing in the balancer', () => {
+  it('picks, and offers as alternates, only replicas serving the model', () => {
+    const b = balancer();
+    for (let i = 0; i < 20; i++) {
+      const llama = b.pick(fleet(), chat(LLAMA));
+      expect(llama.ok && llama.replicas.map((r) => r.id).sort()).toEqual(['l1', 'l2']);
+      const qwen = b.pick(fleet(), chat(QWEN));
+      expect(qwen.ok && qwen.replicas.map((r) => r.id)).toEqual(['q1']);
+      const adapter = b.pick(fleet(), chat('sql-lora'));
+      expect(adapter.ok && adapter.replicas.map((r) => r.id)).toEqual(['l1']);
+    }
+  });
+
+  it('an unknown model is model-not-found, with OpenAI\'s wording; a body without a model may go anywhere', () => {
+    const b = balancer();
+    expect(b.pick(fleet(), chat('mistral'))).toEqual({ ok: false, reason: 'model-not-found', message: 'The model `mistral` does not exist.' });
+    const any = b.pick(fleet(), chat());
+    expect(any.ok && any.replicas.length).toBe(3);
+  });
+
+  it("a known model whose replicas are all out is 503's no-healthy-replica, naming the model; panic never crosses models", () => {
+    const down = fleet().map((r) => (r.id === 'q1' ? { ...r, health: 'unhealthy' as const } : r));
+    const result = balancer().pick(down, chat(QWEN));
+    expect(result.ok).toBe(false);
+    if (!result.ok) {
+      expect(result.reason).toBe('no-healthy-replica');
+      expect(result.message).toContain('serving the model `qwen-7b`');
+    }
+    const panic = balancer({ on_no_healthy: 'panic' }).pick(down, chat(QWEN));
+    expect(panic.ok && panic.replicas.map((r) => r.id)).toEqual(['q1']);
+  });
+
+  it('the adapter-resolved model wins over the body; dynamic LoRA loading lets an adapter go to its base', () => {
+    const b = balancer();
+    const resolved = b.pick(fleet(), { ...chat('gpt-4o'), model: QWEN });
+    expect(resolved.ok && resolved.replicas.map((r) => r.id)).toEqual(['q1']);
+    const dynamic = b.pick(fleet(), { ...chat('sql-lora'), dynamicLora: true });
+    expect(dynamic.ok && dynamic.replicas.map((r) => r.id).sort()).toEqual(['l1', 'l2']);
+  });
+
+  it("a replica whose list is unknown (null) stays a candidate; without models on any replica nothing is filtered", () => {
+    const partly = fleet().map((r) => (r.id === 'q1' ? { ...r, models: null } : r));
+    const result = balancer().pick(partly, chat('mistral'));
+    expect(result.ok && result.replicas.map((r) => r.id)).toEqual(['q1']);
+    const plain = fleet().map(({ models: _models, ...r }) => r);
+    const all = balancer().pick(plain, chat('mistral'));
+    expect(all.ok && all.replicas.length).toBe(3);
+  });
+
+  it('property: whatever the strategy and health, every replica offered serves the model', () => {
+    const strategies = ['round-robin', 'least-connections', 'least-tokens', 'prefix-affinity', 'llm', 'response-time'];
+    fc.assert(
+      fc.property(fc.constantFrom(...strategies), fc.constantFrom(LLAMA, QWEN, 'sql-lora'), fc.array(fc.boolean(), { minLength: 3, maxLength: 3 }), (strategy, model, healthy) => {
+        const replicas = fleet().map((r, i) => ({ ...r, health: healthy[i] ? ('healthy' as const) : ('unhealthy' as const) }));
+        const result = balancer({ strategy }).pick(replicas, chat(model));
+        if (!result.ok) return;
+        for (const r of result.replicas) {
+          const served = r.models!.served!;
+          expect(served.bases.includes(model) || Object.prototype.hasOwnProperty.call(served.adapters, model)).toBe(true);
+        }
+      }),
+    );
+  });
+});
