@@ -21,7 +21,7 @@ import { slotKey } from './prefix-table';
 import { CHARS_PER_TOKEN } from './llm-request';
 import type { StrategyName } from './config/types';
 import type { SlowStartConfig } from './slow-start';
-import { adapterBase, replicasForModel, requestedModel } from './model-routing';
+import { adapterBase, modelPromptKey, replicasForModel, requestedModel } from './model-routing';
 import type { ReplicaModels } from './model-routing';
 
 function isArray(value: Replica[] | PickResult): value is Replica[] {
@@ -141,12 +141,17 @@ export function consultsPrefixTable(config: BalancerConfig): boolean {
  * adapter keeping the table elsewhere (Kong with Redis) can fetch exactly them before the
  * synchronous pick; empty when the strategy does not consult the table or the body is no OpenAI request.
  */
-export function prefixTableKeys(config: BalancerConfig, request: RequestView): string[] {
+export function prefixTableKeys(config: BalancerConfig, request: RequestView, routedByModel?: boolean): string[] {
   if (!consultsPrefixTable(config)) return [];
   const llm = llmRequestOf(request.body);
   if (llm === null) return [];
   const prefix = config.prefix_affinity;
-  const hashes = prefixBlockHashes(llm.promptKey, prefix.block_tokens * CHARS_PER_TOKEN, prefix.max_blocks);
+  let key = llm.promptKey;
+  if (routedByModel === true) {
+    const model = request.model !== undefined ? request.model : requestedModel(request.body);
+    if (model !== null) key = modelPromptKey(model, key);
+  }
+  const hashes = prefixBlockHashes(key, prefix.block_tokens * CHARS_PER_TOKEN, prefix.max_blocks);
   const keys: string[] = [];
   for (let i = 0; i < hashes.length; i++) keys.push(slotKey(hashes[i], prefix.table_slots));
   return keys;
@@ -349,9 +354,16 @@ export function createBalancer(config: BalancerConfig, deps: BalancerDeps): Bala
     const candidates = replicasForModel(ids, models, model, request.dynamicLora === true, adapterBase(model, models));
     if (candidates.kind === 'not-found') return { ok: false, reason: 'model-not-found', message: 'The model `' + model + '` does not exist.' };
     if (candidates.kind === 'any') return replicas;
+    // A new array even when every replica stays: pick() tells a routed request by it.
     const kept: Replica[] = [];
     for (let i = 0; i < replicas.length; i++) if (candidates.ids.indexOf(replicas[i].id) >= 0) kept.push(replicas[i]);
     return kept;
+  }
+
+  /** The model a routed request asked for (forModel filtered by it). */
+  function routedModel(request: RequestView): string {
+    const model = request.model !== undefined ? request.model : requestedModel(request.body);
+    return model === null ? '' : model;
   }
 
   function pick(allReplicas: Replica[], request: RequestView): PickResult {
@@ -377,6 +389,9 @@ export function createBalancer(config: BalancerConfig, deps: BalancerDeps): Bala
     context.request = request;
     context.hashKey = strategy.reads.hashKey ? resolveHashKey(config.hash_key, request) : null;
     context.llm = readsLlm ? llmRequestOf(request.body) : null;
+    // Prefix caches are per model (vLLM keys an adapter's blocks apart from the base model's):
+    // with model routing the chains start from the model, so one table never mixes two models.
+    if (context.llm !== null && replicas !== allReplicas) context.llm.promptKey = modelPromptKey(routedModel(request), context.llm.promptKey);
     // Never an error: the strategy works on without it (default tokens, no prefix), and it is counted.
     if (readsLlm && context.llm === null) store.incr(WITHOUT_LLM_BODY_KEY, 1, 0);
     context.requestTokens = strategy.reads.tokens ? tokensOf(config, context.llm) : 0;

@@ -56,6 +56,14 @@ export function requestedModel(body: unknown): string | null {
   return typeof model === 'string' && model !== '' ? model : null;
 }
 
+/**
+ * The prompt key a routed request's prefix chain is built from: the model first, so the blocks of
+ * one prompt sent to two models (or two adapters of one base) never share a table entry.
+ */
+export function modelPromptKey(model: string, promptKey: string): string {
+  return model + '\n' + promptKey;
+}
+
 /** The served name a request asks for: its body's model through the aliases, else the default. */
 export function resolveModel(requested: string | null, aliases: ModelAlias[], defaultModel: string | null): string | null {
   if (requested === null || requested === '') return defaultModel;

@@ -3,7 +3,7 @@
 // Without it (no replica carries models) nothing changes. Counts only; the clock is fake.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { createBalancer } from '../../shared/balancer';
+import { createBalancer, prefixTableKeys } from '../../shared/balancer';
 import { createMemoryStore } from '../../shared/memory-store';
 import type { ReplicaModels } from '../../shared/model-routing';
 import type { Replica } from '../../shared/types';
@@ -89,5 +89,25 @@ describe('model routing in the balancer', () => {
         }
       }),
     );
+  });
+
+  it('prefix tables do not mix models: a routed prompt\'s chain starts from its model', () => {
+    const store = createMemoryStore();
+    const config = configOf({ strategy: 'prefix-affinity' });
+    const b = createBalancer(config, { store, clock: fakeClock(), random: seededRandom(7) });
+    const both = fleet().map((r) => (r.id === 'q1' ? r : { ...r, models: serves([LLAMA], { 'sql-lora': LLAMA }) }));
+    const prompt = 'You are a careful SQL assistant. '.repeat(40);
+    const request = (model: string) => ({ body: { model, messages: [{ role: 'system', content: prompt }, { role: 'user', content: 'q' }] } });
+    const base = b.pick(both, request(LLAMA));
+    expect(base.ok).toBe(true);
+    const baseKeys = prefixTableKeys(config, request(LLAMA), true);
+    const adapterKeys = prefixTableKeys(config, request('sql-lora'), true);
+    expect(baseKeys.length).toBeGreaterThan(0);
+    // The base model's blocks are in the table; the same prompt for the adapter has none of them.
+    expect(baseKeys.every((key) => store.get(key) !== undefined)).toBe(true);
+    expect(adapterKeys.some((key) => baseKeys.includes(key))).toBe(false);
+    expect(adapterKeys.every((key) => store.get(key) === undefined)).toBe(true);
+    // Unrouted, the keys are the plain prompt's (as before model routing).
+    expect(prefixTableKeys(config, request(LLAMA))).not.toEqual(baseKeys);
   });
 });
