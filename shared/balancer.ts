@@ -21,7 +21,8 @@ import { slotKey } from './prefix-table';
 import { CHARS_PER_TOKEN } from './llm-request';
 import type { StrategyName } from './config/types';
 import type { SlowStartConfig } from './slow-start';
-import { adapterBase, modelPromptKey, replicasForModel, requestedModel } from './model-routing';
+import { adapterBase, modelPromptKey, replicasForModel, requestedModel, resolveModel } from './model-routing';
+import type { ServedModels } from './model-discovery';
 import type { ReplicaModels } from './model-routing';
 
 function isArray(value: Replica[] | PickResult): value is Replica[] {
@@ -141,14 +142,15 @@ export function consultsPrefixTable(config: BalancerConfig): boolean {
  * adapter keeping the table elsewhere (Kong with Redis) can fetch exactly them before the
  * synchronous pick; empty when the strategy does not consult the table or the body is no OpenAI request.
  */
-export function prefixTableKeys(config: BalancerConfig, request: RequestView, routedByModel?: boolean): string[] {
+/** `attachedModels`: the adapter attaches what replicas serve (Replica.models); the chains then start from the model, as in pick(). */
+export function prefixTableKeys(config: BalancerConfig, request: RequestView, attachedModels?: boolean): string[] {
   if (!consultsPrefixTable(config)) return [];
   const llm = llmRequestOf(request.body);
   if (llm === null) return [];
   const prefix = config.prefix_affinity;
   let key = llm.promptKey;
-  if (routedByModel === true) {
-    const model = request.model !== undefined ? request.model : requestedModel(request.body);
+  if (attachedModels === true || routesByModel(config)) {
+    const model = request.model !== undefined ? request.model : resolveModel(requestedModel(request.body), config.models.aliases, config.models.default);
     if (model !== null) key = modelPromptKey(model, key);
   }
   const hashes = prefixBlockHashes(key, prefix.block_tokens * CHARS_PER_TOKEN, prefix.max_blocks);
@@ -157,9 +159,25 @@ export function prefixTableKeys(config: BalancerConfig, request: RequestView, ro
   return keys;
 }
 
+/**
+ * The served name to write into the body's `model` before proxying: the alias's target, or the
+ * default for a body naming none; null when the body goes as it is.
+ */
+export function modelRewrite(config: BalancerConfig, body: unknown): string | null {
+  const requested = requestedModel(body);
+  const resolved = resolveModel(requested, config.models.aliases, config.models.default);
+  return resolved !== null && resolved !== requested ? resolved : null;
+}
+
+/** Whether the request's model decides where it may go, or is rewritten (models.*): the body must be read. */
+export function routesByModel(config: BalancerConfig): boolean {
+  const models = config.models;
+  return models.declared.length > 0 || models.aliases.length > 0 || models.default !== null;
+}
+
 /** Whether the adapter must read and parse the JSON body before picking (it is slow: read it only then). */
 export function needsRequestBody(config: BalancerConfig): boolean {
-  if (readsBody(config)) return true;
+  if (readsBody(config) || routesByModel(config)) return true;
   return config.hash_key !== null && config.hash_key.source === 'body' && readsHashKey(config);
 }
 
@@ -335,26 +353,56 @@ export function createBalancer(config: BalancerConfig, deps: BalancerDeps): Bala
     return kept;
   }
 
+  // What the config declares each replica serves (models.declared, by id or address).
+  const declaredModels = Object.create(null) as Record<string, ServedModels>;
+  let anyDeclared = false;
+  for (let i = 0; i < config.models.declared.length; i++) {
+    declaredModels[config.models.declared[i].replica] = { bases: config.models.declared[i].models, adapters: {} };
+    anyDeclared = true;
+  }
+
+  // The model is part of every prefix chain (and may filter) whenever the config names models.
+  const modelConfigured = routesByModel(config);
+
+  /** Whether the adapter attached what any replica serves (discovery). */
+  function attachedModels(replicas: Replica[]): boolean {
+    for (let i = 0; i < replicas.length; i++) if (replicas[i].models !== undefined) return true;
+    return false;
+  }
+
+  /** A replica's models: the declared list (never asked) before what the adapter discovered. */
+  function modelsOf(replica: Replica): ReplicaModels | null {
+    const own = replica.models === undefined ? null : replica.models;
+    const declared = declaredModels[replica.id] !== undefined ? declaredModels[replica.id] : declaredModels[replica.address];
+    if (declared === undefined) return own;
+    return { served: declared, lora: own === null ? null : own.lora };
+  }
+
+  /** The served model a request asks for: the adapter's resolution, else the body's through the aliases and default. */
+  function modelOf(request: RequestView): string | null {
+    if (request.model !== undefined) return request.model;
+    return resolveModel(requestedModel(request.body), config.models.aliases, config.models.default);
+  }
+
   /**
-   * The replicas that may serve the request's model, when the adapter attached what each serves
-   * (model-routing.ts); the list itself otherwise; or the failed pick saying why none may.
+   * The replicas that may serve the request's model, when models are declared or the adapter
+   * attached what each serves (model-routing.ts): a new array (pick() tells a routed request by
+   * it); the list itself otherwise; or the failed pick saying why none may.
    */
   function forModel(replicas: Replica[], request: RequestView): Replica[] | PickResult {
-    let routed = false;
-    for (let i = 0; i < replicas.length && !routed; i++) if (replicas[i].models !== undefined) routed = true;
-    if (!routed) return replicas;
-    const model = request.model !== undefined ? request.model : requestedModel(request.body);
+    if (!anyDeclared && !attachedModels(replicas)) return replicas;
+    const model = modelOf(request);
     if (model === null) return replicas;
     const ids: string[] = [];
     const models: Array<ReplicaModels | null> = [];
     for (let i = 0; i < replicas.length; i++) {
       ids.push(replicas[i].id);
-      models.push(replicas[i].models === undefined ? null : (replicas[i].models as ReplicaModels | null));
+      models.push(modelsOf(replicas[i]));
     }
-    const candidates = replicasForModel(ids, models, model, request.dynamicLora === true, adapterBase(model, models));
+    const dynamic = request.dynamicLora === true;
+    const candidates = replicasForModel(ids, models, model, dynamic, adapterBase(model, models));
     if (candidates.kind === 'not-found') return { ok: false, reason: 'model-not-found', message: 'The model `' + model + '` does not exist.' };
     if (candidates.kind === 'any') return replicas;
-    // A new array even when every replica stays: pick() tells a routed request by it.
     const kept: Replica[] = [];
     for (let i = 0; i < replicas.length; i++) if (candidates.ids.indexOf(replicas[i].id) >= 0) kept.push(replicas[i]);
     return kept;
@@ -362,7 +410,7 @@ export function createBalancer(config: BalancerConfig, deps: BalancerDeps): Bala
 
   /** The model a routed request asked for (forModel filtered by it). */
   function routedModel(request: RequestView): string {
-    const model = request.model !== undefined ? request.model : requestedModel(request.body);
+    const model = modelOf(request);
     return model === null ? '' : model;
   }
 
@@ -382,7 +430,7 @@ export function createBalancer(config: BalancerConfig, deps: BalancerDeps): Bala
         reason: 'no-healthy-replica',
         message:
           replicas.length < allReplicas.length
-            ? 'none of the ' + replicas.length + ' replicas serving the model `' + String(request.model !== undefined ? request.model : requestedModel(request.body)) + '` is available (unhealthy, ejected, draining or weight 0)'
+            ? 'none of the ' + replicas.length + ' replicas serving the model `' + routedModel(request) + '` is available (unhealthy, ejected, draining or weight 0)'
             : 'none of the ' + replicas.length + ' replicas is available (unhealthy, ejected, draining or weight 0)',
       };
     }
@@ -391,7 +439,10 @@ export function createBalancer(config: BalancerConfig, deps: BalancerDeps): Bala
     context.llm = readsLlm ? llmRequestOf(request.body) : null;
     // Prefix caches are per model (vLLM keys an adapter's blocks apart from the base model's):
     // with model routing the chains start from the model, so one table never mixes two models.
-    if (context.llm !== null && replicas !== allReplicas) context.llm.promptKey = modelPromptKey(routedModel(request), context.llm.promptKey);
+    if (context.llm !== null && (modelConfigured || attachedModels(allReplicas))) {
+      const model = modelOf(request);
+      if (model !== null) context.llm.promptKey = modelPromptKey(model, context.llm.promptKey);
+    }
     // Never an error: the strategy works on without it (default tokens, no prefix), and it is counted.
     if (readsLlm && context.llm === null) store.incr(WITHOUT_LLM_BODY_KEY, 1, 0);
     context.requestTokens = strategy.reads.tokens ? tokensOf(config, context.llm) : 0;

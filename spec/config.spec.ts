@@ -56,6 +56,7 @@ const DEFAULTS: BalancerConfig = {
   },
   timeouts: { connect_s: 3, response_s: 300, stream_idle_s: 60 },
   slow_start: { window_s: 0, aggression: 1, min_weight_percent: 10 },
+  models: { declared: [], default: null, aliases: [] },
   replica_metrics: { path: '/metrics', interval_s: 1, timeout_s: 1, stale_after_s: 5 },
   llm: { queue_weight: 2, kv_weight: 2, prefix_weight: 3, tokens_weight: 1, kv_saturation: 0.95, queue_saturation: 32 },
   active_health: {
@@ -220,6 +221,12 @@ describe('validate: each invalid field yields exactly its own error', () => {
     ['active path without its slash', { active_health: { path: 'health' } }, 'active_health.path', 'must be a URL path starting with / and without spaces or control characters, such as /metrics, got "health"'],
     ['metrics path with a space', { replica_metrics: { path: '/my metrics' } }, 'replica_metrics.path', 'must be a URL path starting with / and without spaces or control characters, such as /metrics, got "/my metrics"'],
     ['metrics path as a full URL', { replica_metrics: { path: 'http://x/metrics' } }, 'replica_metrics.path', 'must be a URL path starting with / and without spaces or control characters, such as /metrics, got "http://x/metrics"'],
+    ['models default empty', { models: { default: '' } }, 'models.default', 'must be a non-empty string, got ""'],
+    ['models alias without its model', { models: { aliases: [{ name: 'gpt-4o' }] } }, 'models.aliases[0].model', 'is required, got nothing'],
+    ['models alias name with a newline', { models: { aliases: [{ name: 'a\nb', model: 'm' }] } }, 'models.aliases[0].name', 'must not contain control characters such as newlines or tabs, got "a\\nb"'],
+    ['models declared without models', { models: { declared: [{ replica: 'a:1', models: [] }] } }, 'models.declared[0].models', 'must have at least 1 items, got 0'],
+    ['models declared replica empty', { models: { declared: [{ replica: '', models: ['m'] }] } }, 'models.declared[0].replica', 'must be a non-empty string, got ""'],
+    ['models declared name empty', { models: { declared: [{ replica: 'a:1', models: [''] }] } }, 'models.declared[0].models[0]', 'must be a non-empty string, got ""'],
     ['active interval zero', { active_health: { interval_s: 0 } }, 'active_health.interval_s', 'must be a number between 1 and 3600, got 0'],
     ['active timeout tiny', { active_health: { timeout_s: 0.01 } }, 'active_health.timeout_s', 'must be a number between 0.1 and 60, got 0.01'],
     ['active healthy threshold 0', { active_health: { healthy_threshold: 0 } }, 'active_health.healthy_threshold', 'must be an integer between 1 and 100, got 0'],
@@ -638,6 +645,19 @@ describe('validate: cross-field rules', () => {
     expect(errorsOf(input)).toEqual(expected);
   });
 
+  it('models: alias names and declared replicas are unique, and declared replicas name a listed replica', () => {
+    expect(errorsOf({ models: { aliases: [{ name: 'a', model: 'x' }, { name: 'a', model: 'y' }] } })).toEqual([
+      { path: 'models.aliases[1].name', message: 'must be unique, got "a" again (models.aliases[0] has it)' },
+    ]);
+    const replicas = [{ address: '10.0.0.1:8000', id: 'gpu-a' }, { address: '10.0.0.2:8000' }];
+    expect(errorsOf({ replicas, models: { declared: [{ replica: 'gpu-a', models: ['m'] }, { replica: '10.0.0.2:8000', models: ['m'] }, { replica: 'gpu-a', models: ['n'] }, { replica: 'gpu-z', models: ['n'] }] } })).toEqual([
+      { path: 'models.declared[2].replica', message: 'must be unique, got "gpu-a" again (models.declared[0] has it)' },
+      { path: 'models.declared[3].replica', message: 'must be the id or address of one of the replicas, got "gpu-z"' },
+    ]);
+    // Kong with an Admin API upstream lists no replicas: targets are named by host:port, checked when read.
+    expect(errorsOf({ models: { declared: [{ replica: '10.0.0.9:8000', models: ['m'] }] } })).toEqual([]);
+  });
+
   it('every rule has a sentence for the docs', () => {
     for (const rule of rules) expect(rule.rule.length).toBeGreaterThan(10);
   });
@@ -667,6 +687,8 @@ function validArbitrary(spec: FieldSpec, path: string): fc.Arbitrary<unknown> {
   switch (spec.type) {
     case 'string':
       if (spec.one_of) return fc.constantFrom(...spec.one_of);
+      if (spec.format === 'url-path') return fc.stringMatching(/^\/[a-z0-9/_.-]{0,20}$/);
+      if (spec.format === 'printable') return fc.stringMatching(/^[A-Za-z0-9./:_ -]{1,30}$/);
       return fc.string({ minLength: spec.len_min ?? 0, maxLength: Math.min(spec.len_max ?? 40, 40) });
     case 'integer':
     case 'number': {
@@ -680,7 +702,7 @@ function validArbitrary(spec: FieldSpec, path: string): fc.Arbitrary<unknown> {
     case 'boolean':
       return fc.boolean();
     case 'array':
-      return fc.array(validArbitrary(spec.elements as FieldSpec, path + '[]'), { maxLength: Math.min(spec.len_max ?? 8, 8) });
+      return fc.array(validArbitrary(spec.elements as FieldSpec, path + '[]'), { minLength: spec.len_min ?? 0, maxLength: Math.min(spec.len_max ?? 8, 8) });
     case 'record': {
       const shape: Record<string, fc.Arbitrary<unknown>> = {};
       const required: string[] = [];

@@ -693,6 +693,64 @@ export const schema: FieldEntry[] = [
     },
   },
   {
+    models: {
+      type: 'record',
+      required: true,
+      description: "Which replica serves which model: the request body's model picks among the replicas serving it; an unknown model gets 404.",
+      fields: [
+        {
+          declared: {
+            type: 'array',
+            default: [],
+            len_max: 256,
+            description: 'What replicas serve, by replica id or host:port; a replica not listed may serve any model.',
+            elements: {
+              type: 'record',
+              fields: [
+                { replica: { type: 'string', required: true, len_min: 1, len_max: 256, format: 'printable', description: 'The replica: its id, or its host:port (Kong upstream targets).' } },
+                {
+                  models: {
+                    type: 'array',
+                    required: true,
+                    len_min: 1,
+                    len_max: 256,
+                    description: 'Model and LoRA adapter names it serves, as requests name them.',
+                    elements: { type: 'string', len_min: 1, len_max: 256, format: 'printable' },
+                  },
+                },
+              ],
+            },
+          },
+        },
+        {
+          default: {
+            type: 'string',
+            required: false,
+            len_min: 1,
+            len_max: 256,
+            format: 'printable',
+            description: 'Model for requests whose body names none; unset: such requests may go to any replica.',
+          },
+        },
+        {
+          aliases: {
+            type: 'array',
+            default: [],
+            len_max: 256,
+            description: "Public model names mapped to served names: the body's model is rewritten to the served name before proxying.",
+            elements: {
+              type: 'record',
+              fields: [
+                { name: { type: 'string', required: true, len_min: 1, len_max: 256, format: 'printable', description: 'The name clients send in the body\'s model.' } },
+                { model: { type: 'string', required: true, len_min: 1, len_max: 256, format: 'printable', description: 'The served model or adapter name it stands for.' } },
+              ],
+            },
+          },
+        },
+      ],
+    },
+  },
+  {
     replica_metrics: {
       type: 'record',
       required: true,

@@ -29,6 +29,12 @@ export interface ReplicaConfig {
   id: string;
 }
 
+export interface ModelsConfig {
+  declared: Array<{ replica: string; models: string[] }>;
+  default: string | null;
+  aliases: Array<{ name: string; model: string }>;
+}
+
 export interface HashKeyConfig {
   source: HashKeySource;
   /** Header, cookie or query-argument name, or a dotted path into the JSON body. Unused for consumer/client-ip. */
@@ -92,6 +98,7 @@ export interface BalancerConfig {
   passive_health: PassiveHealthConfig;
   active_health: ActiveHealthConfig;
   slow_start: { window_s: number; aggression: number; min_weight_percent: number };
+  models: ModelsConfig;
   replica_metrics: { path: string; interval_s: number; timeout_s: number; stale_after_s: number };
   llm: {
     queue_weight: number;

@@ -350,6 +350,41 @@ export const rules: CrossFieldRule[] = [
       });
     },
   },
+  {
+    rule: 'models.aliases names must be unique; models.declared replicas must be unique and, when replicas are listed, name one of them (id or address).',
+    check: function (config, errors) {
+      const models = config.models as { aliases?: Array<{ name?: unknown }>; declared?: Array<{ replica?: unknown }> } | undefined;
+      if (!models) return;
+      const names: { [name: string]: number } = Object.create(null);
+      const aliases = models.aliases || [];
+      for (let i = 0; i < aliases.length; i++) {
+        const name = aliases[i] ? aliases[i].name : undefined;
+        if (typeof name !== 'string') continue;
+        if (names[name] !== undefined) {
+          errors.push({ path: 'models.aliases[' + i + '].name', message: 'must be unique, got ' + quote(name) + ' again (models.aliases[' + names[name] + '] has it)' });
+        } else names[name] = i;
+      }
+      const replicas = (config.replicas || []) as Array<{ id?: unknown; address?: unknown } | undefined>;
+      const seen: { [replica: string]: number } = Object.create(null);
+      const declared = models.declared || [];
+      for (let i = 0; i < declared.length; i++) {
+        const replica = declared[i] ? declared[i].replica : undefined;
+        if (typeof replica !== 'string') continue;
+        if (seen[replica] !== undefined) {
+          errors.push({ path: 'models.declared[' + i + '].replica', message: 'must be unique, got ' + quote(replica) + ' again (models.declared[' + seen[replica] + '] has it)' });
+          continue;
+        }
+        seen[replica] = i;
+        if (replicas.length === 0) continue;
+        let known = false;
+        for (let j = 0; j < replicas.length && !known; j++) {
+          const r = replicas[j];
+          if (r && (r.id === replica || r.address === replica)) known = true;
+        }
+        if (!known) errors.push({ path: 'models.declared[' + i + '].replica', message: 'must be the id or address of one of the replicas, got ' + quote(replica) });
+      }
+    },
+  },
 ];
 
 // ---------------------------------------------------------------------------------------------

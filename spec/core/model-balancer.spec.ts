@@ -3,7 +3,7 @@
 // Without it (no replica carries models) nothing changes. Counts only; the clock is fake.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { createBalancer, prefixTableKeys } from '../../shared/balancer';
+import { createBalancer, modelRewrite, prefixTableKeys } from '../../shared/balancer';
 import { createMemoryStore } from '../../shared/memory-store';
 import type { ReplicaModels } from '../../shared/model-routing';
 import type { Replica } from '../../shared/types';
@@ -109,5 +109,36 @@ describe('model routing in the balancer', () => {
     expect(adapterKeys.every((key) => store.get(key) === undefined)).toBe(true);
     // Unrouted, the keys are the plain prompt's (as before model routing).
     expect(prefixTableKeys(config, request(LLAMA))).not.toEqual(baseKeys);
+  });
+
+  it('models.declared (by id or address) routes without anything attached; aliases and the default resolve first', () => {
+    const plain = fleet().map(({ models: _models, ...r }) => r);
+    const b = balancer({
+      replicas: plain.map((r) => ({ id: r.id, address: r.address })),
+      models: {
+        declared: [{ replica: 'l1', models: [LLAMA] }, { replica: '10.0.0.3:8000', models: [QWEN] }],
+        aliases: [{ name: 'gpt-4o', model: QWEN }],
+        default: LLAMA,
+      },
+    });
+    // l2 declares nothing and attaches nothing: its list is unknown, so it may serve either.
+    const qwen = b.pick(plain, chat('gpt-4o'));
+    expect(qwen.ok && qwen.replicas.map((r) => r.id).sort()).toEqual(['l2', 'q1']);
+    const llama = b.pick(plain, chat());
+    expect(llama.ok && llama.replicas.map((r) => r.id).sort()).toEqual(['l1', 'l2']);
+    expect(b.pick(plain, chat('mistral')).ok).toBe(true);
+    const config = configOf({ models: { aliases: [{ name: 'gpt-4o', model: QWEN }], default: LLAMA } });
+    expect(modelRewrite(config, chat('gpt-4o').body)).toBe(QWEN);
+    expect(modelRewrite(config, chat().body)).toBe(LLAMA);
+    expect(modelRewrite(config, chat(QWEN).body)).toBeNull();
+    expect(modelRewrite(configOf({}), chat().body)).toBeNull();
+  });
+
+  it('a declared list wins over what discovery attached (the replica is not asked); its LoRA slots stay', () => {
+    const slots = { running: ['sql-lora'], waiting: [], maxLoras: 4 };
+    const replicas: Replica[] = [{ id: 'l1', address: '10.0.0.1:8000', weight: 1, models: { served: { bases: [QWEN], adapters: {} }, lora: slots } }];
+    const b = balancer({ models: { declared: [{ replica: 'l1', models: [LLAMA] }] } });
+    expect(b.pick(replicas, chat(QWEN))).toMatchObject({ ok: false, reason: 'model-not-found' });
+    expect(b.pick(replicas, chat(LLAMA)).ok).toBe(true);
   });
 });
