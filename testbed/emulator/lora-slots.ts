@@ -13,6 +13,25 @@
 // default is max_loras, so with defaults an adapter evicted from the GPU is gone from the CPU
 // cache too and comes back from disk; loraLoadMs (model.ts) is that load.
 
+/**
+ * Slots when a replica is given adapters but no maxLoras. vLLM's own default (--max-loras) is 1,
+ * which runs one adapter per batch: requests for any second adapter queue behind the first, a
+ * setting multi-LoRA deployments raise. 4 lets a batch mix a few adapters, so a replica sent six
+ * adapters thrashes and one sent two does not; that contrast is what LoRA-aware routing exploits.
+ */
+export const DEFAULT_MAX_LORAS = 4;
+
+/**
+ * Time to load a missing adapter into a slot at real-GPU speed. Public measurements of loading one
+ * small adapter (rank 8-16, tens of MB, from a warm disk cache) onto a GPU: 25-65 ms in PEFT
+ * (huggingface/peft#981, per adapter, growing with the number loaded); 20 ms per layer copied one
+ * by one, 0.5-1 s per adapter, in LoRAX before it batched the copies (predibase/lorax#433). 50 ms
+ * sits in the first range: an adapter file in the page cache and vLLM's batched load. A cold
+ * load from a network disk or the Hub takes seconds (vllm-project/vllm#5564 measured 8-28 s with
+ * a regression); pass a larger loraLoadMs to study that.
+ */
+export const DEFAULT_LORA_LOAD_MS = 50;
+
 export interface LoraActivation {
   /** Adapters that were not resident and were loaded for this batch, in batch order. */
   loaded: string[];
