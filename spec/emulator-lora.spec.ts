@@ -8,7 +8,7 @@ import type { ManualClock } from '../testbed/emulator/clock';
 import { createLoraSlots } from '../testbed/emulator/lora-slots';
 import { createEngine } from '../testbed/emulator/model';
 import type { Engine, EngineProfile, Sequence } from '../testbed/emulator/model';
-import { createServedModels, unknownModelError } from '../testbed/emulator/served-models';
+import { createServedModels, parseLoraAdapterList, unknownModelError } from '../testbed/emulator/served-models';
 
 // Round numbers: a step with one sequence lasts 10 ms, each extra sequence adds 5 ms, a prefill
 // costs 10 ms + 1 ms per prompt token, loading an adapter 100 ms.
@@ -269,5 +269,19 @@ describe('served models: what a request for `model` gets', () => {
     ['an adapter named like a base model', { servedModels: ['a'], loraAdapters: [{ name: 'a' }] }, /base model/],
   ])('refuses %s', (_what, options, error) => {
     expect(() => createServedModels(Object.assign({ fallbackModelName: 'f' }, options))).toThrow(error);
+  });
+});
+
+describe('the command line adapter list', () => {
+  it.each([
+    ['sql-lora', [{ name: 'sql-lora' }]],
+    ['adapter-*', [{ prefix: 'adapter-' }]],
+    ['sql-lora@base-a, adapter-*@base-b', [{ name: 'sql-lora', parent: 'base-a' }, { prefix: 'adapter-', parent: 'base-b' }]],
+  ])('%s', (text, expected) => {
+    expect(parseLoraAdapterList(text)).toEqual(expected);
+  });
+
+  it.each(['', '*', 'x@', '@base'])('refuses %j', (text) => {
+    expect(typeof parseLoraAdapterList(text)).toBe('string');
   });
 });

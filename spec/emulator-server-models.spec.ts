@@ -6,7 +6,7 @@ import http from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createManualClock } from '../testbed/emulator/clock';
 import type { ManualClock } from '../testbed/emulator/clock';
-import { PROFILES, startReplicaServer } from '../testbed/emulator/index';
+import { PROFILES, startEmulatedReplicas, startReplicaServer } from '../testbed/emulator/index';
 import { goFloatText } from '../testbed/emulator/metrics';
 import type { EmulatedReplica } from '../testbed/emulator/index';
 
@@ -187,5 +187,26 @@ describe("sample values in prometheus_client's Go float style", () => {
     [1, '1.0'],
   ])('%s prints as %s', (value, text) => {
     expect(goFloatText(value)).toBe(text);
+  });
+});
+
+describe('startEmulatedReplicas passes models and LoRA settings per replica', () => {
+  it('a replica spec sets its models and adapters; the options give maxLoras and loraLoadMs to those that do not', async () => {
+    const emulator = await startEmulatedReplicas(
+      [
+        { name: 'a', profile: 'h100', servedModels: ['base-a'], loraAdapters: [{ prefix: 'adapter-' }] },
+        { name: 'b', profile: 'h100', servedModels: ['base-b'], loraAdapters: [{ prefix: 'adapter-' }], maxLoras: 1 },
+        { name: 'c', profile: 'h100' },
+      ],
+      { maxLoras: 3, loraLoadMs: 10, timeScale: 0.05 },
+    );
+    try {
+      const [a, b, c] = emulator.replicas;
+      expect([a.stats().lora?.maxLoras, b.stats().lora?.maxLoras, c.stats().lora]).toEqual([3, 1, null]);
+      expect((await request(b.port, 'POST', '/v1/chat/completions', chat('base-a'))).status).toBe(404);
+      expect((await request(c.port, 'POST', '/v1/chat/completions', chat('anything'))).status).toBe(200);
+    } finally {
+      await emulator.close();
+    }
   });
 });

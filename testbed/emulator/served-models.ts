@@ -92,6 +92,24 @@ export interface ServedModels {
   cards(maxModelLen: number, createdSeconds: number): ModelCard[];
 }
 
+/**
+ * The command line's adapter list: comma-separated `NAME` or `PREFIX*` (every name starting with
+ * PREFIX), each optionally `@PARENT` (a served base name). E.g. `sql-lora,adapter-*@base-a`.
+ */
+export function parseLoraAdapterList(text: string): LoraAdapterSource[] | string {
+  const sources: LoraAdapterSource[] = [];
+  for (const item of text.split(',').map((part) => part.trim()).filter((part) => part !== '')) {
+    const at = item.indexOf('@');
+    const target = at < 0 ? item : item.slice(0, at);
+    const parent = at < 0 ? undefined : item.slice(at + 1);
+    if (target === '' || target === '*' || parent === '') return `'${item}' is not NAME, PREFIX* or either with @PARENT`;
+    const source: LoraAdapterSource = target.endsWith('*') ? { prefix: target.slice(0, -1) } : { name: target };
+    if (parent !== undefined) source.parent = parent;
+    sources.push(source);
+  }
+  return sources.length > 0 ? sources : 'the adapter list is empty';
+}
+
 /** vLLM's 404 for a model it does not serve (OpenAIServing._check_model). */
 export function unknownModelError(model: string): VllmErrorBody {
   return { error: { message: `The model \`${model}\` does not exist.`, type: 'NotFoundError', param: 'model', code: 404 } };
