@@ -80,3 +80,11 @@ describe('multi-model', () => {
     expect(requests.every((request) => request.kind === 'short-chat')).toBe(true);
   });
 });
+
+describe('custom mixes that name models', () => {
+  it('a component may name its own model; an empty name is refused', () => {
+    const mix = { name: 'custom', components: [{ kind: 'short-chat' as const, weight: 1, model: 'tiny' }] };
+    expect(generateRequests(3, { seed: 1, mix, model: 'other' }).map(modelOf)).toEqual(['tiny', 'tiny', 'tiny']);
+    expect(() => generateRequests(1, { seed: 1, mix: { name: 'bad', components: [{ kind: 'short-chat', weight: 1, model: '' }] }, model: 'm' })).toThrow(/non-empty/);
+  });
+});

@@ -194,6 +194,9 @@ export function resolveMix(mix: string | Mix): Mix {
   if (mix.components.length === 0) throw new RangeError(`mix '${mix.name}' has no components`);
   for (const component of mix.components) {
     if (!REQUEST_KINDS.includes(component.kind)) throw new RangeError(`mix '${mix.name}': unknown kind '${component.kind}'`);
+    if (component.model !== undefined && (typeof component.model !== 'string' || component.model === '')) {
+      throw new RangeError(`mix '${mix.name}': the model of '${component.kind}' must be a non-empty string`);
+    }
     if (!(component.weight >= 0) || !Number.isFinite(component.weight)) {
       throw new RangeError(`mix '${mix.name}': weight of '${component.kind}' must be finite and >= 0`);
     }
