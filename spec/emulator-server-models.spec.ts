@@ -96,7 +96,7 @@ describe('a replica with a model list and LoRA adapters', () => {
     expect(JSON.parse(reply.text).model).toBe(answered);
   });
 
-  it('GET /v1/models lists the base names, then registered adapters with root and parent (pattern matches once requested)', async () => {
+  it('GET /v1/models lists the base names (one root for all aliases), then registered adapters with root and parent (pattern matches once requested)', async () => {
     const clock = createManualClock();
     const target = await start(options, clock);
     const permission = (index: number) => ({
@@ -126,7 +126,7 @@ describe('a replica with a model list and LoRA adapters', () => {
     const before = JSON.parse((await request(target.port, 'GET', '/v1/models')).text);
     expect(before).toEqual({
       object: 'list',
-      data: [card('base-a', 'base-a', null, PROFILES.h100.kvCacheTokens, 0), card('alias-a', 'alias-a', null, PROFILES.h100.kvCacheTokens, 1), card('sql-lora', '/adapters/sql-lora', 'base-a', null, 2)],
+      data: [card('base-a', 'base-a', null, PROFILES.h100.kvCacheTokens, 0), card('alias-a', 'base-a', null, PROFILES.h100.kvCacheTokens, 1), card('sql-lora', '/adapters/sql-lora', 'base-a', null, 2)],
     });
     await complete(target, clock, 'adapter-11');
     const after = JSON.parse((await request(target.port, 'GET', '/v1/models')).text);

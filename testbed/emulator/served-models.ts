@@ -186,8 +186,9 @@ export function createServedModels(options: ServedModelsOptions): ServedModels {
         object: 'model',
         created: createdSeconds,
         owned_by: 'vllm',
-        // vLLM's root is the --model path; the emulator has no weights, so the name stands for it.
-        root: name,
+        // vLLM's root is the --model path, the same for every served alias of it; the emulator has
+        // no weights, so the first served name stands for that path.
+        root: baseNames[0],
         parent: null,
         max_model_len: maxModelLen,
         permission: [],
