@@ -216,6 +216,15 @@ describe('lora-slots', () => {
     expect([slots.loads(), slots.evictions()]).toEqual([3, 1]);
   });
 
+  it("never evicts an adapter of the batch being activated, even when it is the least recently used", () => {
+    const slots = createLoraSlots(2);
+    slots.activate(['a']);
+    slots.activate(['b']); // a is now the least recently used
+    // The missing adapter comes first in the batch: a must still survive, b must go.
+    expect(slots.activate(['c', 'a'])).toEqual({ loaded: ['c'], evicted: ['b'] });
+    expect(slots.resident().sort()).toEqual(['a', 'c']);
+  });
+
   it.each([0, 1.5, -1])('maxLoras %s is refused', (maxLoras) => {
     expect(() => createLoraSlots(maxLoras)).toThrow(/maxLoras/);
   });
