@@ -1,13 +1,16 @@
 // Runs emulated replicas until SIGINT/SIGTERM:
 //   node --import tsx testbed/emulator/cli.ts --replicas h100,h100,a100,a100 \
 //     [--ports 8001,8002,8003,8004] [--time-scale 1] [--seed 1] [--host 127.0.0.1] \
-//     [--fault 2:slowdown=3] [--fault h100-1:hang] [--admin-port 8000] [--json]
+//     [--fault 2:slowdown=3] [--fault h100-1:hang] [--admin-port 8000] [--json] \
+//     [--models base-a] [--models 3:base-b] [--lora-adapters 'adapter-*'] [--max-loras 4] [--lora-load-ms 50]
 // Replicas are named <profile>-<position> (h100-1, h100-2, a100-3, ...). A --fault names a replica
-// by its 1-based position or its name, then comma-separated settings (see faults.ts). --json prints
-// one JSON line (replicas and admin address) instead of the table, for scripts that spawn this.
+// by its 1-based position or its name, then comma-separated settings (see faults.ts). --models and
+// --lora-adapters apply to every replica, or with an R: prefix to one (a later one overrides an
+// earlier for the replicas both reach). --json prints one JSON line (replicas and admin address)
+// instead of the table, for scripts that spawn this.
 
 import { parseArgs } from 'node:util';
-import { PROFILES, PROFILE_NAMES, parseFaultsText, startEmulatedReplicas } from './index';
+import { DEFAULT_LORA_LOAD_MS, DEFAULT_MAX_LORAS, PROFILES, PROFILE_NAMES, parseFaultsText, parseLoraAdapterList, startEmulatedReplicas } from './index';
 import type { FaultsPatch, ReplicaSpec } from './index';
 
 const USAGE = `usage: node --import tsx testbed/emulator/cli.ts --replicas h100,a100,l4 [options]
@@ -18,6 +21,13 @@ const USAGE = `usage: node --import tsx testbed/emulator/cli.ts --replicas h100,
   --host HOST          listen address (default 127.0.0.1)
   --fault R:SETTINGS   R = position (1-based) or name; e.g. 2:slowdown=3  1:hang  a100-3:errorRate=0.2
   --admin-port N       an admin server for all replicas (GET /admin/replicas, POST /admin/replicas/NAME/faults)
+  --models [R:]LIST    served model names (vLLM --served-model-name), for all replicas or replica R;
+                       other names then get vLLM's 404 (default: one name, and ANY requested name is served)
+  --lora-adapters [R:]LIST
+                       adapters a replica can load (vLLM --enable-lora): NAME or PREFIX* (any name
+                       with that prefix), each optionally @PARENT; e.g. 'adapter-*' or 'sql-lora@base-a'
+  --max-loras N        adapters per batch and GPU slots (vLLM --max-loras; default ${DEFAULT_MAX_LORAS}, vLLM's is 1)
+  --lora-load-ms MS    time to load a missing adapter at real-GPU speed (default ${DEFAULT_LORA_LOAD_MS})
   --json               print one JSON line instead of the table
 profiles:
 ${PROFILE_NAMES.map((name) => `  ${name.padEnd(6)} ${PROFILES[name].description}`).join('\n')}`;
@@ -46,6 +56,10 @@ async function main(): Promise<void> {
         host: { type: 'string' },
         fault: { type: 'string', multiple: true },
         'admin-port': { type: 'string' },
+        models: { type: 'string', multiple: true },
+        'lora-adapters': { type: 'string', multiple: true },
+        'max-loras': { type: 'string' },
+        'lora-load-ms': { type: 'string' },
         json: { type: 'boolean' },
         help: { type: 'boolean' },
       },
@@ -64,16 +78,37 @@ async function main(): Promise<void> {
   if (ports.length > 0 && ports.length !== profiles.length) fail(`--ports lists ${ports.length} ports for ${profiles.length} replicas`);
 
   const specs: ReplicaSpec[] = profiles.map((profile, index) => ({ name: `${profile}-${index + 1}`, profile, port: ports[index] ?? 0 }));
+  const replicaNamed = (target: string): ReplicaSpec | undefined => {
+    const position = Number(target);
+    return Number.isInteger(position) ? specs[position - 1] : specs.find((candidate) => candidate.name === target);
+  };
   for (const fault of values.fault ?? []) {
     const colon = fault.indexOf(':');
     if (colon < 0) fail(`--fault '${fault}' needs REPLICA:SETTINGS`);
     const target = fault.slice(0, colon);
-    const position = Number(target);
-    const spec = Number.isInteger(position) ? specs[position - 1] : specs.find((candidate) => candidate.name === target);
+    const spec = replicaNamed(target);
     if (spec === undefined) fail(`--fault '${fault}': no replica '${target}'`);
     const parsed = parseFaultsText(fault.slice(colon + 1));
     if (!parsed.ok) fail(`--fault '${fault}': ${parsed.error}`);
     spec.faults = Object.assign({}, spec.faults, parsed.patch) as FaultsPatch;
+  }
+  // An R: prefix counts only when R is a replica: model names may contain ':' themselves (llama3:8b).
+  const perReplica = (text: string): { targets: ReplicaSpec[]; list: string } => {
+    const colon = text.indexOf(':');
+    const spec = colon < 0 ? undefined : replicaNamed(text.slice(0, colon));
+    return spec === undefined ? { targets: specs, list: text } : { targets: [spec], list: text.slice(colon + 1) };
+  };
+  for (const option of values.models ?? []) {
+    const { targets, list } = perReplica(option);
+    const names = list.split(',').map((name) => name.trim()).filter((name) => name !== '');
+    if (names.length === 0) fail(`--models '${option}' names no model`);
+    for (const spec of targets) spec.servedModels = names;
+  }
+  for (const option of values['lora-adapters'] ?? []) {
+    const { targets, list } = perReplica(option);
+    const adapters = parseLoraAdapterList(list);
+    if (typeof adapters === 'string') fail(`--lora-adapters '${option}': ${adapters}`);
+    for (const spec of targets) spec.loraAdapters = adapters;
   }
 
   const emulator = await startEmulatedReplicas(specs, {
@@ -81,12 +116,21 @@ async function main(): Promise<void> {
     seed: parseNumber('--seed', values.seed, 1),
     host: values.host,
     adminPort: values['admin-port'] === undefined ? undefined : parseNumber('--admin-port', values['admin-port'], 0),
+    maxLoras: parseNumber('--max-loras', values['max-loras'], DEFAULT_MAX_LORAS),
+    loraLoadMs: parseNumber('--lora-load-ms', values['lora-load-ms'], DEFAULT_LORA_LOAD_MS),
   });
 
   if (values.json) {
     console.log(
       JSON.stringify({
-        replicas: emulator.replicas.map((replica) => ({ name: replica.name, profile: replica.profile.name, address: replica.address, faults: replica.faults() })),
+        replicas: emulator.replicas.map((replica) => ({
+          name: replica.name,
+          profile: replica.profile.name,
+          address: replica.address,
+          models: replica.models.baseNames,
+          adapters: replica.models.registeredAdapters(),
+          faults: replica.faults(),
+        })),
         admin: emulator.admin === null ? null : emulator.admin.address,
       }),
     );
@@ -96,7 +140,8 @@ async function main(): Promise<void> {
       const active = Object.entries(faults)
         .filter(([key, value]) => (key === 'slowdown' ? value !== 1 : key === 'errorRate' ? value !== 0 : value === true))
         .map(([key, value]) => (typeof value === 'boolean' ? key : `${key}=${value}`));
-      console.log(`${replica.name.padEnd(10)} ${replica.profile.name.padEnd(6)} http://${replica.address}${active.length > 0 ? '  faults: ' + active.join(',') : ''}`);
+      const models = replica.models.strict ? `  models: ${replica.models.baseNames.join(',')}` : '';
+      console.log(`${replica.name.padEnd(10)} ${replica.profile.name.padEnd(6)} http://${replica.address}${models}${active.length > 0 ? '  faults: ' + active.join(',') : ''}`);
     }
     if (emulator.admin !== null) console.log(`admin      http://${emulator.admin.address}/admin/replicas`);
     console.log('Ctrl-C stops the replicas.');

@@ -3,7 +3,10 @@
 // benchmark. Files:
 //   tokens.ts    the token counting rule and pseudo-token ids (prefix-cache identity)
 //   profiles.ts  h100 / a100 / l4: scheduler parameters and where they come from
-//   model.ts     the engine: continuous batching, paged KV cache, chain-hashed prefix cache (pure)
+//   model.ts     the engine: continuous batching, paged KV cache, chain-hashed prefix cache,
+//                LoRA admission (pure)
+//   lora-slots.ts  the GPU's LoRA slots: LRU residency, loads and evictions; the LoRA defaults
+//   served-models.ts  which `model` names a replica answers to, its 404, GET /v1/models
 //   clock.ts     real and manual clocks for the engine
 //   content.ts   seeded output lengths and filler words
 //   faults.ts    crash / hang / unhealthy / errorRate / slowdown: types and parsing
@@ -23,6 +26,7 @@ import { parseFaultsPatch } from './faults';
 import type { FaultsPatch } from './faults';
 import { resolveProfile } from './profiles';
 import type { ReplicaProfile } from './profiles';
+import type { LoraAdapterSource } from './served-models';
 import { startReplicaServer } from './server';
 import type { EmulatedReplica } from './server';
 
@@ -34,6 +38,10 @@ export type { ReplicaProfile, OutputLengthDistribution } from './profiles';
 export { PROFILES, PROFILE_NAMES, resolveProfile } from './profiles';
 export type { Engine, EngineStats, Sequence, SequenceListener, SequenceRequest, SubmitResult } from './model';
 export { BLOCK_TOKENS, chainBlockHashes, createEngine } from './model';
+export type { LoraActivity, LoraStats } from './model';
+export { DEFAULT_LORA_LOAD_MS, DEFAULT_MAX_LORAS } from './lora-slots';
+export type { LoraAdapterPattern, LoraAdapterSource, ModelCard, NamedLoraAdapter } from './served-models';
+export { parseLoraAdapterList, unknownModelError } from './served-models';
 export type { EngineClock, ManualClock } from './clock';
 export { createManualClock, createRealClock } from './clock';
 export { CHARS_PER_TOKEN, TOKENS_PER_MESSAGE, chatTokenIds, countChatTokens, countTextTokens, textTokenIds } from './tokens';
@@ -49,7 +57,16 @@ export interface ReplicaSpec {
   /** Absent: the options' seed + the replica's index. */
   seed?: number;
   faults?: FaultsPatch;
+  /** The base model's name when servedModels is absent (then any requested name is served). */
   modelName?: string;
+  /** The base model's served names; given, other names get vLLM's 404 (see server.ts). */
+  servedModels?: readonly string[];
+  /** Adapters the replica can load; absent or empty: LoRA off. */
+  loraAdapters?: readonly LoraAdapterSource[];
+  /** GPU slots for adapters; default: the options' maxLoras, else DEFAULT_MAX_LORAS. */
+  maxLoras?: number;
+  /** Time to load one adapter, ms at real-GPU speed; default: the options' loraLoadMs, else DEFAULT_LORA_LOAD_MS. */
+  loraLoadMs?: number;
 }
 
 export interface EmulatorOptions {
@@ -64,6 +81,10 @@ export interface EmulatorOptions {
    * GET /admin/replicas, GET|POST /admin/replicas/<name>/faults. Absent: none.
    */
   adminPort?: number;
+  /** maxLoras of replicas that serve adapters and do not set their own. */
+  maxLoras?: number;
+  /** loraLoadMs of replicas that serve adapters and do not set their own. */
+  loraLoadMs?: number;
 }
 
 export interface EmulatedReplicas {
@@ -94,7 +115,15 @@ function readBody(req: http.IncomingMessage): Promise<string> {
 }
 
 function replicaSummary(replica: EmulatedReplica) {
-  return { name: replica.name, address: replica.address, profile: replica.profile.name, faults: replica.faults(), stats: replica.stats() };
+  return {
+    name: replica.name,
+    address: replica.address,
+    profile: replica.profile.name,
+    models: replica.models.baseNames,
+    adapters: replica.models.registeredAdapters(),
+    faults: replica.faults(),
+    stats: replica.stats(),
+  };
 }
 
 /** The admin server: the same fault patches as each replica's /admin/faults, addressed by name. */
@@ -154,6 +183,10 @@ export async function startEmulatedReplicas(specs: readonly ReplicaSpec[], optio
         seed: spec.seed ?? baseSeed + index,
         timeScale,
         modelName: spec.modelName,
+        servedModels: spec.servedModels,
+        loraAdapters: spec.loraAdapters,
+        maxLoras: spec.maxLoras ?? options.maxLoras,
+        loraLoadMs: spec.loraLoadMs ?? options.loraLoadMs,
         faults: spec.faults,
       }),
     ),

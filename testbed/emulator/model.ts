@@ -23,7 +23,8 @@
 //         (decodeStepMs × (1 + batchSlowdown × (running − 1)) + Σ prefill of the sequences admitted
 //          in this step) × slowdown × timeScale
 //     where running counts every sequence in the step (new ones included) and a sequence's prefill
-//     is prefillOverheadMs + prefillMsPerToken × (prompt tokens not found in the prefix cache).
+//     is prefillOverheadMs + prefillMsPerToken × (prompt tokens not found in the prefix cache);
+//     plus lora.loadMs × timeScale for each adapter the step had to load (see LoRA below).
 //     At the END of a step every sequence in it emits one token; a sequence that has emitted
 //     outputTokens finishes and frees its blocks. So TTFT = queueing + the (longer) step that
 //     prefilled it, and the inter-token latency = the duration of each following step, which grows
@@ -33,6 +34,17 @@
 //     Steps follow each other back to back on the engine's own timeline (the next starts at the
 //     modelled end of the previous, not when the timer happened to fire), so Node's 1 ms timer floor
 //     and event-loop lag do not slow the emulated GPU down; see MAX_CATCH_UP_MS.
+//   - LoRA adapters (when `lora` is given; vLLM's --enable-lora --max-loras N): a sequence may name
+//     an adapter. Admission follows vLLM V1's scheduler (vllm/v1/core/sched/scheduler.py): the
+//     running sequences' adapters are the step's scheduled adapters; a waiting sequence whose adapter
+//     is not among them while they already number maxLoras is SKIPPED and stays waiting, and later
+//     sequences may overtake it (unlike a KV-cache or maxNumSeqs limit, which stops admission). So
+//     at most maxLoras distinct adapters run in a step, and a new adapter gets in once every running
+//     sequence of some other adapter has finished. Sequences without an adapter are never held back.
+//     Each step then makes its adapters resident in the GPU slots (lora-slots.ts: LRU, an idle
+//     adapter evicted for a missing one). Every adapter loaded adds lora.loadMs to THAT step, as in
+//     vLLM, whose worker loads adapters synchronously while preparing the batch: the new request's
+//     first token is loadMs later, and every other running sequence's next token is too.
 //   - Faults that live in the engine: `slowdown` multiplies step durations (a throttled or shared
 //     GPU); `stalled` freezes it (a hung GPU): the step in progress does not end and no new step
 //     starts until un-stalled; arrivals queue meanwhile.
@@ -40,9 +52,11 @@
 // Parameters (ReplicaProfile fields, see profiles.ts for values and sources): maxNumSeqs,
 // kvCacheTokens, prefixCacheTokens, prefillMsPerToken, prefillOverheadMs, decodeStepMs,
 // batchSlowdown; plus timeScale (multiplies every duration: emulated time runs 1/timeScale times
-// faster than a real GPU would).
+// faster than a real GPU would) and the optional lora settings (maxLoras, loadMs).
 
 import type { EngineClock, TimerHandle } from './clock';
+import { createLoraSlots } from './lora-slots';
+import type { LoraSlots } from './lora-slots';
 import type { ReplicaProfile } from './profiles';
 
 /** Tokens per KV-cache block and per prefix-cache block: vLLM's default block size on CUDA. */
@@ -68,6 +82,24 @@ export interface EngineOptions {
   clock: EngineClock;
   /** Multiplies every duration; 1 = real-GPU speed. */
   timeScale?: number;
+  /** Serve LoRA adapters (vLLM's --enable-lora); absent: a sequence naming an adapter is refused. */
+  lora?: EngineLoraOptions;
+  /** Called at the end of every step, on a consistent engine, before the step's tokens are delivered. */
+  onStepEnd?: () => void;
+}
+
+export interface EngineLoraOptions {
+  /** Distinct adapters per step and GPU slots (vLLM's --max-loras). */
+  maxLoras: number;
+  /** Time to load a missing adapter into a slot, ms at real-GPU speed (timeScale applies, slowdown does not: it is I/O). */
+  loadMs: number;
+}
+
+/** Waiting and running sequences of one adapter that has any (vLLM's per-LoRA request counts). */
+export interface LoraActivity {
+  adapter: string;
+  waiting: number;
+  running: number;
 }
 
 export interface SequenceRequest {
@@ -76,6 +108,8 @@ export interface SequenceRequest {
   outputTokens: number;
   /** Output tokens reserved in the KV cache on admission (its max_tokens); defaults to outputTokens. */
   reservedOutputTokens?: number;
+  /** The LoRA adapter it runs with; absent or null: the base model. */
+  adapter?: string | null;
 }
 
 export interface SequenceListener {
@@ -91,6 +125,7 @@ export interface Sequence {
   readonly id: number;
   readonly promptTokens: number;
   readonly outputTokens: number;
+  readonly adapter: string | null;
   readonly state: SequenceState;
   readonly arrivedAt: number;
   /** When the scheduler admitted it (its prefill step started), or null while waiting. */
@@ -131,6 +166,20 @@ export interface EngineStats {
   lastStepPrefills: number;
   slowdown: number;
   stalled: boolean;
+  /** null when the engine serves no adapters. */
+  lora: LoraStats | null;
+}
+
+export interface LoraStats {
+  maxLoras: number;
+  /** Adapters loaded into a GPU slot since start. */
+  loads: number;
+  /** Adapters evicted from a GPU slot to make room for another. */
+  evictions: number;
+  /** Adapters resident in the GPU slots, least recently used first. */
+  resident: string[];
+  /** Adapters with waiting or running sequences, in the order they became active (vLLM's dict order). */
+  activity: LoraActivity[];
 }
 
 export interface Engine {
@@ -237,6 +286,12 @@ export function createEngine(options: EngineOptions): Engine {
   const totalBlocks = Math.floor(profile.kvCacheTokens / BLOCK_TOKENS);
   if (totalBlocks < 1) throw new Error(`kvCacheTokens must hold at least one ${BLOCK_TOKENS}-token block`);
   const prefixCache = createPrefixCache(Math.floor(profile.prefixCacheTokens / BLOCK_TOKENS));
+  const lora = options.lora;
+  if (lora !== undefined && !(lora.loadMs >= 0 && Number.isFinite(lora.loadMs))) throw new Error(`lora.loadMs must be a finite number >= 0, got ${lora.loadMs}`);
+  const loraSlots: LoraSlots | null = lora === undefined ? null : createLoraSlots(lora.maxLoras);
+  // Map order is the order adapters became active, as vLLM's per-LoRA dict keeps it; an adapter
+  // leaves when it has neither waiting nor running sequences.
+  const loraActivity = new Map<string, LoraActivity>();
 
   const waiting: SequenceRecord[] = [];
   const running: SequenceRecord[] = [];
@@ -263,6 +318,19 @@ export function createEngine(options: EngineOptions): Engine {
     lastStepPrefills: 0,
   };
 
+  /** Moves one sequence of `adapter` between waiting (+1/-1) and running (+1/-1) counts. */
+  function countAdapter(adapter: string | null, waitingDelta: number, runningDelta: number): void {
+    if (adapter === null) return;
+    let activity = loraActivity.get(adapter);
+    if (activity === undefined) {
+      activity = { adapter, waiting: 0, running: 0 };
+      loraActivity.set(adapter, activity);
+    }
+    activity.waiting += waitingDelta;
+    activity.running += runningDelta;
+    if (activity.waiting === 0 && activity.running === 0) loraActivity.delete(adapter);
+  }
+
   function removeFrom(list: SequenceRecord[], sequence: SequenceRecord): void {
     const index = list.indexOf(sequence);
     if (index >= 0) list.splice(index, 1);
@@ -271,6 +339,7 @@ export function createEngine(options: EngineOptions): Engine {
   function release(sequence: SequenceRecord): void {
     removeFrom(running, sequence);
     usedBlocks -= sequence.blocks;
+    countAdapter(sequence.adapter, 0, -1);
   }
 
   function admit(sequence: SequenceRecord, now: number): number {
@@ -283,22 +352,47 @@ export function createEngine(options: EngineOptions): Engine {
     sequence.cachedPromptTokens = cached;
     usedBlocks += sequence.blocks;
     running.push(sequence);
+    countAdapter(sequence.adapter, -1, 1);
     counters.prefixQueries += promptTokens;
     counters.prefixHits += cached;
     counters.promptTokens += promptTokens;
     return profile.prefillOverheadMs + profile.prefillMsPerToken * (promptTokens - cached);
   }
 
+  /** The distinct adapters of the running sequences, in batch order. */
+  function runningAdapters(): Set<string> {
+    const adapters = new Set<string>();
+    for (const sequence of running) if (sequence.adapter !== null) adapters.add(sequence.adapter);
+    return adapters;
+  }
+
   function startStep(startAt: number): void {
     let prefillMs = 0;
     let prefills = 0;
-    while (waiting.length > 0 && running.length < profile.maxNumSeqs && waiting[0].blocks <= totalBlocks - usedBlocks) {
-      prefillMs += admit(waiting.shift() as SequenceRecord, startAt);
+    const scheduledAdapters = runningAdapters();
+    const maxLoras = lora === undefined ? 0 : lora.maxLoras;
+    let index = 0;
+    // First come, first served, except that a sequence whose adapter would exceed maxLoras is
+    // skipped and stays in place (vLLM V1); a full batch or KV cache stops admission outright.
+    while (index < waiting.length && running.length < profile.maxNumSeqs && waiting[index].blocks <= totalBlocks - usedBlocks) {
+      const candidate = waiting[index];
+      const adapter = candidate.adapter;
+      if (adapter !== null && !scheduledAdapters.has(adapter) && scheduledAdapters.size >= maxLoras) {
+        index++;
+        continue;
+      }
+      if (adapter !== null) scheduledAdapters.add(adapter);
+      waiting.splice(index, 1);
+      prefillMs += admit(candidate, startAt);
       prefills++;
     }
     if (running.length === 0) return;
+    let loadMs = 0;
+    if (loraSlots !== null && lora !== undefined) {
+      loadMs = loraSlots.activate(Array.from(scheduledAdapters)).loaded.length * lora.loadMs;
+    }
     const decodeMs = profile.decodeStepMs * (1 + profile.batchSlowdown * (running.length - 1));
-    const durationMs = (decodeMs + prefillMs) * slowdown * timeScale;
+    const durationMs = ((decodeMs + prefillMs) * slowdown + loadMs) * timeScale;
     current = { endAt: startAt + durationMs, durationMs, batch: running.slice(), prefills };
     stepTimer = clock.setTimer(current.endAt - clock.now(), endStep);
   }
@@ -334,6 +428,7 @@ export function createEngine(options: EngineOptions): Engine {
     counters.lastStepBatch = step.batch.length;
     counters.lastStepPrefills = step.prefills;
 
+    if (options.onStepEnd !== undefined) options.onStepEnd();
     if (running.length > 0 || waiting.length > 0) startStep(now - endAt > MAX_CATCH_UP_MS ? now : endAt);
 
     // Listeners run last, on a consistent engine: they may submit or cancel.
@@ -360,6 +455,8 @@ export function createEngine(options: EngineOptions): Engine {
       const reserved = request.reservedOutputTokens ?? outputTokens;
       if (!(Number.isInteger(outputTokens) && outputTokens >= 1)) throw new Error(`outputTokens must be an integer >= 1, got ${outputTokens}`);
       if (!(reserved >= outputTokens)) throw new Error(`reservedOutputTokens (${reserved}) must be >= outputTokens (${outputTokens})`);
+      const adapter = request.adapter ?? null;
+      if (adapter !== null && lora === undefined) throw new Error(`adapter '${adapter}' requested from an engine without lora options`);
       const promptTokens = request.promptTokenIds.length;
       const neededTokens = promptTokens + reserved;
       const blocks = Math.ceil(neededTokens / BLOCK_TOKENS);
@@ -370,6 +467,7 @@ export function createEngine(options: EngineOptions): Engine {
         id: nextId++,
         promptTokens,
         outputTokens,
+        adapter,
         state: 'waiting',
         arrivedAt: clock.now(),
         admittedAt: null,
@@ -379,14 +477,17 @@ export function createEngine(options: EngineOptions): Engine {
         hashes: chainBlockHashes(request.promptTokenIds),
         listener,
         cancel() {
-          if (sequence.state === 'waiting') removeFrom(waiting, sequence);
-          else if (sequence.state === 'running') release(sequence);
+          if (sequence.state === 'waiting') {
+            removeFrom(waiting, sequence);
+            countAdapter(sequence.adapter, -1, 0);
+          } else if (sequence.state === 'running') release(sequence);
           else return;
           sequence.state = 'cancelled';
           counters.cancelled++;
         },
       };
       waiting.push(sequence);
+      countAdapter(adapter, 1, 0);
       kick();
       return { ok: true, sequence };
     },
@@ -423,6 +524,16 @@ export function createEngine(options: EngineOptions): Engine {
         lastStepPrefills: counters.lastStepPrefills,
         slowdown,
         stalled,
+        lora:
+          loraSlots === null
+            ? null
+            : {
+                maxLoras: loraSlots.maxLoras,
+                loads: loraSlots.loads(),
+                evictions: loraSlots.evictions(),
+                resident: loraSlots.resident(),
+                activity: Array.from(loraActivity.values(), (activity) => Object.assign({}, activity)),
+              },
       };
     },
 
@@ -437,6 +548,7 @@ export function createEngine(options: EngineOptions): Engine {
       waiting.length = 0;
       running.length = 0;
       usedBlocks = 0;
+      loraActivity.clear();
     },
   };
 }

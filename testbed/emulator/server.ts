@@ -3,7 +3,7 @@
 //
 // Endpoints
 //   POST /v1/chat/completions, POST /v1/completions   streaming (SSE) or one JSON body
-//   GET  /v1/models                                   the one served model
+//   GET  /v1/models                                   served base names, then registered LoRA adapters
 //   GET  /health                                      200 {} (503 while the `unhealthy` fault is on)
 //   GET  /metrics                                     Prometheus text, vLLM names, true values (metrics.ts)
 //   GET  /admin/faults, POST /admin/faults            the current faults; a JSON patch of them
@@ -15,8 +15,22 @@
 // uvicorn writes the headers at once). So the time to the response HEADER of a stream is not its
 // TTFT, with vLLM or here; the first `data:` event is.
 //
-// The `model` field of a request is not checked: any name is served by the one model, and answers
-// name the served model (modelName).
+// Models (served-models.ts): a replica given `servedModels` answers only to those names and to its
+// LoRA adapters, and refuses any other `model` with vLLM's 404 NotFoundError body. A replica NOT
+// given `servedModels` keeps the emulator's old behaviour and serves any name with its base model
+// (modelName), so the specs and benchmarks that send `model: 'm'` keep working; only adapter names
+// are told apart there. Answers name the first served base name, or the adapter.
+//
+// LoRA (vLLM --enable-lora): `loraAdapters` lists the adapters a replica can load (by name, or by
+// name prefix as a runtime resolver finds them), `maxLoras` its GPU slots (default
+// DEFAULT_MAX_LORAS, where vLLM's is 1: see lora-slots.ts), `loraLoadMs` the time to load one
+// (DEFAULT_LORA_LOAD_MS). model.ts schedules them; metrics.ts adds vllm:lora_requests_info.
+//
+// /v1/models lists REGISTERED adapters, as vLLM does: named ones from the start (they are
+// vLLM's --lora-modules, registered at startup) and pattern matches once first requested (a
+// resolver registers them then). Whether an adapter is resident in a GPU slot right now does not
+// change the listing, in vLLM or here; vllm:lora_requests_info and the llm_emulator_lora_* counters
+// are where that shows.
 
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -27,11 +41,14 @@ import { createCompletionPlanner, seededRandom } from './content';
 import type { CompletionPlanner, FinishReason } from './content';
 import { NO_FAULTS, applyFaults, parseFaultsPatch } from './faults';
 import type { Faults, FaultsPatch } from './faults';
-import { INTER_TOKEN_BUCKETS_S, TTFT_BUCKETS_S, createHistogram, renderMetrics } from './metrics';
-import type { Histogram } from './metrics';
+import { DEFAULT_LORA_LOAD_MS, DEFAULT_MAX_LORAS } from './lora-slots';
+import { INTER_TOKEN_BUCKETS_S, TTFT_BUCKETS_S, createHistogram, createLoraInfoSeries, renderMetrics } from './metrics';
+import type { Histogram, LoraInfoSeries } from './metrics';
 import { createEngine } from './model';
 import type { Engine, EngineStats, Sequence } from './model';
 import type { ReplicaProfile } from './profiles';
+import { createServedModels } from './served-models';
+import type { LoraAdapterSource, ServedModels } from './served-models';
 import { chatTokenIds, textTokenIds } from './tokens';
 import type { ChatMessage } from './tokens';
 
@@ -52,10 +69,21 @@ export interface ReplicaServerOptions {
   host: string;
   seed: number;
   timeScale: number;
+  /** The base model's name when servedModels is absent (then any requested name is served). */
   modelName?: string;
+  /** The base model's served names (vLLM --served-model-name); given: other names get a 404. */
+  servedModels?: readonly string[];
+  /** Adapters this replica can load; absent or empty: LoRA off (vLLM without --enable-lora). */
+  loraAdapters?: readonly LoraAdapterSource[];
+  /** GPU slots for adapters (vLLM --max-loras); default DEFAULT_MAX_LORAS. */
+  maxLoras?: number;
+  /** Time to load a missing adapter, ms at real-GPU speed; default DEFAULT_LORA_LOAD_MS. */
+  loraLoadMs?: number;
   faults?: FaultsPatch;
   /** Defaults to the real clock; a test may drive the engine's clock itself. */
   clock?: EngineClock;
+  /** Wall-clock milliseconds for timestamps (`created`, vllm:lora_requests_info); default Date.now. */
+  wallClockMs?: () => number;
 }
 
 export interface ReplicaStats extends EngineStats {
@@ -75,7 +103,9 @@ export interface EmulatedReplica {
   /** host:port */
   readonly address: string;
   readonly profile: ReplicaProfile;
+  /** The name answers carry for the base model (the first served name). */
   readonly modelName: string;
+  readonly models: ServedModels;
   /** Applies a patch (only the given fields change); resolves once a crash or restart has happened. */
   setFaults(patch: FaultsPatch): Promise<Faults>;
   faults(): Faults;
@@ -88,6 +118,8 @@ type CompletionKind = 'chat' | 'text';
 
 interface CompletionRequest {
   kind: CompletionKind;
+  /** The request's `model` field as sent (served-models.ts resolves it). */
+  model: unknown;
   promptTokenIds: number[];
   maxTokens: number | undefined;
   stream: boolean;
@@ -162,7 +194,7 @@ function parseCompletionRequest(kind: CompletionKind, body: unknown): Parsed {
   }
   const streamOptions = body.stream_options;
   const includeUsage = isObject(streamOptions) && streamOptions.include_usage === true;
-  return { ok: true, request: { kind, promptTokenIds, maxTokens, stream: body.stream === true, includeUsage } };
+  return { ok: true, request: { kind, model: body.model, promptTokenIds, maxTokens, stream: body.stream === true, includeUsage } };
 }
 
 class BodyTooLarge extends Error {}
@@ -194,7 +226,16 @@ function sendJson(res: http.ServerResponse, status: number, body: unknown): void
 export async function startReplicaServer(options: ReplicaServerOptions): Promise<EmulatedReplica> {
   const name = options.name;
   const profile = options.profile;
-  const modelName = options.modelName ?? DEFAULT_MODEL_NAME;
+  const models = createServedModels({
+    servedModels: options.servedModels,
+    fallbackModelName: options.modelName ?? DEFAULT_MODEL_NAME,
+    loraAdapters: options.loraAdapters,
+  });
+  const modelName = models.baseNames[0];
+  const loraEnabled = options.loraAdapters !== undefined && options.loraAdapters.length > 0;
+  const maxLoras = options.maxLoras ?? DEFAULT_MAX_LORAS;
+  const loraLoadMs = options.loraLoadMs ?? DEFAULT_LORA_LOAD_MS;
+  const wallClockMs = options.wallClockMs ?? Date.now;
   const clock = options.clock ?? createRealClock();
   const planner: CompletionPlanner = createCompletionPlanner(options.seed, profile.output);
   const faultRandom: Random = seededRandom(options.seed ^ FAULT_SEED_SALT);
@@ -209,9 +250,17 @@ export async function startReplicaServer(options: ReplicaServerOptions): Promise
   let finished: Record<FinishReason, number> = { stop: 0, length: 0 };
   let ttftSeconds: Histogram = createHistogram(TTFT_BUCKETS_S);
   let interTokenSeconds: Histogram = createHistogram(INTER_TOKEN_BUCKETS_S);
+  let loraInfo: LoraInfoSeries = createLoraInfoSeries();
 
   function newEngine(): Engine {
-    const created = createEngine({ profile, clock, timeScale: options.timeScale });
+    const created = createEngine({
+      profile,
+      clock,
+      timeScale: options.timeScale,
+      lora: loraEnabled ? { maxLoras, loadMs: loraLoadMs } : undefined,
+      // vLLM sets vllm:lora_requests_info each time the engine reports stats: after every step.
+      onStepEnd: loraEnabled ? () => loraInfo.record(engine.stats().lora?.activity ?? [], wallClockMs() / 1000) : undefined,
+    });
     created.setSlowdown(faults.slowdown);
     created.setStalled(faults.hang);
     return created;
@@ -243,16 +292,14 @@ export async function startReplicaServer(options: ReplicaServerOptions): Promise
       return faults.unhealthy ? sendJson(res, 503, { status: 'unhealthy' }) : sendJson(res, 200, {});
     }
     if (method === 'GET' && path === '/metrics') {
-      const text = renderMetrics({ modelName, engine: engine.stats(), finished, ttftSeconds, interTokenSeconds });
+      const lora = loraEnabled ? { maxLoras, series: loraInfo } : undefined;
+      const text = renderMetrics({ modelName, engine: engine.stats(), lora, finished, ttftSeconds, interTokenSeconds });
       res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' });
       res.end(text);
       return;
     }
     if (method === 'GET' && path === '/v1/models') {
-      return sendJson(res, 200, {
-        object: 'list',
-        data: [{ id: modelName, object: 'model', created: 0, owned_by: 'llm-balancer-emulator', max_model_len: profile.kvCacheTokens }],
-      });
+      return sendJson(res, 200, { object: 'list', data: models.cards(profile.kvCacheTokens, Math.floor(wallClockMs() / 1000)) });
     }
     if (path === '/admin/faults') {
       if (method === 'GET') return sendJson(res, 200, faults);
@@ -295,6 +342,11 @@ export async function startReplicaServer(options: ReplicaServerOptions): Promise
       counters.rejected++;
       return sendJson(res, 400, openAiError(parsed.message, 'invalid_request_error', 'invalid_value', parsed.param));
     }
+    const resolved = models.resolve(parsed.request.model);
+    if (!resolved.ok) {
+      counters.rejected++;
+      return sendJson(res, resolved.status, resolved.body);
+    }
     if (faults.errorRate > 0 && faultRandom.next() < faults.errorRate) {
       counters.injectedErrors++;
       return sendJson(res, 500, openAiError(`injected error (errorRate ${faults.errorRate}) on ${name}`, 'internal_server_error', 'injected_fault'));
@@ -305,7 +357,7 @@ export async function startReplicaServer(options: ReplicaServerOptions): Promise
     const id = `${prefix}${name}-${++completionCount}`;
     const created = Math.floor(Date.now() / 1000);
     const object = kind === 'chat' ? (request.stream ? 'chat.completion.chunk' : 'chat.completion') : 'text_completion';
-    const envelope = { id, object, created, model: modelName, system_fingerprint: name };
+    const envelope = { id, object, created, model: resolved.answerModel, system_fingerprint: name };
     const promptTokens = request.promptTokenIds.length;
     const usage = (completionTokens: number) => ({ prompt_tokens: promptTokens, completion_tokens: completionTokens, total_tokens: promptTokens + completionTokens });
 
@@ -321,7 +373,7 @@ export async function startReplicaServer(options: ReplicaServerOptions): Promise
     };
 
     const submitted = engine.submit(
-      { promptTokenIds: request.promptTokenIds, outputTokens: plan.outputTokens, reservedOutputTokens: plan.reservedOutputTokens },
+      { promptTokenIds: request.promptTokenIds, outputTokens: plan.outputTokens, reservedOutputTokens: plan.reservedOutputTokens, adapter: resolved.adapter },
       {
         onToken(index, atMs) {
           const word = plan.nextWord();
@@ -406,6 +458,7 @@ export async function startReplicaServer(options: ReplicaServerOptions): Promise
     finished = { stop: 0, length: 0 };
     ttftSeconds = createHistogram(TTFT_BUCKETS_S);
     interTokenSeconds = createHistogram(INTER_TOKEN_BUCKETS_S);
+    loraInfo = createLoraInfoSeries();
   }
 
   async function applyPatch(patch: FaultsPatch): Promise<Faults> {
@@ -447,6 +500,7 @@ export async function startReplicaServer(options: ReplicaServerOptions): Promise
     },
     profile,
     modelName,
+    models,
     setFaults,
     faults: () => Object.assign({}, faults),
     stats: () => Object.assign(engine.stats(), counters),

@@ -20,7 +20,8 @@ export const USAGE = `usage: node --import tsx testbed/loadgen/cli.ts [options]
   --mix NAME           ${Object.keys(MIXES).join(' | ')}  (default mixed)
   --seed N             trace seed: same seed, same trace       (default 1)
   --arrivals MODE      ${ARRIVAL_MODES.join(' | ')}                       (default poisson)
-  --model NAME         model field of every request            (default ${DEFAULT_MODEL})
+  --model NAME         model field of every request            (default ${DEFAULT_MODEL};
+                       multi-lora names adapters, multi-model model-a/model-b instead)
   --api API            ${Object.keys(API_PATHS).join(' | ')}                      (default chat)
   --path PATH          send every request to PATH instead of the API's endpoint
   --timeout-ms N       per-request deadline                    (default 120000)

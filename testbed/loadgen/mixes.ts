@@ -8,6 +8,11 @@
 // long, so a prompt's count is the same whether a reader sums its messages or joins them first.
 // Every prompt starts with a tag unique to its request (or its conversation turn), so two requests
 // never share a prefix by accident; only the shared-prefix kind shares one, on purpose.
+//
+// Models: a request names the generator's `model`, unless its mix component names another
+// (multi-model) or its kind picks one (lora-chat names a LoRA adapter). Adapter choices come from a
+// random stream of their own, so multi-lora's prompts are short-chat's prompts for the same seed,
+// and no existing mix's trace moves (spec/loadgen-trace-pins.spec.ts pins them).
 
 import { createRandom, uniformInt, weightedIndex, type Random } from './random';
 
@@ -19,9 +24,9 @@ export function tokensByCharRule(text: string): number {
   return Math.ceil(text.length / CHARS_PER_TOKEN);
 }
 
-export type RequestKind = 'short-chat' | 'long-prompt' | 'long-generation' | 'shared-prefix' | 'hot-prefix' | 'many-prefixes' | 'fleet-prefixes';
+export type RequestKind = 'short-chat' | 'long-prompt' | 'long-generation' | 'shared-prefix' | 'hot-prefix' | 'many-prefixes' | 'fleet-prefixes' | 'lora-chat';
 
-export const REQUEST_KINDS: readonly RequestKind[] = ['short-chat', 'long-prompt', 'long-generation', 'shared-prefix', 'hot-prefix', 'many-prefixes', 'fleet-prefixes'];
+export const REQUEST_KINDS: readonly RequestKind[] = ['short-chat', 'long-prompt', 'long-generation', 'shared-prefix', 'hot-prefix', 'many-prefixes', 'fleet-prefixes', 'lora-chat'];
 
 /** Which OpenAI endpoint the bodies are written for. */
 export type Api = 'chat' | 'completions';
@@ -43,7 +48,7 @@ export interface RequestShape {
 }
 
 /** The single-turn kinds. Ranges follow the brief; the reasons are the workloads they stand for. */
-export const REQUEST_SHAPES: Record<Exclude<RequestKind, 'shared-prefix' | 'hot-prefix' | 'many-prefixes' | 'fleet-prefixes'>, RequestShape> = {
+export const REQUEST_SHAPES: Record<Exclude<RequestKind, 'shared-prefix' | 'hot-prefix' | 'many-prefixes' | 'fleet-prefixes' | 'lora-chat'>, RequestShape> = {
   // An interactive chat turn: both phases short, TTFT-sensitive.
   'short-chat': { promptTokens: { min: 50, max: 200 }, outputTokens: { min: 50, max: 150 } },
   // RAG / summarisation: prefill-bound, the replica is busy long before the first token.
@@ -100,9 +105,45 @@ export const FLEET_PREFIXES_SHAPE = Object.assign({}, SHARED_PREFIX_SHAPE, {
   activeConversations: 64,
 });
 
+/**
+ * lora-chat: a short-chat turn sent to one of many LoRA adapters of one base model, the
+ * multi-tenant case (a fine-tune per customer or task) that LoRA-aware routing is for. Adapter
+ * popularity is Zipf: the adapter of rank r (from 1) is asked with probability ∝ 1 / r^s. Tenant
+ * and adapter traffic in multi-LoRA serving studies is heavy-tailed this way (S-LoRA and dLoRA
+ * draw adapter popularity from power laws); s = 1 puts ~26% of requests on the most popular of
+ * 24 adapters and ~1% on the least. 24 adapters are six times an emulated replica's default 4 GPU
+ * slots, so a replica sent every adapter keeps loading them, one sent a quarter of them does not.
+ * Replicas must serve the names: the emulator's `--lora-adapters 'adapter-*'`.
+ */
+export const MULTI_LORA_SHAPE = {
+  adapterCount: 24,
+  adapterPrefix: 'adapter-',
+  zipfExponent: 1.0,
+  shape: REQUEST_SHAPES['short-chat'],
+};
+
+/** The name of the adapter of popularity rank `index` (0 = most popular): adapter-00 .. adapter-23. */
+export function loraAdapterName(index: number): string {
+  return MULTI_LORA_SHAPE.adapterPrefix + String(index).padStart(2, '0');
+}
+
+/** Zipf weights of the adapters, most popular first: 1 / (index + 1)^s. */
+export function zipfWeights(count: number, exponent: number): number[] {
+  return Array.from({ length: count }, (_, index) => 1 / Math.pow(index + 1, exponent));
+}
+
+/**
+ * multi-model: two base models behind one gateway, the larger share on the first; replicas serve
+ * one or the other (the emulator's `--models 1:model-a --models 2:model-b`), so a balancer must
+ * route by the `model` field or earn 404s.
+ */
+export const MULTI_MODEL_NAMES = { first: 'model-a', second: 'model-b' };
+
 export interface MixComponent {
   kind: RequestKind;
   weight: number;
+  /** The `model` its requests name, instead of the generator's model. */
+  model?: string;
 }
 
 export interface Mix {
@@ -121,6 +162,16 @@ export const MIXES: Readonly<Record<string, Mix>> = {
   'many-prefixes': { name: 'many-prefixes', components: [{ kind: 'many-prefixes', weight: 1 }] },
   // Shared prompts about as large as the whole fleet's prefix caches together.
   'fleet-prefixes': { name: 'fleet-prefixes', components: [{ kind: 'fleet-prefixes', weight: 1 }] },
+  // Chat turns to 24 LoRA adapters of one base model, Zipf popularity (MULTI_LORA_SHAPE).
+  'multi-lora': { name: 'multi-lora', components: [{ kind: 'lora-chat', weight: 1 }] },
+  // Chat turns to two base models, 60/40 (MULTI_MODEL_NAMES).
+  'multi-model': {
+    name: 'multi-model',
+    components: [
+      { kind: 'short-chat', weight: 0.6, model: MULTI_MODEL_NAMES.first },
+      { kind: 'short-chat', weight: 0.4, model: MULTI_MODEL_NAMES.second },
+    ],
+  },
   // Mostly chat, with enough prefill-heavy and decode-heavy requests that replicas' loads diverge.
   mixed: {
     name: 'mixed',
@@ -143,6 +194,9 @@ export function resolveMix(mix: string | Mix): Mix {
   if (mix.components.length === 0) throw new RangeError(`mix '${mix.name}' has no components`);
   for (const component of mix.components) {
     if (!REQUEST_KINDS.includes(component.kind)) throw new RangeError(`mix '${mix.name}': unknown kind '${component.kind}'`);
+    if (component.model !== undefined && (typeof component.model !== 'string' || component.model === '')) {
+      throw new RangeError(`mix '${mix.name}': the model of '${component.kind}' must be a non-empty string`);
+    }
     if (!(component.weight >= 0) || !Number.isFinite(component.weight)) {
       throw new RangeError(`mix '${mix.name}': weight of '${component.kind}' must be finite and >= 0`);
     }
@@ -218,12 +272,17 @@ export function createRequestGenerator(options: RequestGeneratorOptions): () => 
   const hotConversations = createConversations(options.seed, SHARED_PREFIX_SHAPE.hotShare);
   const manyConversations = createConversations(options.seed, null, MANY_PREFIXES_SHAPE, 'm');
   const fleetConversations = createConversations(options.seed, null, FLEET_PREFIXES_SHAPE, 'f');
+  // A stream of its own: drawing adapters shifts no other stream of the seed.
+  const adapterRandom = createRandom(options.seed, 'lora-adapters');
+  const adapterWeights = zipfWeights(MULTI_LORA_SHAPE.adapterCount, MULTI_LORA_SHAPE.zipfExponent);
   let index = 0;
 
   return () => {
     const id = 'r' + String(index).padStart(6, '0');
     index++;
-    const kind = mix.components[weightedIndex(kindRandom, weights)].kind;
+    const component = mix.components[weightedIndex(kindRandom, weights)];
+    const kind = component.kind;
+    let model = component.model ?? options.model;
     let messages: ChatMessage[];
     let outputTokens: number;
     let sessionId: string | null = null;
@@ -236,14 +295,15 @@ export function createRequestGenerator(options: RequestGeneratorOptions): () => 
       sessionId = turn.sessionId;
       prefixIndex = turn.prefixIndex;
     } else {
-      const shape = REQUEST_SHAPES[kind];
+      if (kind === 'lora-chat') model = loraAdapterName(weightedIndex(adapterRandom, adapterWeights));
+      const shape = kind === 'lora-chat' ? MULTI_LORA_SHAPE.shape : REQUEST_SHAPES[kind];
       const promptTokens = drawTokens(shapeRandom, shape.promptTokens);
       outputTokens = drawTokens(shapeRandom, shape.outputTokens);
       messages = [{ role: 'user', content: syntheticText(shapeRandom, promptTokens, '[' + id + '] ') }];
     }
     const promptTokens = messages.reduce((sum, message) => sum + tokensByCharRule(message.content), 0);
     const streaming: StreamingFields = {
-      model: options.model,
+      model,
       max_tokens: outputTokens,
       stream: true,
       stream_options: { include_usage: true },
