@@ -159,6 +159,11 @@ export function prefixTableKeys(config: BalancerConfig, request: RequestView, at
   return keys;
 }
 
+/** Whether a request's body may be rewritten before proxying (models.aliases, models.default). */
+export function rewritesModel(config: BalancerConfig): boolean {
+  return config.models.aliases.length > 0 || config.models.default !== null;
+}
+
 /**
  * The served name to write into the body's `model` before proxying: the alias's target, or the
  * default for a body naming none; null when the body goes as it is.
@@ -357,7 +362,11 @@ export function createBalancer(config: BalancerConfig, deps: BalancerDeps): Bala
   const declaredModels = Object.create(null) as Record<string, ServedModels>;
   let anyDeclared = false;
   for (let i = 0; i < config.models.declared.length; i++) {
-    declaredModels[config.models.declared[i].replica] = { bases: config.models.declared[i].models, adapters: {} };
+    // Copied: njs gives a preloaded config's arrays a null prototype (no indexOf).
+    const listed = config.models.declared[i].models;
+    const bases: string[] = [];
+    for (let j = 0; j < listed.length; j++) bases.push(listed[j]);
+    declaredModels[config.models.declared[i].replica] = { bases: bases, adapters: {} };
     anyDeclared = true;
   }
 

@@ -17,3 +17,11 @@ export function noReplicaError(reason: NoReplicaReason | 'internal-error', messa
     },
   };
 }
+
+/**
+ * The 404 for a model no replica serves: OpenAI's own answer to an unknown model
+ * (type invalid_request_error, code model_not_found), so SDKs raise their NotFoundError.
+ */
+export function modelNotFoundError(message: string): OpenAiError {
+  return { error: { message: 'llm-balancer: ' + message, type: 'invalid_request_error', code: 'model_not_found', param: null } };
+}

@@ -24,16 +24,16 @@
 // by the retry that follows it (at once, so a dead replica is ejected while the failover's stream
 // is still running), the last one by `outcome` in the log phase.
 
-import { createBalancer, replicasFromConfig } from '../../shared/balancer';
+import { createBalancer, modelRewrite, replicasFromConfig, rewritesModel, routesByModel } from '../../shared/balancer';
 import type { Balancer } from '../../shared/balancer';
 import type { BalancerConfig } from '../../shared/config/types';
-import { noReplicaError } from '../../shared/errors';
+import { modelNotFoundError, noReplicaError } from '../../shared/errors';
 import { newOutputTally, outputTokensOf, tallyChunk, timePerOutputTokenMs } from '../../shared/output-tokens';
 import type { ByteChunk, OutputTally } from '../../shared/output-tokens';
 import type { PickResult, Replica, Store } from '../../shared/types';
 import { exhaustedError, internalError } from './errors';
 import { retryAfterSeconds } from '../../shared/retry-after';
-import { BODY_STATE_VAR, CONFIG_OBJECT, ERROR_VAR, RETRY_AFTER_VAR, FIRST_BYTE_VAR, OUTPUT_TOKENS_VAR, PLAN_VAR, PROMPT_TOKENS_VAR, PROXY_LOCATION, PROXY_STREAM_LOCATION, TARGET_VAR, TOKENS_VAR, TRIED_VAR, UNAVAILABLE_UPSTREAM } from './names';
+import { BODY_STATE_VAR, CONFIG_OBJECT, ERROR_VAR, RETRY_AFTER_VAR, FIRST_BYTE_VAR, OUTPUT_TOKENS_VAR, PLAN_VAR, PROMPT_TOKENS_VAR, PROXY_LOCATION, PROXY_STREAM_LOCATION, REQUEST_BODY_VAR, TARGET_VAR, TOKENS_VAR, TRIED_VAR, UNAVAILABLE_UPSTREAM } from './names';
 import type { PreloadedConfig } from './names';
 import { attemptOutcome, describeOutcome } from './outcome';
 import type { ResponseVariables } from './outcome';
@@ -68,6 +68,10 @@ export interface Context {
   countsOutput: boolean;
   /** Streams have their own proxy locations: $llm_balancer_body is declared and the filter tracks how far a body got. */
   tracksBody: boolean;
+  /** models.* is configured: the body's model is read for every pick. */
+  routesByModel: boolean;
+  /** models.aliases or models.default: $llm_balancer_request_body is declared and proxy_set_body sends it. */
+  rewritesModel: boolean;
 }
 
 let current: Context | null = null;
@@ -133,6 +137,8 @@ export function context(): Context {
     timesFirstByte: config.response_time.latency_metric === 'ttft' || config.response_time.latency_metric === 'tpot',
     countsOutput: config.response_time.latency_metric === 'tpot',
     tracksBody: splitsByStreaming(config.timeouts),
+    routesByModel: routesByModel(config),
+    rewritesModel: rewritesModel(config),
   };
   return current;
 }
@@ -392,6 +398,22 @@ export function outcome(r: NjsRequest): string {
   }
 }
 
+/**
+ * The body the replica gets: the client's text, or (an alias or the default applied) the parsed
+ * body with `model` set to the served name. null when the text could not be read.
+ */
+function bodyToSend(config: BalancerConfig, body: unknown, text: string | null): string | null {
+  if (text === null) return null;
+  const served = modelRewrite(config, body);
+  if (served === null || body === null || typeof body !== 'object') return text;
+  const copy: Record<string, unknown> = {};
+  const fields = body as Record<string, unknown>;
+  const names = Object.keys(fields);
+  for (let i = 0; i < names.length; i++) copy[names[i]] = fields[names[i]];
+  copy.model = served;
+  return JSON.stringify(copy);
+}
+
 function requestBody(r: NjsRequest): string | null {
   try {
     const text = r.requestText;
@@ -417,9 +439,25 @@ export function route(r: NjsRequest): void {
     const view = requestViewOf(ctx.config.hash_key, r, bodyText, ctx.consumerVariable);
     // Strategies that read the OpenAI body (token counts, prefixes) get it parsed whatever the hash
     // key; the others only when the stream flag needs it (streamRequested parses lazily).
-    if (view.body === undefined && (ctx.balancer.reads.body || ctx.balancer.reads.tokens)) view.body = parseBody(bodyText);
+    if (view.body === undefined && (ctx.balancer.reads.body || ctx.balancer.reads.tokens || ctx.routesByModel)) view.body = parseBody(bodyText);
     if (splitsByStreaming(ctx.config.timeouts)) streaming = streamRequested(view.body, bodyText);
-    target = begin(r, ctx, ctx.balancer.pick(ctx.replicas, view));
+    const result = ctx.balancer.pick(ctx.replicas, view);
+    if (!result.ok && result.reason === 'model-not-found') {
+      // No replica serves it: OpenAI's 404, not a 503 (retrying cannot help).
+      r.headersOut['Content-Type'] = 'application/json';
+      r.return(404, JSON.stringify(modelNotFoundError(result.message)));
+      return;
+    }
+    if (ctx.rewritesModel) {
+      const sent = bodyToSend(ctx.config, view.body, bodyText);
+      if (sent === null) {
+        r.headersOut['Content-Type'] = 'application/json';
+        r.return(500, internalError('the request body could not be read to rewrite its model'));
+        return;
+      }
+      r.variables[REQUEST_BODY_VAR] = sent;
+    }
+    target = begin(r, ctx, result);
   } catch (e) {
     target = failed(r, 'pick a replica', e);
   }

@@ -25,6 +25,12 @@ export const FIRST_BYTE_VAR = 'llm_balancer_first_byte';
  */
 export const BODY_STATE_VAR = 'llm_balancer_body';
 
+/**
+ * js_var (models.aliases or models.default set): the request body as the replica gets it, its
+ * `model` rewritten to the served name when an alias or the default applied; proxy_set_body sends it.
+ */
+export const REQUEST_BODY_VAR = 'llm_balancer_request_body';
+
 /** js_var (latency_metric tpot only): the response's output tokens and whether it streamed ("<tokens>s" or "<tokens>w"), set at its last byte. */
 export const OUTPUT_TOKENS_VAR = 'llm_balancer_output_tokens';
 
@@ -89,6 +95,7 @@ export const NAMES = {
   firstByteVar: FIRST_BYTE_VAR,
   outputTokensVar: OUTPUT_TOKENS_VAR,
   bodyStateVar: BODY_STATE_VAR,
+  requestBodyVar: REQUEST_BODY_VAR,
   targetVar: TARGET_VAR,
   /** js_set used only in log_format: evaluated in the LOG phase, it records every attempt's outcome. */
   outcomeVar: 'llm_balancer_outcome',

@@ -12,7 +12,7 @@
 // nginx's own marking of a single server would answer "no live upstreams" behind our back.
 
 import type { BalancerConfig } from '../../../shared/config/types';
-import { needsRequestBody } from '../../../shared/balancer';
+import { needsRequestBody, rewritesModel } from '../../../shared/balancer';
 import { buildKeys } from '../../../shared/replica-state';
 import { readsReplicaLoad, readsTokens, replicasFromConfig } from '../../../shared/balancer';
 import { exhaustedError } from '../errors';
@@ -130,6 +130,8 @@ function proxyBlock(lines: string[], indent: string, target: string, attempt: nu
   lines.push(indent + 'proxy_send_timeout ' + silence + ';');
   // Failover is ours: nginx must not retry within the one-server group.
   lines.push(indent + 'proxy_next_upstream off;');
+  // The body with its model rewritten (an alias, the default): every attempt sends the same.
+  if (rewritesModel(config)) lines.push(indent + 'proxy_set_body $' + NAMES.requestBodyVar + ';');
   if (filtersBody(config) || (streaming && splitsByStreaming(timeouts))) {
     // Time to first token: $upstream_header_time is ~0 for SSE (servers send headers at once), so
     // a body filter notes when the first body byte passes (one njs call per chunk: only when asked);
@@ -249,6 +251,7 @@ function httpBody(input: RenderInput): string[] {
   if (measuresFirstByte(config)) lines.push('  js_var $' + NAMES.firstByteVar + ';');
   if (config.response_time.latency_metric === 'tpot') lines.push('  js_var $' + NAMES.outputTokensVar + ';');
   if (byStreaming) lines.push('  js_var $' + NAMES.bodyStateVar + ';');
+  if (rewritesModel(config)) lines.push('  js_var $' + NAMES.requestBodyVar + ';');
   // Referenced only here, the outcome variable is evaluated in the LOG phase, after the response:
   // it sees every attempt's $upstream_status and timings, client aborts (499) included.
   lines.push("  log_format " + NAMES.logFormat + " '$" + NAMES.outcomeVar + "';");

@@ -1,0 +1,113 @@
+// Model routing through real nginx + njs (issue 13): models.declared says which replica serves
+// which model; the body's model (through models.aliases and models.default) picks among them,
+// an unknown model is OpenAI's 404 from the gateway itself, and an alias or the default is written
+// into the body the replica gets (proxy_set_body), on the first attempt and on failover.
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { startBackends } from './helpers/backends';
+import type { Backends } from './helpers/backends';
+import { createFleet, replicasOf } from './helpers/fleet';
+import { request } from './helpers/nginx-balancer';
+import type { Balancer } from './helpers/nginx-balancer';
+
+let backends: Backends;
+const fleet = createFleet('models');
+const LLAMA = 'meta-llama/Llama-3.1-8B-Instruct';
+const QWEN = 'Qwen/Qwen2.5-7B-Instruct';
+
+beforeAll(async () => {
+  backends = await startBackends(3);
+});
+afterEach(async () => {
+  expect(await fleet.stopAll()).toEqual([]);
+  backends.resetAll();
+});
+afterAll(async () => {
+  await backends?.close();
+});
+
+function start(extra: Record<string, unknown> = {}): Promise<Balancer> {
+  const [b1, b2, b3] = backends.list;
+  return fleet.start({
+    strategy: 'least-connections',
+    retries: 1,
+    replicas: replicasOf(backends.list),
+    models: {
+      declared: [
+        { replica: b1.name, models: [LLAMA] },
+        { replica: b2.address, models: [LLAMA, 'sql-lora'] },
+        { replica: b3.name, models: [QWEN] },
+      ],
+      aliases: [{ name: 'gpt-4o', model: QWEN }],
+      default: LLAMA,
+    },
+    ...extra,
+  });
+}
+
+async function send(lb: Balancer, body: Record<string, unknown>) {
+  const reply = await request(lb.nginx.url('/v1/chat/completions'), { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } });
+  return { status: reply.status, headers: reply.headers, json: JSON.parse(reply.body) as Record<string, unknown> };
+}
+
+const chat = (model?: string) => ({ ...(model === undefined ? {} : { model }), max_tokens: 5, messages: [{ role: 'user', content: 'hello' }] });
+
+describe('model routing through nginx', () => {
+  it('sends each model only to the replicas that serve it', async () => {
+    const lb = await start();
+    const [b1, b2, b3] = backends.list;
+    const seen: Record<string, Set<string>> = { [LLAMA]: new Set(), [QWEN]: new Set(), 'sql-lora': new Set() };
+    for (let i = 0; i < 6; i++) {
+      for (const model of Object.keys(seen)) {
+        const reply = await send(lb, chat(model));
+        expect(reply.status).toBe(200);
+        seen[model].add(String(reply.json.backend));
+      }
+    }
+    expect([...seen[LLAMA]].sort()).toEqual([b1.name, b2.name].sort());
+    expect([...seen[QWEN]]).toEqual([b3.name]);
+    expect([...seen['sql-lora']]).toEqual([b2.name]);
+  });
+
+  it("answers an unknown model itself: OpenAI's 404 model_not_found, and no replica sees the request", async () => {
+    const lb = await start();
+    const before = backends.list.map((b) => b.requests);
+    const reply = await send(lb, chat('mistral-large'));
+    expect(reply.status).toBe(404);
+    expect(String(reply.headers['content-type'])).toContain('application/json');
+    expect(reply.json).toEqual({ error: { message: 'llm-balancer: The model `mistral-large` does not exist.', type: 'invalid_request_error', code: 'model_not_found', param: null } });
+    expect(backends.list.map((b) => b.requests)).toEqual(before);
+  });
+
+  it('writes the served name into the body for an alias and for a body without a model; other bodies pass unchanged', async () => {
+    const lb = await start();
+    const [, , b3] = backends.list;
+    expect((await send(lb, { ...chat('gpt-4o'), temperature: 0.25 })).json.backend).toBe(b3.name);
+    expect(JSON.parse(b3.bodies[b3.bodies.length - 1])).toEqual({ ...chat(QWEN), temperature: 0.25 });
+    const reply = await send(lb, chat());
+    const served = backends.list.find((b) => b.name === reply.json.backend)!;
+    expect(JSON.parse(served.bodies[served.bodies.length - 1]).model).toBe(LLAMA);
+    const text = JSON.stringify(chat(QWEN)).replace(':', ' : ');
+    await request(lb.nginx.url('/v1/chat/completions'), { body: text, headers: { 'content-type': 'application/json' } });
+    expect(b3.bodies[b3.bodies.length - 1]).toBe(text);
+  });
+
+  it("failover stays within the model's replicas and sends the rewritten body again", async () => {
+    const lb = await start();
+    const [b1, b2, b3] = backends.list;
+    b1.behave({ status: 503 });
+    b2.behave({ status: 503 });
+    const reply = await send(lb, chat());
+    // Both llama replicas answered 503 (the second attempt's answer passes through); qwen's was never tried.
+    expect(reply.status).toBe(503);
+    expect(b3.requests).toBe(0);
+    expect(b1.requests + b2.requests).toBe(2);
+    for (const b of [b1, b2]) expect(JSON.parse(b.bodies[b.bodies.length - 1]).model).toBe(LLAMA);
+  });
+
+  it('without models configured any model goes anywhere, unknown ones included (the replica answers for itself)', async () => {
+    const lb = await fleet.start({ strategy: 'least-connections', replicas: replicasOf(backends.list) });
+    const seen = new Set<string>();
+    for (let i = 0; i < 6; i++) seen.add(String((await send(lb, chat('mistral-large'))).json.backend));
+    expect(seen.size).toBe(3);
+  });
+});
