@@ -21,7 +21,7 @@ import { slotKey } from './prefix-table';
 import { CHARS_PER_TOKEN } from './llm-request';
 import type { StrategyName } from './config/types';
 import type { SlowStartConfig } from './slow-start';
-import { adapterBase, modelPromptKey, replicasForModel, requestedModel, resolveModel } from './model-routing';
+import { adapterBase, bodyModel, modelPromptKey, replicasForModel, requestedModel } from './model-routing';
 import type { ServedModels } from './model-discovery';
 import type { ReplicaModels } from './model-routing';
 
@@ -150,7 +150,7 @@ export function prefixTableKeys(config: BalancerConfig, request: RequestView, at
   const prefix = config.prefix_affinity;
   let key = llm.promptKey;
   if (attachedModels === true || routesByModel(config)) {
-    const model = request.model !== undefined ? request.model : resolveModel(requestedModel(request.body), config.models.aliases, config.models.default);
+    const model = request.model !== undefined ? request.model : bodyModel(request.body, config.models.aliases, config.models.default);
     if (model !== null) key = modelPromptKey(model, key);
   }
   const hashes = prefixBlockHashes(key, prefix.block_tokens * CHARS_PER_TOKEN, prefix.max_blocks);
@@ -169,9 +169,8 @@ export function rewritesModel(config: BalancerConfig): boolean {
  * default for a body naming none; null when the body goes as it is.
  */
 export function modelRewrite(config: BalancerConfig, body: unknown): string | null {
-  const requested = requestedModel(body);
-  const resolved = resolveModel(requested, config.models.aliases, config.models.default);
-  return resolved !== null && resolved !== requested ? resolved : null;
+  const resolved = bodyModel(body, config.models.aliases, config.models.default);
+  return resolved !== null && resolved !== requestedModel(body) ? resolved : null;
 }
 
 /** Whether the request's model decides where it may go, or is rewritten (models.*): the body must be read. */
@@ -390,7 +389,7 @@ export function createBalancer(config: BalancerConfig, deps: BalancerDeps): Bala
   /** The served model a request asks for: the adapter's resolution, else the body's through the aliases and default. */
   function modelOf(request: RequestView): string | null {
     if (request.model !== undefined) return request.model;
-    return resolveModel(requestedModel(request.body), config.models.aliases, config.models.default);
+    return bodyModel(request.body, config.models.aliases, config.models.default);
   }
 
   /**

@@ -57,6 +57,16 @@ export function requestedModel(body: unknown): string | null {
 }
 
 /**
+ * The served model of a request body: its `model` through the aliases, or the default when the
+ * body (a JSON object) names none. null when the body is not an object (unread, too large, not
+ * JSON): the model is then unknown, and neither the default nor a filter may be assumed.
+ */
+export function bodyModel(body: unknown, aliases: ModelAlias[], defaultModel: string | null): string | null {
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) return null;
+  return resolveModel(requestedModel(body), aliases, defaultModel);
+}
+
+/**
  * The prompt key a routed request's prefix chain is built from: the model first, so the blocks of
  * one prompt sent to two models (or two adapters of one base) never share a table entry.
  */

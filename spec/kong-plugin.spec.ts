@@ -54,6 +54,7 @@ function fakeKong(
       },
       setRetries: record('service.setRetries', null),
       setTimeouts: record('service.setTimeouts', null),
+      request: { setRawBody: record('service.request.setRawBody', null) },
     },
     response: {
       exit: record('response.exit', null),

@@ -19,6 +19,8 @@ import {
   formatErrors,
   consultsPrefixTable,
   kongSchema,
+  modelNotFoundError,
+  modelRewrite,
   noReplicaError,
   prefixTableKeys,
   readsBody,
@@ -27,6 +29,8 @@ import {
   readsTokens,
   recordProbe,
   replicasFromConfig,
+  rewritesModel,
+  routesByModel,
   splitAddress,
   validate,
   validateFields,
@@ -125,6 +129,8 @@ interface PluginState {
   service: ServiceSettings;
   /** Read the body of every request to know whether it streams (kong.stream_timeouts), or because the strategy reads it. */
   readsBodyForView: boolean;
+  /** models.aliases or models.default: the body's model may be rewritten before proxying. */
+  rewritesModel: boolean;
   /** Replica id -> when its last connect error was logged (Date.now()): see answeredBeforeRefusal. */
   connectErrorAt: Record<string, number>;
   /** When a phase of this plugin last ran (Date.now()): idle states are released (releaseIdleStates). */
@@ -266,7 +272,8 @@ function stateFor(pluginId: string, config: BalancerConfig, kong: KongOptions): 
     }),
     staticReplicas: replicasFromConfig(config),
     service: { serviceId: null, mixed: false, retries: null, connectMs: null, writeMs: null, readMs: null },
-    readsBodyForView: readsBody(config) || kong.stream_timeouts,
+    readsBodyForView: readsBody(config) || kong.stream_timeouts || routesByModel(config),
+    rewritesModel: rewritesModel(config),
     source:
       kong.upstream === null
         ? null
@@ -458,6 +465,11 @@ export class Plugin {
       // round trip just before the pick (bounded by kong.redis.timeout_ms).
       if (state.shared !== null) await state.shared.refresh(replicas, state.consultsPrefixTable ? prefixTableKeys(state.config, view) : undefined);
       const result = state.balancer.pick(replicas, view);
+      if (!result.ok && result.reason === 'model-not-found') {
+        // No replica serves it: OpenAI's 404, not a 503 (retrying cannot help).
+        await kong.response.exit(404, JSON.stringify(modelNotFoundError(result.message)), JSON_HEADERS);
+        return;
+      }
       if (!result.ok) {
         await answer503(kong, result.reason, result.message, retryAfterSeconds(state, replicas, Date.now()));
         return;
@@ -476,6 +488,9 @@ export class Plugin {
       const timeouts = timeoutsFor(state.config.timeouts, requestStreams(view.body));
       if (!serviceHasTimeouts(state.service, timeouts)) await kong.service.setTimeouts(timeouts.connectMs, timeouts.writeMs, timeouts.readMs);
       await kong.service.setTarget(target.host, target.port);
+      // An alias or the default applied: the replica gets the served name (one more RPC, only then).
+      const served = state.rewritesModel ? modelRewrite(state.config, view.body) : null;
+      if (served !== null) await kong.service.request.setRawBody(JSON.stringify(Object.assign({}, view.body as Record<string, unknown>, { model: served })));
     } catch (error) {
       await kong.log.err('llm-balancer: access failed: ' + String(error));
       // Something failed on the way (an RPC to Kong, say): the next attempt may well pass.

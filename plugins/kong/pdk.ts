@@ -19,6 +19,10 @@ export interface KongPdk {
     setRetries(retries: number): Promise<null>;
     /** Milliseconds, integers 1 – 2147483646 (Kong raises a Lua error otherwise: a 500). */
     setTimeouts(connectMs: number, writeMs: number, readMs: number): Promise<null>;
+    request: {
+      /** The body sent to the replica instead of the client's (Content-Length follows). */
+      setRawBody(body: string): Promise<null>;
+    };
   };
   response: {
     exit(status: number, body?: string, headers?: Record<string, string>): Promise<null>;

@@ -127,11 +127,17 @@ describe('model routing in the balancer', () => {
     const llama = b.pick(plain, chat());
     expect(llama.ok && llama.replicas.map((r) => r.id).sort()).toEqual(['l1', 'l2']);
     expect(b.pick(plain, chat('mistral')).ok).toBe(true);
+    // A body that could not be read (too large, not JSON) has no known model: the default is not
+    // assumed, nothing is filtered, nothing is rewritten.
+    const unread = b.pick(plain, { body: null });
+    expect(unread.ok && unread.replicas.length).toBe(3);
+    expect(b.pick(plain, { body: 'not json' }).ok).toBe(true);
     const config = configOf({ models: { aliases: [{ name: 'gpt-4o', model: QWEN }], default: LLAMA } });
     expect(modelRewrite(config, chat('gpt-4o').body)).toBe(QWEN);
     expect(modelRewrite(config, chat().body)).toBe(LLAMA);
     expect(modelRewrite(config, chat(QWEN).body)).toBeNull();
     expect(modelRewrite(configOf({}), chat().body)).toBeNull();
+    expect(modelRewrite(config, null)).toBeNull();
   });
 
   it('a declared list wins over what discovery attached (the replica is not asked); its LoRA slots stay', () => {
