@@ -9,7 +9,7 @@ import { startKongGateway } from '../testbed/kong-gateway/gateway';
 import type { KongGateway } from '../testbed/kong-gateway/gateway';
 import { startBackends } from './helpers/backends';
 import type { Backends } from './helpers/backends';
-import { request } from './helpers/nginx-balancer';
+import { request, waitFor } from './helpers/nginx-balancer';
 
 let backends: Backends;
 const gateways: KongGateway[] = [];
@@ -96,5 +96,41 @@ describe('model routing through the Kong plugin', () => {
     const text = JSON.stringify(chat(QWEN)).replace(':', ' : ');
     await request(g.url + '/v1/chat/completions', { body: text, headers: { 'content-type': 'application/json' } });
     expect(b3.bodies[b3.bodies.length - 1]).toBe(text);
+  });
+
+  it('discovery (on by default): learns each replica\'s /v1/models and routes by it; a replica that lists nothing may serve any model', async () => {
+    const [b1, b2, b3] = backends.list;
+    b1.behave({ models: [LLAMA] });
+    b2.behave({ models: [LLAMA, 'sql-lora'] });
+    b3.behave({ models: [QWEN] });
+    const g = await startKongGateway({ config: { strategy: 'least-connections', replicas: backends.list.map((b) => ({ address: b.address })), models: { refresh_s: 1 } } });
+    gateways.push(g);
+    // The first round runs at start; a request arriving before it routes on what is known (nothing).
+    await waitFor('every replica read once', () => backends.list.every((b) => b.modelReads >= 1));
+    let seen = new Set<string>();
+    await waitFor('qwen routed to the replica listing it', async () => {
+      seen = new Set<string>();
+      for (let i = 0; i < 4; i++) seen.add(String((await send(g, chat(QWEN))).json.backend));
+      return seen.size === 1 && seen.has(b3.name);
+    });
+    for (let i = 0; i < 4; i++) expect((await send(g, chat('sql-lora'))).json.backend).toBe(b2.name);
+    expect((await send(g, chat('mistral-large'))).status).toBe(404);
+    // b3 stops listing (404): its list is unknown now, it may serve any model, and nothing is "not found".
+    b3.behave({ models: null });
+    await waitFor('an unknown model served by the replica whose list is unknown', async () => {
+      const reply = await send(g, chat('mistral-large'));
+      return reply.status === 200 && reply.json.backend === b3.name;
+    });
+    expect(g.errors()).toEqual([]);
+  });
+
+  it('discovery off: nothing is read, nothing is routed by model', async () => {
+    for (const b of backends.list) b.behave({ models: ['only-this'] });
+    const g = await startKongGateway({ config: { strategy: 'round-robin', replicas: backends.list.map((b) => ({ address: b.address })), models: { discovery: false } } });
+    gateways.push(g);
+    const seen = new Set<string>();
+    for (let i = 0; i < 6; i++) seen.add(String((await send(g, chat('anything'))).json.backend));
+    expect(seen.size).toBe(3);
+    expect(backends.list.every((b) => b.modelReads === 0)).toBe(true);
   });
 });

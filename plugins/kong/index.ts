@@ -45,6 +45,8 @@ import type { KongPdk } from './pdk';
 import { startHealthProber } from './health-prober';
 import type { HealthProber } from './health-prober';
 import { startMetricsScraper } from './metrics-scraper';
+import { startModelDiscovery } from './model-discovery';
+import type { ModelDiscovery } from './model-discovery';
 import type { MetricsScraper } from './metrics-scraper';
 import { replicaSourceFor } from './replica-source';
 import type { ReplicaSource } from './replica-source';
@@ -122,6 +124,10 @@ interface PluginState {
   scraper: MetricsScraper | null;
   /** Probes the replicas' health path when active_health.enabled; else null. */
   prober: HealthProber | null;
+  /** Reads what each replica serves when models.discovery is on; else null. */
+  discovery: ModelDiscovery | null;
+  /** Derived from discovery.version(): whether the discovered lists differ (then requests are routed by model). */
+  modelView: { version: number; differ: boolean };
   /** With kong.redis: the state shared with the other Kong nodes (redis-state.ts); else null. */
   shared: SharedState | null;
   /** Whether picks consult the prefix table (then access reads the request's slots from Redis). */
@@ -213,6 +219,7 @@ function stopState(state: PluginState): void {
   if (state.source) state.source.stop();
   if (state.scraper) state.scraper.stop();
   if (state.prober) state.prober.stop();
+  if (state.discovery) state.discovery.stop();
   if (state.shared) void state.shared.stop();
 }
 
@@ -286,6 +293,8 @@ function stateFor(pluginId: string, config: BalancerConfig, kong: KongOptions): 
           }),
     scraper: null,
     prober: null,
+    discovery: null,
+    modelView: { version: -1, differ: false },
     shared,
     consultsPrefixTable: consultsPrefixTable(config),
     connectErrorAt: Object.create(null),
@@ -299,6 +308,14 @@ function stateFor(pluginId: string, config: BalancerConfig, kong: KongOptions): 
       // Read at each round: the Admin API list follows the upstream's targets.
       replicas: () => currentReplicas(state),
       record: (replicaId, text) => state.balancer.onReplicaMetrics(replicaId, text),
+    });
+  }
+  if (config.models.discovery) {
+    state.discovery = startModelDiscovery({
+      path: config.models.path,
+      intervalMs: config.models.refresh_s * 1000,
+      timeoutMs: config.models.timeout_s * 1000,
+      replicas: () => currentReplicas(state),
     });
   }
   const active = config.active_health;
@@ -330,6 +347,35 @@ function replicaAt(replicas: Replica[], address: string | null): string | null {
 }
 
 /** The replicas right now: the last Admin API read, else the static list. */
+/** Whether any two of the replicas have different discovered lists (cached per discovery version). */
+function discoveredListsDiffer(state: PluginState, replicas: Replica[]): boolean {
+  const discovery = state.discovery;
+  if (discovery === null) return false;
+  if (state.modelView.version === discovery.version()) return state.modelView.differ;
+  let first: string | null = null;
+  let differ = false;
+  for (const replica of replicas) {
+    const served = discovery.served(replica.id);
+    const text = served === null ? '' : JSON.stringify([served.bases.slice().sort(), Object.keys(served.adapters).sort()]);
+    if (first === null) first = text;
+    else if (text !== first) differ = true;
+  }
+  state.modelView = { version: discovery.version(), differ };
+  return differ;
+}
+
+/**
+ * The replicas with what discovery learnt attached (Replica.models), when their lists differ:
+ * then the request's model decides where it may go. The same list everywhere (the common
+ * single-model fleet): nothing attached, the body is not read for it, and an unknown model is the
+ * replica's own 404.
+ */
+function withDiscoveredModels(state: PluginState, replicas: Replica[]): Replica[] | null {
+  const discovery = state.discovery;
+  if (discovery === null || !discoveredListsDiffer(state, replicas)) return null;
+  return replicas.map((replica) => Object.assign({}, replica, { models: { served: discovery.served(replica.id), lora: null } }));
+}
+
 function currentReplicas(state: PluginState): Replica[] {
   const snapshot = state.source ? state.source.current() : null;
   return snapshot ? snapshot.replicas : state.staticReplicas;
@@ -460,11 +506,12 @@ export class Plugin {
         await answer503(kong, 'no-replicas', 'the targets of Kong upstream "' + state.kong.upstream + '" could not be read from the Admin API yet' + (why ? ': ' + why : ''), Math.max(MIN_RETRY_AFTER_S, Math.ceil(state.kong.refresh_interval_s)));
         return;
       }
-      const view = await requestViewFromKong(kong, state.config, state.readsKey, state.kong.max_body_bytes, state.readsBodyForView);
+      const routed = withDiscoveredModels(state, replicas);
+      const view = await requestViewFromKong(kong, state.config, state.readsKey, state.kong.max_body_bytes, state.readsBodyForView || routed !== null);
       // The other nodes' counts, the fleet's ejections and this prompt's prefix slots, read in one
       // round trip just before the pick (bounded by kong.redis.timeout_ms).
-      if (state.shared !== null) await state.shared.refresh(replicas, state.consultsPrefixTable ? prefixTableKeys(state.config, view) : undefined);
-      const result = state.balancer.pick(replicas, view);
+      if (state.shared !== null) await state.shared.refresh(replicas, state.consultsPrefixTable ? prefixTableKeys(state.config, view, routed !== null) : undefined);
+      const result = state.balancer.pick(routed !== null ? routed : replicas, view);
       if (!result.ok && result.reason === 'model-not-found') {
         // No replica serves it: OpenAI's 404, not a 503 (retrying cannot help).
         await kong.response.exit(404, JSON.stringify(modelNotFoundError(result.message)), JSON_HEADERS);

@@ -723,6 +723,42 @@ export const schema: FieldEntry[] = [
           },
         },
         {
+          discovery: {
+            type: 'boolean',
+            default: true,
+            description:
+              "Learn what each replica not in declared serves from its own models.path every refresh_s (Kong; NGINX when it reads the body anyway).",
+          },
+        },
+        {
+          path: {
+            type: 'string',
+            default: '/v1/models',
+            format: 'url-path',
+            len_min: 1,
+            len_max: 256,
+            description: 'Path of the OpenAI model list on every replica (vLLM, SGLang and llama.cpp serve /v1/models).',
+          },
+        },
+        {
+          refresh_s: {
+            type: 'number',
+            default: 10,
+            // Served models change with deployments and adapter loads, not per request: one small
+            // GET per replica per 10 s notices a new adapter quickly.
+            between: [1, 3600],
+            description: "Seconds between reads of each replica's model list.",
+          },
+        },
+        {
+          timeout_s: {
+            type: 'number',
+            default: 2,
+            between: [0.1, 60],
+            description: 'A model-list read not answered within this many seconds fails; the last list read is kept.',
+          },
+        },
+        {
           default: {
             type: 'string',
             required: false,

@@ -31,6 +31,10 @@ export interface ReplicaConfig {
 
 export interface ModelsConfig {
   declared: Array<{ replica: string; models: string[] }>;
+  discovery: boolean;
+  path: string;
+  refresh_s: number;
+  timeout_s: number;
   default: string | null;
   aliases: Array<{ name: string; model: string }>;
 }

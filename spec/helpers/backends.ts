@@ -29,9 +29,11 @@ export interface Behaviour {
   metricsHangs: boolean;
   /** An OpenAI usage object with this completion_tokens: in the JSON answer, or as an SSE event before [DONE]; null: none. */
   usageTokens: number | null;
+  /** The gateway's model discovery (GET /v1/models, its User-Agent) gets this OpenAI model list (model ids); null: 404. Not counted as a request. */
+  models: string[] | null;
 }
 
-const DEFAULTS: Behaviour = { status: 200, latencyMs: 0, mode: 'json', chunks: 3, chunkDelayMs: 50, pauseAfterChunks: 0, firstChunkDelayMs: 0, healthStatus: 200, healthHangs: false, metricsText: null, metricsHangs: false, usageTokens: null };
+const DEFAULTS: Behaviour = { status: 200, latencyMs: 0, mode: 'json', chunks: 3, chunkDelayMs: 50, pauseAfterChunks: 0, firstChunkDelayMs: 0, healthStatus: 200, healthHangs: false, metricsText: null, metricsHangs: false, usageTokens: null, models: null };
 
 /** What a backend answers in json mode. */
 export interface BackendReply {
@@ -56,6 +58,8 @@ export interface Backend {
   readonly healthChecks: number;
   /** GET /metrics requests seen. */
   readonly metricsScrapes: number;
+  /** GET /v1/models requests seen. */
+  readonly modelReads: number;
   /** Requests received and not yet answered or closed (held ones included). */
   readonly open: number;
   /** Request bodies seen, in order (the last 100). */
@@ -86,6 +90,7 @@ function createBackend(name: string): { backend: Backend; listen(port: number): 
   let requests = 0;
   let healthChecks = 0;
   let metricsScrapes = 0;
+  let modelReads = 0;
   let open = 0;
   let port = 0;
   let listening = false;
@@ -111,6 +116,14 @@ function createBackend(name: string): { backend: Backend; listen(port: number): 
         const text = behaviour.metricsText;
         res.writeHead(text === null ? 404 : 200, { 'content-type': 'text/plain; version=0.0.4' });
         res.end(text === null ? 'no metrics' : text);
+        return;
+      }
+      // The gateway's model discovery (its User-Agent says so); a client's GET /v1/models is a request.
+      if (req.method === 'GET' && req.url === '/v1/models' && req.headers['user-agent'] === 'llm-balancer-model-discovery') {
+        modelReads++;
+        const ids = behaviour.models;
+        res.writeHead(ids === null ? 404 : 200, { 'content-type': 'application/json' });
+        res.end(JSON.stringify(ids === null ? { error: 'no model list' } : { object: 'list', data: ids.map((id) => ({ id, object: 'model', owned_by: 'backend' })) }));
         return;
       }
       if (req.url === '/health' || (req.url ?? '').startsWith('/health?')) {
@@ -209,6 +222,9 @@ function createBackend(name: string): { backend: Backend; listen(port: number): 
     get metricsScrapes() {
       return metricsScrapes;
     },
+    get modelReads() {
+      return modelReads;
+    },
     get open() {
       return open;
     },
@@ -242,6 +258,7 @@ function createBackend(name: string): { backend: Backend; listen(port: number): 
       requests = 0;
       healthChecks = 0;
       metricsScrapes = 0;
+      modelReads = 0;
       bodies.length = 0;
     },
   };
