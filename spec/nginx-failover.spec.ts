@@ -53,6 +53,8 @@ describe('rendered timeouts', () => {
       '@llm_balancer_exhausted',
       '= /llm-balancer/status',
       '= /llm-balancer/metrics',
+      // models.discovery (on by default) where the body is read anyway.
+      '@llm_balancer_models',
     ]);
     for (const name of ['@llm_balancer_proxy', '@llm_balancer_retry_1', '@llm_balancer_retry_2']) {
       const block = location(text, name);

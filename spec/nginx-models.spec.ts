@@ -6,7 +6,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startBackends } from './helpers/backends';
 import type { Backends } from './helpers/backends';
 import { createFleet, replicasOf } from './helpers/fleet';
-import { request } from './helpers/nginx-balancer';
+import { request, waitFor } from './helpers/nginx-balancer';
 import type { Balancer } from './helpers/nginx-balancer';
 
 let backends: Backends;
@@ -105,9 +105,42 @@ describe('model routing through nginx', () => {
   });
 
   it('without models configured any model goes anywhere, unknown ones included (the replica answers for itself)', async () => {
-    const lb = await fleet.start({ strategy: 'least-connections', replicas: replicasOf(backends.list) });
+    const lb = await fleet.start({ strategy: 'round-robin', replicas: replicasOf(backends.list) });
     const seen = new Set<string>();
     for (let i = 0; i < 6; i++) seen.add(String((await send(lb, chat('mistral-large'))).json.backend));
     expect(seen.size).toBe(3);
+  });
+
+  it('discovery: with a strategy that reads the body, learns each replica\'s /v1/models and routes by it', async () => {
+    const [b1, b2, b3] = backends.list;
+    b1.behave({ models: [LLAMA] });
+    b2.behave({ models: [LLAMA, 'sql-lora'] });
+    b3.behave({ models: [QWEN] });
+    const lb = await fleet.start({ strategy: 'least-tokens', replicas: replicasOf(backends.list), models: { refresh_s: 1 } });
+    await waitFor('qwen routed to the replica listing it', async () => {
+      const seen = new Set<string>();
+      for (let i = 0; i < 4; i++) seen.add(String((await send(lb, chat(QWEN))).json.backend));
+      return seen.size === 1 && seen.has(b3.name);
+    });
+    for (let i = 0; i < 4; i++) expect((await send(lb, chat('sql-lora'))).json.backend).toBe(b2.name);
+    expect((await send(lb, chat('mistral-large'))).status).toBe(404);
+    // b3 stops listing: its list is unknown, it may serve any model, nothing is "not found".
+    b3.behave({ models: null });
+    await waitFor('an unknown model served by the replica whose list is unknown', async () => {
+      const reply = await send(lb, chat('mistral-large'));
+      return reply.status === 200 && reply.json.backend === b3.name;
+    });
+  });
+
+  it('discovery does not make nginx read bodies: on the js_set path (a body-blind strategy, one read bound) nothing is read or routed', async () => {
+    const [b1, , b3] = backends.list;
+    b1.behave({ models: [LLAMA] });
+    b3.behave({ models: [QWEN] });
+    // stream_idle_s equal to response_s: streams need no proxy location of their own, so nothing reads the body.
+    const lb = await fleet.start({ strategy: 'round-robin', replicas: replicasOf(backends.list), timeouts: { response_s: 300, stream_idle_s: 300 }, models: { refresh_s: 1 } });
+    const seen = new Set<string>();
+    for (let i = 0; i < 6; i++) seen.add(String((await send(lb, chat(QWEN))).json.backend));
+    expect(seen.size).toBe(3);
+    expect(backends.list.every((b) => b.modelReads === 0)).toBe(true);
   });
 });

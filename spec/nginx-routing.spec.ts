@@ -317,7 +317,7 @@ describe('the generated configuration and the bundle agree', () => {
     ].map((config) => render(config, 8080, '/tmp/unused.json').conf);
     const names = new Set<string>();
     for (const conf of confs) for (const m of conf.matchAll(/llm_balancer\.([A-Za-z_]+)/g)) if (m[1] !== 'js') names.add(m[1]);
-    expect([...names].sort()).toEqual(['firstByte', 'healthCheck', 'healthReport', 'metrics', 'outcome', 'pick', 'retry', 'route', 'status']);
+    expect([...names].sort()).toEqual(['discoverModels', 'firstByte', 'healthCheck', 'healthReport', 'metrics', 'outcome', 'pick', 'retry', 'route', 'status']);
     const r = await runWithBundle(NGINX_OUTFILE, `console.log(${JSON.stringify([...names])}.filter(function (n) { return typeof m[n] !== 'function'; }).join(','));`);
     expect(r.stderr).toBe('');
     expect(r.stdout.trim()).toBe('');

@@ -33,14 +33,15 @@ import type { ByteChunk, OutputTally } from '../../shared/output-tokens';
 import type { PickResult, Replica, Store } from '../../shared/types';
 import { exhaustedError, internalError } from './errors';
 import { retryAfterSeconds } from '../../shared/retry-after';
-import { BODY_STATE_VAR, CONFIG_OBJECT, ERROR_VAR, RETRY_AFTER_VAR, FIRST_BYTE_VAR, OUTPUT_TOKENS_VAR, PLAN_VAR, PROMPT_TOKENS_VAR, PROXY_LOCATION, PROXY_STREAM_LOCATION, REQUEST_BODY_VAR, TARGET_VAR, TOKENS_VAR, TRIED_VAR, UNAVAILABLE_UPSTREAM } from './names';
+import { BODY_STATE_VAR, CONFIG_OBJECT, MODELS_ROUTING_KEY, ERROR_VAR, RETRY_AFTER_VAR, FIRST_BYTE_VAR, OUTPUT_TOKENS_VAR, PLAN_VAR, PROMPT_TOKENS_VAR, PROXY_LOCATION, PROXY_STREAM_LOCATION, REQUEST_BODY_VAR, TARGET_VAR, TOKENS_VAR, TRIED_VAR, UNAVAILABLE_UPSTREAM } from './names';
 import type { PreloadedConfig } from './names';
+import type { ServedModels } from '../../shared/model-discovery';
 import { attemptOutcome, describeOutcome } from './outcome';
 import type { ResponseVariables } from './outcome';
 import { linkPeers, readPeers } from './peers';
 import { joinIds, nextInPlan, parseIds } from './plan';
 import { DEFAULT_CONSUMER_VARIABLE, parseBody, requestViewOf } from './request-view';
-import { describeError, preloadedObject, stateDict, systemClock, systemRandom } from './runtime';
+import { describeError, modelsDict, preloadedObject, stateDict, systemClock, systemRandom } from './runtime';
 import type { NjsRequest } from './runtime';
 import { createSharedDictStore } from './shared-dict-store';
 import { splitsByStreaming, streamRequested } from './streaming';
@@ -399,6 +400,28 @@ export function outcome(r: NjsRequest): string {
 }
 
 /**
+ * The replicas with the lists model discovery keeps (model-discovery.ts) attached, when two of
+ * them differ; null otherwise (or before the first read). One string read from the zone per pick.
+ */
+function discoveredReplicas(ctx: Context): Replica[] | null {
+  let text: string | undefined;
+  try {
+    text = modelsDict().get(MODELS_ROUTING_KEY);
+  } catch (e) {
+    return null;
+  }
+  if (!text) return null;
+  const lists = JSON.parse(text) as Record<string, ServedModels | null>;
+  const out: Replica[] = [];
+  for (let i = 0; i < ctx.replicas.length; i++) {
+    const r = ctx.replicas[i];
+    const served = lists[r.id];
+    out.push({ id: r.id, address: r.address, weight: r.weight, health: r.health, keys: r.keys, models: { served: served === undefined ? null : served, lora: null } });
+  }
+  return out;
+}
+
+/**
  * The body the replica gets: the client's text, or (an alias or the default applied) the parsed
  * body with `model` set to the served name. null when the text could not be read.
  */
@@ -439,9 +462,11 @@ export function route(r: NjsRequest): void {
     const view = requestViewOf(ctx.config.hash_key, r, bodyText, ctx.consumerVariable);
     // Strategies that read the OpenAI body (token counts, prefixes) get it parsed whatever the hash
     // key; the others only when the stream flag needs it (streamRequested parses lazily).
-    if (view.body === undefined && (ctx.balancer.reads.body || ctx.balancer.reads.tokens || ctx.routesByModel)) view.body = parseBody(bodyText);
+    // What discovery learnt, when the replicas' lists differ ('' otherwise: nothing to route by).
+    const discovered = ctx.config.models.discovery ? discoveredReplicas(ctx) : null;
+    if (view.body === undefined && (ctx.balancer.reads.body || ctx.balancer.reads.tokens || ctx.routesByModel || discovered !== null)) view.body = parseBody(bodyText);
     if (splitsByStreaming(ctx.config.timeouts)) streaming = streamRequested(view.body, bodyText);
-    const result = ctx.balancer.pick(ctx.replicas, view);
+    const result = ctx.balancer.pick(discovered !== null ? discovered : ctx.replicas, view);
     if (!result.ok && result.reason === 'model-not-found') {
       // No replica serves it: OpenAI's 404, not a 503 (retrying cannot help).
       r.headersOut['Content-Type'] = 'application/json';

@@ -1,7 +1,7 @@
 // The NGINX njs module (built to dist/nginx/llm_balancer.js, loaded with `js_import`).
 // nginx calls the handlers through the configuration plugins/nginx/generator renders (names in
 // names.ts): js_set pick / retry / outcome, js_content route / status / metrics, js_periodic
-// healthCheck / healthReport / scrapeMetrics / syncPeers. njs loads only `export default {...}`.
+// healthCheck / healthReport / scrapeMetrics / discoverModels / syncPeers. njs loads only `export default {...}`.
 // `pickForTest` runs the core once outside nginx (the njs CLI smoke test, `npm start`).
 // Nothing here may import the validator: njs evaluates the whole bundle for every request, and
 // the schema alone cost a quarter of the throughput. nginx is handed an already validated config.
@@ -13,6 +13,7 @@ import type { RequestView } from '../../shared/types';
 import { firstByte, metrics, outcome, pick, retry, route, status } from './handlers';
 import { healthCheck, healthReport } from './health-check';
 import { scrapeMetrics } from './metrics-scrape';
+import { discoverModels } from './model-discovery';
 import { syncPeers } from './peers';
 import { systemClock, systemRandom } from './runtime';
 
@@ -28,4 +29,4 @@ function pickForTest(preloadedJson: string, requestJson: string): string {
   return JSON.stringify(balancer.pick(replicasFromConfig(config), request));
 }
 
-export default { pick, retry, outcome, route, status, metrics, firstByte, healthCheck, healthReport, scrapeMetrics, syncPeers, pickForTest };
+export default { pick, retry, outcome, route, status, metrics, firstByte, healthCheck, healthReport, scrapeMetrics, discoverModels, syncPeers, pickForTest };

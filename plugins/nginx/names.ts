@@ -37,6 +37,11 @@ export const OUTPUT_TOKENS_VAR = 'llm_balancer_output_tokens';
 /** `js_shared_dict_zone zone=llm_balancer_peers:1m type=string;` — the NGINX Plus peer list (JSON under key `peers`). */
 export const PEERS_ZONE = 'llm_balancer_peers';
 
+/** js_shared_dict_zone (type=string) of what each replica lists at models.path (models.discovery). */
+export const MODELS_ZONE = 'llm_balancer_models';
+/** Its key holding the replicas' lists as JSON when two of them differ, else '' (model-discovery.ts). */
+export const MODELS_ROUTING_KEY = 'routing';
+
 /** js_var: seconds for the Retry-After header of a 503 when no replica can serve (set only then). */
 export const RETRY_AFTER_VAR = 'llm_balancer_retry_after';
 
@@ -78,6 +83,9 @@ export const NAMES = {
   configObject: CONFIG_OBJECT,
   stateZone: STATE_ZONE,
   peersZone: PEERS_ZONE,
+  modelsZone: MODELS_ZONE,
+  /** Named location holding `js_periodic` for model discovery (models.discovery). */
+  modelsLocation: '@llm_balancer_models',
   /** js_set: the upstream block of the pick, or `unavailableUpstream` when no replica can serve (then $errorVar holds the 503 body). */
   upstreamVar: 'llm_balancer_upstream',
   /** js_set, one per failover attempt (`llm_balancer_retry_1`, ...): the next alternate's upstream block, or ''. */

@@ -10,7 +10,7 @@
 import { fmix32 } from '../../shared/hash';
 import { createSeededRandom } from '../../shared/random';
 import type { Clock, Random } from '../../shared/types';
-import { CONFIG_OBJECT, PEERS_ZONE, STATE_ZONE } from './names';
+import { CONFIG_OBJECT, MODELS_ZONE, PEERS_ZONE, STATE_ZONE } from './names';
 
 export const systemClock: Clock = { now: () => Date.now() };
 
@@ -119,6 +119,15 @@ export function stateDict(): NumberDict {
   return dict as NumberDict;
 }
 
+/** The model-list zone (models.discovery); throws a message naming the directive when it is missing. */
+export function modelsDict(): StringDict {
+  const dict = ngx.shared[MODELS_ZONE];
+  if (dict === undefined) {
+    throw new Error('llm-balancer: no shared dict "' + MODELS_ZONE + '" (js_shared_dict_zone zone=' + MODELS_ZONE + ':1m type=string;)');
+  }
+  return dict as StringDict;
+}
+
 /** The NGINX Plus peer list zone (nginx.plus_api); throws a message naming the directive when it is missing. */
 export function peersDict(): StringDict {
   const dict = ngx.shared[PEERS_ZONE];
@@ -140,13 +149,13 @@ export function describeError(e: unknown): string {
 }
 
 /** GET url → its text on a 200, or a sentence saying why not. Never rejects; gives up after timeoutMs. */
-export async function fetchText(url: string, timeoutMs: number): Promise<{ text: string } | string> {
+export async function fetchText(url: string, timeoutMs: number, headers?: Record<string, string>): Promise<{ text: string } | string> {
   let timer: ReturnType<typeof setTimeout> | null = null;
   const expired = new Promise<null>((resolve) => {
     timer = setTimeout(() => resolve(null), timeoutMs);
   });
   try {
-    const reply = await Promise.race([host().fetch(url, { method: 'GET' }), expired]);
+    const reply = await Promise.race([host().fetch(url, headers === undefined ? { method: 'GET' } : { method: 'GET', headers: headers }), expired]);
     if (reply === null) return 'gave no answer within ' + timeoutMs + ' ms';
     if (reply.status !== 200) return 'answered HTTP ' + reply.status;
     const text = await Promise.race([reply.text(), expired]);

@@ -231,6 +231,9 @@ function httpBody(input: RenderInput): string[] {
   lines.push('  js_preload_object ' + NAMES.configObject + ' from ' + quote(nginx.config_json) + ';');
   lines.push('  js_shared_dict_zone zone=' + NAMES.stateZone + ':' + nginx.state_zone_size + ' type=number;');
   if (nginx.plus_api) lines.push('  js_shared_dict_zone zone=' + NAMES.peersZone + ':1m type=string;');
+  // Model discovery feeds only picks that read the body (the route path).
+  const discovers = config.models.discovery && routes;
+  if (discovers) lines.push('  js_shared_dict_zone zone=' + NAMES.modelsZone + ':1m type=string;');
   lines.push('');
   lines.push('  js_set $' + NAMES.upstreamVar + ' ' + NAMES.module + '.pick;');
   for (let attempt = 1; attempt <= config.retries; attempt++) {
@@ -358,6 +361,16 @@ function httpBody(input: RenderInput): string[] {
     lines.push('    location ' + NAMES.metricsLocation + ' {');
     lines.push('      js_fetch_timeout ' + scrapeTimeoutMs(scrape.timeout_s, scrape.interval_s) + 'ms;');
     lines.push('      js_periodic ' + NAMES.module + '.scrapeMetrics interval=' + milliseconds(scrape.interval_s) + ';');
+    lines.push('    }');
+  }
+  if (discovers) {
+    lines.push('');
+    lines.push('    location ' + NAMES.modelsLocation + ' {');
+    // nginx would log every read of an unreachable replica ("recv() failed", naming no replica);
+    // reaching replicas is the health checks' business: a failed read only keeps the last list.
+    lines.push('      error_log /dev/null;');
+    lines.push('      js_fetch_timeout ' + scrapeTimeoutMs(config.models.timeout_s, config.models.refresh_s) + 'ms;');
+    lines.push('      js_periodic ' + NAMES.module + '.discoverModels interval=' + milliseconds(config.models.refresh_s) + ';');
     lines.push('    }');
   }
   if (nginx.plus_api) {
