@@ -21,9 +21,14 @@ import { slotKey } from './prefix-table';
 import { CHARS_PER_TOKEN } from './llm-request';
 import type { StrategyName } from './config/types';
 import type { SlowStartConfig } from './slow-start';
-import { adapterBase, bodyModel, modelPromptKey, replicasForModel, requestedModel } from './model-routing';
+import { adapterBase, bodyModel, modelList, modelPromptKey, replicasForModel, requestedModel } from './model-routing';
 import type { ServedModels } from './model-discovery';
-import type { ReplicaModels } from './model-routing';
+import type { ModelCard, ReplicaModels } from './model-routing';
+
+export interface ModelListDocument {
+  object: 'list';
+  data: ModelCard[];
+}
 
 function isArray(value: Replica[] | PickResult): value is Replica[] {
   return Array.isArray(value);
@@ -80,6 +85,11 @@ export interface Balancer {
    */
   onProgress(replica: Replica | string): void;
   status(replicas: Replica[]): ReplicaStatus[];
+  /**
+   * The gateway's GET /v1/models: what the replicas that may take traffic serve (declared lists
+   * first, then what the adapter attached), plus the aliases; null when no list is known.
+   */
+  modelList(replicas: Replica[]): ModelListDocument | null;
   /**
    * The text of a replica's /metrics, as the adapter's scraper read it (vLLM or SGLang names,
    * replica-metrics.ts). Returns whether it held a usable load; when not, the last values age out.
@@ -560,6 +570,17 @@ export function createBalancer(config: BalancerConfig, deps: BalancerDeps): Bala
     },
     onEnd: onEnd,
     status: status,
+    modelList(replicas: Replica[]): ModelListDocument | null {
+      const rows = status(replicas);
+      const lists: Array<ServedModels | null> = [];
+      for (let i = 0; i < replicas.length; i++) {
+        // Out of service (unhealthy, ejected, draining, weight 0): not offered.
+        if (rows[i].state !== 'healthy' && rows[i].state !== 'half-open') continue;
+        const models = modelsOf(replicas[i]);
+        lists.push(models === null ? null : models.served);
+      }
+      return modelList(lists, config.models.aliases);
+    },
     requestsWithoutLlmBody: () => readNumber(store, WITHOUT_LLM_BODY_KEY),
     releaseTokens(replica: Replica | string, tokens: number): void {
       const keys = keysFor(replica);

@@ -174,3 +174,44 @@ export function adapterFilter(candidates: AdapterCandidate[], adapter: string, b
   for (let i = 0; i < candidates.length; i++) if ((under[i] || !anyUnder) && scores[i] === best) kept.push(i);
   return kept;
 }
+
+/** One entry of the gateway's own GET /v1/models (OpenAI's Model object; `parent` as vLLM writes it). */
+export interface ModelCard {
+  id: string;
+  object: 'model';
+  created: number;
+  owned_by: string;
+  /** The base model of a LoRA adapter, or the served name an alias stands for; null for a base model. */
+  parent: string | null;
+}
+
+/**
+ * The gateway's answer to GET /v1/models: every name the available replicas serve (base models,
+ * then LoRA adapters with their parent), then the aliases; each once, in first-seen order. null
+ * when no replica's list is known (the gateway then lets a replica answer).
+ */
+export function modelList(lists: Array<ServedModels | null>, aliases: ModelAlias[]): { object: 'list'; data: ModelCard[] } | null {
+  const data: ModelCard[] = [];
+  const seen = Object.create(null) as Record<string, boolean>;
+  let known = false;
+  const add = (id: string, parent: string | null) => {
+    if (seen[id]) return;
+    seen[id] = true;
+    data.push({ id: id, object: 'model', created: 0, owned_by: 'llm-balancer', parent: parent });
+  };
+  for (let i = 0; i < lists.length; i++) {
+    const served = lists[i];
+    if (served === null) continue;
+    known = true;
+    for (let j = 0; j < served.bases.length; j++) add(served.bases[j], null);
+  }
+  for (let i = 0; i < lists.length; i++) {
+    const served = lists[i];
+    if (served === null) continue;
+    const names = Object.keys(served.adapters);
+    for (let j = 0; j < names.length; j++) add(names[j], served.adapters[names[j]]);
+  }
+  if (!known) return null;
+  for (let i = 0; i < aliases.length; i++) add(aliases[i].name, aliases[i].model);
+  return { object: 'list', data: data };
+}

@@ -115,6 +115,13 @@ describe('model routing through the Kong plugin', () => {
     });
     for (let i = 0; i < 4; i++) expect((await send(g, chat('sql-lora'))).json.backend).toBe(b2.name);
     expect((await send(g, chat('mistral-large'))).status).toBe(404);
+    // GET /v1/models: the gateway's own union, no replica asked.
+    const before = backends.list.map((b) => b.requests);
+    const list = await request(g.url + '/v1/models');
+    expect(list.status).toBe(200);
+    // (These backends list every name as a base model; vLLM lists adapters with their parent.)
+    expect((JSON.parse(list.body) as { data: Array<{ id: string }> }).data.map((m) => m.id)).toEqual([LLAMA, 'sql-lora', QWEN]);
+    expect(backends.list.map((b) => b.requests)).toEqual(before);
     // b3 stops listing (404): its list is unknown now, it may serve any model, and nothing is "not found".
     b3.behave({ models: null });
     await waitFor('an unknown model served by the replica whose list is unknown', async () => {
@@ -132,5 +139,7 @@ describe('model routing through the Kong plugin', () => {
     for (let i = 0; i < 6; i++) seen.add(String((await send(g, chat('anything'))).json.backend));
     expect(seen.size).toBe(3);
     expect(backends.list.every((b) => b.modelReads === 0)).toBe(true);
+    // Nothing known: GET /v1/models goes to a replica, which answers for itself.
+    expect(JSON.parse((await request(g.url + '/v1/models')).body).backend).toBeDefined();
   });
 });

@@ -42,6 +42,7 @@ function fakeKong(
       getHeaders: record<Record<string, string>>('request.getHeaders', overrides.headers ?? {}),
       getQuery: record<Record<string, string>>('request.getQuery', overrides.query ?? {}),
       getPath: record<string>('request.getPath', overrides.path ?? '/v1/chat/completions'),
+      getMethod: record<string>('request.getMethod', 'POST'),
       getHeader: record<string | null>('request.getHeader', null),
       getRawBody: record<Uint8Array | null>('request.getRawBody', new TextEncoder().encode(overrides.body ?? '')),
     },
@@ -375,8 +376,8 @@ describe('kong.status_path', () => {
     expect(String(text?.args[1])).toContain('llm_balancer_replica_in_flight{replica="127.0.0.1:9001",address="127.0.0.1:9001"}');
     expect(String(text?.args[1])).toContain('llm_balancer_requests_without_llm_body_total 1');
     expect((text?.args[2] as Record<string, string>)['Content-Type']).toContain('text/plain; version=0.0.4');
-    // Off by default: not even the path is asked for.
-    const plain = new Plugin({ __plugin_id: 'p-status-off', strategy: 'round-robin', replicas: REPLICAS });
+    // Off by default, and with model discovery off too (it answers GET .../models): not even the path is asked for.
+    const plain = new Plugin({ __plugin_id: 'p-status-off', strategy: 'round-robin', replicas: REPLICAS, models: { discovery: false } });
     const off = fakeKong({ path: '/llm-balancer/status' });
     await plain.access(off.kong);
     expect(off.calls.some((c) => c.method === 'request.getPath')).toBe(false);

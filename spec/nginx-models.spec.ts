@@ -52,8 +52,15 @@ async function send(lb: Balancer, body: Record<string, unknown>) {
 const chat = (model?: string) => ({ ...(model === undefined ? {} : { model }), max_tokens: 5, messages: [{ role: 'user', content: 'hello' }] });
 
 describe('model routing through nginx', () => {
-  it('sends each model only to the replicas that serve it', async () => {
+  it('sends each model only to the replicas that serve it, and answers GET /v1/models from the declared lists and aliases', async () => {
     const lb = await start();
+    const list = await request(lb.nginx.url('/v1/models'));
+    expect((JSON.parse(list.body) as { data: Array<{ id: string; parent: string | null }> }).data.map((m) => [m.id, m.parent])).toEqual([
+      [LLAMA, null],
+      ['sql-lora', null],
+      [QWEN, null],
+      ['gpt-4o', QWEN],
+    ]);
     const [b1, b2, b3] = backends.list;
     const seen: Record<string, Set<string>> = { [LLAMA]: new Set(), [QWEN]: new Set(), 'sql-lora': new Set() };
     for (let i = 0; i < 6; i++) {
@@ -124,6 +131,12 @@ describe('model routing through nginx', () => {
     });
     for (let i = 0; i < 4; i++) expect((await send(lb, chat('sql-lora'))).json.backend).toBe(b2.name);
     expect((await send(lb, chat('mistral-large'))).status).toBe(404);
+    // GET /v1/models: the gateway's own union (these backends list every name as a base model).
+    const before = backends.list.map((b) => b.requests);
+    const list = await request(lb.nginx.url('/v1/models'));
+    expect(list.status).toBe(200);
+    expect((JSON.parse(list.body) as { data: Array<{ id: string }> }).data.map((m) => m.id)).toEqual([LLAMA, 'sql-lora', QWEN]);
+    expect(backends.list.map((b) => b.requests)).toEqual(before);
     // b3 stops listing: its list is unknown, it may serve any model, nothing is "not found".
     b3.behave({ models: null });
     await waitFor('an unknown model served by the replica whose list is unknown', async () => {

@@ -187,6 +187,8 @@ function fakeRequest(variables: Record<string, string | undefined> = {}): NjsReq
     rawHeadersIn: [],
     headersOut: {},
     remoteAddress: '127.0.0.1',
+    method: 'POST',
+    uri: '/v1/chat/completions',
     return: () => undefined,
     internalRedirect: () => undefined,
     sendBuffer: () => undefined,

@@ -376,6 +376,13 @@ function withDiscoveredModels(state: PluginState, replicas: Replica[]): Replica[
   return replicas.map((replica) => Object.assign({}, replica, { models: { served: discovery.served(replica.id), lora: null } }));
 }
 
+/** The replicas with every discovered list attached (whether or not the lists differ). */
+function withAllDiscoveredModels(state: PluginState, replicas: Replica[]): Replica[] {
+  const discovery = state.discovery;
+  if (discovery === null) return replicas;
+  return replicas.map((replica) => Object.assign({}, replica, { models: { served: discovery.served(replica.id), lora: null } }));
+}
+
 function currentReplicas(state: PluginState): Replica[] {
   const snapshot = state.source ? state.source.current() : null;
   return snapshot ? snapshot.replicas : state.staticReplicas;
@@ -496,11 +503,22 @@ export class Plugin {
         return;
       }
       const state = stateFor(this.pluginId, this.loaded.config, this.loaded.kong);
-      if (state.kong.status_path !== null && (await kong.request.getPath()) === state.kong.status_path) {
+      const answersModels = state.config.models.discovery || state.config.models.declared.length > 0;
+      const path = state.kong.status_path !== null || answersModels ? await kong.request.getPath() : null;
+      if (state.kong.status_path !== null && path === state.kong.status_path) {
         await answerStatus(kong, state);
         return;
       }
       const replicas = await firstReplicas(state);
+      // GET <...>/v1/models: what the replicas serve, from what discovery read and the config
+      // declares; a replica answers it while nothing is known yet.
+      if (answersModels && path !== null && /\/models$/.test(path) && (await kong.request.getMethod()) === 'GET') {
+        const list = state.balancer.modelList(withAllDiscoveredModels(state, replicas));
+        if (list !== null) {
+          await kong.response.exit(200, JSON.stringify(list), JSON_HEADERS);
+          return;
+        }
+      }
       if (replicas.length === 0 && state.source !== null && state.source.current() === null) {
         const why = state.source.lastError();
         await answer503(kong, 'no-replicas', 'the targets of Kong upstream "' + state.kong.upstream + '" could not be read from the Admin API yet' + (why ? ': ' + why : ''), Math.max(MIN_RETRY_AFTER_S, Math.ceil(state.kong.refresh_interval_s)));

@@ -9,6 +9,7 @@ export interface KongPdk {
     getHeader(name: string): Promise<string | null>;
     getRawBody(): Promise<Uint8Array | string | null>;
     getPath(): Promise<string>;
+    getMethod(): Promise<string>;
   };
   client: {
     getIp(): Promise<string>;

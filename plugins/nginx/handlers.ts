@@ -33,7 +33,7 @@ import type { ByteChunk, OutputTally } from '../../shared/output-tokens';
 import type { PickResult, Replica, Store } from '../../shared/types';
 import { exhaustedError, internalError } from './errors';
 import { retryAfterSeconds } from '../../shared/retry-after';
-import { BODY_STATE_VAR, CONFIG_OBJECT, MODELS_ROUTING_KEY, ERROR_VAR, RETRY_AFTER_VAR, FIRST_BYTE_VAR, OUTPUT_TOKENS_VAR, PLAN_VAR, PROMPT_TOKENS_VAR, PROXY_LOCATION, PROXY_STREAM_LOCATION, REQUEST_BODY_VAR, TARGET_VAR, TOKENS_VAR, TRIED_VAR, UNAVAILABLE_UPSTREAM } from './names';
+import { BODY_STATE_VAR, CONFIG_OBJECT, MODELS_LISTS_KEY, MODELS_ROUTING_KEY, ERROR_VAR, RETRY_AFTER_VAR, FIRST_BYTE_VAR, OUTPUT_TOKENS_VAR, PLAN_VAR, PROMPT_TOKENS_VAR, PROXY_LOCATION, PROXY_STREAM_LOCATION, REQUEST_BODY_VAR, TARGET_VAR, TOKENS_VAR, TRIED_VAR, UNAVAILABLE_UPSTREAM } from './names';
 import type { PreloadedConfig } from './names';
 import type { ServedModels } from '../../shared/model-discovery';
 import { attemptOutcome, describeOutcome } from './outcome';
@@ -403,10 +403,10 @@ export function outcome(r: NjsRequest): string {
  * The replicas with the lists model discovery keeps (model-discovery.ts) attached, when two of
  * them differ; null otherwise (or before the first read). One string read from the zone per pick.
  */
-function discoveredReplicas(ctx: Context): Replica[] | null {
+function discoveredReplicas(ctx: Context, key: string): Replica[] | null {
   let text: string | undefined;
   try {
-    text = modelsDict().get(MODELS_ROUTING_KEY);
+    text = modelsDict().get(key);
   } catch (e) {
     return null;
   }
@@ -458,12 +458,22 @@ export function route(r: NjsRequest): void {
   let streaming = false;
   try {
     const ctx = context();
+    // GET <...>/models: the gateway's own list (what the available replicas serve), once known.
+    if (r.method === 'GET' && /\/models$/.test(r.uri)) {
+      const withLists = ctx.config.models.discovery ? discoveredReplicas(ctx, MODELS_LISTS_KEY) : null;
+      const list = ctx.balancer.modelList(withLists !== null ? withLists : ctx.replicas);
+      if (list !== null) {
+        r.headersOut['Content-Type'] = 'application/json';
+        r.return(200, JSON.stringify(list));
+        return;
+      }
+    }
     const bodyText = requestBody(r);
     const view = requestViewOf(ctx.config.hash_key, r, bodyText, ctx.consumerVariable);
     // Strategies that read the OpenAI body (token counts, prefixes) get it parsed whatever the hash
     // key; the others only when the stream flag needs it (streamRequested parses lazily).
     // What discovery learnt, when the replicas' lists differ ('' otherwise: nothing to route by).
-    const discovered = ctx.config.models.discovery ? discoveredReplicas(ctx) : null;
+    const discovered = ctx.config.models.discovery ? discoveredReplicas(ctx, MODELS_ROUTING_KEY) : null;
     if (view.body === undefined && (ctx.balancer.reads.body || ctx.balancer.reads.tokens || ctx.routesByModel || discovered !== null)) view.body = parseBody(bodyText);
     if (splitsByStreaming(ctx.config.timeouts)) streaming = streamRequested(view.body, bodyText);
     const result = ctx.balancer.pick(discovered !== null ? discovered : ctx.replicas, view);

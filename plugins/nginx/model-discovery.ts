@@ -19,10 +19,9 @@ import { parseModelList } from '../../shared/model-discovery';
 import type { Replica } from '../../shared/types';
 import { context } from './handlers';
 import { describeError, fetchText, host, modelsDict } from './runtime';
-import { MODELS_ROUTING_KEY } from './names';
+import { MODELS_LISTS_KEY, MODELS_ROUTING_KEY } from './names';
 import { scrapeTimeoutMs } from './metrics-scrape';
 
-export const LISTS_KEY = 'lists';
 /** Sent as User-Agent: the replicas' access logs name who reads their model list every refresh_s. */
 export const DISCOVERY_USER_AGENT = 'llm-balancer-model-discovery';
 
@@ -70,7 +69,7 @@ export async function discoverModels(_session?: unknown): Promise<void> {
     const options = ctx.config.models;
     if (!options.discovery) return;
     const dict = modelsDict();
-    const previousText = dict.get(LISTS_KEY);
+    const previousText = dict.get(MODELS_LISTS_KEY);
     const previous = (previousText ? JSON.parse(previousText) : {}) as Record<string, ServedModels | null>;
     const asked: Replica[] = [];
     const reads: Promise<Read>[] = [];
@@ -94,7 +93,7 @@ export async function discoverModels(_session?: unknown): Promise<void> {
       else if (text !== first) differ = true;
     }
     const listsText = JSON.stringify(lists);
-    dict.set(LISTS_KEY, listsText);
+    dict.set(MODELS_LISTS_KEY, listsText);
     dict.set(MODELS_ROUTING_KEY, differ ? listsText : '');
   } catch (e) {
     const ngx = host();

@@ -41,6 +41,8 @@ export const PEERS_ZONE = 'llm_balancer_peers';
 export const MODELS_ZONE = 'llm_balancer_models';
 /** Its key holding the replicas' lists as JSON when two of them differ, else '' (model-discovery.ts). */
 export const MODELS_ROUTING_KEY = 'routing';
+/** Its key holding every asked replica's last list as JSON (GET /v1/models answers from it). */
+export const MODELS_LISTS_KEY = 'lists';
 
 /** js_var: seconds for the Retry-After header of a 503 when no replica can serve (set only then). */
 export const RETRY_AFTER_VAR = 'llm_balancer_retry_after';

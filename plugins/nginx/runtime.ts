@@ -75,6 +75,10 @@ export interface NjsRequest {
   rawHeadersIn: string[][];
   headersOut: Record<string, string | string[] | undefined>;
   remoteAddress: string;
+  /** The request method (GET, POST, ...). */
+  method: string;
+  /** The current URI, normalised, without the arguments. */
+  uri: string;
   /** The request body, when nginx read it into memory (js_content only). */
   requestText?: string;
   return(status: number, body?: string): void;

@@ -147,4 +147,21 @@ describe('model routing in the balancer', () => {
     expect(b.pick(replicas, chat(QWEN))).toMatchObject({ ok: false, reason: 'model-not-found' });
     expect(b.pick(replicas, chat(LLAMA)).ok).toBe(true);
   });
+
+  it("GET /v1/models: the available replicas' models, adapters with their parent, then the aliases; null when nothing is known", () => {
+    const b = balancer({ models: { aliases: [{ name: 'gpt-4o', model: QWEN }] } });
+    const list = b.modelList(fleet());
+    expect(list?.object).toBe('list');
+    expect(list?.data.map((m) => [m.id, m.parent])).toEqual([
+      [LLAMA, null],
+      [QWEN, null],
+      ['sql-lora', LLAMA],
+      ['gpt-4o', QWEN],
+    ]);
+    expect(list?.data[0]).toEqual({ id: LLAMA, object: 'model', created: 0, owned_by: 'llm-balancer', parent: null });
+    // qwen's only replica is down: its model is not offered.
+    const down = fleet().map((r) => (r.id === 'q1' ? { ...r, health: 'unhealthy' as const } : r));
+    expect(b.modelList(down)?.data.map((m) => m.id)).toEqual([LLAMA, 'sql-lora', 'gpt-4o']);
+    expect(b.modelList(fleet().map(({ models: _m, ...r }) => r))).toBeNull();
+  });
 });
