@@ -21,7 +21,7 @@ import { slotKey } from './prefix-table';
 import { CHARS_PER_TOKEN } from './llm-request';
 import type { StrategyName } from './config/types';
 import type { SlowStartConfig } from './slow-start';
-import { adapterBase, bodyModel, modelList, modelPromptKey, replicasForModel, requestedModel } from './model-routing';
+import { adapterAffinity, adapterBase, bodyModel, modelList, modelPromptKey, replicasForModel, requestedModel } from './model-routing';
 import type { ServedModels } from './model-discovery';
 import type { ModelCard, ReplicaModels } from './model-routing';
 
@@ -379,6 +379,8 @@ export function createBalancer(config: BalancerConfig, deps: BalancerDeps): Bala
     anyDeclared = true;
   }
 
+  // Only the llm composite scores LoRA-adapter affinity (llm.adapter_weight).
+  const scoresAdapters = config.strategy === 'llm' && config.llm.adapter_weight > 0;
   // The model is part of every prefix chain (and may filter) whenever the config names models.
   const modelConfigured = routesByModel(config);
 
@@ -426,6 +428,35 @@ export function createBalancer(config: BalancerConfig, deps: BalancerDeps): Bala
     return kept;
   }
 
+  /**
+   * For a request naming a LoRA adapter (one a replica lists as an adapter, or one in a replica's
+   * GPU slots): each candidate's affinity to it, from the slots the adapter attached
+   * (Replica.models.lora). Only for strategies that score it (llm); views are fresh per pick.
+   */
+  function markAdapterAffinity(views: ReplicaView[], replicas: Replica[], request: RequestView): void {
+    if (!scoresAdapters || !attachedModels(replicas)) return;
+    const model = modelOf(request);
+    if (model === null) return;
+    const byId = Object.create(null) as Record<string, ReplicaModels | null>;
+    const all: Array<ReplicaModels | null> = [];
+    let slotsKnown = false;
+    let named = false;
+    for (let i = 0; i < replicas.length; i++) {
+      const models = modelsOf(replicas[i]);
+      byId[replicas[i].id] = models;
+      all.push(models);
+      if (models !== null && models.lora !== null) {
+        slotsKnown = true;
+        if (models.lora.running.indexOf(model) >= 0 || models.lora.waiting.indexOf(model) >= 0) named = true;
+      }
+    }
+    if (!slotsKnown || (!named && adapterBase(model, all) === null)) return;
+    for (let i = 0; i < views.length; i++) {
+      const models = byId[views[i].id];
+      views[i].adapterAffinity = adapterAffinity(models === undefined || models === null ? null : models.lora, model);
+    }
+  }
+
   /** The model a routed request asked for (forModel filtered by it). */
   function routedModel(request: RequestView): string {
     const model = modelOf(request);
@@ -468,6 +499,7 @@ export function createBalancer(config: BalancerConfig, deps: BalancerDeps): Bala
     // With a half-open candidate, ask for one extra: it may lose its trial claim or be dropped as an alternate.
     let halfOpen = false;
     for (let i = 0; i < candidates.length; i++) if (candidates[i].halfOpen) halfOpen = true;
+    markAdapterAffinity(candidates, allReplicas, request);
     const order = strategy.order(candidates, context, halfOpen ? wanted + 1 : wanted);
     // Without a half-open candidate there is no trial to settle (and no array to copy into).
     const ordered = halfOpen ? settleTrials(order, now) : order;

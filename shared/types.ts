@@ -48,6 +48,12 @@ export interface ReplicaView {
   samples: number;
   /** True when the replica's passive ejection has expired and one trial request may go to it. */
   halfOpen: boolean;
+  /**
+   * For a request naming a LoRA adapter whose GPU slots are known: how well placed the replica
+   * is to run it (model-routing.ts adapterAffinity: 1 running, 0.8 free slot, 0.6 loading, 0 full).
+   * Absent otherwise.
+   */
+  adapterAffinity?: number;
 }
 
 /**

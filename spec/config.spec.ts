@@ -58,7 +58,7 @@ const DEFAULTS: BalancerConfig = {
   slow_start: { window_s: 0, aggression: 1, min_weight_percent: 10 },
   models: { declared: [], discovery: true, path: '/v1/models', refresh_s: 10, timeout_s: 2, default: null, aliases: [] },
   replica_metrics: { path: '/metrics', interval_s: 1, timeout_s: 1, stale_after_s: 5 },
-  llm: { queue_weight: 2, kv_weight: 2, prefix_weight: 3, tokens_weight: 1, kv_saturation: 0.95, queue_saturation: 32 },
+  llm: { queue_weight: 2, kv_weight: 2, prefix_weight: 3, tokens_weight: 1, adapter_weight: 3, kv_saturation: 0.95, queue_saturation: 32 },
   active_health: {
     enabled: false,
     path: '/health',
@@ -221,6 +221,7 @@ describe('validate: each invalid field yields exactly its own error', () => {
     ['active path without its slash', { active_health: { path: 'health' } }, 'active_health.path', 'must be a URL path starting with / and without spaces or control characters, such as /metrics, got "health"'],
     ['metrics path with a space', { replica_metrics: { path: '/my metrics' } }, 'replica_metrics.path', 'must be a URL path starting with / and without spaces or control characters, such as /metrics, got "/my metrics"'],
     ['metrics path as a full URL', { replica_metrics: { path: 'http://x/metrics' } }, 'replica_metrics.path', 'must be a URL path starting with / and without spaces or control characters, such as /metrics, got "http://x/metrics"'],
+    ['llm adapter weight negative', { llm: { adapter_weight: -1 } }, 'llm.adapter_weight', 'must be a number between 0 and 100, got -1'],
     ['models path without its slash', { models: { path: 'v1/models' } }, 'models.path', 'must be a URL path starting with / and without spaces or control characters, such as /metrics, got "v1/models"'],
     ['models discovery not boolean', { models: { discovery: 'on' } }, 'models.discovery', 'must be a boolean, got string "on"'],
     ['models refresh below a second', { models: { refresh_s: 0.5 } }, 'models.refresh_s', 'must be a number between 1 and 3600, got 0.5'],

@@ -156,4 +156,25 @@ describe('model routing through nginx', () => {
     expect(seen.size).toBe(3);
     expect(backends.list.every((b) => b.modelReads === 0)).toBe(true);
   });
+
+  it("llm sends a LoRA adapter where vLLM's /metrics says it runs (vllm:lora_requests_info), another one to a free slot", async () => {
+    const [b1, b2, b3] = backends.list;
+    const lora = (running: string) =>
+      '# TYPE vllm:lora_requests_info gauge\n' +
+      `vllm:lora_requests_info{max_lora="2",running_lora_adapters="${running}",waiting_lora_adapters="${running}"} 1.7e9\n` +
+      'vllm:num_requests_running{model_name="m"} 0\nvllm:num_requests_waiting{model_name="m"} 0\nvllm:kv_cache_usage_perc{model_name="m"} 0.1\n';
+    // Every replica serves the base and both adapters (one identical list: no routing by list alone).
+    for (const b of backends.list) b.behave({ models: [LLAMA, 'sql-lora', 'chat-lora'] });
+    b1.behave({ metricsText: lora('sql-lora') });
+    b2.behave({ metricsText: lora('chat-lora,law-lora') });
+    b3.behave({ metricsText: lora('') });
+    const lb = await fleet.start({ strategy: 'llm', replicas: replicasOf(backends.list), models: { refresh_s: 1 }, replica_metrics: { interval_s: 0.2 } });
+    const target = lb;
+    await waitFor('sql-lora sent where it runs', async () => {
+      const seen = new Set<string>();
+      for (let i = 0; i < 4; i++) seen.add(String((await send(target, chat('sql-lora'))).json.backend));
+      return seen.size === 1 && seen.has(b1.name);
+    });
+    for (let i = 0; i < 4; i++) expect((await send(target, chat('chat-lora'))).json.backend).toBe(b2.name);
+  });
 });

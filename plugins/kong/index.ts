@@ -47,6 +47,8 @@ import type { HealthProber } from './health-prober';
 import { startMetricsScraper } from './metrics-scraper';
 import { startModelDiscovery } from './model-discovery';
 import type { ModelDiscovery } from './model-discovery';
+import { parseLoraSlots } from '../../shared/model-discovery';
+import type { LoraSlots } from '../../shared/model-discovery';
 import type { MetricsScraper } from './metrics-scraper';
 import { replicaSourceFor } from './replica-source';
 import type { ReplicaSource } from './replica-source';
@@ -126,6 +128,8 @@ interface PluginState {
   prober: HealthProber | null;
   /** Reads what each replica serves when models.discovery is on; else null. */
   discovery: ModelDiscovery | null;
+  /** Replica id -> its LoRA GPU slots from its last /metrics (vLLM with --enable-lora). */
+  loraSlots: Record<string, LoraSlots>;
   /** Derived from discovery.version(): whether the discovered lists differ (then requests are routed by model). */
   modelView: { version: number; differ: boolean };
   /** With kong.redis: the state shared with the other Kong nodes (redis-state.ts); else null. */
@@ -294,6 +298,7 @@ function stateFor(pluginId: string, config: BalancerConfig, kong: KongOptions): 
     scraper: null,
     prober: null,
     discovery: null,
+    loraSlots: Object.create(null),
     modelView: { version: -1, differ: false },
     shared,
     consultsPrefixTable: consultsPrefixTable(config),
@@ -307,7 +312,13 @@ function stateFor(pluginId: string, config: BalancerConfig, kong: KongOptions): 
       timeoutMs: config.replica_metrics.timeout_s * 1000,
       // Read at each round: the Admin API list follows the upstream's targets.
       replicas: () => currentReplicas(state),
-      record: (replicaId, text) => state.balancer.onReplicaMetrics(replicaId, text),
+      record: (replicaId, text) => {
+        // vLLM's LoRA slots ride on the same text (llm scores adapter affinity from them).
+        const slots = parseLoraSlots(text);
+        if (slots !== null) state.loraSlots[replicaId] = slots;
+        else delete state.loraSlots[replicaId];
+        return state.balancer.onReplicaMetrics(replicaId, text);
+      },
     });
   }
   if (config.models.discovery) {
@@ -372,8 +383,13 @@ function discoveredListsDiffer(state: PluginState, replicas: Replica[]): boolean
  */
 function withDiscoveredModels(state: PluginState, replicas: Replica[]): Replica[] | null {
   const discovery = state.discovery;
-  if (discovery === null || !discoveredListsDiffer(state, replicas)) return null;
-  return replicas.map((replica) => Object.assign({}, replica, { models: { served: discovery.served(replica.id), lora: null } }));
+  // LoRA slots known (llm scrapes /metrics): attached too, for the adapter score.
+  let slots = false;
+  for (const replica of replicas) if (state.loraSlots[replica.id] !== undefined) slots = true;
+  if (!slots && (discovery === null || !discoveredListsDiffer(state, replicas))) return null;
+  return replicas.map((replica) =>
+    Object.assign({}, replica, { models: { served: discovery === null ? null : discovery.served(replica.id), lora: state.loraSlots[replica.id] === undefined ? null : state.loraSlots[replica.id] } }),
+  );
 }
 
 /** The replicas with every discovered list attached (whether or not the lists differ). */

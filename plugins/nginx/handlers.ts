@@ -33,9 +33,9 @@ import type { ByteChunk, OutputTally } from '../../shared/output-tokens';
 import type { PickResult, Replica, Store } from '../../shared/types';
 import { exhaustedError, internalError } from './errors';
 import { retryAfterSeconds } from '../../shared/retry-after';
-import { BODY_STATE_VAR, CONFIG_OBJECT, MODELS_LISTS_KEY, MODELS_ROUTING_KEY, ERROR_VAR, RETRY_AFTER_VAR, FIRST_BYTE_VAR, OUTPUT_TOKENS_VAR, PLAN_VAR, PROMPT_TOKENS_VAR, PROXY_LOCATION, PROXY_STREAM_LOCATION, REQUEST_BODY_VAR, TARGET_VAR, TOKENS_VAR, TRIED_VAR, UNAVAILABLE_UPSTREAM } from './names';
+import { BODY_STATE_VAR, CONFIG_OBJECT, MODELS_LISTS_KEY, MODELS_LORA_KEY, MODELS_ROUTING_KEY, ERROR_VAR, RETRY_AFTER_VAR, FIRST_BYTE_VAR, OUTPUT_TOKENS_VAR, PLAN_VAR, PROMPT_TOKENS_VAR, PROXY_LOCATION, PROXY_STREAM_LOCATION, REQUEST_BODY_VAR, TARGET_VAR, TOKENS_VAR, TRIED_VAR, UNAVAILABLE_UPSTREAM } from './names';
 import type { PreloadedConfig } from './names';
-import type { ServedModels } from '../../shared/model-discovery';
+import type { LoraSlots, ServedModels } from '../../shared/model-discovery';
 import { attemptOutcome, describeOutcome } from './outcome';
 import type { ResponseVariables } from './outcome';
 import { linkPeers, readPeers } from './peers';
@@ -73,6 +73,8 @@ export interface Context {
   routesByModel: boolean;
   /** models.aliases or models.default: $llm_balancer_request_body is declared and proxy_set_body sends it. */
   rewritesModel: boolean;
+  /** llm with llm.adapter_weight: the LoRA slots the /metrics scrape keeps are attached to the replicas. */
+  scoresAdapters: boolean;
 }
 
 let current: Context | null = null;
@@ -140,6 +142,7 @@ export function context(): Context {
     tracksBody: splitsByStreaming(config.timeouts),
     routesByModel: routesByModel(config),
     rewritesModel: rewritesModel(config),
+    scoresAdapters: config.strategy === 'llm' && config.llm.adapter_weight > 0 && config.models.discovery,
   };
   return current;
 }
@@ -400,23 +403,30 @@ export function outcome(r: NjsRequest): string {
 }
 
 /**
- * The replicas with the lists model discovery keeps (model-discovery.ts) attached, when two of
- * them differ; null otherwise (or before the first read). One string read from the zone per pick.
+ * The replicas with what the models zone holds attached (model-discovery.ts, metrics-scrape.ts):
+ * for routing, the lists when two of them differ (key MODELS_ROUTING_KEY); for GET /v1/models, every
+ * list (MODELS_LISTS_KEY); for llm, the LoRA slots the /metrics scrape found too. null when there is
+ * nothing to attach. One or two string reads from the zone per pick.
  */
 function discoveredReplicas(ctx: Context, key: string): Replica[] | null {
-  let text: string | undefined;
+  let listsText: string | undefined;
+  let loraText: string | undefined;
   try {
-    text = modelsDict().get(key);
+    const dict = modelsDict();
+    loraText = ctx.scoresAdapters ? dict.get(MODELS_LORA_KEY) : undefined;
+    listsText = dict.get(loraText ? MODELS_LISTS_KEY : key);
   } catch (e) {
     return null;
   }
-  if (!text) return null;
-  const lists = JSON.parse(text) as Record<string, ServedModels | null>;
+  if (!listsText && !loraText) return null;
+  const lists = (listsText ? JSON.parse(listsText) : {}) as Record<string, ServedModels | null>;
+  const slots = (loraText ? JSON.parse(loraText) : {}) as Record<string, LoraSlots>;
   const out: Replica[] = [];
   for (let i = 0; i < ctx.replicas.length; i++) {
     const r = ctx.replicas[i];
     const served = lists[r.id];
-    out.push({ id: r.id, address: r.address, weight: r.weight, health: r.health, keys: r.keys, models: { served: served === undefined ? null : served, lora: null } });
+    const lora = slots[r.id];
+    out.push({ id: r.id, address: r.address, weight: r.weight, health: r.health, keys: r.keys, models: { served: served === undefined ? null : served, lora: lora === undefined ? null : lora } });
   }
   return out;
 }

@@ -25,7 +25,11 @@ import { readsReplicaLoad } from '../../shared/balancer';
 import type { Replica, Store } from '../../shared/types';
 import { context } from './handlers';
 import type { Context } from './handlers';
-import { describeError, fetchText, host } from './runtime';
+import { describeError, fetchText, host, modelsDict } from './runtime';
+import type { StringDict } from './runtime';
+import { parseLoraSlots } from '../../shared/model-discovery';
+import type { LoraSlots } from '../../shared/model-discovery';
+import { MODELS_LORA_KEY } from './names';
 
 /** 1 while a replica's /metrics answers with load, 0 once it stopped; absent before the first scrape. */
 const STATE_PREFIX = 'm:ok:';
@@ -65,8 +69,8 @@ function noteState(store: Store, replica: Replica, url: string, problem: string 
   );
 }
 
-/** One replica's scrape. Never rejects. */
-async function scrape(ctx: Context, replica: Replica, path: string, timeoutMs: number, staleAfterS: number): Promise<void> {
+/** One replica's scrape; resolves with its LoRA slots when the text reports them (vLLM --enable-lora). Never rejects. */
+async function scrape(ctx: Context, replica: Replica, path: string, timeoutMs: number, staleAfterS: number): Promise<LoraSlots | null> {
   const url = 'http://' + replica.address + path;
   try {
     const answer = await fetchText(url, timeoutMs);
@@ -74,10 +78,31 @@ async function scrape(ctx: Context, replica: Replica, path: string, timeoutMs: n
     if (typeof answer === 'string') problem = answer;
     else if (!ctx.balancer.onReplicaMetrics(replica, answer.text)) problem = 'answered 200 without vLLM or SGLang load series (requests running / waiting, KV-cache usage)';
     noteState(ctx.store, replica, url, problem, staleAfterS);
+    return typeof answer === 'string' ? null : parseLoraSlots(answer.text);
   } catch (e) {
     const ngx = host();
     ngx.log(ngx.ERR, 'llm-balancer: replica metrics: recording the scrape of replica ' + replica.id + ' failed: ' + describeError(e));
+    return null;
   }
+}
+
+/** Keeps the replicas' LoRA slots in the models zone for the picks (when the zone exists: models.discovery). */
+function keepLoraSlots(replicas: Replica[], slots: Array<LoraSlots | null>): void {
+  let dict: StringDict;
+  try {
+    dict = modelsDict();
+  } catch (e) {
+    return;
+  }
+  const byId: Record<string, LoraSlots> = {};
+  let any = false;
+  for (let i = 0; i < replicas.length; i++) {
+    const s = slots[i];
+    if (s === null) continue;
+    byId[replicas[i].id] = s;
+    any = true;
+  }
+  dict.set(MODELS_LORA_KEY, any ? JSON.stringify(byId) : '');
 }
 
 /** js_periodic handler: one scrape of every current replica, concurrently. Never throws. */
@@ -88,9 +113,10 @@ export async function scrapeMetrics(_session?: unknown): Promise<void> {
     if (!readsReplicaLoad(ctx.config)) return;
     const options = ctx.config.replica_metrics;
     const timeoutMs = scrapeTimeoutMs(options.timeout_s, options.interval_s);
-    const scrapes: Promise<void>[] = [];
+    const scrapes: Promise<LoraSlots | null>[] = [];
     for (let i = 0; i < ctx.replicas.length; i++) scrapes.push(scrape(ctx, ctx.replicas[i], options.path, timeoutMs, options.stale_after_s));
-    await Promise.all(scrapes);
+    const slots = await Promise.all(scrapes);
+    keepLoraSlots(ctx.replicas, slots);
   } catch (e) {
     const ngx = host();
     ngx.log(ngx.ERR, 'llm-balancer: replica metrics scrape failed: ' + describeError(e));

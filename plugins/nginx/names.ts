@@ -43,6 +43,8 @@ export const MODELS_ZONE = 'llm_balancer_models';
 export const MODELS_ROUTING_KEY = 'routing';
 /** Its key holding every asked replica's last list as JSON (GET /v1/models answers from it). */
 export const MODELS_LISTS_KEY = 'lists';
+/** Its key holding the replicas' LoRA GPU slots from their /metrics as JSON, '' when none reports any (metrics-scrape.ts). */
+export const MODELS_LORA_KEY = 'lora';
 
 /** js_var: seconds for the Retry-After header of a 503 when no replica can serve (set only then). */
 export const RETRY_AFTER_VAR = 'llm_balancer_retry_after';

@@ -109,6 +109,7 @@ export interface BalancerConfig {
     kv_weight: number;
     prefix_weight: number;
     tokens_weight: number;
+    adapter_weight: number;
     kv_saturation: number;
     queue_saturation: number;
   };

@@ -9,6 +9,9 @@
 //            kv      1 − KV-cache usage (a replica without it gets the mean of the others)
 //            prefix  the share of the prompt's blocks last sent to the replica (prefix-table.ts)
 //            tokens  min-max over (estimated tokens in flight + this request's) / weight
+//            adapter for a request naming a LoRA adapter whose replicas report their GPU slots
+//                    (vllm:lora_requests_info): 1 where it runs, 0.8 a free slot, 0.6 loading, 0
+//                    every slot taken by others (llm-d's LoRA affinity; model-routing.ts)
 //   pick     the highest total, ties at random; alternates by total.
 // The pick is then recorded as the holder of the prompt's blocks, as prefix-affinity does.
 // A prompt no candidate was sent any block of (prefix_affinity.placement rendezvous, the default):
@@ -91,7 +94,8 @@ export function createLlm(config: BalancerConfig, store: Store): Strategy {
       const totals: number[] = [];
       for (let i = 0; i < n; i++) {
         const kv = candidates[i].kvUsage !== null ? (candidates[i].kvUsage as number) : kvMean;
-        totals.push(options.queue_weight * queueScores[i] + options.kv_weight * (1 - kv) + options.tokens_weight * tokenScores[i]);
+        const adapter = candidates[i].adapterAffinity;
+        totals.push(options.queue_weight * queueScores[i] + options.kv_weight * (1 - kv) + options.tokens_weight * tokenScores[i] + (adapter === undefined ? 0 : options.adapter_weight * adapter));
       }
       const llm = context.llm;
       pending = llm === null ? null : prefixBlockHashes(llm.promptKey, blockChars, prefix.max_blocks);

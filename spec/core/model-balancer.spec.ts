@@ -164,4 +164,41 @@ describe('model routing in the balancer', () => {
     expect(b.modelList(down)?.data.map((m) => m.id)).toEqual([LLAMA, 'sql-lora', 'gpt-4o']);
     expect(b.modelList(fleet().map(({ models: _m, ...r }) => r))).toBeNull();
   });
+
+  it('llm scores LoRA-adapter affinity from the replicas\' GPU slots: where it runs, then a free slot, never a full replica while others can', () => {
+    const base = { bases: [LLAMA], adapters: { 'sql-lora': LLAMA, 'chat-lora': LLAMA, 'law-lora': LLAMA, 'new-lora': LLAMA } };
+    const replicas = (slots: Array<{ running: string[]; waiting: string[]; maxLoras: number }>): Replica[] =>
+      slots.map((lora, i) => ({ id: 'r' + i, address: '10.0.0.' + (i + 1) + ':8000', weight: 1, models: { served: base, lora } }));
+    const fleetSlots = replicas([
+      { running: ['chat-lora', 'law-lora'], waiting: [], maxLoras: 2 },
+      { running: ['sql-lora'], waiting: [], maxLoras: 2 },
+      { running: ['chat-lora'], waiting: [], maxLoras: 2 },
+    ]);
+    const picks = (model: string) => {
+      const b = createBalancer(configOf({ strategy: 'llm', retries: 0 }), { store: createMemoryStore(), clock: fakeClock(), random: seededRandom(11) });
+      const seen: Record<string, number> = {};
+      for (let i = 0; i < 30; i++) {
+        const result = b.pick(fleetSlots, chat(model));
+        if (!result.ok) throw new Error(result.message);
+        seen[result.replicas[0].id] = (seen[result.replicas[0].id] ?? 0) + 1;
+      }
+      return seen;
+    };
+    // Nothing started (loads equal): the adapter goes where it runs.
+    expect(picks('sql-lora')).toEqual({ r1: 30 });
+    // law-lora runs on r0 only; r2 has a free slot, r1 has one too: r0 wins.
+    expect(picks('law-lora')).toEqual({ r0: 30 });
+    // Running on two: those two share it.
+    expect(Object.keys(picks('chat-lora')).sort()).toEqual(['r0', 'r2']);
+    // Running nowhere: a free slot (r1, r2), never r0 whose slots are all taken.
+    expect(Object.keys(picks('new-lora')).sort()).toEqual(['r1', 'r2']);
+    // Off: adapter_weight 0 spreads by the other scores alone.
+    const b = createBalancer(configOf({ strategy: 'llm', retries: 0, llm: { adapter_weight: 0 } }), { store: createMemoryStore(), clock: fakeClock(), random: seededRandom(11) });
+    const spread = new Set<string>();
+    for (let i = 0; i < 30; i++) {
+      const result = b.pick(fleetSlots, chat('sql-lora'));
+      if (result.ok) spread.add(result.replicas[0].id);
+    }
+    expect(spread.size).toBe(3);
+  });
 });
