@@ -419,7 +419,7 @@ export function createBalancer(config: BalancerConfig, deps: BalancerDeps): Bala
       ids.push(replicas[i].id);
       models.push(modelsOf(replicas[i]));
     }
-    const dynamic = request.dynamicLora === true;
+    const dynamic = request.dynamicLora !== undefined ? request.dynamicLora : config.models.dynamic_lora;
     const candidates = replicasForModel(ids, models, model, dynamic, adapterBase(model, models));
     if (candidates.kind === 'not-found') return { ok: false, reason: 'model-not-found', message: 'The model `' + model + '` does not exist.' };
     if (candidates.kind === 'any') return replicas;

@@ -5,7 +5,8 @@
 // Serving a model. A replica serves a name when it is one of its base models or a LoRA adapter it
 // lists. With dynamic loading allowed (vLLM --enable-lora with runtime loading or a resolver), a
 // replica also can-load an adapter whose base model it serves: the adapter's base is learnt from
-// any replica that lists it (or the config). A replica whose list is unknown (nothing declared,
+// any replica that lists it (or the config); an adapter no list names yet may go anywhere (its
+// resolver will fetch it). A replica whose list is unknown (nothing declared,
 // discovery off or not answered yet) is kept as a candidate for every model: it may serve it, and
 // dropping it would turn "not learnt yet" into "not found". The model is not found only when every
 // replica's list is known and none serves (or, with dynamic loading, can load) it: the gateway then
@@ -116,7 +117,8 @@ export function replicasForModel(ids: string[], models: Array<ReplicaModels | nu
       kept.push(ids[i]);
     }
   }
-  if (kept.length === 0 && allKnown) return { kind: 'not-found' };
+  // Loaded on demand: a name no list has yet (an adapter its resolver will fetch) is not unknown.
+  if (kept.length === 0 && allKnown) return dynamicLoading ? { kind: 'any' } : { kind: 'not-found' };
   return { kind: 'only', ids: kept };
 }
 

@@ -80,9 +80,12 @@ export function referenceRow(level: LevelResult): Row {
 /** Markdown table lines of one level. */
 export function renderTable(result: ShootoutResult, level: LevelResult): string[] {
   const reference = referenceRow(level).report;
-  const header = ['strategy', 'mean ms', 'p99 ms', 'TTFT p50', 'TTFT p99', 'req/s', 'out tok/s', 'errors', 'goodput', 'cache hits', 'mean vs RR', 'p99 vs RR'];
+  // LoRA mixes: the replicas' adapter loads per 1,000 requests (each load stalls a batch).
+  const adapters = level.rows.some((row) => (row.cache?.adapterLoads ?? 0) > 0);
+  const header = ['strategy', 'mean ms', 'p99 ms', 'TTFT p50', 'TTFT p99', 'req/s', 'out tok/s', 'errors', 'goodput', 'cache hits', 'mean vs RR', 'p99 vs RR'].concat(adapters ? ['adapter loads /1k'] : []);
   const rows = level.rows.map((row) => {
     const r = row.report;
+    const loads = adapters ? [row.cache?.adapterLoads === undefined || r.requests.total === 0 ? '-' : ((row.cache.adapterLoads * 1000) / r.requests.total).toFixed(0)] : [];
     return [
       row.strategy,
       ms(r.metrics.e2e.meanMs),
@@ -96,7 +99,7 @@ export function renderTable(result: ShootoutResult, level: LevelResult): string[
       row.cache === undefined || row.cache === null || row.cache.hitRate === null ? '-' : (row.cache.hitRate * 100).toFixed(0) + '%',
       ratio(r.metrics.e2e.meanMs, reference.metrics.e2e.meanMs),
       ratio(r.metrics.e2e.p99Ms, reference.metrics.e2e.p99Ms),
-    ];
+    ].concat(loads);
   });
   const widths = header.map((cell, column) => Math.max(cell.length, ...rows.map((row) => row[column].length)));
   const line = (cells: string[]) => '| ' + cells.map((cell, column) => (column === 0 ? cell.padEnd(widths[column]) : cell.padStart(widths[column]))).join(' | ') + ' |';

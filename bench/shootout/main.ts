@@ -162,11 +162,35 @@ export interface Emulators {
   stop(): Promise<void>;
 }
 
+/**
+ * What the replicas serve for a mix that names models: multi-lora's 24 adapters of one base model
+ * (vLLM --enable-lora, 4 GPU slots each: a replica sent every adapter thrashes), multi-model's two
+ * base models on two replica sets (an h100 and an a100 each: same capacity per model).
+ */
+export function emulatorModelArgs(mix: string): string[] {
+  if (mix === 'multi-lora') return ['--lora-adapters', 'adapter-*', '--max-loras', '4'];
+  if (mix === 'multi-model') return ['--models', '1:model-a', '--models', '3:model-a', '--models', '2:model-b', '--models', '4:model-b'];
+  return [];
+}
+
+/** Wait after a gateway starts before a model-routed trace: one models.refresh_s (1 s in the bench) and a margin. */
+const MODEL_LIST_WARMUP_MS = 1500;
+
+/** The row that calibrates capacity: nginx's own round robin, or ours where requests must be routed by model. */
+export function calibrationRow(mix: string): string {
+  return routesByModelName(mix) ? 'round-robin' : 'nginx round robin';
+}
+
+/** Mixes whose requests only some replicas can serve: nginx's own balancers cannot route them (404s). */
+export function routesByModelName(mix: string): boolean {
+  return mix === 'multi-model';
+}
+
 /** The four replicas in a child process (`testbed/emulator/cli.ts --json`). */
-export async function startEmulators(timeScale: number, seed: number): Promise<Emulators> {
+export async function startEmulators(timeScale: number, seed: number, mix = DEFAULT_MIX): Promise<Emulators> {
   const child = await startJsonChild<{ replicas: Array<{ address: string }> }>(
     path.join(REPO_ROOT, 'testbed', 'emulator', 'cli.ts'),
-    ['--replicas', PROFILES.join(','), '--time-scale', String(timeScale), '--seed', String(seed), '--json'],
+    ['--replicas', PROFILES.join(','), '--time-scale', String(timeScale), '--seed', String(seed), '--json'].concat(emulatorModelArgs(mix)),
     'the emulator',
   );
   return {
@@ -207,6 +231,10 @@ export function balancerFile(row: string, addresses: string[]): Record<string, u
   // A replica is "saturated" at the h100's batch size (vLLM's max_num_seqs), not the default 64.
   if (strategy === 'hybrid') file.hybrid = { max_concurrent: 32 };
   if (variant !== undefined) file.llm = Object.assign({}, variant);
+  // A 20 s row must not spend its first 10 s before the first model-list read (multi-model); the
+  // emulated replicas load adapters on demand (`adapter-*` is a resolver pattern), as vLLM with a
+  // LoRA resolver does: an adapter not listed yet is not unknown.
+  file.models = { refresh_s: 1, dynamic_lora: true };
   return file;
 }
 
@@ -358,22 +386,28 @@ export interface CacheStats {
   hitTokens: number;
   /** hitTokens / queriedTokens, null when nothing was queried. */
   hitRate: number | null;
+  /** LoRA adapter loads over the run (the emulator's llm_emulator_lora_adapter_loads_total); 0 without adapters. */
+  adapterLoads?: number;
 }
 
 async function cacheStats(addresses: string[]): Promise<CacheStats | null> {
   let queried = 0;
   let hits = 0;
+  let loads = 0;
   for (const address of addresses) {
     try {
-      const load = parseReplicaMetrics(await (await fetch(`http://${address}/metrics`, { signal: AbortSignal.timeout(5000) })).text());
+      const text = await (await fetch(`http://${address}/metrics`, { signal: AbortSignal.timeout(5000) })).text();
+      const load = parseReplicaMetrics(text);
       if (load.prefixQueries === null || load.prefixHits === null) return null;
       queried += load.prefixQueries;
       hits += load.prefixHits;
+      const adapterLoads = /^llm_emulator_lora_adapter_loads_total(?:\{[^}]*\})? (\S+)/m.exec(text);
+      if (adapterLoads !== null) loads += Number(adapterLoads[1]);
     } catch {
       return null;
     }
   }
-  return { queriedTokens: queried, hitTokens: hits, hitRate: queried > 0 ? hits / queried : null };
+  return { queriedTokens: queried, hitTokens: hits, hitRate: queried > 0 ? hits / queried : null, adapterLoads: loads };
 }
 
 async function withStack<T>(
@@ -381,8 +415,9 @@ async function withStack<T>(
   timeScale: number,
   seed: number,
   body: (gateway: Gateway) => Promise<T>,
+  mix = DEFAULT_MIX,
 ): Promise<T & { moduleErrors: string[]; cache: CacheStats | null }> {
-  const emulators = await startEmulators(timeScale, seed);
+  const emulators = await startEmulators(timeScale, seed, mix);
   try {
     const gateway = await startGateway(row, emulators.addresses);
     let result: T;
@@ -442,8 +477,17 @@ async function calibrate(mode: Mode, timeScale: number, run: RunChoices, log: (l
   let completedInWindow = 0;
   for (let attempt = 0; attempt < 3; attempt++) {
     const trace = traceWithSessions({ seed: run.seed + 1000, ratePerS: offered, durationS, mix: run.mix });
-    const result = await withStack('nginx round robin', timeScale, run.seed, (gateway) =>
-      executeSplit(trace, gateway.urls, durationS * 1000 + 2000),
+    // nginx's own round robin cannot route by model: a mix that needs it calibrates through ours.
+    const result = await withStack(
+      calibrationRow(run.mix),
+      timeScale,
+      run.seed,
+      async (gateway) => {
+        // The model lists are read at start (Kong) or within models.refresh_s (NGINX): give them that.
+        if (routesByModelName(run.mix)) await new Promise((resolve) => setTimeout(resolve, MODEL_LIST_WARMUP_MS));
+        return executeSplit(trace, gateway.urls, durationS * 1000 + 2000);
+      },
+      run.mix,
     );
     capacity = steadyCompletionRate(result.records, from, to);
     completedInWindow = Math.round((capacity * (to - from)) / 1000);
@@ -455,7 +499,7 @@ async function calibrate(mode: Mode, timeScale: number, run: RunChoices, log: (l
   return {
     method:
       'saturating open-loop trace through nginx round robin; capacity = completions ending in the last 2/3 of the trace per second (the first third fills the batches); offer doubled if not saturated',
-    row: 'nginx round robin',
+    row: calibrationRow(run.mix),
     offeredPerS: attempts[attempts.length - 1].offeredPerS,
     durationS,
     steadyWindowS: [from / 1000, to / 1000],
@@ -514,6 +558,7 @@ export async function runShootout(options: ShootoutOptions): Promise<ShootoutRes
     const rows: Row[] = [];
     for (const name of run.rows) {
       const outcome = await withStack(name, timeScale, run.seed, async (gateway) => {
+        if (routesByModelName(run.mix)) await new Promise((resolve) => setTimeout(resolve, MODEL_LIST_WARMUP_MS));
         const notes: string[] = [];
         const midRun = gateway.midRun;
         const during =
@@ -526,7 +571,7 @@ export async function runShootout(options: ShootoutOptions): Promise<ShootoutRes
         const result = await executeSplit(trace, gateway.urls, ROW_TIMEOUT_MS);
         await during;
         return { notes, report: buildReport(result.records, { windowMs: result.windowMs, slo, trace: traceInfo(trace), target: { baseUrl: gateway.urls.join(' + '), path: null } }) };
-      });
+      }, run.mix);
       const report: Report = outcome.report;
       const row: Row = { strategy: name, report, moduleErrors: outcome.moduleErrors.slice(0, 5), cache: outcome.cache };
       if (outcome.notes.length > 0) row.notes = outcome.notes;

@@ -783,6 +783,14 @@ export const schema: FieldEntry[] = [
             },
           },
         },
+        {
+          dynamic_lora: {
+            type: 'boolean',
+            default: false,
+            description:
+              'The replicas load LoRA adapters on demand (vLLM with a LoRA resolver): an adapter no list names yet may go to any replica serving its base model, or to any replica when its base is unknown, instead of 404.',
+          },
+        },
       ],
     },
   },

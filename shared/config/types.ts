@@ -37,6 +37,7 @@ export interface ModelsConfig {
   timeout_s: number;
   default: string | null;
   aliases: Array<{ name: string; model: string }>;
+  dynamic_lora: boolean;
 }
 
 export interface HashKeyConfig {

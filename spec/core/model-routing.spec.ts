@@ -48,7 +48,9 @@ describe('replicasForModel', () => {
 
   it('no model: any replica; a model no known list has: not found', () => {
     expect(replicasForModel(ids, fleet, null, false, null)).toEqual({ kind: 'any' });
-    expect(replicasForModel(ids, fleet, 'mistral', true, null)).toEqual({ kind: 'not-found' });
+    expect(replicasForModel(ids, fleet, 'mistral', false, null)).toEqual({ kind: 'not-found' });
+    // Loaded on demand (a LoRA resolver): a name no list has yet may go anywhere.
+    expect(replicasForModel(ids, fleet, 'mistral', true, null)).toEqual({ kind: 'any' });
   });
 
   it('a replica whose list is unknown stays a candidate, so "not learnt yet" is never "not found"', () => {
@@ -69,8 +71,11 @@ describe('replicasForModel', () => {
           return;
         }
         const eligible = (i: number) => models[i] === null || servesModel(models[i]!.served!, model) || (dynamic && base !== null && models[i]!.served!.bases.includes(base));
+        const noneEligible = models.every((m, i) => m !== null && !eligible(i));
         if (result.kind === 'not-found') {
-          expect(models.every((m, i) => m !== null && !eligible(i))).toBe(true);
+          expect(noneEligible && !dynamic).toBe(true);
+        } else if (result.kind === 'any') {
+          expect(noneEligible && dynamic).toBe(true);
         } else {
           expect(result.kind).toBe('only');
           if (result.kind === 'only') expect(result.ids).toEqual(names.filter((_, i) => eligible(i)));
