@@ -10,6 +10,8 @@ import type { Clock, MetricReads, Outcome, PickResult, Random, Replica, ReplicaV
 import { activelyUnhealthy, anyActivelyUnhealthy } from './health/active';
 import { claimTrial, classifyOutcome, passiveState, recordVerdict, trialInProgress } from './health/passive';
 import { resolveHashKey } from './hash-key';
+import { hashString } from './hash';
+import { rendezvousOwner } from './strategies/consistent-hash';
 import { buildView, keysOf, readLatency, readNumber, recordEnd, recordLatency, recordReplicaLoad, recordStart } from './replica-state';
 import { parseReplicaMetrics } from './replica-metrics';
 import type { ReplicaKeys } from './replica-state';
@@ -21,7 +23,7 @@ import { slotKey } from './prefix-table';
 import { CHARS_PER_TOKEN } from './llm-request';
 import type { StrategyName } from './config/types';
 import type { SlowStartConfig } from './slow-start';
-import { adapterAffinity, adapterBase, bodyModel, modelList, modelPromptKey, replicasForModel, requestedModel } from './model-routing';
+import { ADAPTER_LOADED, adapterAffinity, adapterBase, bodyModel, modelList, modelPromptKey, replicasForModel, requestedModel } from './model-routing';
 import type { ServedModels } from './model-discovery';
 import type { ModelCard, ReplicaModels } from './model-routing';
 
@@ -451,9 +453,15 @@ export function createBalancer(config: BalancerConfig, deps: BalancerDeps): Bala
       }
     }
     if (!slotsKnown || (!named && adapterBase(model, all) === null)) return;
+    // The adapter's home: the weighted rendezvous owner of its name among the candidates, the same
+    // on every gateway node. Counted as loaded there whatever the (up to a scrape old) slots say, so
+    // each adapter keeps to one replica and the replicas' slots are not all filled by all adapters;
+    // the queue and token scores still move a hot adapter's overflow elsewhere.
+    const home = rendezvousOwner(views, hashString(model));
     for (let i = 0; i < views.length; i++) {
       const models = byId[views[i].id];
-      views[i].adapterAffinity = adapterAffinity(models === undefined || models === null ? null : models.lora, model);
+      const affinity = adapterAffinity(models === undefined || models === null ? null : models.lora, model);
+      views[i].adapterAffinity = i === home ? ADAPTER_LOADED : affinity;
     }
   }
 

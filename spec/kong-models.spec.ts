@@ -8,6 +8,9 @@ import { KONG_OUTFILE } from '../build/build.js';
 import { startKongGateway } from '../testbed/kong-gateway/gateway';
 import type { KongGateway } from '../testbed/kong-gateway/gateway';
 import { startBackends } from './helpers/backends';
+import { view } from './helpers/core';
+import { hashString } from '../shared/hash';
+import { rendezvousOwner } from '../shared/strategies/consistent-hash';
 import type { Backends } from './helpers/backends';
 import { request, waitFor } from './helpers/nginx-balancer';
 
@@ -143,25 +146,42 @@ describe('model routing through the Kong plugin', () => {
     expect(JSON.parse((await request(g.url + '/v1/models')).body).backend).toBeDefined();
   });
 
-  it("llm sends a LoRA adapter where vLLM's /metrics says it runs (vllm:lora_requests_info), another one to a free slot", async () => {
+  it("llm sends a LoRA adapter to its home replica or where vLLM's /metrics says it runs (vllm:lora_requests_info), never elsewhere while loads are even", async () => {
     const [b1, b2, b3] = backends.list;
     const lora = (running: string) =>
       '# TYPE vllm:lora_requests_info gauge\n' +
       `vllm:lora_requests_info{max_lora="2",running_lora_adapters="${running}",waiting_lora_adapters="${running}"} 1.7e9\n` +
       'vllm:num_requests_running{model_name="m"} 0\nvllm:num_requests_waiting{model_name="m"} 0\nvllm:kv_cache_usage_perc{model_name="m"} 0.1\n';
-    // Every replica serves the base and both adapters (one identical list: no routing by list alone).
-    for (const b of backends.list) b.behave({ models: [LLAMA, 'sql-lora', 'chat-lora'] });
+    // Every replica serves the base and its adapters (one identical list: no routing by list alone).
+    for (const b of backends.list) b.behave({ models: [LLAMA, `sql-lora@${LLAMA}`, `chat-lora@${LLAMA}`, `new-lora@${LLAMA}`] });
     b1.behave({ metricsText: lora('sql-lora') });
     b2.behave({ metricsText: lora('chat-lora,law-lora') });
     b3.behave({ metricsText: lora('') });
     const g = await startKongGateway({ config: { strategy: 'llm', replicas: backends.list.map((b) => ({ address: b.address })), models: { refresh_s: 1 }, replica_metrics: { interval_s: 0.2 } } });
     gateways.push(g);
     const target = g;
-    await waitFor('sql-lora sent where it runs', async () => {
+    const ids = backends.list.map((b) => b.address);
+    const homeOf = (adapter: string) => backends.list[rendezvousOwner(ids.map((id) => view(id)), hashString(adapter))].name;
+    const served = async (model: string, n: number) => {
       const seen = new Set<string>();
-      for (let i = 0; i < 4; i++) seen.add(String((await send(target, chat('sql-lora'))).json.backend));
-      return seen.size === 1 && seen.has(b1.name);
-    });
-    for (let i = 0; i < 4; i++) expect((await send(target, chat('chat-lora'))).json.backend).toBe(b2.name);
+      for (let i = 0; i < n; i++) {
+        seen.add(String((await send(target, chat(model))).json.backend));
+        // The log phase that gives the replica back runs just after the answer: let it, so each
+        // request finds the loads even and only the adapter score decides.
+        await new Promise((resolve) => setTimeout(resolve, 30));
+      }
+      return seen;
+    };
+    // Once b1's slots are scraped: sql-lora goes to b1 or its home, nowhere else.
+    const allowed = new Set([b1.name, homeOf('sql-lora')]);
+    await waitFor('sql-lora sent where it runs or home', async () => [...(await served('sql-lora', 16))].every((name) => allowed.has(name)) && allowed.size > 0);
+    const sql = await served('sql-lora', 16);
+    expect([...sql].every((name) => allowed.has(name))).toBe(true);
+    expect(sql.has(b1.name)).toBe(true);
+    // An adapter running nowhere: its home (the same on every gateway node), or a free slot when
+    // the home looks busier (a request still counted); never b2, whose slots are all taken.
+    const fresh = await served('new-lora', 8);
+    expect(fresh.has(homeOf('new-lora'))).toBe(true);
+    if (homeOf('new-lora') !== b2.name) expect(fresh.has(b2.name)).toBe(false);
   });
 });

@@ -881,7 +881,7 @@ export const schema: FieldEntry[] = [
         {
           adapter_weight: {
             type: 'number',
-            default: 3,
+            default: 8,
             between: [0, 100],
             description:
               "Weight of the LoRA-adapter score for a request naming an adapter: 1 where it runs, 0.8 a free slot, 0.6 loading, 0 every slot taken (vLLM's vllm:lora_requests_info).",

@@ -7,7 +7,9 @@ import { createBalancer, modelRewrite, prefixTableKeys } from '../../shared/bala
 import { createMemoryStore } from '../../shared/memory-store';
 import type { ReplicaModels } from '../../shared/model-routing';
 import type { Replica } from '../../shared/types';
-import { configOf, fakeClock, seededRandom } from '../helpers/core';
+import { configOf, fakeClock, seededRandom, view } from '../helpers/core';
+import { hashString } from '../../shared/hash';
+import { rendezvousOwner } from '../../shared/strategies/consistent-hash';
 
 const LLAMA = 'llama-8b';
 const QWEN = 'qwen-7b';
@@ -165,7 +167,7 @@ describe('model routing in the balancer', () => {
     expect(b.modelList(fleet().map(({ models: _m, ...r }) => r))).toBeNull();
   });
 
-  it('llm scores LoRA-adapter affinity from the replicas\' GPU slots: where it runs, then a free slot, never a full replica while others can', () => {
+  it("llm scores LoRA-adapter affinity: an adapter goes to its home (the same rendezvous owner on every node) or where vLLM's slots say it runs", () => {
     const base = { bases: [LLAMA], adapters: { 'sql-lora': LLAMA, 'chat-lora': LLAMA, 'law-lora': LLAMA, 'new-lora': LLAMA } };
     const replicas = (slots: Array<{ running: string[]; waiting: string[]; maxLoras: number }>): Replica[] =>
       slots.map((lora, i) => ({ id: 'r' + i, address: '10.0.0.' + (i + 1) + ':8000', weight: 1, models: { served: base, lora } }));
@@ -174,24 +176,22 @@ describe('model routing in the balancer', () => {
       { running: ['sql-lora'], waiting: [], maxLoras: 2 },
       { running: ['chat-lora'], waiting: [], maxLoras: 2 },
     ]);
+    const homeOf = (adapter: string) => 'r' + rendezvousOwner(fleetSlots.map((r) => view(r.id)), hashString(adapter));
     const picks = (model: string) => {
       const b = createBalancer(configOf({ strategy: 'llm', retries: 0 }), { store: createMemoryStore(), clock: fakeClock(), random: seededRandom(11) });
-      const seen: Record<string, number> = {};
+      const seen = new Set<string>();
       for (let i = 0; i < 30; i++) {
         const result = b.pick(fleetSlots, chat(model));
         if (!result.ok) throw new Error(result.message);
-        seen[result.replicas[0].id] = (seen[result.replicas[0].id] ?? 0) + 1;
+        seen.add(result.replicas[0].id);
       }
-      return seen;
+      return [...seen].sort();
     };
-    // Nothing started (loads equal): the adapter goes where it runs.
-    expect(picks('sql-lora')).toEqual({ r1: 30 });
-    // law-lora runs on r0 only; r2 has a free slot, r1 has one too: r0 wins.
-    expect(picks('law-lora')).toEqual({ r0: 30 });
-    // Running on two: those two share it.
-    expect(Object.keys(picks('chat-lora')).sort()).toEqual(['r0', 'r2']);
-    // Running nowhere: a free slot (r1, r2), never r0 whose slots are all taken.
-    expect(Object.keys(picks('new-lora')).sort()).toEqual(['r1', 'r2']);
+    // Nothing started (loads equal): where it runs, or its home; nowhere else.
+    expect(picks('sql-lora')).toEqual([...new Set(['r1', homeOf('sql-lora')])].sort());
+    expect(picks('law-lora')).toEqual([...new Set(['r0', homeOf('law-lora')])].sort());
+    // Running nowhere: its home only, full slots or not (every node sends it there, so it stays).
+    expect(picks('new-lora')).toEqual([homeOf('new-lora')]);
     // Off: adapter_weight 0 spreads by the other scores alone.
     const b = createBalancer(configOf({ strategy: 'llm', retries: 0, llm: { adapter_weight: 0 } }), { store: createMemoryStore(), clock: fakeClock(), random: seededRandom(11) });
     const spread = new Set<string>();

@@ -29,7 +29,7 @@ export interface Behaviour {
   metricsHangs: boolean;
   /** An OpenAI usage object with this completion_tokens: in the JSON answer, or as an SSE event before [DONE]; null: none. */
   usageTokens: number | null;
-  /** The gateway's model discovery (GET /v1/models, its User-Agent) gets this OpenAI model list (model ids); null: 404. Not counted as a request. */
+  /** The gateway's model discovery (GET /v1/models, its User-Agent) gets this OpenAI model list (model ids; 'name@parent' for a LoRA adapter); null: 404. Not counted as a request. */
   models: string[] | null;
 }
 
@@ -123,7 +123,12 @@ function createBackend(name: string): { backend: Backend; listen(port: number): 
         modelReads++;
         const ids = behaviour.models;
         res.writeHead(ids === null ? 404 : 200, { 'content-type': 'application/json' });
-        res.end(JSON.stringify(ids === null ? { error: 'no model list' } : { object: 'list', data: ids.map((id) => ({ id, object: 'model', owned_by: 'backend' })) }));
+        // 'name@parent': a LoRA adapter of base model `parent`, listed as vLLM lists one.
+        const card = (entry: string) => {
+          const at = entry.indexOf('@');
+          return at < 0 ? { id: entry, object: 'model', owned_by: 'backend', parent: null } : { id: entry.slice(0, at), object: 'model', owned_by: 'backend', parent: entry.slice(at + 1) };
+        };
+        res.end(JSON.stringify(ids === null ? { error: 'no model list' } : { object: 'list', data: ids.map(card) }));
         return;
       }
       if (req.url === '/health' || (req.url ?? '').startsWith('/health?')) {
