@@ -12,6 +12,7 @@ import { claimTrial, classifyOutcome, passiveState, recordVerdict, trialInProgre
 import { resolveHashKey } from './hash-key';
 import { hashString } from './hash';
 import { rendezvousOwner } from './strategies/consistent-hash';
+import { underBound } from './strategies/prefix-affinity';
 import { buildView, keysOf, readLatency, readNumber, recordEnd, recordLatency, recordReplicaLoad, recordStart } from './replica-state';
 import { parseReplicaMetrics } from './replica-metrics';
 import type { ReplicaKeys } from './replica-state';
@@ -457,11 +458,17 @@ export function createBalancer(config: BalancerConfig, deps: BalancerDeps): Bala
     // on every gateway node. Counted as loaded there whatever the (up to a scrape old) slots say, so
     // each adapter keeps to one replica and the replicas' slots are not all filled by all adapters;
     // the queue and token scores still move a hot adapter's overflow elsewhere.
-    const home = rendezvousOwner(views, hashString(model));
+    // While the home is under the bounded-load ceiling (prefix_affinity.balance_factor), a replica
+    // that neither is the home nor runs the adapter counts half: loading it there costs a load now
+    // and a slot the home would not need. Past the ceiling, llm-d's scores alone spread the adapter.
+    let home = rendezvousOwner(views, hashString(model));
+    if (home >= 0 && !underBound(views, views[home], config.prefix_affinity.balance_factor)) home = -1;
     for (let i = 0; i < views.length; i++) {
       const models = byId[views[i].id];
-      const affinity = adapterAffinity(models === undefined || models === null ? null : models.lora, model);
-      views[i].adapterAffinity = i === home ? ADAPTER_LOADED : affinity;
+      const lora = models === undefined || models === null ? null : models.lora;
+      const affinity = adapterAffinity(lora, model);
+      const runs = lora !== null && (lora.running.indexOf(model) >= 0 || lora.waiting.indexOf(model) >= 0);
+      views[i].adapterAffinity = i === home ? ADAPTER_LOADED : home >= 0 && !runs ? affinity / 2 : affinity;
     }
   }
 

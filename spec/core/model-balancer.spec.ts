@@ -192,6 +192,12 @@ describe('model routing in the balancer', () => {
     expect(picks('law-lora')).toEqual([...new Set(['r0', homeOf('law-lora')])].sort());
     // Running nowhere: its home only, full slots or not (every node sends it there, so it stays).
     expect(picks('new-lora')).toEqual([homeOf('new-lora')]);
+    // A home past the bounded-load ceiling (prefix_affinity.balance_factor) is no home: the
+    // adapter spreads by llm-d's scores (a free slot elsewhere) instead of piling on.
+    const busy = createBalancer(configOf({ strategy: 'llm', retries: 0 }), { store: createMemoryStore(), clock: fakeClock(), random: seededRandom(11) });
+    for (let i = 0; i < 6; i++) busy.onStart(homeOf('new-lora'));
+    const first = busy.pick(fleetSlots, chat('new-lora'));
+    expect(first.ok && first.replicas[0].id).not.toBe(homeOf('new-lora'));
     // Off: adapter_weight 0 spreads by the other scores alone.
     const b = createBalancer(configOf({ strategy: 'llm', retries: 0, llm: { adapter_weight: 0 } }), { store: createMemoryStore(), clock: fakeClock(), random: seededRandom(11) });
     const spread = new Set<string>();
