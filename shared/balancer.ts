@@ -154,8 +154,9 @@ export function consultsPrefixTable(config: BalancerConfig): boolean {
  * The Store keys of the prefix table a pick of this request reads (the prompt's block slots), so an
  * adapter keeping the table elsewhere (Kong with Redis) can fetch exactly them before the
  * synchronous pick; empty when the strategy does not consult the table or the body is no OpenAI request.
+ * `attachedModels`: the adapter attaches what the replicas serve (Replica.models) to this pick; the
+ * chains then start from the model, as in pick().
  */
-/** `attachedModels`: the adapter attaches what replicas serve (Replica.models); the chains then start from the model, as in pick(). */
 export function prefixTableKeys(config: BalancerConfig, request: RequestView, attachedModels?: boolean): string[] {
   if (!consultsPrefixTable(config)) return [];
   const llm = llmRequestOf(request.body);
@@ -412,8 +413,8 @@ export function createBalancer(config: BalancerConfig, deps: BalancerDeps): Bala
    * attached what each serves (model-routing.ts): a new array (pick() tells a routed request by
    * it); the list itself otherwise; or the failed pick saying why none may.
    */
-  function forModel(replicas: Replica[], request: RequestView): Replica[] | PickResult {
-    if (!anyDeclared && !attachedModels(replicas)) return replicas;
+  function forModel(replicas: Replica[], request: RequestView, attached: boolean): Replica[] | PickResult {
+    if (!anyDeclared && !attached) return replicas;
     const model = modelOf(request);
     if (model === null) return replicas;
     const ids: string[] = [];
@@ -422,8 +423,7 @@ export function createBalancer(config: BalancerConfig, deps: BalancerDeps): Bala
       ids.push(replicas[i].id);
       models.push(modelsOf(replicas[i]));
     }
-    const dynamic = request.dynamicLora !== undefined ? request.dynamicLora : config.models.dynamic_lora;
-    const candidates = replicasForModel(ids, models, model, dynamic, adapterBase(model, models));
+    const candidates = replicasForModel(ids, models, model, config.models.dynamic_lora, adapterBase(model, models));
     if (candidates.kind === 'not-found') return { ok: false, reason: 'model-not-found', message: 'The model `' + model + '` does not exist.' };
     if (candidates.kind === 'any') return replicas;
     const kept: Replica[] = [];
@@ -436,8 +436,8 @@ export function createBalancer(config: BalancerConfig, deps: BalancerDeps): Bala
    * GPU slots): each candidate's affinity to it, from the slots the adapter attached
    * (Replica.models.lora). Only for strategies that score it (llm); views are fresh per pick.
    */
-  function markAdapterAffinity(views: ReplicaView[], replicas: Replica[], request: RequestView): void {
-    if (!scoresAdapters || !attachedModels(replicas)) return;
+  function markAdapterAffinity(views: ReplicaView[], replicas: Replica[], request: RequestView, attached: boolean): void {
+    if (!scoresAdapters || !attached) return;
     const model = modelOf(request);
     if (model === null) return;
     const byId = Object.create(null) as Record<string, ReplicaModels | null>;
@@ -482,7 +482,9 @@ export function createBalancer(config: BalancerConfig, deps: BalancerDeps): Bala
     if (allReplicas.length === 0) {
       return { ok: false, reason: 'no-replicas', message: 'no replicas are configured for this upstream' };
     }
-    const routed = forModel(allReplicas, request);
+    // Whether the adapter attached what the replicas serve: one scan per pick, read three times below.
+    const attached = attachedModels(allReplicas);
+    const routed = forModel(allReplicas, request, attached);
     if (!isArray(routed)) return routed;
     const replicas = routed;
     const now = deps.clock.now();
@@ -503,7 +505,7 @@ export function createBalancer(config: BalancerConfig, deps: BalancerDeps): Bala
     context.llm = readsLlm ? llmRequestOf(request.body) : null;
     // Prefix caches are per model (vLLM keys an adapter's blocks apart from the base model's):
     // with model routing the chains start from the model, so one table never mixes two models.
-    if (context.llm !== null && (modelConfigured || attachedModels(allReplicas))) {
+    if (context.llm !== null && (modelConfigured || attached)) {
       const model = modelOf(request);
       if (model !== null) context.llm.promptKey = modelPromptKey(model, context.llm.promptKey);
     }
@@ -514,7 +516,7 @@ export function createBalancer(config: BalancerConfig, deps: BalancerDeps): Bala
     // With a half-open candidate, ask for one extra: it may lose its trial claim or be dropped as an alternate.
     let halfOpen = false;
     for (let i = 0; i < candidates.length; i++) if (candidates[i].halfOpen) halfOpen = true;
-    markAdapterAffinity(candidates, allReplicas, request);
+    markAdapterAffinity(candidates, allReplicas, request, attached);
     const order = strategy.order(candidates, context, halfOpen ? wanted + 1 : wanted);
     // Without a half-open candidate there is no trial to settle (and no array to copy into).
     const ordered = halfOpen ? settleTrials(order, now) : order;

@@ -66,6 +66,21 @@ export function parseModelList(body: unknown): ServedModels | null {
   return { bases: bases, adapters: adapters };
 }
 
+/** A stable text of a list (order-free), to tell a changed list from a repeat and two replicas' lists apart; '' for none. */
+export function listSignature(served: ServedModels | null): string {
+  if (served === null) return '';
+  const adapters = Object.keys(served.adapters).sort();
+  const parts: string[] = [];
+  for (let i = 0; i < adapters.length; i++) parts.push(adapters[i] + '<' + served.adapters[adapters[i]]);
+  return JSON.stringify([served.bases.slice().sort(), parts]);
+}
+
+/** Whether any two of the lists differ (then requests must be routed by model; one list everywhere routes nothing). */
+export function listsDiffer(lists: Array<ServedModels | null>): boolean {
+  for (let i = 1; i < lists.length; i++) if (listSignature(lists[i]) !== listSignature(lists[0])) return true;
+  return false;
+}
+
 /** The adapter names of one label value: comma-separated, trimmed, a `:count` suffix dropped. */
 function adapterNames(value: string): string[] {
   const names: string[] = [];

@@ -75,8 +75,6 @@ export interface RequestView {
    * absent: the body's `model`. Only read when replicas carry `models`.
    */
   model?: string | null;
-  /** With model routing: an adapter may go to a replica that serves its base model (dynamic LoRA loading). */
-  dynamicLora?: boolean;
 }
 
 /** Milliseconds; monotonic is best, wall clock is acceptable. */

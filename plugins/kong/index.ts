@@ -47,7 +47,7 @@ import type { HealthProber } from './health-prober';
 import { startMetricsScraper } from './metrics-scraper';
 import { startModelDiscovery } from './model-discovery';
 import type { ModelDiscovery } from './model-discovery';
-import { parseLoraSlots } from '../../shared/model-discovery';
+import { listsDiffer, parseLoraSlots } from '../../shared/model-discovery';
 import type { LoraSlots } from '../../shared/model-discovery';
 import type { MetricsScraper } from './metrics-scraper';
 import { replicaSourceFor } from './replica-source';
@@ -357,48 +357,36 @@ function replicaAt(replicas: Replica[], address: string | null): string | null {
   return found;
 }
 
-/** The replicas right now: the last Admin API read, else the static list. */
 /** Whether any two of the replicas have different discovered lists (cached per discovery version). */
-function discoveredListsDiffer(state: PluginState, replicas: Replica[]): boolean {
-  const discovery = state.discovery;
-  if (discovery === null) return false;
+function discoveredListsDiffer(state: PluginState, discovery: ModelDiscovery, replicas: Replica[]): boolean {
   if (state.modelView.version === discovery.version()) return state.modelView.differ;
-  let first: string | null = null;
-  let differ = false;
-  for (const replica of replicas) {
-    const served = discovery.served(replica.id);
-    const text = served === null ? '' : JSON.stringify([served.bases.slice().sort(), Object.keys(served.adapters).sort()]);
-    if (first === null) first = text;
-    else if (text !== first) differ = true;
-  }
+  const differ = listsDiffer(replicas.map((replica) => discovery.served(replica.id)));
   state.modelView = { version: discovery.version(), differ };
   return differ;
 }
 
+/** The replicas with what discovery read and the /metrics scrape's LoRA slots attached (Replica.models). */
+function withModels(state: PluginState, discovery: ModelDiscovery | null, replicas: Replica[]): Replica[] {
+  return replicas.map((replica) => {
+    const lora = state.loraSlots[replica.id];
+    return Object.assign({}, replica, { models: { served: discovery === null ? null : discovery.served(replica.id), lora: lora === undefined ? null : lora } });
+  });
+}
+
 /**
- * The replicas with what discovery learnt attached (Replica.models), when their lists differ:
- * then the request's model decides where it may go. The same list everywhere (the common
- * single-model fleet): nothing attached, the body is not read for it, and an unknown model is the
- * replica's own 404.
+ * The replicas with their models attached when they decide something: the discovered lists
+ * differ (the request's model then decides where it may go) or LoRA slots are known (llm's
+ * adapter score). One list everywhere and no slots (the common single-model fleet): null, the
+ * body is not read for it, and an unknown model is the replica's own 404.
  */
-function withDiscoveredModels(state: PluginState, replicas: Replica[]): Replica[] | null {
+function routedReplicas(state: PluginState, replicas: Replica[]): Replica[] | null {
   const discovery = state.discovery;
-  // LoRA slots known (llm scrapes /metrics): attached too, for the adapter score.
-  let slots = false;
-  for (const replica of replicas) if (state.loraSlots[replica.id] !== undefined) slots = true;
-  if (!slots && (discovery === null || !discoveredListsDiffer(state, replicas))) return null;
-  return replicas.map((replica) =>
-    Object.assign({}, replica, { models: { served: discovery === null ? null : discovery.served(replica.id), lora: state.loraSlots[replica.id] === undefined ? null : state.loraSlots[replica.id] } }),
-  );
+  const slots = replicas.some((replica) => state.loraSlots[replica.id] !== undefined);
+  if (!slots && (discovery === null || !discoveredListsDiffer(state, discovery, replicas))) return null;
+  return withModels(state, discovery, replicas);
 }
 
-/** The replicas with every discovered list attached (whether or not the lists differ). */
-function withAllDiscoveredModels(state: PluginState, replicas: Replica[]): Replica[] {
-  const discovery = state.discovery;
-  if (discovery === null) return replicas;
-  return replicas.map((replica) => Object.assign({}, replica, { models: { served: discovery.served(replica.id), lora: null } }));
-}
-
+/** The replicas right now: the last Admin API read, else the static list. */
 function currentReplicas(state: PluginState): Replica[] {
   const snapshot = state.source ? state.source.current() : null;
   return snapshot ? snapshot.replicas : state.staticReplicas;
@@ -529,7 +517,7 @@ export class Plugin {
       // GET <...>/v1/models: what the replicas serve, from what discovery read and the config
       // declares; a replica answers it while nothing is known yet.
       if (answersModels && path !== null && /\/models$/.test(path) && (await kong.request.getMethod()) === 'GET') {
-        const list = state.balancer.modelList(withAllDiscoveredModels(state, replicas));
+        const list = state.balancer.modelList(state.discovery === null ? replicas : withModels(state, state.discovery, replicas));
         if (list !== null) {
           await kong.response.exit(200, JSON.stringify(list), JSON_HEADERS);
           return;
@@ -540,7 +528,7 @@ export class Plugin {
         await answer503(kong, 'no-replicas', 'the targets of Kong upstream "' + state.kong.upstream + '" could not be read from the Admin API yet' + (why ? ': ' + why : ''), Math.max(MIN_RETRY_AFTER_S, Math.ceil(state.kong.refresh_interval_s)));
         return;
       }
-      const routed = withDiscoveredModels(state, replicas);
+      const routed = routedReplicas(state, replicas);
       const view = await requestViewFromKong(kong, state.config, state.readsKey, state.kong.max_body_bytes, state.readsBodyForView || routed !== null);
       // The other nodes' counts, the fleet's ejections and this prompt's prefix slots, read in one
       // round trip just before the pick (bounded by kong.redis.timeout_ms).

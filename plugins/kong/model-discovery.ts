@@ -14,7 +14,7 @@
 //   health checks, not discovery, decide whether it may take traffic).
 
 import type { ServedModels } from '../../shared/model-discovery';
-import { parseModelList } from '../../shared/model-discovery';
+import { listSignature, parseModelList } from '../../shared/model-discovery';
 import type { Replica } from '../../shared/types';
 import { fetchFailure } from './admin-api';
 import { startReplicaRounds } from './replica-rounds';
@@ -62,13 +62,6 @@ async function readList(url: string, timeoutMs: number): Promise<ReadResult> {
   }
 }
 
-/** A stable text of a list, to tell a change from a repeat. */
-function signature(served: ServedModels | null): string {
-  if (served === null) return '';
-  const adapters = Object.keys(served.adapters).sort().map((name) => name + '<' + served.adapters[name]);
-  return JSON.stringify([served.bases, adapters]);
-}
-
 export function startModelDiscovery(options: ModelDiscoveryOptions, log?: (message: string) => void): ModelDiscovery {
   const write = log !== undefined ? log : (message: string) => console.warn(message);
   const path = options.path.charAt(0) === '/' ? options.path : '/' + options.path;
@@ -83,7 +76,7 @@ export function startModelDiscovery(options: ModelDiscoveryOptions, log?: (messa
       settle: (replica, result) => {
         const url = 'http://' + replica.address + path;
         if (result.ok) {
-          const text = signature(result.served);
+          const text = listSignature(result.served);
           if (signatures.get(replica.id) !== text || !lists.has(replica.id)) {
             signatures.set(replica.id, text);
             lists.set(replica.id, result.served);

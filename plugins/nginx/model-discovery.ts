@@ -15,7 +15,7 @@
 // and there each replica answers an unknown model itself.
 
 import type { ServedModels } from '../../shared/model-discovery';
-import { parseModelList } from '../../shared/model-discovery';
+import { listsDiffer, parseModelList } from '../../shared/model-discovery';
 import type { Replica } from '../../shared/types';
 import { context } from './handlers';
 import { describeError, fetchText, host, modelsDict } from './runtime';
@@ -45,15 +45,6 @@ async function readList(replica: Replica, path: string, timeoutMs: number): Prom
   return { ok: true, served: parseModelList(body) };
 }
 
-/** A stable text of a list, to compare two replicas' lists. */
-function signature(served: ServedModels | null): string {
-  if (served === null) return '';
-  const adapters = Object.keys(served.adapters).sort();
-  const parts: string[] = [];
-  for (let i = 0; i < adapters.length; i++) parts.push(adapters[i] + '<' + served.adapters[adapters[i]]);
-  return JSON.stringify([served.bases.slice().sort(), parts]);
-}
-
 /** Whether the declared list names this replica (by id or address): then it is not asked. */
 function declared(declaredReplicas: Array<{ replica: string }>, replica: Replica): boolean {
   for (let i = 0; i < declaredReplicas.length; i++) {
@@ -81,20 +72,17 @@ export async function discoverModels(_session?: unknown): Promise<void> {
     }
     const results = await Promise.all(reads);
     const lists: Record<string, ServedModels | null> = {};
-    let first: string | null = null;
-    let differ = false;
+    const each: Array<ServedModels | null> = [];
     for (let i = 0; i < asked.length; i++) {
       const result = results[i];
       const kept = previous[asked[i].id];
       const served = result.ok ? result.served : kept === undefined ? null : kept;
       lists[asked[i].id] = served;
-      const text = signature(served);
-      if (first === null) first = text;
-      else if (text !== first) differ = true;
+      each.push(served);
     }
     const listsText = JSON.stringify(lists);
     dict.set(MODELS_LISTS_KEY, listsText);
-    dict.set(MODELS_ROUTING_KEY, differ ? listsText : '');
+    dict.set(MODELS_ROUTING_KEY, listsDiffer(each) ? listsText : '');
   } catch (e) {
     const ngx = host();
     ngx.log(ngx.ERR, 'llm-balancer: model discovery failed: ' + describeError(e));

@@ -65,7 +65,7 @@ describe('model routing in the balancer', () => {
     const b = balancer();
     const resolved = b.pick(fleet(), { ...chat('gpt-4o'), model: QWEN });
     expect(resolved.ok && resolved.replicas.map((r) => r.id)).toEqual(['q1']);
-    const dynamic = b.pick(fleet(), { ...chat('sql-lora'), dynamicLora: true });
+    const dynamic = balancer({ models: { dynamic_lora: true } }).pick(fleet(), chat('sql-lora'));
     expect(dynamic.ok && dynamic.replicas.map((r) => r.id).sort()).toEqual(['l1', 'l2']);
   });
 
