@@ -10,9 +10,6 @@ import type { Clock, MetricReads, Outcome, PickResult, Random, Replica, ReplicaV
 import { activelyUnhealthy, anyActivelyUnhealthy } from './health/active';
 import { claimTrial, classifyOutcome, passiveState, recordVerdict, trialInProgress } from './health/passive';
 import { resolveHashKey } from './hash-key';
-import { hashString } from './hash';
-import { rendezvousOwner } from './strategies/consistent-hash';
-import { underBound } from './strategies/prefix-affinity';
 import { buildView, keysOf, readLatency, readNumber, recordEnd, recordLatency, recordReplicaLoad, recordStart } from './replica-state';
 import { parseReplicaMetrics } from './replica-metrics';
 import type { ReplicaKeys } from './replica-state';
@@ -24,9 +21,10 @@ import { slotKey } from './prefix-table';
 import { CHARS_PER_TOKEN } from './llm-request';
 import type { StrategyName } from './config/types';
 import type { SlowStartConfig } from './slow-start';
-import { ADAPTER_LOADED, adapterAffinity, adapterBase, bodyModel, modelList, modelPromptKey, replicasForModel, requestedModel } from './model-routing';
+import { ADAPTER_SLOTS_FULL, adapterAffinity, adapterBase, adapterFilter, bodyModel, modelList, modelPromptKey, replicasForModel, requestedModel, underLoadBound } from './model-routing';
 import type { ServedModels } from './model-discovery';
-import type { ModelCard, ReplicaModels } from './model-routing';
+import type { AdapterCandidate, ModelCard, ReplicaModels } from './model-routing';
+import { MAX_TRACKED_SLOTS, adapterTag, recordSentAdapter, sentAdapters } from './adapter-slots';
 
 export interface ModelListDocument {
   object: 'list';
@@ -35,6 +33,13 @@ export interface ModelListDocument {
 
 function isArray(value: Replica[] | PickResult): value is Replica[] {
   return Array.isArray(value);
+}
+
+/** A pick's LoRA adapter: its tag, the slot count of each candidate whose slots are tracked, and adapterFilter's kept indexes (null: no filter). */
+interface AdapterPlacement {
+  tag: number;
+  slots: Record<string, number>;
+  kept: number[] | null;
 }
 
 export interface BalancerDeps {
@@ -130,9 +135,14 @@ export function readsTokens(config: BalancerConfig): boolean {
   return createStrategy(config, config.strategy).reads.tokens;
 }
 
-/** Whether the configured strategy reads the replicas' own /metrics (then the adapter scrapes them). */
+/** Whether picks place LoRA adapters by the replicas' GPU slots: llm's adapter scorer, or models.adapter_filter for the other strategies. */
+export function placesAdapters(config: BalancerConfig): boolean {
+  return config.strategy === 'llm' ? config.llm.adapter_weight > 0 : config.models.adapter_filter;
+}
+
+/** Whether the gateway scrapes the replicas' own /metrics: the strategy reads their load, or models.adapter_filter their LoRA slots. */
 export function readsReplicaLoad(config: BalancerConfig): boolean {
-  return createStrategy(config, config.strategy).reads.replicaLoad;
+  return createStrategy(config, config.strategy).reads.replicaLoad || (config.strategy !== 'llm' && config.models.adapter_filter);
 }
 
 /** Whether the configured strategy reads the OpenAI body (token counts, prompt prefixes). */
@@ -195,7 +205,7 @@ export function routesByModel(config: BalancerConfig): boolean {
 
 /** Whether the adapter must read and parse the JSON body before picking (it is slow: read it only then). */
 export function needsRequestBody(config: BalancerConfig): boolean {
-  if (readsBody(config) || routesByModel(config)) return true;
+  if (readsBody(config) || routesByModel(config) || (config.strategy !== 'llm' && config.models.adapter_filter)) return true;
   return config.hash_key !== null && config.hash_key.source === 'body' && readsHashKey(config);
 }
 
@@ -383,8 +393,9 @@ export function createBalancer(config: BalancerConfig, deps: BalancerDeps): Bala
     anyDeclared = true;
   }
 
-  // Only the llm composite scores LoRA-adapter affinity (llm.adapter_weight).
-  const scoresAdapters = config.strategy === 'llm' && config.llm.adapter_weight > 0;
+  // The llm composite scores LoRA-adapter affinity (llm.adapter_weight); other strategies may filter by it.
+  const scoresAdapters = config.strategy === 'llm' && placesAdapters(config);
+  const filtersAdapters = config.strategy !== 'llm' && placesAdapters(config);
   // The model is part of every prefix chain (and may filter) whenever the config names models.
   const modelConfigured = routesByModel(config);
 
@@ -433,13 +444,20 @@ export function createBalancer(config: BalancerConfig, deps: BalancerDeps): Bala
 
   /**
    * For a request naming a LoRA adapter (one a replica lists as an adapter, or one in a replica's
-   * GPU slots): each candidate's affinity to it, from the slots the adapter attached
-   * (Replica.models.lora). Only for strategies that score it (llm); views are fresh per pick.
+   * GPU slots) whose replicas report their slots: each candidate's affinity to it
+   * (model-routing.ts), from the slots the adapter attached (Replica.models.lora) and the gateway's
+   * record of the adapters it last sent each replica (adapter-slots.ts). A candidate past the
+   * bounded-load ceiling (models.adapter_balance_factor) gets no affinity: a hot adapter's
+   * overflow goes to the least loaded replica and loads the adapter there, instead of piling onto
+   * the replicas that have it. For llm the affinities go into the views (its adapter scorer); with
+   * models.adapter_filter the other strategies see only the best-placed candidates (adapterFilter).
+   * Returns the adapter's tag and each replica's slot count for recordAdapter, or null when the
+   * request names no such adapter. Views are fresh per pick.
    */
-  function markAdapterAffinity(views: ReplicaView[], replicas: Replica[], request: RequestView, attached: boolean): void {
-    if (!scoresAdapters || !attached) return;
+  function placeAdapter(views: ReplicaView[], replicas: Replica[], request: RequestView, attached: boolean): AdapterPlacement | null {
+    if ((!scoresAdapters && !filtersAdapters) || !attached) return null;
     const model = modelOf(request);
-    if (model === null) return;
+    if (model === null) return null;
     const byId = Object.create(null) as Record<string, ReplicaModels | null>;
     const all: Array<ReplicaModels | null> = [];
     let slotsKnown = false;
@@ -453,23 +471,50 @@ export function createBalancer(config: BalancerConfig, deps: BalancerDeps): Bala
         if (models.lora.running.indexOf(model) >= 0 || models.lora.waiting.indexOf(model) >= 0) named = true;
       }
     }
-    if (!slotsKnown || (!named && adapterBase(model, all) === null)) return;
-    // The adapter's home: the weighted rendezvous owner of its name among the candidates, the same
-    // on every gateway node. Counted as loaded there whatever the (up to a scrape old) slots say, so
-    // each adapter keeps to one replica and the replicas' slots are not all filled by all adapters;
-    // the queue and token scores still move a hot adapter's overflow elsewhere.
-    // While the home is under the bounded-load ceiling (prefix_affinity.balance_factor), a replica
-    // that neither is the home nor runs the adapter counts half: loading it there costs a load now
-    // and a slot the home would not need. Past the ceiling, llm-d's scores alone spread the adapter.
-    let home = rendezvousOwner(views, hashString(model));
-    if (home >= 0 && !underBound(views, views[home], config.prefix_affinity.balance_factor)) home = -1;
+    if (!slotsKnown || (!named && adapterBase(model, all) === null)) return null;
+    const slots = Object.create(null) as Record<string, number>;
+    const fleet: AdapterCandidate[] = [];
     for (let i = 0; i < views.length; i++) {
       const models = byId[views[i].id];
       const lora = models === undefined || models === null ? null : models.lora;
-      const affinity = adapterAffinity(lora, model);
-      const runs = lora !== null && (lora.running.indexOf(model) >= 0 || lora.waiting.indexOf(model) >= 0);
-      views[i].adapterAffinity = i === home ? ADAPTER_LOADED : home >= 0 && !runs ? affinity / 2 : affinity;
+      // A replica without reported slots is not tracked: nothing says how many adapters it holds.
+      if (lora !== null) slots[views[i].id] = lora.maxLoras !== null ? lora.maxLoras : MAX_TRACKED_SLOTS;
+      // The view has the in-flight count only when the strategy reads it.
+      const inFlight = strategy.reads.inFlight ? views[i].inFlight : Math.max(0, readNumber(store, keysFor(views[i].id).inFlight));
+      fleet.push({ inFlight: inFlight, weight: views[i].weight, lora: lora, sent: lora !== null ? sentAdapters(store, views[i].id) : null });
     }
+    let kept: number[] | null = null;
+    if (scoresAdapters) {
+      const under = underLoadBound(fleet, config.models.adapter_balance_factor);
+      for (let i = 0; i < views.length; i++) views[i].adapterAffinity = under[i] ? adapterAffinity(fleet[i].lora, model, fleet[i].sent) : ADAPTER_SLOTS_FULL;
+    } else {
+      kept = adapterFilter(fleet, model, config.models.adapter_balance_factor);
+    }
+    return { tag: adapterTag(model), slots: slots, kept: kept };
+  }
+
+  /** Records that the pick sends the adapter to `chosen` (when its slots are tracked). */
+  function recordAdapter(placement: AdapterPlacement | null, chosen: ReplicaView): void {
+    if (placement === null || placement.slots[chosen.id] === undefined) return;
+    recordSentAdapter(store, chosen.id, placement.tag, placement.slots[chosen.id]);
+  }
+
+  /**
+   * The strategy's order, with models.adapter_filter: first among the best-placed candidates for
+   * the adapter, then (as alternates) among the rest, so a retry still has somewhere to go.
+   */
+  function orderWithin(candidates: ReplicaView[], kept: number[] | null, count: number): ReplicaView[] {
+    if (kept === null || kept.length === candidates.length) return strategy.order(candidates, context, count);
+    const best: ReplicaView[] = [];
+    const rest: ReplicaView[] = [];
+    for (let i = 0; i < candidates.length; i++) (kept.indexOf(i) >= 0 ? best : rest).push(candidates[i]);
+    const ordered = strategy.order(best, context, count);
+    if (ordered.length >= count || rest.length === 0) return ordered;
+    // The strategy's afterPick records the first pick: ordering the rest must not replace its pending state.
+    const others = strategy.order(rest, context, count - ordered.length);
+    if (ordered.length > 0) strategy.order(best, context, count);
+    for (let i = 0; i < others.length; i++) ordered.push(others[i]);
+    return ordered;
   }
 
   /** The model a routed request asked for (forModel filtered by it). */
@@ -516,8 +561,8 @@ export function createBalancer(config: BalancerConfig, deps: BalancerDeps): Bala
     // With a half-open candidate, ask for one extra: it may lose its trial claim or be dropped as an alternate.
     let halfOpen = false;
     for (let i = 0; i < candidates.length; i++) if (candidates[i].halfOpen) halfOpen = true;
-    markAdapterAffinity(candidates, allReplicas, request, attached);
-    const order = strategy.order(candidates, context, halfOpen ? wanted + 1 : wanted);
+    const placement = placeAdapter(candidates, allReplicas, request, attached);
+    const order = orderWithin(candidates, placement === null ? null : placement.kept, halfOpen ? wanted + 1 : wanted);
     // Without a half-open candidate there is no trial to settle (and no array to copy into).
     const ordered = halfOpen ? settleTrials(order, now) : order;
     const chosen: Replica[] = [];
@@ -544,6 +589,7 @@ export function createBalancer(config: BalancerConfig, deps: BalancerDeps): Bala
       }
     }
     if (strategy.afterPick !== undefined) strategy.afterPick(ordered[0], context);
+    recordAdapter(placement, ordered[0]);
     return { ok: true, replicas: chosen, tokens: tokens, promptTokens: promptTokens };
   }
 

@@ -1,6 +1,6 @@
 // The public surface of the strategy core, for the adapters and the benchmark.
 
-export { consultsPrefixTable, createBalancer, modelRewrite, needsRequestBody, prefixTableKeys, rewritesModel, routesByModel, readsBody, readsHashKey, readsReplicaLoad, readsTokens, replicasFromConfig } from './balancer';
+export { consultsPrefixTable, createBalancer, modelRewrite, needsRequestBody, placesAdapters, prefixTableKeys, rewritesModel, routesByModel, readsBody, readsHashKey, readsReplicaLoad, readsTokens, replicasFromConfig } from './balancer';
 export type { Balancer, BalancerDeps, ReplicaState, ReplicaStatus } from './balancer';
 export { modelNotFoundError, noReplicaError } from './errors';
 export type { OpenAiError } from './errors';

@@ -21,6 +21,7 @@
 // bounded-load ceiling (the one prefix-affinity uses), so a hot adapter spreads to the next best
 // replicas once its own are loaded past the bound, instead of piling onto them.
 
+import { adapterTag } from './adapter-slots';
 import type { LoraSlots, ServedModels } from './model-discovery';
 
 /** What one replica serves, as far as the gateway knows. */
@@ -128,13 +129,28 @@ export const ADAPTER_FREE_SLOT = 0.8;
 export const ADAPTER_LOADING = 0.6;
 export const ADAPTER_SLOTS_FULL = 0;
 
-/** How well a replica is placed to run `adapter` now (see the header). */
-export function adapterAffinity(lora: LoraSlots | null, adapter: string): number {
+/**
+ * How well a replica is placed to run `adapter` now (see the header). `sent`: the tags of the
+ * adapters the gateway last sent it (adapter-slots.ts), null when not tracked: an adapter sent there
+ * recently counts as loaded, and those adapters take slots as the running ones do.
+ */
+export function adapterAffinity(lora: LoraSlots | null, adapter: string, sent: number[] | null): number {
   if (lora === null) return ADAPTER_FREE_SLOT;
-  if (lora.running.indexOf(adapter) >= 0) return ADAPTER_LOADED;
-  if (lora.maxLoras === null || lora.running.length < lora.maxLoras) return ADAPTER_FREE_SLOT;
+  const tag = adapterTag(adapter);
+  if (lora.running.indexOf(adapter) >= 0 || (sent !== null && sent.indexOf(tag) >= 0)) return ADAPTER_LOADED;
+  if (lora.maxLoras === null || occupiedSlots(lora, sent) < lora.maxLoras) return ADAPTER_FREE_SLOT;
   if (lora.waiting.indexOf(adapter) >= 0) return ADAPTER_LOADING;
   return ADAPTER_SLOTS_FULL;
+}
+
+/** Distinct adapters running on the replica or sent to it recently. */
+function occupiedSlots(lora: LoraSlots, sent: number[] | null): number {
+  const tags: number[] = sent === null ? [] : sent.slice(0);
+  for (let i = 0; i < lora.running.length; i++) {
+    const tag = adapterTag(lora.running[i]);
+    if (tags.indexOf(tag) < 0) tags.push(tag);
+  }
+  return tags.length;
 }
 
 /** A candidate as adapterFilter sees it. */
@@ -142,15 +158,12 @@ export interface AdapterCandidate {
   inFlight: number;
   weight: number;
   lora: LoraSlots | null;
+  /** The gateway's record of the adapters it last sent the replica (adapter-slots.ts); null when not tracked. */
+  sent: number[] | null;
 }
 
-/**
- * The indexes of the candidates to keep for `adapter`: those with the best affinity among the ones
- * under the bounded-load ceiling ceil(balanceFactor × (total in flight + 1) × weight / total weight);
- * when none is under it, the best affinity among all (a full fleet still serves). Never empty for a
- * non-empty input. balanceFactor 0: no bound.
- */
-export function adapterFilter(candidates: AdapterCandidate[], adapter: string, balanceFactor: number): number[] {
+/** Whether each candidate is under the bounded-load ceiling ceil(balanceFactor × (total in flight + 1) × weight / total weight); balanceFactor 0: no bound. */
+export function underLoadBound(candidates: Array<{ inFlight: number; weight: number }>, balanceFactor: number): boolean[] {
   let total = 0;
   let totalWeight = 0;
   for (let i = 0; i < candidates.length; i++) {
@@ -158,17 +171,25 @@ export function adapterFilter(candidates: AdapterCandidate[], adapter: string, b
     totalWeight += candidates[i].weight;
   }
   const under: boolean[] = [];
-  let anyUnder = false;
   for (let i = 0; i < candidates.length; i++) {
     const c = candidates[i];
-    const ok = balanceFactor <= 0 || totalWeight <= 0 || c.inFlight + 1 <= Math.ceil((balanceFactor * (total + 1) * c.weight) / totalWeight);
-    under.push(ok);
-    if (ok) anyUnder = true;
+    under.push(balanceFactor <= 0 || totalWeight <= 0 || c.inFlight + 1 <= Math.ceil((balanceFactor * (total + 1) * c.weight) / totalWeight));
   }
+  return under;
+}
+
+/**
+ * The indexes of the candidates to keep for `adapter`: those with the best affinity among the ones
+ * under the bounded-load ceiling (underLoadBound); when none is under it, the best affinity among
+ * all (a full fleet still serves). Never empty for a non-empty input.
+ */
+export function adapterFilter(candidates: AdapterCandidate[], adapter: string, balanceFactor: number): number[] {
+  const under = underLoadBound(candidates, balanceFactor);
+  const anyUnder = under.indexOf(true) >= 0;
   let best = -1;
   const scores: number[] = [];
   for (let i = 0; i < candidates.length; i++) {
-    const score = adapterAffinity(candidates[i].lora, adapter);
+    const score = adapterAffinity(candidates[i].lora, adapter, candidates[i].sent);
     scores.push(score);
     if ((under[i] || !anyUnder) && score > best) best = score;
   }

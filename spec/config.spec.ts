@@ -56,7 +56,7 @@ const DEFAULTS: BalancerConfig = {
   },
   timeouts: { connect_s: 3, response_s: 300, stream_idle_s: 60 },
   slow_start: { window_s: 0, aggression: 1, min_weight_percent: 10 },
-  models: { declared: [], discovery: true, path: '/v1/models', refresh_s: 10, timeout_s: 2, default: null, aliases: [], dynamic_lora: false },
+  models: { declared: [], discovery: true, path: '/v1/models', refresh_s: 10, timeout_s: 2, default: null, aliases: [], dynamic_lora: false, adapter_balance_factor: 2, adapter_filter: false },
   replica_metrics: { path: '/metrics', interval_s: 1, timeout_s: 1, stale_after_s: 5 },
   llm: { queue_weight: 2, kv_weight: 2, prefix_weight: 3, tokens_weight: 1, adapter_weight: 8, kv_saturation: 0.95, queue_saturation: 32 },
   active_health: {
@@ -227,6 +227,8 @@ describe('validate: each invalid field yields exactly its own error', () => {
     ['models refresh below a second', { models: { refresh_s: 0.5 } }, 'models.refresh_s', 'must be a number between 1 and 3600, got 0.5'],
     ['models timeout zero', { models: { timeout_s: 0 } }, 'models.timeout_s', 'must be a number between 0.1 and 60, got 0'],
     ['models dynamic_lora not boolean', { models: { dynamic_lora: 1 } }, 'models.dynamic_lora', 'must be a boolean, got number 1'],
+    ['models adapter_filter not boolean', { models: { adapter_filter: 'yes' } }, 'models.adapter_filter', 'must be a boolean, got string "yes"'],
+    ['models adapter_balance_factor out of range', { models: { adapter_balance_factor: -1 } }, 'models.adapter_balance_factor', 'must be a number between 0 and 100, got -1'],
     ['models default empty', { models: { default: '' } }, 'models.default', 'must be a non-empty string, got ""'],
     ['models alias without its model', { models: { aliases: [{ name: 'gpt-4o' }] } }, 'models.aliases[0].model', 'is required, got nothing'],
     ['models alias name with a newline', { models: { aliases: [{ name: 'a\nb', model: 'm' }] } }, 'models.aliases[0].name', 'must not contain control characters such as newlines or tabs, got "a\\nb"'],

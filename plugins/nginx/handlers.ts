@@ -24,7 +24,7 @@
 // by the retry that follows it (at once, so a dead replica is ejected while the failover's stream
 // is still running), the last one by `outcome` in the log phase.
 
-import { createBalancer, modelRewrite, replicasFromConfig, rewritesModel, routesByModel } from '../../shared/balancer';
+import { createBalancer, modelRewrite, placesAdapters, replicasFromConfig, rewritesModel, routesByModel } from '../../shared/balancer';
 import type { Balancer } from '../../shared/balancer';
 import type { BalancerConfig } from '../../shared/config/types';
 import { modelNotFoundError, noReplicaError } from '../../shared/errors';
@@ -73,8 +73,8 @@ export interface Context {
   routesByModel: boolean;
   /** models.aliases or models.default: $llm_balancer_request_body is declared and proxy_set_body sends it. */
   rewritesModel: boolean;
-  /** llm with llm.adapter_weight: the LoRA slots the /metrics scrape keeps are attached to the replicas. */
-  scoresAdapters: boolean;
+  /** Picks place LoRA adapters (llm.adapter_weight, models.adapter_filter) and discovery is on: the LoRA slots the /metrics scrape keeps are attached to the replicas. */
+  placesAdapters: boolean;
 }
 
 let current: Context | null = null;
@@ -142,7 +142,7 @@ export function context(): Context {
     tracksBody: splitsByStreaming(config.timeouts),
     routesByModel: routesByModel(config),
     rewritesModel: rewritesModel(config),
-    scoresAdapters: config.strategy === 'llm' && config.llm.adapter_weight > 0 && config.models.discovery,
+    placesAdapters: placesAdapters(config) && config.models.discovery,
   };
   return current;
 }
@@ -413,7 +413,7 @@ function discoveredReplicas(ctx: Context, key: string): Replica[] | null {
   let loraText: string | undefined;
   try {
     const dict = modelsDict();
-    loraText = ctx.scoresAdapters ? dict.get(MODELS_LORA_KEY) : undefined;
+    loraText = ctx.placesAdapters ? dict.get(MODELS_LORA_KEY) : undefined;
     listsText = dict.get(loraText ? MODELS_LISTS_KEY : key);
   } catch (e) {
     return null;

@@ -3,7 +3,7 @@
 // current replica at once (the static replicas, or with nginx.plus_api the synced peers) and hands
 // each 200 answer's text to the core (balancer.onReplicaMetrics: vLLM / SGLang names, recorded with
 // the time it was read). The generator emits the timer only when the strategy reads that load
-// (readsReplicaLoad: today `llm`); every other strategy never scrapes.
+// or, with models.adapter_filter, the replicas' LoRA slots (readsReplicaLoad); otherwise nothing is scraped.
 //
 // A scrape that fails (no connection, timeout, not 200, or a 200 without vLLM/SGLang load series)
 // records nothing: the last values go stale after replica_metrics.stale_after_s by themselves and

@@ -791,6 +791,26 @@ export const schema: FieldEntry[] = [
               'The replicas load LoRA adapters on demand (vLLM with a LoRA resolver): an adapter no list names yet may go to any replica serving its base model, or to any replica when its base is unknown, instead of 404.',
           },
         },
+        {
+          adapter_balance_factor: {
+            type: 'number',
+            default: 2,
+            // Measured (BENCHMARKS.md, multi-LoRA): prefix_affinity's 1.25 spilled an adapter off its
+            // replica at every burst, and each spill loads it elsewhere and evicts another: ~1.5x the
+            // adapter loads and a higher TTFT than 2; above 2 little changes, llm's load scores spread.
+            between: [0, 100],
+            description:
+              "LoRA placement's load guard (llm's adapter scorer and models.adapter_filter): a replica with more than this many times its weighted share of the requests in flight gets no pull for the adapters it holds, so a hot adapter spreads to more replicas instead of piling onto one. 0: no guard.",
+          },
+        },
+        {
+          adapter_filter: {
+            type: 'boolean',
+            default: false,
+            description:
+              "For strategies other than llm (which scores it: llm.adapter_weight): a request naming a LoRA adapter goes to the replicas best placed for it (it ran or was sent there recently > a free GPU slot > loading > every slot taken), among those under models.adapter_balance_factor's load bound; the strategy picks among them. Needs the replicas' vllm:lora_requests_info, scraped from replica_metrics.path.",
+          },
+        },
       ],
     },
   },

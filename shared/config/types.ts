@@ -38,6 +38,8 @@ export interface ModelsConfig {
   default: string | null;
   aliases: Array<{ name: string; model: string }>;
   dynamic_lora: boolean;
+  adapter_balance_factor: number;
+  adapter_filter: boolean;
 }
 
 export interface HashKeyConfig {

@@ -7,9 +7,7 @@ import { createBalancer, modelRewrite, prefixTableKeys } from '../../shared/bala
 import { createMemoryStore } from '../../shared/memory-store';
 import type { ReplicaModels } from '../../shared/model-routing';
 import type { Replica } from '../../shared/types';
-import { configOf, fakeClock, seededRandom, view } from '../helpers/core';
-import { hashString } from '../../shared/hash';
-import { rendezvousOwner } from '../../shared/strategies/consistent-hash';
+import { configOf, fakeClock, seededRandom } from '../helpers/core';
 
 const LLAMA = 'llama-8b';
 const QWEN = 'qwen-7b';
@@ -167,44 +165,93 @@ describe('model routing in the balancer', () => {
     expect(b.modelList(fleet().map(({ models: _m, ...r }) => r))).toBeNull();
   });
 
-  it("llm scores LoRA-adapter affinity: an adapter goes to its home (the same rendezvous owner on every node) or where vLLM's slots say it runs", () => {
-    const base = { bases: [LLAMA], adapters: { 'sql-lora': LLAMA, 'chat-lora': LLAMA, 'law-lora': LLAMA, 'new-lora': LLAMA } };
-    const replicas = (slots: Array<{ running: string[]; waiting: string[]; maxLoras: number }>): Replica[] =>
-      slots.map((lora, i) => ({ id: 'r' + i, address: '10.0.0.' + (i + 1) + ':8000', weight: 1, models: { served: base, lora } }));
-    const fleetSlots = replicas([
+  const LORA_BASE = { bases: [LLAMA], adapters: { 'sql-lora': LLAMA, 'chat-lora': LLAMA, 'law-lora': LLAMA, 'new-lora': LLAMA, 'tax-lora': LLAMA } };
+  const loraFleet = (slots: Array<{ running: string[]; waiting: string[]; maxLoras: number }>): Replica[] =>
+    slots.map((lora, i) => ({ id: 'r' + i, address: '10.0.0.' + (i + 1) + ':8000', weight: 1, models: { served: LORA_BASE, lora } }));
+  // r0: both slots running; r1: one running, one free; r2: one running, one free.
+  const fleetSlots = () =>
+    loraFleet([
       { running: ['chat-lora', 'law-lora'], waiting: [], maxLoras: 2 },
       { running: ['sql-lora'], waiting: [], maxLoras: 2 },
       { running: ['chat-lora'], waiting: [], maxLoras: 2 },
     ]);
-    const homeOf = (adapter: string) => 'r' + rendezvousOwner(fleetSlots.map((r) => view(r.id)), hashString(adapter));
-    const picks = (model: string) => {
-      const b = createBalancer(configOf({ strategy: 'llm', retries: 0 }), { store: createMemoryStore(), clock: fakeClock(), random: seededRandom(11) });
-      const seen = new Set<string>();
-      for (let i = 0; i < 30; i++) {
-        const result = b.pick(fleetSlots, chat(model));
-        if (!result.ok) throw new Error(result.message);
-        seen.add(result.replicas[0].id);
-      }
-      return [...seen].sort();
-    };
-    // Nothing started (loads equal): where it runs, or its home; nowhere else.
-    expect(picks('sql-lora')).toEqual([...new Set(['r1', homeOf('sql-lora')])].sort());
-    expect(picks('law-lora')).toEqual([...new Set(['r0', homeOf('law-lora')])].sort());
-    // Running nowhere: its home only, full slots or not (every node sends it there, so it stays).
-    expect(picks('new-lora')).toEqual([homeOf('new-lora')]);
-    // A home past the bounded-load ceiling (prefix_affinity.balance_factor) is no home: the
-    // adapter spreads by llm-d's scores (a free slot elsewhere) instead of piling on.
-    const busy = createBalancer(configOf({ strategy: 'llm', retries: 0 }), { store: createMemoryStore(), clock: fakeClock(), random: seededRandom(11) });
-    for (let i = 0; i < 6; i++) busy.onStart(homeOf('new-lora'));
-    const first = busy.pick(fleetSlots, chat('new-lora'));
-    expect(first.ok && first.replicas[0].id).not.toBe(homeOf('new-lora'));
-    // Off: adapter_weight 0 spreads by the other scores alone.
-    const b = createBalancer(configOf({ strategy: 'llm', retries: 0, llm: { adapter_weight: 0 } }), { store: createMemoryStore(), clock: fakeClock(), random: seededRandom(11) });
+  const llmBalancer = (extra: Record<string, unknown> = {}) =>
+    createBalancer(configOf({ strategy: 'llm', retries: 0, ...extra }), { store: createMemoryStore(), clock: fakeClock(), random: seededRandom(11) });
+  const firstPick = (b: ReturnType<typeof createBalancer>, replicas: Replica[], model: string) => {
+    const result = b.pick(replicas, chat(model));
+    if (!result.ok) throw new Error(result.message);
+    return result.replicas[0].id;
+  };
+
+  it("llm scores LoRA-adapter affinity: where vLLM's slots say it runs, else a free slot, and it stays where it was sent", () => {
+    const b = llmBalancer();
+    const replicas = fleetSlots();
+    for (let i = 0; i < 10; i++) expect(firstPick(b, replicas, 'sql-lora')).toBe('r1');
+    for (let i = 0; i < 10; i++) expect(firstPick(b, replicas, 'law-lora')).toBe('r0');
+    // Running nowhere: a free slot (r1's second or r2's; r0 runs two), and then it stays there
+    // though its requests no longer run and /metrics no longer names it.
+    const newHome = firstPick(b, replicas, 'new-lora');
+    expect(['r1', 'r2']).toContain(newHome);
+    for (let i = 0; i < 10; i++) expect(firstPick(b, replicas, 'new-lora')).toBe(newHome);
+    // The last free slot is the other one: the next new adapter goes there, not onto a full replica.
+    const lastFree = newHome === 'r1' ? 'r2' : 'r1';
+    for (let i = 0; i < 10; i++) expect(firstPick(b, replicas, 'tax-lora')).toBe(lastFree);
+  });
+
+  it('a replica past the bounded-load ceiling (models.adapter_balance_factor) gets no affinity: the hot adapter spreads', () => {
+    const busy = llmBalancer();
+    for (let i = 0; i < 6; i++) busy.onStart('r1');
+    expect(firstPick(busy, fleetSlots(), 'sql-lora')).not.toBe('r1');
+    // Off (adapter_weight 0): the other scores alone spread it over every replica.
+    const b = llmBalancer({ llm: { adapter_weight: 0 } });
     const spread = new Set<string>();
-    for (let i = 0; i < 30; i++) {
-      const result = b.pick(fleetSlots, chat('sql-lora'));
-      if (result.ok) spread.add(result.replicas[0].id);
-    }
+    for (let i = 0; i < 30; i++) spread.add(firstPick(b, fleetSlots(), 'sql-lora'));
     expect(spread.size).toBe(3);
+  });
+
+  it('models.adapter_filter: least-connections picks among the best-placed replicas first, the rest stay alternates', () => {
+    const b = balancer({ retries: 2, models: { adapter_filter: true, adapter_balance_factor: 1.25 } });
+    const replicas = fleetSlots();
+    const first = b.pick(replicas, chat('sql-lora'));
+    expect(first.ok && first.replicas.map((r) => r.id)[0]).toBe('r1');
+    // The retries' alternates are the others (a retry must have somewhere to go).
+    expect(first.ok && first.replicas.map((r) => r.id).sort()).toEqual(['r0', 'r1', 'r2']);
+    // Others busy (3 in flight each): the filter keeps sql-lora on r1 while r1 is under the
+    // bound ceil(1.25 × (total + 1) / 3) (the factor set low here to reach it in a few requests), also where least-connections alone would leave it (4 > 3).
+    for (let i = 0; i < 3; i++) {
+      b.onStart('r0');
+      b.onStart('r2');
+    }
+    for (let k = 0; k < 5; k++) {
+      expect(firstPick(b, replicas, 'sql-lora')).toBe('r1');
+      b.onStart('r1');
+    }
+    // Past the bound: the replica with a free slot (r2), not the full one (r0).
+    expect(firstPick(b, replicas, 'sql-lora')).toBe('r2');
+    // Off by default: least-connections ignores the slots.
+    const plain = balancer({ retries: 0 });
+    for (let i = 0; i < 3; i++) {
+      plain.onStart('r0');
+      plain.onStart('r2');
+    }
+    for (let i = 0; i < 4; i++) plain.onStart('r1');
+    expect(firstPick(plain, replicas, 'sql-lora')).not.toBe('r1');
+  });
+
+  it('property: an adapter request never goes to a replica that does not serve its base model', () => {
+    fc.assert(
+      fc.property(fc.array(fc.constantFrom('sql-lora', 'chat-lora', 'law-lora', 'new-lora', 'tax-lora'), { minLength: 1, maxLength: 40 }), fc.constantFrom('llm', 'least-connections'), (models, strategy) => {
+        const replicas: Replica[] = [...fleetSlots(), { id: 'q', address: '10.0.0.9:8000', weight: 1, models: { served: { bases: [QWEN], adapters: {} }, lora: { running: [], waiting: [], maxLoras: 4 } } }];
+        const b = createBalancer(configOf({ strategy, retries: 3, models: { adapter_filter: true } }), { store: createMemoryStore(), clock: fakeClock(), random: seededRandom(3) });
+        for (const model of models) {
+          const result = b.pick(replicas, chat(model));
+          expect(result.ok).toBe(true);
+          if (result.ok) {
+            expect(result.replicas.map((r) => r.id)).not.toContain('q');
+            b.onStart(result.replicas[0].id);
+          }
+        }
+      }),
+    );
   });
 });

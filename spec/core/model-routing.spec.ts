@@ -17,6 +17,7 @@ import {
   servesModel,
 } from '../../shared/model-routing';
 import type { ReplicaModels } from '../../shared/model-routing';
+import { adapterTag } from '../../shared/adapter-slots';
 
 const LLAMA = 'llama-8b';
 const QWEN = 'qwen-7b';
@@ -89,20 +90,30 @@ describe('adapter affinity', () => {
   const slots = (running: string[], waiting: string[] = [], maxLoras: number | null = 2): LoraSlots => ({ running, waiting, maxLoras });
 
   it("scores loaded > free slot > loading > full (llm-d's LoRA affinity)", () => {
-    expect(adapterAffinity(slots(['x']), 'x')).toBe(ADAPTER_LOADED);
-    expect(adapterAffinity(slots(['y']), 'x')).toBe(ADAPTER_FREE_SLOT);
-    expect(adapterAffinity(slots(['y', 'z'], ['x']), 'x')).toBe(ADAPTER_LOADING);
-    expect(adapterAffinity(slots(['y', 'z']), 'x')).toBe(ADAPTER_SLOTS_FULL);
+    expect(adapterAffinity(slots(['x']), 'x', null)).toBe(ADAPTER_LOADED);
+    expect(adapterAffinity(slots(['y']), 'x', null)).toBe(ADAPTER_FREE_SLOT);
+    expect(adapterAffinity(slots(['y', 'z'], ['x']), 'x', null)).toBe(ADAPTER_LOADING);
+    expect(adapterAffinity(slots(['y', 'z']), 'x', null)).toBe(ADAPTER_SLOTS_FULL);
     // Nothing reported: nothing says it would evict.
-    expect(adapterAffinity(null, 'x')).toBe(ADAPTER_FREE_SLOT);
-    expect(adapterAffinity(slots(['y', 'z'], [], null), 'x')).toBe(ADAPTER_FREE_SLOT);
+    expect(adapterAffinity(null, 'x', null)).toBe(ADAPTER_FREE_SLOT);
+    expect(adapterAffinity(slots(['y', 'z'], [], null), 'x', null)).toBe(ADAPTER_FREE_SLOT);
+  });
+
+  it('counts what the gateway sent the replica recently: loaded, and taking slots like the running adapters', () => {
+    const sent = (...names: string[]) => names.map(adapterTag);
+    // Idle in a slot (no request running): invisible in /metrics, known from what was sent.
+    expect(adapterAffinity(slots([]), 'x', sent('x'))).toBe(ADAPTER_LOADED);
+    // Two slots: one taken by a running adapter, one by an idle one sent recently: full.
+    expect(adapterAffinity(slots(['y']), 'x', sent('z'))).toBe(ADAPTER_SLOTS_FULL);
+    // The same adapter running and sent takes one slot, not two.
+    expect(adapterAffinity(slots(['y']), 'x', sent('y'))).toBe(ADAPTER_FREE_SLOT);
   });
 
   it('keeps the replica with the adapter loaded while it is under the bound, then spreads to free slots', () => {
     const fleet = [
-      { inFlight: 2, weight: 1, lora: slots(['x', 'y']) },
-      { inFlight: 2, weight: 1, lora: slots(['y']) },
-      { inFlight: 2, weight: 1, lora: slots(['y', 'z']) },
+      { inFlight: 2, weight: 1, lora: slots(['x', 'y']), sent: null },
+      { inFlight: 2, weight: 1, lora: slots(['y']), sent: null },
+      { inFlight: 2, weight: 1, lora: slots(['y', 'z']), sent: null },
     ];
     expect(adapterFilter(fleet, 'x', 1.25)).toEqual([0]);
     // The hot adapter's replica past ceil(1.25 × (total + 1) / 3): the free slot takes the next one.
@@ -113,7 +124,7 @@ describe('adapter affinity', () => {
   });
 
   it('when every replica is past the bound, the best affinity among all', () => {
-    expect(adapterFilter([{ inFlight: 5, weight: 0, lora: slots(['x']) }, { inFlight: 5, weight: 0, lora: null }], 'x', 1.25)).toEqual([0]);
+    expect(adapterFilter([{ inFlight: 5, weight: 0, lora: slots(['x']), sent: null }, { inFlight: 5, weight: 0, lora: null, sent: null }], 'x', 1.25)).toEqual([0]);
   });
 
   it('property: never empty, every kept replica has the best score among those under the bound (or among all)', () => {
@@ -122,6 +133,7 @@ describe('adapter affinity', () => {
       inFlight: fc.nat(20),
       weight: fc.constantFrom(0.5, 1, 2),
       lora: fc.option(fc.record({ running: fc.uniqueArray(name, { maxLength: 3 }), waiting: fc.uniqueArray(name, { maxLength: 2 }), maxLoras: fc.option(fc.integer({ min: 1, max: 3 }), { nil: null }) }), { nil: null }),
+      sent: fc.option(fc.uniqueArray(name, { maxLength: 3 }).map((names) => names.map(adapterTag)), { nil: null }),
     });
     fc.assert(
       fc.property(fc.array(candidate, { minLength: 1, maxLength: 6 }), fc.constantFrom(0, 1.25, 2), (fleet, factor) => {
@@ -131,11 +143,11 @@ describe('adapter affinity', () => {
         const totalWeight = fleet.reduce((s, c) => s + c.weight, 0);
         const under = fleet.map((c) => factor <= 0 || c.inFlight + 1 <= Math.ceil((factor * (total + 1) * c.weight) / totalWeight));
         const pool = fleet.map((_, i) => i).filter((i) => under[i] || !under.some(Boolean));
-        const best = Math.max(...pool.map((i) => adapterAffinity(fleet[i].lora, 'x')));
-        expect(kept).toEqual(pool.filter((i) => adapterAffinity(fleet[i].lora, 'x') === best));
+        const best = Math.max(...pool.map((i) => adapterAffinity(fleet[i].lora, 'x', fleet[i].sent)));
+        expect(kept).toEqual(pool.filter((i) => adapterAffinity(fleet[i].lora, 'x', fleet[i].sent) === best));
         // A replica with the adapter loaded and under the bound is always kept.
         fleet.forEach((c, i) => {
-          if (under[i] && c.lora !== null && c.lora.running.includes('x')) expect(kept).toContain(i);
+          if (under[i] && c.lora !== null && (c.lora.running.includes('x') || (c.sent !== null && c.sent.includes(adapterTag('x'))))) expect(kept).toContain(i);
         });
       }),
     );
