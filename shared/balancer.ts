@@ -21,7 +21,7 @@ import { slotKey } from './prefix-table';
 import { CHARS_PER_TOKEN } from './llm-request';
 import type { StrategyName } from './config/types';
 import type { SlowStartConfig } from './slow-start';
-import { ADAPTER_SLOTS_FULL, adapterAffinity, adapterBase, adapterFilter, bodyModel, modelList, modelPromptKey, replicasForModel, requestedModel, underLoadBound } from './model-routing';
+import { ADAPTER_SLOTS_FULL, adapterBase, adapterFilter, adapterScores, bodyModel, modelList, modelPromptKey, replicasForModel, requestedModel, underLoadBound } from './model-routing';
 import type { ServedModels } from './model-discovery';
 import type { AdapterCandidate, ModelCard, ReplicaModels } from './model-routing';
 import { MAX_TRACKED_SLOTS, adapterTag, recordSentAdapter, sentAdapters } from './adapter-slots';
@@ -462,6 +462,8 @@ export function createBalancer(config: BalancerConfig, deps: BalancerDeps): Bala
     const all: Array<ReplicaModels | null> = [];
     let slotsKnown = false;
     let named = false;
+    let listsKnown = false;
+    let isBase = false;
     for (let i = 0; i < replicas.length; i++) {
       const models = modelsOf(replicas[i]);
       byId[replicas[i].id] = models;
@@ -470,8 +472,14 @@ export function createBalancer(config: BalancerConfig, deps: BalancerDeps): Bala
         slotsKnown = true;
         if (models.lora.running.indexOf(model) >= 0 || models.lora.waiting.indexOf(model) >= 0) named = true;
       }
+      if (models !== null && models.served !== null) {
+        listsKnown = true;
+        if (models.served.bases.indexOf(model) >= 0) isBase = true;
+      }
     }
-    if (!slotsKnown || (!named && adapterBase(model, all) === null)) return null;
+    // An adapter: any name no replica serves as a base model (a replica with a LoRA resolver lists
+    // an adapter only once asked for it), or without any list, one the slots or an adapter list name.
+    if (!slotsKnown || isBase || (!listsKnown && !named && adapterBase(model, all) === null)) return null;
     const slots = Object.create(null) as Record<string, number>;
     const fleet: AdapterCandidate[] = [];
     for (let i = 0; i < views.length; i++) {
@@ -486,7 +494,8 @@ export function createBalancer(config: BalancerConfig, deps: BalancerDeps): Bala
     let kept: number[] | null = null;
     if (scoresAdapters) {
       const under = underLoadBound(fleet, config.models.adapter_balance_factor);
-      for (let i = 0; i < views.length; i++) views[i].adapterAffinity = under[i] ? adapterAffinity(fleet[i].lora, model, fleet[i].sent) : ADAPTER_SLOTS_FULL;
+      const scores = adapterScores(fleet, model);
+      for (let i = 0; i < views.length; i++) views[i].adapterAffinity = under[i] ? scores[i] : ADAPTER_SLOTS_FULL;
     } else {
       kept = adapterFilter(fleet, model, config.models.adapter_balance_factor);
     }

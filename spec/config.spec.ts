@@ -56,7 +56,7 @@ const DEFAULTS: BalancerConfig = {
   },
   timeouts: { connect_s: 3, response_s: 300, stream_idle_s: 60 },
   slow_start: { window_s: 0, aggression: 1, min_weight_percent: 10 },
-  models: { declared: [], discovery: true, path: '/v1/models', refresh_s: 10, timeout_s: 2, default: null, aliases: [], dynamic_lora: false, adapter_balance_factor: 2, adapter_filter: false },
+  models: { declared: [], discovery: true, path: '/v1/models', refresh_s: 10, timeout_s: 2, default: null, aliases: [], dynamic_lora: false, adapter_balance_factor: 3, adapter_filter: false },
   replica_metrics: { path: '/metrics', interval_s: 1, timeout_s: 1, stale_after_s: 5 },
   llm: { queue_weight: 2, kv_weight: 2, prefix_weight: 3, tokens_weight: 1, adapter_weight: 8, kv_saturation: 0.95, queue_saturation: 32 },
   active_health: {

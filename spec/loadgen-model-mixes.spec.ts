@@ -69,6 +69,23 @@ describe('multi-lora', () => {
   });
 });
 
+describe('multi-lora-16', () => {
+  it('spreads over 16 adapters with the same Zipf law; the same prompts as multi-lora for the seed', () => {
+    const requests = generateRequests(SAMPLE, { seed: 5, mix: 'multi-lora-16', model: 'base' });
+    const counts = countBy(requests.map(modelOf));
+    expect(Array.from(counts.keys()).sort()).toEqual(Array.from({ length: 16 }, (_, index) => loraAdapterName(index)));
+    const total = zipfWeights(16, MULTI_LORA_SHAPE.zipfExponent).reduce((sum, weight) => sum + weight, 0);
+    const expected = 1 / total;
+    expect(Math.abs(counts.get('adapter-00')! / SAMPLE - expected)).toBeLessThan(4 * Math.sqrt((expected * (1 - expected)) / SAMPLE));
+    const lora24 = generateRequests(200, { seed: 5, mix: 'multi-lora', model: 'base' });
+    requests.slice(0, 200).forEach((request, index) => expect((request.body as ChatCompletionBody).messages).toEqual((lora24[index].body as ChatCompletionBody).messages));
+  });
+
+  it('a custom mix with a bad adapter count is refused', () => {
+    expect(() => generateRequests(1, { seed: 1, mix: { name: 'x', components: [{ kind: 'lora-chat', weight: 1, adapters: 0 }] }, model: 'base' })).toThrow(/adapters of 'lora-chat' must be a whole number/);
+  });
+});
+
 describe('multi-model', () => {
   const requests = generateRequests(SAMPLE, { seed: 6, mix: 'multi-model', model: 'unused' });
 

@@ -132,7 +132,10 @@ export const LLM_VARIANTS: Record<string, { queue_weight: number; kv_weight: num
 };
 const LLM_VARIANT = 'llm: ';
 export const LLM_VARIANT_ROWS = Object.keys(LLM_VARIANTS).map((name) => LLM_VARIANT + name);
-export const KNOWN_ROWS = ALL_ROWS.concat(TWO_GATEWAY_ROWS, LLM_VARIANT_ROWS, PLACEMENT_ROWS);
+/** A strategy other than llm with models.adapter_filter on: `--rows "least-connections + adapter filter"`. */
+const ADAPTER_FILTER = ' + adapter filter';
+export const ADAPTER_FILTER_ROWS = ['least-connections', 'least-tokens', 'round-robin'].map((row) => row + ADAPTER_FILTER);
+export const KNOWN_ROWS = ALL_ROWS.concat(TWO_GATEWAY_ROWS, LLM_VARIANT_ROWS, PLACEMENT_ROWS, ADAPTER_FILTER_ROWS);
 
 /** A row the shootout can run: a known row or any node row (`4 kong+redis: llm`). */
 export function isKnownRow(row: string): boolean {
@@ -163,22 +166,30 @@ export interface Emulators {
 }
 
 /**
- * What the replicas serve for a mix that names models: multi-lora's 24 adapters of one base model
- * (vLLM --enable-lora, 4 GPU slots each: a replica sent every adapter thrashes), multi-model's two
- * base models on two replica sets (an h100 and an a100 each: same capacity per model).
+ * What the replicas serve for a mix that names models: multi-lora's 24 (multi-lora-16's 16) adapters
+ * of one base model (vLLM --enable-lora, 4 GPU slots each: a replica sent every adapter thrashes),
+ * multi-model's two base models on two replica sets (an h100 and an a100 each: same capacity per model).
  */
 export function emulatorModelArgs(mix: string): string[] {
-  if (mix === 'multi-lora') return ['--lora-adapters', 'adapter-*', '--max-loras', '4'];
+  if (mix.startsWith('multi-lora')) return ['--lora-adapters', 'adapter-*', '--max-loras', '4'];
   if (mix === 'multi-model') return ['--models', '1:model-a', '--models', '3:model-a', '--models', '2:model-b', '--models', '4:model-b'];
   return [];
 }
 
-/** Wait after a gateway starts before a model-routed trace: one models.refresh_s (1 s in the bench) and a margin. */
+/**
+ * Wait after a gateway starts before a trace that names models: one models.refresh_s and one
+ * replica_metrics.interval_s (1 s each in the bench: the model lists, the LoRA slots) and a margin.
+ */
 const MODEL_LIST_WARMUP_MS = 1500;
 
 /** The row that calibrates capacity: nginx's own round robin, or ours where requests must be routed by model. */
 export function calibrationRow(mix: string): string {
   return routesByModelName(mix) ? 'round-robin' : 'nginx round robin';
+}
+
+/** Mixes whose requests name models (the gateway learns what the replicas serve first). */
+export function namesModels(mix: string): boolean {
+  return routesByModelName(mix) || mix.startsWith('multi-lora');
 }
 
 /** Mixes whose requests only some replicas can serve: nginx's own balancers cannot route them (404s). */
@@ -218,6 +229,10 @@ function nativeConf(port: number, addresses: string[], balancing: string | null)
 export function balancerFile(row: string, addresses: string[]): Record<string, unknown> {
   if (row.endsWith(LEAST_LOAD_PLACEMENT)) {
     return Object.assign(balancerFile(row.slice(0, -LEAST_LOAD_PLACEMENT.length), addresses), { prefix_affinity: { placement: 'least-load' } });
+  }
+  if (row.endsWith(ADAPTER_FILTER)) {
+    const file = balancerFile(row.slice(0, -ADAPTER_FILTER.length), addresses);
+    return Object.assign(file, { models: Object.assign({}, file.models, { adapter_filter: true }) });
   }
   const variant = row.startsWith(LLM_VARIANT) ? LLM_VARIANTS[row.slice(LLM_VARIANT.length)] : undefined;
   const strategy = variant === undefined ? row : 'llm';
@@ -484,7 +499,7 @@ async function calibrate(mode: Mode, timeScale: number, run: RunChoices, log: (l
       run.seed,
       async (gateway) => {
         // The model lists are read at start (Kong) or within models.refresh_s (NGINX): give them that.
-        if (routesByModelName(run.mix)) await new Promise((resolve) => setTimeout(resolve, MODEL_LIST_WARMUP_MS));
+        if (namesModels(run.mix)) await new Promise((resolve) => setTimeout(resolve, MODEL_LIST_WARMUP_MS));
         return executeSplit(trace, gateway.urls, durationS * 1000 + 2000);
       },
       run.mix,
@@ -558,7 +573,7 @@ export async function runShootout(options: ShootoutOptions): Promise<ShootoutRes
     const rows: Row[] = [];
     for (const name of run.rows) {
       const outcome = await withStack(name, timeScale, run.seed, async (gateway) => {
-        if (routesByModelName(run.mix)) await new Promise((resolve) => setTimeout(resolve, MODEL_LIST_WARMUP_MS));
+        if (namesModels(run.mix)) await new Promise((resolve) => setTimeout(resolve, MODEL_LIST_WARMUP_MS));
         const notes: string[] = [];
         const midRun = gateway.midRun;
         const during =
@@ -626,13 +641,16 @@ function fmt(value: number | null): string {
   return value === null ? '-' : value.toFixed(0);
 }
 
-const USAGE = `usage: npm run bench -- [--quick | --smoke | --nodes [--resume]] [--seed N] [--mix NAME] [--rows LIST] [--trace-s N] [--out DIR]
+const USAGE = `usage: npm run bench -- [--quick | --smoke | --nodes [--resume] | --models [--resume]] [--seed N] [--mix NAME] [--rows LIST] [--trace-s N] [--out DIR]
   --quick        the 90% level only, 10 s traces, 5 rows (~2 min)
   --smoke        a seconds-long run of the whole pipeline (CI)
   --nodes        the multi-node suite (~27 min): 1, 2, 4 nginx / Kong / Kong+Redis nodes, mixes
                  fleet-prefixes and mixed, seeds 42 and 43 (--seed/--mix/--trace-s narrow it); writes
                  bench/results/nodes/ and the BENCHMARKS.md section
-  --resume       with --nodes: keep the runs already written in the out dir
+  --models       the model suite (~35 min): mixes multi-lora, multi-lora-16 and multi-model, round robin,
+                 least-connections (with and without models.adapter_filter), least-tokens, llm on nginx
+                 and Kong, seeds 42 and 43; writes bench/results/models/ and the BENCHMARKS.md section
+  --resume       with --nodes or --models: keep the runs already written in the out dir
   --seed N       trace and emulator seed (default ${DEFAULT_SEED}); repeat runs with other seeds for confidence
   --mix NAME     request mix (default ${DEFAULT_MIX}): ${Object.keys(MIXES).join(', ')}
   --rows LIST    comma-separated rows to run, in order: ${KNOWN_ROWS.join(', ')},
@@ -680,6 +698,7 @@ export async function main(argv: string[]): Promise<void> {
         quick: { type: 'boolean' },
         smoke: { type: 'boolean' },
         nodes: { type: 'boolean' },
+        models: { type: 'boolean' },
         resume: { type: 'boolean' },
         seed: { type: 'string' },
         mix: { type: 'string' },
@@ -697,6 +716,25 @@ export async function main(argv: string[]): Promise<void> {
   }
   if (values.help) {
     console.log(USAGE);
+    return;
+  }
+  if (values.models) {
+    if (values.quick || values.smoke || values.nodes || choices.rows !== undefined) {
+      console.error(`--models runs its own rows in full mode: leave out --quick, --smoke, --nodes and --rows\n\n${USAGE}`);
+      process.exitCode = 2;
+      return;
+    }
+    // Imported here: models.ts imports this module.
+    const models = await import('./models');
+    const narrowed = choices.mix !== undefined || choices.seed !== undefined || choices.traceS !== undefined;
+    await models.runModelSuite({
+      mixes: choices.mix !== undefined ? [choices.mix] : Object.keys(models.MODEL_SUITE),
+      seeds: choices.seed !== undefined ? [choices.seed] : models.MODEL_SEEDS,
+      traceS: choices.traceS ?? models.MODEL_TRACE_S,
+      outDir: values.out !== undefined ? path.resolve(values.out) : path.join(REPO_ROOT, 'bench', 'results', narrowed ? 'runs' : '', 'models'),
+      resume: values.resume === true,
+      updateBenchmarks: values.out === undefined && !narrowed,
+    });
     return;
   }
   if (values.nodes) {
@@ -719,7 +757,7 @@ export async function main(argv: string[]): Promise<void> {
     return;
   }
   if (values.resume) {
-    console.error(`--resume goes with --nodes\n\n${USAGE}`);
+    console.error(`--resume goes with --nodes or --models\n\n${USAGE}`);
     process.exitCode = 2;
     return;
   }

@@ -794,10 +794,11 @@ export const schema: FieldEntry[] = [
         {
           adapter_balance_factor: {
             type: 'number',
-            default: 2,
-            // Measured (BENCHMARKS.md, multi-LoRA): prefix_affinity's 1.25 spilled an adapter off its
-            // replica at every burst, and each spill loads it elsewhere and evicts another: ~1.5x the
-            // adapter loads and a higher TTFT than 2; above 2 little changes, llm's load scores spread.
+            default: 3,
+            // Measured (the core in front of the emulator's engines, multi-LoRA mixes, 4 seeds):
+            // prefix_affinity's 1.25 spilled an adapter off its replica at every burst, and each spill
+            // loads it elsewhere and evicts another: ~1.5x the adapter loads and a higher TTFT; 2 still
+            // ~1.3x the loads of 3 with 16 adapters; above 3 nothing changes (llm's load scores spread first).
             between: [0, 100],
             description:
               "LoRA placement's load guard (llm's adapter scorer and models.adapter_filter): a replica with more than this many times its weighted share of the requests in flight gets no pull for the adapters it holds, so a hot adapter spreads to more replicas instead of piling onto one. 0: no guard.",

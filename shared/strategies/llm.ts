@@ -14,8 +14,8 @@
 //                    every slot taken by others (llm-d's LoRA affinity; model-routing.ts)
 //   pick     the highest total, ties at random; alternates by total.
 // The pick is then recorded as the holder of the prompt's blocks, as prefix-affinity does.
-// A prompt no candidate was sent any block of (prefix_affinity.placement rendezvous, the default):
-// its rendezvous owner (prefix-placement.ts, where every gateway node sends that prefix first) gets
+// A prompt no candidate was sent any block of (prefix_affinity.placement rendezvous, the default;
+// not for a LoRA adapter, whose placement decides instead): its rendezvous owner (prefix-placement.ts, where every gateway node sends that prefix first) gets
 // the prefix score of min_match of its blocks (at least one): presumed, not known, so less than a
 // real match of the whole prefix, and queue, KV and token load still outweigh it on a busy owner;
 // enough that nodes without shared state agree on where a new prefix goes when loads are close.
@@ -102,7 +102,10 @@ export function createLlm(config: BalancerConfig, store: Store): Strategy {
       if (pending !== null && pending.length > 0 && options.prefix_weight > 0) {
         const match = deepestMatch(store, pending, prefix.table_slots, candidateTags(candidates));
         if (match.depth > 0) totals[match.index] += (options.prefix_weight * match.depth) / pending.length;
-        else if (rendezvous) totals[prefixOwner(candidates, pending)] += (options.prefix_weight * presumedDepth(pending.length, prefix.min_match)) / pending.length;
+        // Not for a LoRA adapter's request (its views carry adapter scores): a presumed owner is a
+        // random replica per prompt, and its pull would fight the adapter's placement (measured:
+        // ~1.4x the adapter loads on chat prompts that share no prefix).
+        else if (rendezvous && (n === 0 || candidates[0].adapterAffinity === undefined)) totals[prefixOwner(candidates, pending)] += (options.prefix_weight * presumedDepth(pending.length, prefix.min_match)) / pending.length;
       }
       const indexOf: Record<string, number> = Object.create(null);
       for (let i = 0; i < n; i++) indexOf[candidates[i].id] = i;

@@ -144,6 +144,8 @@ export interface MixComponent {
   weight: number;
   /** The `model` its requests name, instead of the generator's model. */
   model?: string;
+  /** lora-chat: how many adapters its requests spread over (default MULTI_LORA_SHAPE.adapterCount). */
+  adapters?: number;
 }
 
 export interface Mix {
@@ -164,6 +166,10 @@ export const MIXES: Readonly<Record<string, Mix>> = {
   'fleet-prefixes': { name: 'fleet-prefixes', components: [{ kind: 'fleet-prefixes', weight: 1 }] },
   // Chat turns to 24 LoRA adapters of one base model, Zipf popularity (MULTI_LORA_SHAPE).
   'multi-lora': { name: 'multi-lora', components: [{ kind: 'lora-chat', weight: 1 }] },
+  // The same over 16 adapters: as many as 4 replicas' 4 GPU slots hold together, so a placement
+  // that keeps each adapter on its replicas can avoid nearly every load; with 24, 8 adapters
+  // beyond the fleet's slots are always loaded somewhere.
+  'multi-lora-16': { name: 'multi-lora-16', components: [{ kind: 'lora-chat', weight: 1, adapters: 16 }] },
   // Chat turns to two base models, 60/40 (MULTI_MODEL_NAMES).
   'multi-model': {
     name: 'multi-model',
@@ -196,6 +202,9 @@ export function resolveMix(mix: string | Mix): Mix {
     if (!REQUEST_KINDS.includes(component.kind)) throw new RangeError(`mix '${mix.name}': unknown kind '${component.kind}'`);
     if (component.model !== undefined && (typeof component.model !== 'string' || component.model === '')) {
       throw new RangeError(`mix '${mix.name}': the model of '${component.kind}' must be a non-empty string`);
+    }
+    if (component.adapters !== undefined && !(Number.isInteger(component.adapters) && component.adapters >= 1 && component.adapters <= 100)) {
+      throw new RangeError(`mix '${mix.name}': adapters of '${component.kind}' must be a whole number from 1 to 100`);
     }
     if (!(component.weight >= 0) || !Number.isFinite(component.weight)) {
       throw new RangeError(`mix '${mix.name}': weight of '${component.kind}' must be finite and >= 0`);
@@ -274,7 +283,7 @@ export function createRequestGenerator(options: RequestGeneratorOptions): () => 
   const fleetConversations = createConversations(options.seed, null, FLEET_PREFIXES_SHAPE, 'f');
   // A stream of its own: drawing adapters shifts no other stream of the seed.
   const adapterRandom = createRandom(options.seed, 'lora-adapters');
-  const adapterWeights = zipfWeights(MULTI_LORA_SHAPE.adapterCount, MULTI_LORA_SHAPE.zipfExponent);
+  const adapterWeights = mix.components.map((component) => zipfWeights(component.adapters ?? MULTI_LORA_SHAPE.adapterCount, MULTI_LORA_SHAPE.zipfExponent));
   let index = 0;
 
   return () => {
@@ -295,7 +304,7 @@ export function createRequestGenerator(options: RequestGeneratorOptions): () => 
       sessionId = turn.sessionId;
       prefixIndex = turn.prefixIndex;
     } else {
-      if (kind === 'lora-chat') model = loraAdapterName(weightedIndex(adapterRandom, adapterWeights));
+      if (kind === 'lora-chat') model = loraAdapterName(weightedIndex(adapterRandom, adapterWeights[mix.components.indexOf(component)]));
       const shape = kind === 'lora-chat' ? MULTI_LORA_SHAPE.shape : REQUEST_SHAPES[kind];
       const promptTokens = drawTokens(shapeRandom, shape.promptTokens);
       outputTokens = drawTokens(shapeRandom, shape.outputTokens);

@@ -1,0 +1,239 @@
+// The model suite (`npm run bench -- --models`): several models and LoRA adapters behind one
+// endpoint, at 90% of the capacity calibrated in each run, four emulated replicas (h100, h100,
+// a100, a100; vLLM --enable-lora with 4 GPU adapter slots each for the LoRA mixes).
+//   multi-lora     chat turns to 24 adapters of one base model, Zipf popularity (s = 1): 8 more
+//                  adapters than the fleet's 16 slots, so some are always loaded somewhere
+//   multi-lora-16  the same over 16 adapters: the fleet's slots hold them all
+//   multi-model    two base models on two replica sets, 60/40: only model routing avoids 404s
+// Every (mix, seed) is one shootout run of its own, written to bench/results/models/<mix>-seed<N>/;
+// each row is compared with least-connections of the same run (the LoRA targets of issue 13:
+// adapter loads ≤ 0.3x and TTFT p50 ≤ 0.5x least-connections' for llm). "Max load / share": the
+// largest replica's share of the requests over its weighted fair share, which must stay within
+// models.adapter_balance_factor (3) however hot the most popular adapter is. A benchmark, not a
+// test: it reports whether each target was met, it asserts nothing.
+
+import fs from 'node:fs';
+import path from 'node:path';
+import type { Row, ShootoutResult } from './format';
+import { updateBenchmarksFile } from './format';
+import { WEIGHTS, runShootout } from './main';
+import { REPO_ROOT } from '../../testbed/lib/nginx-env';
+
+export const MODELS_START = '<!-- models:start -->';
+export const MODELS_END = '<!-- models:end -->';
+
+const LORA_ROWS = ['nginx round robin', 'least-connections', 'least-connections + adapter filter', 'least-tokens', 'llm', '1 kong: llm'];
+export const MODEL_SUITE: Record<string, string[]> = {
+  'multi-lora': LORA_ROWS,
+  'multi-lora-16': LORA_ROWS,
+  // nginx's own round robin cannot route by model (half its requests are 404s): ours stands in.
+  'multi-model': ['nginx round robin', 'round-robin', 'least-connections', 'least-tokens', 'llm', '1 kong: llm'],
+};
+export const MODEL_SEEDS = [42, 43];
+export const MODEL_LEVEL = 0.9;
+/** Longer than the other suites' 20 s: the first seconds load every adapter once, whatever the strategy. */
+export const MODEL_TRACE_S = 30;
+/** The load guard the targets check against (models.adapter_balance_factor's default). */
+const LOAD_BOUND = 3;
+const REFERENCE = 'least-connections';
+
+export interface Spread {
+  mean: number;
+  min: number;
+  max: number;
+}
+
+export interface ModelSummaryRow {
+  mix: string;
+  row: string;
+  runs: number;
+  loadsPer1k: Spread | null;
+  ttftP50Ms: Spread | null;
+  ttftP99Ms: Spread | null;
+  meanMs: Spread | null;
+  p99Ms: Spread | null;
+  goodput: Spread | null;
+  /** Ratios to least-connections of the same run. */
+  loadsRatio: Spread | null;
+  ttftP50Ratio: Spread | null;
+  /** The busiest replica's share of requests over its weighted fair share. */
+  maxLoadShare: Spread | null;
+  failed: number;
+  target: { text: string; met: boolean } | null;
+}
+
+function spread(values: Array<number | null>): Spread | null {
+  const known = values.filter((v): v is number => v !== null && Number.isFinite(v));
+  if (known.length === 0) return null;
+  return { mean: known.reduce((sum, v) => sum + v, 0) / known.length, min: Math.min(...known), max: Math.max(...known) };
+}
+
+function ratio(value: number | null | undefined, reference: number | null | undefined): number | null {
+  if (value === null || value === undefined || reference === null || reference === undefined || !(reference > 0)) return null;
+  return value / reference;
+}
+
+function loadsPer1k(row: Row): number | null {
+  const loads = row.cache?.adapterLoads;
+  const total = row.report.requests.total;
+  return loads === undefined || total === 0 ? null : (loads * 1000) / total;
+}
+
+/**
+ * The busiest replica's request share over its weighted fair share. The emulator names replica i
+ * (from 1) `<profile>-<i>`, and WEIGHTS are in that order. null when a name does not say.
+ */
+export function maxLoadShare(row: Row): number | null {
+  const replicas = row.report.replicas;
+  if (replicas === undefined || replicas.length === 0) return null;
+  const totalWeight = WEIGHTS.reduce((sum, weight) => sum + weight, 0);
+  let max = 0;
+  for (const replica of replicas) {
+    const index = replica.replica === null ? -1 : Number(/-(\d+)$/.exec(replica.replica)?.[1]) - 1;
+    if (!(index >= 0 && index < WEIGHTS.length)) return null;
+    max = Math.max(max, replica.share / (WEIGHTS[index] / totalWeight));
+  }
+  return max;
+}
+
+function targetOf(mix: string, row: string, ratios: Array<{ loads: number | null; ttft: number | null }>, shares: Array<number | null>): ModelSummaryRow['target'] {
+  if (!mix.startsWith('multi-lora') || row !== 'llm') return null;
+  const met =
+    ratios.length > 0 &&
+    ratios.every((r) => r.loads !== null && r.loads <= 0.3 && r.ttft !== null && r.ttft <= 0.5) &&
+    shares.every((share) => share !== null && share <= LOAD_BOUND);
+  return { text: `loads ≤ 0.3x, TTFT p50 ≤ 0.5x ${REFERENCE}, max load ≤ ${LOAD_BOUND}x share`, met };
+}
+
+/** Per mix and row, over the runs of that mix: absolute values and ratios to least-connections. */
+export function summarizeModels(results: ShootoutResult[]): ModelSummaryRow[] {
+  const out: ModelSummaryRow[] = [];
+  const mixes: string[] = [];
+  for (const result of results) if (!mixes.includes(result.settings.mix)) mixes.push(result.settings.mix);
+  for (const mix of mixes) {
+    const runs = results.filter((result) => result.settings.mix === mix && result.levels.length > 0);
+    const names: string[] = [];
+    for (const run of runs) for (const row of run.levels[0].rows) if (!names.includes(row.strategy)) names.push(row.strategy);
+    for (const name of names) {
+      const found: Array<{ row: Row; reference: Row | undefined }> = [];
+      for (const run of runs) {
+        const rows = run.levels[0].rows;
+        const row = rows.find((r) => r.strategy === name);
+        if (row !== undefined) found.push({ row, reference: rows.find((r) => r.strategy === REFERENCE) });
+      }
+      const ratios = found.map(({ row, reference }) => ({
+        loads: reference === undefined ? null : ratio(loadsPer1k(row), loadsPer1k(reference)),
+        ttft: ratio(row.report.metrics.ttft.p50Ms, reference?.report.metrics.ttft.p50Ms),
+      }));
+      const shares = found.map(({ row }) => maxLoadShare(row));
+      const isReference = name === REFERENCE;
+      out.push({
+        mix,
+        row: name,
+        runs: found.length,
+        loadsPer1k: spread(found.map(({ row }) => loadsPer1k(row))),
+        ttftP50Ms: spread(found.map(({ row }) => row.report.metrics.ttft.p50Ms)),
+        ttftP99Ms: spread(found.map(({ row }) => row.report.metrics.ttft.p99Ms)),
+        meanMs: spread(found.map(({ row }) => row.report.metrics.e2e.meanMs)),
+        p99Ms: spread(found.map(({ row }) => row.report.metrics.e2e.p99Ms)),
+        goodput: spread(found.map(({ row }) => row.report.goodput?.share ?? null)),
+        loadsRatio: isReference ? null : spread(ratios.map((r) => r.loads)),
+        ttftP50Ratio: isReference ? null : spread(ratios.map((r) => r.ttft)),
+        maxLoadShare: spread(shares),
+        failed: found.reduce((sum, { row }) => sum + row.report.requests.failed, 0),
+        target: targetOf(mix, name, ratios, shares),
+      });
+    }
+  }
+  return out;
+}
+
+function cell(value: Spread | null, digits: number, percent = false): string {
+  if (value === null) return '-';
+  const f = (v: number) => (percent ? (v * 100).toFixed(0) + '%' : v.toFixed(digits));
+  return value.min === value.max ? f(value.mean) : `${f(value.mean)} (${f(value.min)}–${f(value.max)})`;
+}
+
+/** The table lines (Markdown). */
+export function renderModelsTable(rows: ModelSummaryRow[]): string[] {
+  const lines = [
+    '| mix | row | runs | adapter loads /1k | loads vs LC | TTFT p50 ms | TTFT p50 vs LC | TTFT p99 ms | mean ms | p99 ms | goodput | max load / share | failed | target |',
+    '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|',
+  ];
+  for (const r of rows) {
+    const target = r.target === null ? '' : `${r.target.met ? 'met' : '**missed**'}: ${r.target.text}`;
+    lines.push(
+      `| ${r.mix} | ${r.row} | ${r.runs} | ${cell(r.loadsPer1k, 0)} | ${cell(r.loadsRatio, 2)} | ${cell(r.ttftP50Ms, 0)} | ${cell(r.ttftP50Ratio, 2)} | ${cell(r.ttftP99Ms, 0)} | ${cell(r.meanMs, 0)} | ${cell(r.p99Ms, 0)} | ${cell(r.goodput, 0, true)} | ${cell(r.maxLoadShare, 2)} | ${r.failed} | ${target} |`,
+    );
+  }
+  return lines;
+}
+
+/** The BENCHMARKS.md section, markers included. */
+export function renderModelsSection(results: ShootoutResult[], rows: ModelSummaryRow[], elapsedS: number): string {
+  const first = results[0];
+  const seeds = results.map((r) => r.settings.seed).filter((s, i, all) => all.indexOf(s) === i);
+  const capacities = results.map((r) => `${r.settings.mix} seed ${r.settings.seed}: ${r.calibration.capacityPerS.toFixed(1)} req/s`);
+  return [
+    MODELS_START,
+    '## Several models and LoRA adapters',
+    '',
+    `\`npm run bench -- --models\` (${first.date.slice(0, 10)}, ${elapsedS} s; ${first.machine.cpus} cores, nginx ${first.machine.nginx} + njs ${first.machine.njs}, Node ${first.machine.node}).`,
+    '',
+    `Four emulated replicas (${first.settings.replicas.join(', ')}) at ${Math.round(MODEL_LEVEL * 100)}% of the capacity calibrated in each run, ` +
+      `${first.settings.traceS} s traces, seeds ${seeds.join(', ')}; values are the mean over the runs, ranges in brackets. ` +
+      `multi-lora: chat turns to 24 LoRA adapters of one base model, Zipf popularity (s = 1: the most popular takes ~26%), every replica ` +
+      `vLLM --enable-lora with 4 GPU adapter slots (LRU; a missing adapter costs its batch a 50 ms load, scaled); multi-lora-16: the same over 16 ` +
+      `adapters; multi-model: two base models on two replica sets (60/40). Adapter loads: the replicas' own count of adapters loaded into a ` +
+      `slot, per 1,000 requests. "vs LC": ratio to least-connections of the same run. Max load / share: the busiest replica's share of the ` +
+      `requests over its weighted fair share. Rows without a gateway name are nginx + njs; "1 kong: llm" is the real plugin server behind the Kong stand-in.`,
+    '',
+    `Capacity per run: ${capacities.join('; ')}.`,
+    '',
+    ...renderModelsTable(rows),
+    MODELS_END,
+    '',
+  ].join('\n');
+}
+
+export interface ModelSuiteOptions {
+  mixes: string[];
+  seeds: number[];
+  traceS: number;
+  outDir: string;
+  /** Reuse the runs whose shootout.json is already in outDir. */
+  resume: boolean;
+  updateBenchmarks: boolean;
+  log?: (line: string) => void;
+}
+
+export async function runModelSuite(options: ModelSuiteOptions): Promise<ModelSummaryRow[]> {
+  const log = options.log ?? ((line: string) => console.log(line));
+  const results: ShootoutResult[] = [];
+  for (const mix of options.mixes) {
+    const rows = MODEL_SUITE[mix] ?? LORA_ROWS;
+    for (const seed of options.seeds) {
+      const dir = path.join(options.outDir, `${mix}-seed${seed}`);
+      const file = path.join(dir, 'shootout.json');
+      if (options.resume && fs.existsSync(file)) {
+        log(`\n${mix}, seed ${seed}: kept ${path.relative(REPO_ROOT, file)}`);
+        results.push(JSON.parse(fs.readFileSync(file, 'utf8')) as ShootoutResult);
+        continue;
+      }
+      log(`\n${mix}, seed ${seed}:`);
+      results.push(await runShootout({ mode: 'full', outDir: dir, updateBenchmarks: false, log, choices: { mix, seed, rows, traceS: options.traceS, levels: [MODEL_LEVEL] } }));
+    }
+  }
+  const summary = summarizeModels(results);
+  const elapsedS = results.reduce((sum, result) => sum + result.elapsedS, 0);
+  const section = renderModelsSection(results, summary, elapsedS);
+  fs.writeFileSync(path.join(options.outDir, 'models.json'), JSON.stringify({ date: new Date().toISOString(), elapsedS, rows: summary }, null, 2) + '\n');
+  fs.writeFileSync(path.join(options.outDir, 'models.md'), section);
+  log('\n' + renderModelsTable(summary).join('\n'));
+  log(`\nwrote ${path.relative(REPO_ROOT, path.join(options.outDir, 'models.md'))} in ${elapsedS} s`);
+  if (options.updateBenchmarks) {
+    updateBenchmarksFile(path.join(REPO_ROOT, 'BENCHMARKS.md'), section, MODELS_START, MODELS_END);
+    log('updated BENCHMARKS.md');
+  }
+  return summary;
+}
