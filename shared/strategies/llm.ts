@@ -9,16 +9,18 @@
 //            kv      1 − KV-cache usage (a replica without it gets the mean of the others)
 //            prefix  the share of the prompt's blocks last sent to the replica (prefix-table.ts)
 //            tokens  min-max over (estimated tokens in flight + this request's) / weight
-//            adapter for a request naming a LoRA adapter whose replicas report their GPU slots
-//                    (vllm:lora_requests_info): 1 where it runs, 0.8 a free slot, 0.6 loading, 0
-//                    every slot taken by others (llm-d's LoRA affinity; model-routing.ts)
+//            adapter for a request naming a LoRA adapter, when the replicas report their GPU slots
+//                    (vllm:lora_requests_info): 1 where it runs or was sent recently, 0.8 a free
+//                    slot, 0.6 loading or evicting a copy loaded elsewhere, 0 evicting the only copy
+//                    of another adapter; 0 past models.adapter_balance_factor (model-routing.ts,
+//                    adapter-slots.ts, balancer.ts placeAdapter)
 //   pick     the highest total, ties at random; alternates by total.
 // The pick is then recorded as the holder of the prompt's blocks, as prefix-affinity does.
 // A prompt no candidate was sent any block of (prefix_affinity.placement rendezvous, the default;
-// not for a LoRA adapter, whose placement decides instead): its rendezvous owner (prefix-placement.ts, where every gateway node sends that prefix first) gets
-// the prefix score of min_match of its blocks (at least one): presumed, not known, so less than a
-// real match of the whole prefix, and queue, KV and token load still outweigh it on a busy owner;
-// enough that nodes without shared state agree on where a new prefix goes when loads are close.
+// not for a LoRA adapter, whose placement decides instead): its rendezvous owner (prefix-placement.ts,
+// where every gateway node sends that prefix first) gets the prefix score of min_match of its blocks
+// (at least one): presumed, not known, so less than a real match of the whole prefix, and queue, KV
+// and token load still outweigh it on a busy owner; enough that nodes without shared state agree on where a new prefix goes when loads are close.
 // Defaults follow llm-d (queue 2, KV 2, prefix 3) plus token load 1. The shootout compared them
 // with a prefix-heavy (1/1/6/1) and a load-heavy (3/3/1/2) blend over four workloads (BENCHMARKS.md):
 // each of those wins where its signal dominates and loses clearly elsewhere (prefix-heavy piles onto
