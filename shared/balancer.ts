@@ -35,11 +35,15 @@ function isArray(value: Replica[] | PickResult): value is Replica[] {
   return Array.isArray(value);
 }
 
-/** A pick's LoRA adapter: its tag, the slot count of each candidate whose slots are tracked, and adapterFilter's kept indexes (null: no filter). */
+/**
+ * A pick's LoRA adapter: its tag, the slot count of each candidate whose slots are tracked,
+ * adapterFilter's kept indexes (null: no filter) and each candidate's in flight per weight.
+ */
 interface AdapterPlacement {
   tag: number;
   slots: Record<string, number>;
   kept: number[] | null;
+  loads: number[];
 }
 
 export interface BalancerDeps {
@@ -482,6 +486,7 @@ export function createBalancer(config: BalancerConfig, deps: BalancerDeps): Bala
     if (!slotsKnown || isBase || (!listsKnown && !named && adapterBase(model, all) === null)) return null;
     const slots = Object.create(null) as Record<string, number>;
     const fleet: AdapterCandidate[] = [];
+    const loads: number[] = [];
     for (let i = 0; i < views.length; i++) {
       const models = byId[views[i].id];
       const lora = models === undefined || models === null ? null : models.lora;
@@ -490,6 +495,7 @@ export function createBalancer(config: BalancerConfig, deps: BalancerDeps): Bala
       // The view has the in-flight count only when the strategy reads it.
       const inFlight = strategy.reads.inFlight ? views[i].inFlight : Math.max(0, readNumber(store, keysFor(views[i].id).inFlight));
       fleet.push({ inFlight: inFlight, weight: views[i].weight, lora: lora, sent: lora !== null ? sentAdapters(store, views[i].id) : null });
+      loads.push(views[i].weight > 0 ? inFlight / views[i].weight : Infinity);
     }
     let kept: number[] | null = null;
     if (scoresAdapters) {
@@ -499,7 +505,7 @@ export function createBalancer(config: BalancerConfig, deps: BalancerDeps): Bala
     } else {
       kept = adapterFilter(fleet, model, config.models.adapter_balance_factor);
     }
-    return { tag: adapterTag(model), slots: slots, kept: kept };
+    return { tag: adapterTag(model), slots: slots, kept: kept, loads: loads };
   }
 
   /** Records that the pick sends the adapter to `chosen` (when its slots are tracked). */
@@ -509,20 +515,26 @@ export function createBalancer(config: BalancerConfig, deps: BalancerDeps): Bala
   }
 
   /**
-   * The strategy's order, with models.adapter_filter: first among the best-placed candidates for
-   * the adapter, then (as alternates) among the rest, so a retry still has somewhere to go.
+   * The strategy's order, with models.adapter_filter: the strategy picks among the best-placed
+   * candidates; the rest follow as failover alternates, least loaded (in flight per weight) first,
+   * so a retry still has somewhere to go. The strategy orders once per pick: a second call would
+   * advance its cursors (round robin) twice.
    */
-  function orderWithin(candidates: ReplicaView[], kept: number[] | null, count: number): ReplicaView[] {
-    if (kept === null || kept.length === candidates.length) return strategy.order(candidates, context, count);
+  function orderWithin(candidates: ReplicaView[], placement: AdapterPlacement | null, count: number): ReplicaView[] {
+    const kept = placement === null ? null : placement.kept;
+    if (placement === null || kept === null || kept.length === candidates.length) return strategy.order(candidates, context, count);
     const best: ReplicaView[] = [];
-    const rest: ReplicaView[] = [];
-    for (let i = 0; i < candidates.length; i++) (kept.indexOf(i) >= 0 ? best : rest).push(candidates[i]);
+    const rest: number[] = [];
+    for (let i = 0; i < candidates.length; i++) {
+      if (kept.indexOf(i) >= 0) best.push(candidates[i]);
+      else rest.push(i);
+    }
     const ordered = strategy.order(best, context, count);
-    if (ordered.length >= count || rest.length === 0) return ordered;
-    // The strategy's afterPick records the first pick: ordering the rest must not replace its pending state.
-    const others = strategy.order(rest, context, count - ordered.length);
-    if (ordered.length > 0) strategy.order(best, context, count);
-    for (let i = 0; i < others.length; i++) ordered.push(others[i]);
+    const loads = placement.loads;
+    rest.sort(function (a, b) {
+      return loads[a] - loads[b];
+    });
+    for (let i = 0; i < rest.length && ordered.length < count; i++) ordered.push(candidates[rest[i]]);
     return ordered;
   }
 
@@ -571,7 +583,7 @@ export function createBalancer(config: BalancerConfig, deps: BalancerDeps): Bala
     let halfOpen = false;
     for (let i = 0; i < candidates.length; i++) if (candidates[i].halfOpen) halfOpen = true;
     const placement = placeAdapter(candidates, allReplicas, request, attached);
-    const order = orderWithin(candidates, placement === null ? null : placement.kept, halfOpen ? wanted + 1 : wanted);
+    const order = orderWithin(candidates, placement, halfOpen ? wanted + 1 : wanted);
     // Without a half-open candidate there is no trial to settle (and no array to copy into).
     const ordered = halfOpen ? settleTrials(order, now) : order;
     const chosen: Replica[] = [];

@@ -15,7 +15,7 @@ import {
   chat,
   declaredModels,
   expectDiscoveryRouting,
-  expectLoraAffinity,
+  expectLoraPlacement,
   expectModelNotFound,
   expectModelRewrites,
   expectRoutedByModel,
@@ -94,9 +94,15 @@ describe('model routing through the Kong plugin', () => {
     expect(JSON.parse((await request(g.url + '/v1/models')).body).backend).toBeDefined();
   });
 
-  it("llm sends a LoRA adapter to its home replica or where vLLM's /metrics says it runs (vllm:lora_requests_info), never elsewhere while loads are even", async () => {
+  it("llm places a LoRA adapter where vLLM's /metrics says it runs (vllm:lora_requests_info) or a free slot, then keeps it where it sent it", async () => {
     prepareLoraBackends(backends);
     const g = await gateway({ strategy: 'llm', models: { refresh_s: 1 }, replica_metrics: { interval_s: 0.2 } });
-    await expectLoraAffinity(backends, backends.list.map((b) => b.address), sendThrough(g));
+    await expectLoraPlacement(backends, sendThrough(g));
+  });
+
+  it('models.adapter_filter gives least-connections the same placement', async () => {
+    prepareLoraBackends(backends);
+    const g = await gateway({ strategy: 'least-connections', models: { refresh_s: 1, adapter_filter: true }, replica_metrics: { interval_s: 0.2 } });
+    await expectLoraPlacement(backends, sendThrough(g));
   });
 });

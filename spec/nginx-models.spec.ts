@@ -14,7 +14,7 @@ import {
   chat,
   declaredModels,
   expectDiscoveryRouting,
-  expectLoraAffinity,
+  expectLoraPlacement,
   expectModelNotFound,
   expectModelRewrites,
   expectRoutedByModel,
@@ -109,9 +109,15 @@ describe('model routing through nginx', () => {
     expect(backends.list.every((b) => b.modelReads === 0)).toBe(true);
   });
 
-  it("llm sends a LoRA adapter to its home replica or where vLLM's /metrics says it runs (vllm:lora_requests_info), never elsewhere while loads are even", async () => {
+  it("llm places a LoRA adapter where vLLM's /metrics says it runs (vllm:lora_requests_info) or a free slot, then keeps it where it sent it", async () => {
     prepareLoraBackends(backends);
     const lb = await fleet.start({ strategy: 'llm', replicas: replicasOf(backends.list), models: { refresh_s: 1 }, replica_metrics: { interval_s: 0.2 } });
-    await expectLoraAffinity(backends, backends.list.map((b) => b.name), sendThrough(lb));
+    await expectLoraPlacement(backends, sendThrough(lb));
+  });
+
+  it('models.adapter_filter gives least-connections the same placement', async () => {
+    prepareLoraBackends(backends);
+    const lb = await fleet.start({ strategy: 'least-connections', replicas: replicasOf(backends.list), models: { refresh_s: 1, adapter_filter: true }, replica_metrics: { interval_s: 0.2 } });
+    await expectLoraPlacement(backends, sendThrough(lb));
   });
 });

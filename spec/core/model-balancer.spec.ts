@@ -238,6 +238,25 @@ describe('model routing in the balancer', () => {
     expect(firstPick(plain, replicas, 'sql-lora')).not.toBe('r1');
   });
 
+  it('models.adapter_filter with round-robin: the rotation runs over the best-placed replicas, one step per pick', () => {
+    const replicas = loraFleet([
+      { running: ['chat-lora', 'law-lora'], waiting: [], maxLoras: 2 },
+      { running: ['sql-lora'], waiting: [], maxLoras: 2 },
+      { running: ['sql-lora'], waiting: [], maxLoras: 2 },
+    ]);
+    const b = balancer({ strategy: 'round-robin', retries: 2, models: { adapter_filter: true } });
+    const firsts: string[] = [];
+    for (let i = 0; i < 6; i++) {
+      const result = b.pick(replicas, chat('sql-lora'));
+      if (!result.ok) throw new Error(result.message);
+      firsts.push(result.replicas[0].id);
+      // The full replica is the last alternate.
+      expect(result.replicas.map((r) => r.id)[2]).toBe('r0');
+    }
+    expect(firsts.filter((id) => id === 'r1')).toHaveLength(3);
+    expect(firsts.filter((id) => id === 'r2')).toHaveLength(3);
+  });
+
   it('property: an adapter request never goes to a replica that does not serve its base model', () => {
     fc.assert(
       fc.property(fc.array(fc.constantFrom('sql-lora', 'chat-lora', 'law-lora', 'new-lora', 'tax-lora'), { minLength: 1, maxLength: 40 }), fc.constantFrom('llm', 'least-connections'), (models, strategy) => {

@@ -12,6 +12,8 @@ import {
   adapterAffinity,
   adapterBase,
   adapterFilter,
+  adapterScores,
+  ADAPTER_EVICTS_COPY,
   replicasForModel,
   resolveModel,
   servesModel,
@@ -109,6 +111,20 @@ describe('adapter affinity', () => {
     expect(adapterAffinity(slots(['y']), 'x', sent('y'))).toBe(ADAPTER_FREE_SLOT);
   });
 
+  it('a full replica scores ADAPTER_EVICTS_COPY when the adapter it would evict (its least recently sent) is loaded elsewhere too', () => {
+    const sent = (...names: string[]) => names.map(adapterTag);
+    const fleet = [
+      // Full; would evict y (least recently sent), which r1 runs: a copy.
+      { inFlight: 0, weight: 1, lora: slots([]), sent: sent('z', 'y') },
+      { inFlight: 0, weight: 1, lora: slots(['y']), sent: null },
+      // Full; would evict w, loaded nowhere else: its only copy.
+      { inFlight: 0, weight: 1, lora: slots([]), sent: sent('v', 'w') },
+    ];
+    expect(adapterScores(fleet, 'x')).toEqual([ADAPTER_EVICTS_COPY, ADAPTER_FREE_SLOT, ADAPTER_SLOTS_FULL]);
+    // A loaded replica still wins over both.
+    expect(adapterScores(fleet, 'z')[0]).toBe(ADAPTER_LOADED);
+  });
+
   it('keeps the replica with the adapter loaded while it is under the bound, then spreads to free slots', () => {
     const fleet = [
       { inFlight: 2, weight: 1, lora: slots(['x', 'y']), sent: null },
@@ -143,8 +159,9 @@ describe('adapter affinity', () => {
         const totalWeight = fleet.reduce((s, c) => s + c.weight, 0);
         const under = fleet.map((c) => factor <= 0 || c.inFlight + 1 <= Math.ceil((factor * (total + 1) * c.weight) / totalWeight));
         const pool = fleet.map((_, i) => i).filter((i) => under[i] || !under.some(Boolean));
-        const best = Math.max(...pool.map((i) => adapterAffinity(fleet[i].lora, 'x', fleet[i].sent)));
-        expect(kept).toEqual(pool.filter((i) => adapterAffinity(fleet[i].lora, 'x', fleet[i].sent) === best));
+        const scores = adapterScores(fleet, 'x');
+        const best = Math.max(...pool.map((i) => scores[i]));
+        expect(kept).toEqual(pool.filter((i) => scores[i] === best));
         // A replica with the adapter loaded and under the bound is always kept.
         fleet.forEach((c, i) => {
           if (under[i] && c.lora !== null && (c.lora.running.includes('x') || (c.sent !== null && c.sent.includes(adapterTag('x'))))) expect(kept).toContain(i);
