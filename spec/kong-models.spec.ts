@@ -100,6 +100,24 @@ describe('model routing through the Kong plugin', () => {
     await expectLoraPlacement(backends, sendThrough(g));
   });
 
+  it("a replica's LoRA slots go stale with its /metrics (replica_metrics.stale_after_s): the adapter is no longer held to it", async () => {
+    prepareLoraBackends(backends);
+    const [b1] = backends.list;
+    const g = await gateway({ strategy: 'least-connections', models: { refresh_s: 1, adapter_filter: true }, replica_metrics: { interval_s: 0.2, stale_after_s: 0.5 } });
+    const send = sendThrough(g);
+    await waitFor('sql-lora held to b1 while its slots are fresh', async () => {
+      for (let i = 0; i < 6; i++) if ((await send(chat('sql-lora'))).json.backend !== b1.name) return false;
+      return true;
+    });
+    // b1 stops answering /metrics (404): its slots, then unknown, no longer say sql-lora runs there;
+    // b3's free slot is as good, and once sent there sql-lora counts as loaded on b3.
+    b1.behave({ metricsText: null });
+    await waitFor('sql-lora sent elsewhere once b1 went stale', async () => {
+      for (let i = 0; i < 6; i++) if ((await send(chat('sql-lora'))).json.backend !== b1.name) return true;
+      return false;
+    });
+  });
+
   it('models.adapter_filter gives least-connections the same placement', async () => {
     prepareLoraBackends(backends);
     const g = await gateway({ strategy: 'least-connections', models: { refresh_s: 1, adapter_filter: true }, replica_metrics: { interval_s: 0.2 } });

@@ -128,8 +128,8 @@ interface PluginState {
   prober: HealthProber | null;
   /** Reads what each replica serves when models.discovery is on; else null. */
   discovery: ModelDiscovery | null;
-  /** Replica id -> its LoRA GPU slots from its last /metrics (vLLM with --enable-lora). */
-  loraSlots: Record<string, LoraSlots>;
+  /** Replica id -> its LoRA GPU slots from its last /metrics (vLLM with --enable-lora) and when they were read (Date.now()). */
+  loraSlots: Record<string, { slots: LoraSlots; at: number }>;
   /** Derived from discovery.version(): whether the discovered lists differ (then requests are routed by model). */
   modelView: { version: number; differ: boolean };
   /** With kong.redis: the state shared with the other Kong nodes (redis-state.ts); else null. */
@@ -315,7 +315,7 @@ function stateFor(pluginId: string, config: BalancerConfig, kong: KongOptions): 
       record: (replicaId, text) => {
         // vLLM's LoRA slots ride on the same text (llm scores adapter affinity from them).
         const slots = parseLoraSlots(text);
-        if (slots !== null) state.loraSlots[replicaId] = slots;
+        if (slots !== null) state.loraSlots[replicaId] = { slots, at: Date.now() };
         else delete state.loraSlots[replicaId];
         return state.balancer.onReplicaMetrics(replicaId, text);
       },
@@ -365,10 +365,21 @@ function discoveredListsDiffer(state: PluginState, discovery: ModelDiscovery, re
   return differ;
 }
 
+/**
+ * A replica's LoRA slots from its last /metrics, unless older than replica_metrics.stale_after_s
+ * (it stopped answering): then not known, as its load is not (the gateway's own record of what it
+ * sent stays, adapter-slots.ts).
+ */
+function freshLoraSlots(state: PluginState, replicaId: string): LoraSlots | undefined {
+  const entry = state.loraSlots[replicaId];
+  if (entry === undefined || Date.now() - entry.at > state.config.replica_metrics.stale_after_s * 1000) return undefined;
+  return entry.slots;
+}
+
 /** The replicas with what discovery read and the /metrics scrape's LoRA slots attached (Replica.models). */
 function withModels(state: PluginState, discovery: ModelDiscovery | null, replicas: Replica[]): Replica[] {
   return replicas.map((replica) => {
-    const lora = state.loraSlots[replica.id];
+    const lora = freshLoraSlots(state, replica.id);
     return Object.assign({}, replica, { models: { served: discovery === null ? null : discovery.served(replica.id), lora: lora === undefined ? null : lora } });
   });
 }
@@ -381,7 +392,7 @@ function withModels(state: PluginState, discovery: ModelDiscovery | null, replic
  */
 function routedReplicas(state: PluginState, replicas: Replica[]): Replica[] | null {
   const discovery = state.discovery;
-  const slots = replicas.some((replica) => state.loraSlots[replica.id] !== undefined);
+  const slots = replicas.some((replica) => freshLoraSlots(state, replica.id) !== undefined);
   if (!slots && (discovery === null || !discoveredListsDiffer(state, discovery, replicas))) return null;
   return withModels(state, discovery, replicas);
 }
