@@ -2,6 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { ALL_ROWS, KNOWN_ROWS, LLM_VARIANT_ROWS, balancerFile, isKnownRow, parseChoices, parseNodeRow } from '../bench/shootout/main';
 import { NODE_SUITE, oneNodeRow, renderNodesTable, summarizeNodes } from '../bench/shootout/nodes';
+import { MODEL_SUITE, maxLoadShare, renderModelsTable, summarizeModels } from '../bench/shootout/models';
 import { median, renderSummary, summarize } from '../bench/shootout/summarize';
 import type { Row, ShootoutResult } from '../bench/shootout/format';
 import { validate } from '../shared/config/validate';
@@ -190,5 +191,47 @@ describe('multi-node rows and their summary', () => {
     const noHits = summarizeNodes([run('mixed', [row('1 nginx: llm', 0, 100, 1000), row('4 nginx: llm', 0, 105, 1000)])]);
     expect(noHits[1].target).toEqual({ text: 'TTFT p50 ≤ 1.1x (no cache hits to keep)', met: true });
     expect(renderNodesTable(summary).join('\n')).toContain('| fleet-prefixes | 4 kong: llm | 2 | 45% (40%–50%) | 0.75 (0.50–1.00) |');
+  });
+});
+
+describe('model suite rows and their summary', () => {
+  it('knows every row of the suite; adapter-filter rows turn models.adapter_filter on', () => {
+    for (const rows of Object.values(MODEL_SUITE)) for (const row of rows) expect(isKnownRow(row), row).toBe(true);
+    const file = balancerFile('least-connections + adapter filter', ['127.0.0.1:1']);
+    expect(file.strategy).toBe('least-connections');
+    expect((file.models as Record<string, unknown>).adapter_filter).toBe(true);
+    expect(validate(file).ok).toBe(true);
+  });
+
+  const row = (strategy: string, loads: number, ttftP50Ms: number, shares: number[]) =>
+    ({
+      strategy,
+      report: {
+        requests: { total: 1000, failed: 0 },
+        metrics: { e2e: { meanMs: 1000, p99Ms: 2000 }, ttft: { p50Ms: ttftP50Ms, p99Ms: 3 * ttftP50Ms } },
+        goodput: { share: 0.9 },
+        replicas: shares.map((share, i) => ({ replica: ['h100', 'h100', 'a100', 'a100'][i] + '-' + (i + 1), requests: 0, completed: 0, share, peakInFlight: 0 })),
+      },
+      cache: { hitRate: null, adapterLoads: loads },
+    }) as unknown as Row;
+  const run = (mix: string, rows: Row[]) => ({ settings: { mix }, levels: [{ level: 0.9, rows }] }) as unknown as ShootoutResult;
+  const even = [0.25, 0.25, 0.25, 0.25];
+
+  it("gives ratios to least-connections of the same run and checks llm's LoRA targets", () => {
+    const summary = summarizeModels([
+      run('multi-lora-16', [row('least-connections', 200, 800, even), row('llm', 50, 60, even)]),
+      run('multi-lora-16', [row('least-connections', 220, 1000, even), row('llm', 55, 70, even)]),
+      run('multi-lora', [row('least-connections', 300, 1700, even), row('llm', 150, 70, even)]),
+      // The busiest replica (an a100: fair share 0.8 / 3.6) at 3.6x its share: past the guard.
+      run('multi-lora', [row('least-connections', 300, 1700, even), row('llm', 60, 70, [0.1, 0.1, 0.8, 0])]),
+    ]);
+    const find = (mix: string, name: string) => summary.find((r) => r.mix === mix && r.row === name);
+    expect(find('multi-lora-16', 'llm')?.loadsRatio).toEqual({ mean: 0.25, min: 0.25, max: 0.25 });
+    expect(find('multi-lora-16', 'llm')?.target?.met).toBe(true);
+    expect(find('multi-lora-16', 'least-connections')?.loadsRatio).toBeNull();
+    expect(find('multi-lora', 'llm')?.target?.met).toBe(false);
+    expect(find('multi-lora', 'llm')?.maxLoadShare?.max).toBeCloseTo(3.6, 10);
+    expect(maxLoadShare(row('x', 0, 0, even))).toBeCloseTo(0.25 / (0.8 / 3.6), 10);
+    expect(renderModelsTable(summary).join('\n')).toContain('| multi-lora-16 | llm | 2 | 53 (50–55) | 0.25 |');
   });
 });
