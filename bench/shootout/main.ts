@@ -38,6 +38,7 @@ import type { Report, RequestRecord, Slo, Trace } from '../../testbed/loadgen/in
 import { renderChart } from './chart';
 import { renderSection, renderTable, updateBenchmarksFile } from './format';
 import type { Row, ShootoutResult } from './format';
+import type { SuiteDefinition, SuiteOptions } from './suite';
 
 export type Mode = 'full' | 'quick' | 'smoke';
 
@@ -718,39 +719,24 @@ export async function main(argv: string[]): Promise<void> {
     console.log(USAGE);
     return;
   }
-  if (values.models) {
-    if (values.quick || values.smoke || values.nodes || choices.rows !== undefined) {
-      console.error(`--models runs its own rows in full mode: leave out --quick, --smoke, --nodes and --rows\n\n${USAGE}`);
+  if (values.models || values.nodes) {
+    const flag = values.models ? '--models' : '--nodes';
+    if (values.quick || values.smoke || (values.models && values.nodes) || choices.rows !== undefined) {
+      console.error(`${flag} runs its own rows in full mode: leave out --quick, --smoke, --rows and the other suite\n\n${USAGE}`);
       process.exitCode = 2;
       return;
     }
-    // Imported here: models.ts imports this module.
-    const models = await import('./models');
+    // Imported here: the suites import this module.
+    const chosen: { suite: Pick<SuiteDefinition<unknown>, 'name' | 'rows' | 'seeds' | 'traceS'>; run: (options: SuiteOptions) => Promise<unknown> } = values.models
+      ? await import('./models').then((m) => ({ suite: m.MODELS_SUITE, run: m.runModelSuite }))
+      : await import('./nodes').then((m) => ({ suite: m.NODES_SUITE, run: m.runNodeSuite }));
+    const suite = chosen.suite;
     const narrowed = choices.mix !== undefined || choices.seed !== undefined || choices.traceS !== undefined;
-    await models.runModelSuite({
-      mixes: choices.mix !== undefined ? [choices.mix] : Object.keys(models.MODEL_SUITE),
-      seeds: choices.seed !== undefined ? [choices.seed] : models.MODEL_SEEDS,
-      traceS: choices.traceS ?? models.MODEL_TRACE_S,
-      outDir: values.out !== undefined ? path.resolve(values.out) : path.join(REPO_ROOT, 'bench', 'results', narrowed ? 'runs' : '', 'models'),
-      resume: values.resume === true,
-      updateBenchmarks: values.out === undefined && !narrowed,
-    });
-    return;
-  }
-  if (values.nodes) {
-    if (values.quick || values.smoke || choices.rows !== undefined) {
-      console.error(`--nodes runs its own rows in full mode: leave out --quick, --smoke and --rows\n\n${USAGE}`);
-      process.exitCode = 2;
-      return;
-    }
-    // Imported here: nodes.ts imports this module.
-    const nodes = await import('./nodes');
-    const narrowed = choices.mix !== undefined || choices.seed !== undefined || choices.traceS !== undefined;
-    await nodes.runNodeSuite({
-      mixes: choices.mix !== undefined ? [choices.mix] : Object.keys(nodes.NODE_SUITE),
-      seeds: choices.seed !== undefined ? [choices.seed] : nodes.NODE_SEEDS,
-      traceS: choices.traceS ?? nodes.NODE_TRACE_S,
-      outDir: values.out !== undefined ? path.resolve(values.out) : path.join(REPO_ROOT, 'bench', 'results', narrowed ? 'runs' : '', 'nodes'),
+    await chosen.run({
+      mixes: choices.mix !== undefined ? [choices.mix] : Object.keys(suite.rows),
+      seeds: choices.seed !== undefined ? [choices.seed] : suite.seeds,
+      traceS: choices.traceS ?? suite.traceS,
+      outDir: values.out !== undefined ? path.resolve(values.out) : path.join(REPO_ROOT, 'bench', 'results', narrowed ? 'runs' : '', suite.name),
       resume: values.resume === true,
       updateBenchmarks: values.out === undefined && !narrowed,
     });

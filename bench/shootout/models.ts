@@ -12,12 +12,10 @@
 // models.adapter_balance_factor (3) however hot the most popular adapter is. A benchmark, not a
 // test: it reports whether each target was met, it asserts nothing.
 
-import fs from 'node:fs';
-import path from 'node:path';
 import type { Row, ShootoutResult } from './format';
-import { updateBenchmarksFile } from './format';
-import { WEIGHTS, runShootout } from './main';
-import { REPO_ROOT } from '../../testbed/lib/nginx-env';
+import { WEIGHTS } from './main';
+import { ratio, rowsOverRuns, runSuite, spread, spreadCell as cell, targetCell } from './suite';
+import type { Spread, SuiteDefinition, SuiteOptions } from './suite';
 
 export const MODELS_START = '<!-- models:start -->';
 export const MODELS_END = '<!-- models:end -->';
@@ -37,12 +35,6 @@ export const MODEL_TRACE_S = 30;
 const LOAD_BOUND = 3;
 const REFERENCE = 'least-connections';
 
-export interface Spread {
-  mean: number;
-  min: number;
-  max: number;
-}
-
 export interface ModelSummaryRow {
   mix: string;
   row: string;
@@ -60,17 +52,6 @@ export interface ModelSummaryRow {
   maxLoadShare: Spread | null;
   failed: number;
   target: { text: string; met: boolean } | null;
-}
-
-function spread(values: Array<number | null>): Spread | null {
-  const known = values.filter((v): v is number => v !== null && Number.isFinite(v));
-  if (known.length === 0) return null;
-  return { mean: known.reduce((sum, v) => sum + v, 0) / known.length, min: Math.min(...known), max: Math.max(...known) };
-}
-
-function ratio(value: number | null | undefined, reference: number | null | undefined): number | null {
-  if (value === null || value === undefined || reference === null || reference === undefined || !(reference > 0)) return null;
-  return value / reference;
 }
 
 function loadsPer1k(row: Row): number | null {
@@ -107,51 +88,30 @@ function targetOf(mix: string, row: string, ratios: Array<{ loads: number | null
 
 /** Per mix and row, over the runs of that mix: absolute values and ratios to least-connections. */
 export function summarizeModels(results: ShootoutResult[]): ModelSummaryRow[] {
-  const out: ModelSummaryRow[] = [];
-  const mixes: string[] = [];
-  for (const result of results) if (!mixes.includes(result.settings.mix)) mixes.push(result.settings.mix);
-  for (const mix of mixes) {
-    const runs = results.filter((result) => result.settings.mix === mix && result.levels.length > 0);
-    const names: string[] = [];
-    for (const run of runs) for (const row of run.levels[0].rows) if (!names.includes(row.strategy)) names.push(row.strategy);
-    for (const name of names) {
-      const found: Array<{ row: Row; reference: Row | undefined }> = [];
-      for (const run of runs) {
-        const rows = run.levels[0].rows;
-        const row = rows.find((r) => r.strategy === name);
-        if (row !== undefined) found.push({ row, reference: rows.find((r) => r.strategy === REFERENCE) });
-      }
-      const ratios = found.map(({ row, reference }) => ({
-        loads: reference === undefined ? null : ratio(loadsPer1k(row), loadsPer1k(reference)),
-        ttft: ratio(row.report.metrics.ttft.p50Ms, reference?.report.metrics.ttft.p50Ms),
-      }));
-      const shares = found.map(({ row }) => maxLoadShare(row));
-      const isReference = name === REFERENCE;
-      out.push({
-        mix,
-        row: name,
-        runs: found.length,
-        loadsPer1k: spread(found.map(({ row }) => loadsPer1k(row))),
-        ttftP50Ms: spread(found.map(({ row }) => row.report.metrics.ttft.p50Ms)),
-        ttftP99Ms: spread(found.map(({ row }) => row.report.metrics.ttft.p99Ms)),
-        meanMs: spread(found.map(({ row }) => row.report.metrics.e2e.meanMs)),
-        p99Ms: spread(found.map(({ row }) => row.report.metrics.e2e.p99Ms)),
-        goodput: spread(found.map(({ row }) => row.report.goodput?.share ?? null)),
-        loadsRatio: isReference ? null : spread(ratios.map((r) => r.loads)),
-        ttftP50Ratio: isReference ? null : spread(ratios.map((r) => r.ttft)),
-        maxLoadShare: spread(shares),
-        failed: found.reduce((sum, { row }) => sum + row.report.requests.failed, 0),
-        target: targetOf(mix, name, ratios, shares),
-      });
-    }
-  }
-  return out;
-}
-
-function cell(value: Spread | null, digits: number, percent = false): string {
-  if (value === null) return '-';
-  const f = (v: number) => (percent ? (v * 100).toFixed(0) + '%' : v.toFixed(digits));
-  return value.min === value.max ? f(value.mean) : `${f(value.mean)} (${f(value.min)}–${f(value.max)})`;
+  return rowsOverRuns(results, () => REFERENCE).map(({ mix, name, found }) => {
+    const ratios = found.map(({ row, reference }) => ({
+      loads: reference === undefined ? null : ratio(loadsPer1k(row), loadsPer1k(reference)),
+      ttft: ratio(row.report.metrics.ttft.p50Ms, reference?.report.metrics.ttft.p50Ms),
+    }));
+    const shares = found.map(({ row }) => maxLoadShare(row));
+    const isReference = name === REFERENCE;
+    return {
+      mix,
+      row: name,
+      runs: found.length,
+      loadsPer1k: spread(found.map(({ row }) => loadsPer1k(row))),
+      ttftP50Ms: spread(found.map(({ row }) => row.report.metrics.ttft.p50Ms)),
+      ttftP99Ms: spread(found.map(({ row }) => row.report.metrics.ttft.p99Ms)),
+      meanMs: spread(found.map(({ row }) => row.report.metrics.e2e.meanMs)),
+      p99Ms: spread(found.map(({ row }) => row.report.metrics.e2e.p99Ms)),
+      goodput: spread(found.map(({ row }) => row.report.goodput?.share ?? null)),
+      loadsRatio: isReference ? null : spread(ratios.map((r) => r.loads)),
+      ttftP50Ratio: isReference ? null : spread(ratios.map((r) => r.ttft)),
+      maxLoadShare: spread(shares),
+      failed: found.reduce((sum, { row }) => sum + row.report.requests.failed, 0),
+      target: targetOf(mix, name, ratios, shares),
+    };
+  });
 }
 
 /** The table lines (Markdown). */
@@ -161,7 +121,7 @@ export function renderModelsTable(rows: ModelSummaryRow[]): string[] {
     '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|',
   ];
   for (const r of rows) {
-    const target = r.target === null ? '' : `${r.target.met ? 'met' : '**missed**'}: ${r.target.text}`;
+    const target = targetCell(r.target);
     lines.push(
       `| ${r.mix} | ${r.row} | ${r.runs} | ${cell(r.loadsPer1k, 0)} | ${cell(r.loadsRatio, 2)} | ${cell(r.ttftP50Ms, 0)} | ${cell(r.ttftP50Ratio, 2)} | ${cell(r.ttftP99Ms, 0)} | ${cell(r.meanMs, 0)} | ${cell(r.p99Ms, 0)} | ${cell(r.goodput, 0, true)} | ${cell(r.maxLoadShare, 2)} | ${r.failed} | ${target} |`,
     );
@@ -196,44 +156,18 @@ export function renderModelsSection(results: ShootoutResult[], rows: ModelSummar
   ].join('\n');
 }
 
-export interface ModelSuiteOptions {
-  mixes: string[];
-  seeds: number[];
-  traceS: number;
-  outDir: string;
-  /** Reuse the runs whose shootout.json is already in outDir. */
-  resume: boolean;
-  updateBenchmarks: boolean;
-  log?: (line: string) => void;
-}
+export const MODELS_SUITE: SuiteDefinition<ModelSummaryRow> = {
+  name: 'models',
+  rows: MODEL_SUITE,
+  seeds: MODEL_SEEDS,
+  traceS: MODEL_TRACE_S,
+  level: MODEL_LEVEL,
+  markers: { start: MODELS_START, end: MODELS_END },
+  summarize: summarizeModels,
+  table: renderModelsTable,
+  section: renderModelsSection,
+};
 
-export async function runModelSuite(options: ModelSuiteOptions): Promise<ModelSummaryRow[]> {
-  const log = options.log ?? ((line: string) => console.log(line));
-  const results: ShootoutResult[] = [];
-  for (const mix of options.mixes) {
-    const rows = MODEL_SUITE[mix] ?? LORA_ROWS;
-    for (const seed of options.seeds) {
-      const dir = path.join(options.outDir, `${mix}-seed${seed}`);
-      const file = path.join(dir, 'shootout.json');
-      if (options.resume && fs.existsSync(file)) {
-        log(`\n${mix}, seed ${seed}: kept ${path.relative(REPO_ROOT, file)}`);
-        results.push(JSON.parse(fs.readFileSync(file, 'utf8')) as ShootoutResult);
-        continue;
-      }
-      log(`\n${mix}, seed ${seed}:`);
-      results.push(await runShootout({ mode: 'full', outDir: dir, updateBenchmarks: false, log, choices: { mix, seed, rows, traceS: options.traceS, levels: [MODEL_LEVEL] } }));
-    }
-  }
-  const summary = summarizeModels(results);
-  const elapsedS = results.reduce((sum, result) => sum + result.elapsedS, 0);
-  const section = renderModelsSection(results, summary, elapsedS);
-  fs.writeFileSync(path.join(options.outDir, 'models.json'), JSON.stringify({ date: new Date().toISOString(), elapsedS, rows: summary }, null, 2) + '\n');
-  fs.writeFileSync(path.join(options.outDir, 'models.md'), section);
-  log('\n' + renderModelsTable(summary).join('\n'));
-  log(`\nwrote ${path.relative(REPO_ROOT, path.join(options.outDir, 'models.md'))} in ${elapsedS} s`);
-  if (options.updateBenchmarks) {
-    updateBenchmarksFile(path.join(REPO_ROOT, 'BENCHMARKS.md'), section, MODELS_START, MODELS_END);
-    log('updated BENCHMARKS.md');
-  }
-  return summary;
+export function runModelSuite(options: SuiteOptions): Promise<ModelSummaryRow[]> {
+  return runSuite(MODELS_SUITE, options);
 }

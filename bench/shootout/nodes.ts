@@ -12,12 +12,10 @@
 // 4 Kong nodes with Redis within 5% of one node on `mixed` (mean e2e); a Redis restart mid-run fails
 // no request. A benchmark, not a test: it reports whether each target was met, it asserts nothing.
 
-import fs from 'node:fs';
-import path from 'node:path';
-import type { Row, ShootoutResult } from './format';
-import { updateBenchmarksFile } from './format';
-import { parseNodeRow, runShootout } from './main';
-import { REPO_ROOT } from '../../testbed/lib/nginx-env';
+import type { ShootoutResult } from './format';
+import { parseNodeRow } from './main';
+import { ratio, rowsOverRuns, runSuite, spread, spreadCell as cell, targetCell } from './suite';
+import type { Spread, SuiteDefinition, SuiteOptions } from './suite';
 
 export const NODES_START = '<!-- nodes:start -->';
 export const NODES_END = '<!-- nodes:end -->';
@@ -54,12 +52,6 @@ export function oneNodeRow(row: string): string | null {
   return `1 ${parsed.gateway === 'nginx' ? 'nginx' : 'kong'}: ${parsed.strategy}`;
 }
 
-export interface Spread {
-  mean: number;
-  min: number;
-  max: number;
-}
-
 export interface NodeSummaryRow {
   mix: string;
   row: string;
@@ -75,17 +67,6 @@ export interface NodeSummaryRow {
   notes: string[];
   /** The issue's target for this row, and whether every run met it; null when the row has none. */
   target: { text: string; met: boolean } | null;
-}
-
-function spread(values: Array<number | null>): Spread | null {
-  const known = values.filter((v): v is number => v !== null && Number.isFinite(v));
-  if (known.length === 0) return null;
-  return { mean: known.reduce((sum, v) => sum + v, 0) / known.length, min: Math.min(...known), max: Math.max(...known) };
-}
-
-function ratio(value: number | null | undefined, reference: number | null | undefined): number | null {
-  if (value === null || value === undefined || reference === null || reference === undefined || !(reference > 0)) return null;
-  return value / reference;
 }
 
 /** The issue's target of a row (null: none); `ratios` are per run. */
@@ -108,51 +89,29 @@ function targetOf(mix: string, row: string, ratios: Array<{ hit: number | null; 
 
 /** Per mix and row, over the runs of that mix: absolute values and ratios to the one-node row. */
 export function summarizeNodes(results: ShootoutResult[]): NodeSummaryRow[] {
-  const out: NodeSummaryRow[] = [];
-  const mixes: string[] = [];
-  for (const result of results) if (!mixes.includes(result.settings.mix)) mixes.push(result.settings.mix);
-  for (const mix of mixes) {
-    const runs = results.filter((result) => result.settings.mix === mix && result.levels.length > 0);
-    const names: string[] = [];
-    for (const run of runs) for (const row of run.levels[0].rows) if (!names.includes(row.strategy)) names.push(row.strategy);
-    for (const name of names) {
-      const parsed = parseNodeRow(name);
-      const found: Array<{ row: Row; reference: Row | undefined }> = [];
-      for (const run of runs) {
-        const rows = run.levels[0].rows;
-        const row = rows.find((r) => r.strategy === name);
-        const referenceName = oneNodeRow(name);
-        if (row !== undefined) found.push({ row, reference: rows.find((r) => r.strategy === referenceName) });
-      }
-      const ratios = found.map(({ row, reference }) => ({
-        hit: ratio(row.cache?.hitRate, reference?.cache?.hitRate),
-        ttft: ratio(row.report.metrics.ttft.p50Ms, reference?.report.metrics.ttft.p50Ms),
-        mean: ratio(row.report.metrics.e2e.meanMs, reference?.report.metrics.e2e.meanMs),
-      }));
-      const failed = found.reduce((sum, { row }) => sum + row.report.requests.failed, 0);
-      out.push({
-        mix,
-        row: name,
-        nodes: parsed === null ? 1 : parsed.nodes,
-        runs: found.length,
-        hitRate: spread(found.map(({ row }) => row.cache?.hitRate ?? null)),
-        ttftP50Ms: spread(found.map(({ row }) => row.report.metrics.ttft.p50Ms)),
-        hitRatio: parsed !== null && parsed.nodes > 1 ? spread(ratios.map((r) => r.hit)) : null,
-        ttftP50Ratio: parsed !== null && parsed.nodes > 1 ? spread(ratios.map((r) => r.ttft)) : null,
-        meanRatio: parsed !== null && parsed.nodes > 1 ? spread(ratios.map((r) => r.mean)) : null,
-        failed,
-        notes: found.flatMap(({ row }) => row.notes ?? []).filter((note, i, all) => all.indexOf(note) === i),
-        target: targetOf(mix, name, ratios, failed),
-      });
-    }
-  }
-  return out;
-}
-
-function cell(value: Spread | null, digits: number, percent = false): string {
-  if (value === null) return '-';
-  const f = (v: number) => (percent ? (v * 100).toFixed(0) + '%' : v.toFixed(digits));
-  return value.min === value.max ? f(value.mean) : `${f(value.mean)} (${f(value.min)}–${f(value.max)})`;
+  return rowsOverRuns(results, oneNodeRow).map(({ mix, name, found }) => {
+    const parsed = parseNodeRow(name);
+    const ratios = found.map(({ row, reference }) => ({
+      hit: ratio(row.cache?.hitRate, reference?.cache?.hitRate),
+      ttft: ratio(row.report.metrics.ttft.p50Ms, reference?.report.metrics.ttft.p50Ms),
+      mean: ratio(row.report.metrics.e2e.meanMs, reference?.report.metrics.e2e.meanMs),
+    }));
+    const failed = found.reduce((sum, { row }) => sum + row.report.requests.failed, 0);
+    return {
+      mix,
+      row: name,
+      nodes: parsed === null ? 1 : parsed.nodes,
+      runs: found.length,
+      hitRate: spread(found.map(({ row }) => row.cache?.hitRate ?? null)),
+      ttftP50Ms: spread(found.map(({ row }) => row.report.metrics.ttft.p50Ms)),
+      hitRatio: parsed !== null && parsed.nodes > 1 ? spread(ratios.map((r) => r.hit)) : null,
+      ttftP50Ratio: parsed !== null && parsed.nodes > 1 ? spread(ratios.map((r) => r.ttft)) : null,
+      meanRatio: parsed !== null && parsed.nodes > 1 ? spread(ratios.map((r) => r.mean)) : null,
+      failed,
+      notes: found.flatMap(({ row }) => row.notes ?? []).filter((note, i, all) => all.indexOf(note) === i),
+      target: targetOf(mix, name, ratios, failed),
+    };
+  });
 }
 
 /** The table lines (Markdown). */
@@ -162,7 +121,7 @@ export function renderNodesTable(rows: NodeSummaryRow[]): string[] {
     '|---|---|---:|---:|---:|---:|---:|---:|---:|---|',
   ];
   for (const r of rows) {
-    const target = r.target === null ? '' : `${r.target.met ? 'met' : '**missed**'}: ${r.target.text}`;
+    const target = targetCell(r.target);
     lines.push(
       `| ${r.mix} | ${r.row} | ${r.runs} | ${cell(r.hitRate, 0, true)} | ${cell(r.hitRatio, 2)} | ${cell(r.ttftP50Ms, 0)} | ${cell(r.ttftP50Ratio, 2)} | ${cell(r.meanRatio, 2)} | ${r.failed} | ${target} |`,
     );
@@ -199,46 +158,18 @@ export function renderNodesSection(results: ShootoutResult[], rows: NodeSummaryR
   ].join('\n');
 }
 
-export interface NodeSuiteOptions {
-  mixes: string[];
-  seeds: number[];
-  traceS: number;
-  outDir: string;
-  /** Reuse the runs whose shootout.json is already in outDir. */
-  resume: boolean;
-  updateBenchmarks: boolean;
-  log?: (line: string) => void;
-}
+export const NODES_SUITE: SuiteDefinition<NodeSummaryRow> = {
+  name: 'nodes',
+  rows: NODE_SUITE,
+  seeds: NODE_SEEDS,
+  traceS: NODE_TRACE_S,
+  level: NODE_LEVEL,
+  markers: { start: NODES_START, end: NODES_END },
+  summarize: summarizeNodes,
+  table: renderNodesTable,
+  section: renderNodesSection,
+};
 
-export async function runNodeSuite(options: NodeSuiteOptions): Promise<NodeSummaryRow[]> {
-  const log = options.log ?? ((line: string) => console.log(line));
-  const results: ShootoutResult[] = [];
-  for (const mix of options.mixes) {
-    for (const seed of options.seeds) {
-      const dir = path.join(options.outDir, `${mix}-seed${seed}`);
-      const file = path.join(dir, 'shootout.json');
-      if (options.resume && fs.existsSync(file)) {
-        log(`\n${mix}, seed ${seed}: kept ${path.relative(REPO_ROOT, file)}`);
-        results.push(JSON.parse(fs.readFileSync(file, 'utf8')) as ShootoutResult);
-        continue;
-      }
-      log(`\n${mix}, seed ${seed}:`);
-      results.push(
-        await runShootout({ mode: 'full', outDir: dir, updateBenchmarks: false, log, choices: { mix, seed, rows: NODE_SUITE[mix], traceS: options.traceS, levels: [NODE_LEVEL] } }),
-      );
-    }
-  }
-  const rows = summarizeNodes(results);
-  // The runs' own time (kept runs included, so a resumed suite reports what the whole took).
-  const elapsedS = results.reduce((sum, result) => sum + result.elapsedS, 0);
-  const section = renderNodesSection(results, rows, elapsedS);
-  fs.writeFileSync(path.join(options.outDir, 'nodes.json'), JSON.stringify({ date: new Date().toISOString(), elapsedS, rows }, null, 2) + '\n');
-  fs.writeFileSync(path.join(options.outDir, 'nodes.md'), section);
-  log('\n' + renderNodesTable(rows).join('\n'));
-  log(`\nwrote ${path.relative(REPO_ROOT, path.join(options.outDir, 'nodes.md'))} in ${elapsedS} s`);
-  if (options.updateBenchmarks) {
-    updateBenchmarksFile(path.join(REPO_ROOT, 'BENCHMARKS.md'), section, NODES_START, NODES_END);
-    log('updated BENCHMARKS.md');
-  }
-  return rows;
+export function runNodeSuite(options: SuiteOptions): Promise<NodeSummaryRow[]> {
+  return runSuite(NODES_SUITE, options);
 }
