@@ -648,7 +648,7 @@ const USAGE = `usage: npm run bench -- [--quick | --smoke | --nodes [--resume] |
   --nodes        the multi-node suite (~27 min): 1, 2, 4 nginx / Kong / Kong+Redis nodes, mixes
                  fleet-prefixes and mixed, seeds 42 and 43 (--seed/--mix/--trace-s narrow it); writes
                  bench/results/nodes/ and the BENCHMARKS.md section
-  --models       the model suite (~35 min): mixes multi-lora, multi-lora-16 and multi-model, round robin,
+  --models       the model suite (~27 min): mixes multi-lora, multi-lora-16 and multi-model, round robin,
                  least-connections (with and without models.adapter_filter), least-tokens, llm on nginx
                  and Kong, seeds 42 and 43; writes bench/results/models/ and the BENCHMARKS.md section
   --resume       with --nodes or --models: keep the runs already written in the out dir
@@ -731,6 +731,11 @@ export async function main(argv: string[]): Promise<void> {
       ? await import('./models').then((m) => ({ suite: m.MODELS_SUITE, run: m.runModelSuite }))
       : await import('./nodes').then((m) => ({ suite: m.NODES_SUITE, run: m.runNodeSuite }));
     const suite = chosen.suite;
+    if (choices.mix !== undefined && suite.rows[choices.mix] === undefined) {
+      console.error(`${flag} --mix: the suite has no rows for '${choices.mix}' (its mixes: ${Object.keys(suite.rows).join(', ')})`);
+      process.exitCode = 2;
+      return;
+    }
     const narrowed = choices.mix !== undefined || choices.seed !== undefined || choices.traceS !== undefined;
     await chosen.run({
       mixes: choices.mix !== undefined ? [choices.mix] : Object.keys(suite.rows),
