@@ -38,7 +38,7 @@ import type { PreloadedConfig } from './names';
 import type { LoraSlots, ServedModels } from '../../shared/model-discovery';
 import { attemptOutcome, describeOutcome } from './outcome';
 import type { ResponseVariables } from './outcome';
-import { linkPeers, readPeers } from './peers';
+import { linkPeers, readPeers, storedSyncedAt } from './peers';
 import { joinIds, nextInPlan, parseIds } from './plan';
 import { DEFAULT_CONSUMER_VARIABLE, parseBody, requestViewOf } from './request-view';
 import { describeError, modelsDict, preloadedObject, stateDict, systemClock, systemRandom } from './runtime';
@@ -79,9 +79,18 @@ export interface Context {
 
 let current: Context | null = null;
 
-/** The balancer over the preloaded configuration and the shared state zone (built once per request VM). */
+function peersSyncedAt(peers: NonNullable<Context['peers']>): number {
+  return peers.syncedAt === null ? 0 : peers.syncedAt;
+}
+
+/**
+ * The balancer over the preloaded configuration and the shared state zone. Built once per request
+ * under the njs engine (every request runs in a fresh VM) and once per context under QuickJS, which
+ * reuses a context for later requests (js_context_reuse): everything in it is derived from the
+ * config, except the NGINX Plus peer list, rebuilt when a newer sync is stored.
+ */
 export function context(): Context {
-  if (current !== null) return current;
+  if (current !== null && (current.peers === null || peersSyncedAt(current.peers) === storedSyncedAt())) return current;
   const preloaded = preloadedObject() as PreloadedConfig | undefined;
   if (preloaded === undefined || preloaded === null || typeof preloaded !== 'object' || !preloaded.config || !Array.isArray(preloaded.upstreams)) {
     throw new Error(
@@ -237,8 +246,11 @@ function tpotOf(r: NjsRequest, firstToLastByteMs: number, wholeMs: number): numb
 const BODY_STARTED = 'started';
 const BODY_DONE = 'done';
 
-// This request's body filter state (module state lives as long as the request's VM): whether the
-// first body byte went by, and with tpot the output tokens seen so far (null: not counting).
+// The body filter's state for the request `bodyRequest`: whether its first body byte went by, and
+// with tpot the output tokens seen so far (null: not counting). Kept at module level for speed, but
+// keyed to the request object: the njs engine runs each request in a fresh VM, QuickJS reuses a
+// context for the next request (js_context_reuse), whose first chunk must not find the last one's.
+let bodyRequest: NjsRequest | null = null;
 let firstByteSeen = false;
 let outputTally: OutputTally | null = null;
 
@@ -249,8 +261,12 @@ let outputTally: OutputTally | null = null;
  * every chunk on unchanged.
  */
 export function firstByte(r: NjsRequest, data: ByteChunk, flags: { last?: boolean }): void {
-  // A request's handlers share its VM: after the first chunk, the rest pass with no work at all
-  // (but the token tally of tpot).
+  if (bodyRequest !== r) {
+    bodyRequest = r;
+    firstByteSeen = false;
+    outputTally = null;
+  }
+  // After the first chunk, the rest pass with no work at all (but the token tally of tpot).
   if (!firstByteSeen && data.length > 0) {
     firstByteSeen = true;
     try {
@@ -279,8 +295,14 @@ export function firstByte(r: NjsRequest, data: ByteChunk, flags: { last?: boolea
     }
   }
   if (flags.last && firstByteSeen) markBodyDone(r);
-  r.sendBuffer(data, flags);
+  // flush: QuickJS holds a chunk sent without it until the end of the response (a stream would
+  // stop streaming); the njs engine flushes either way.
+  r.sendBuffer(data, flags.last === true ? LAST_CHUNK : NEXT_CHUNK);
+  if (flags.last === true) bodyRequest = null;
 }
+
+const NEXT_CHUNK = { last: false, flush: true };
+const LAST_CHUNK = { last: true, flush: true };
 
 /**
  * The response body reached its last byte: only a body that began can be cut. The state is the

@@ -101,6 +101,16 @@ export function readPeers(): { replicas: Replica[]; syncedAt: number } | null {
   return { replicas: replicas, syncedAt: isNaN(syncedAt) ? 0 : syncedAt };
 }
 
+/** When the stored peer list was read (0 when none is stored or the zone is missing): one string read. */
+export function storedSyncedAt(): number {
+  try {
+    const syncedAt = parseInt(String(peersDict().get(SYNCED_AT_KEY)), 10);
+    return isNaN(syncedAt) ? 0 : syncedAt;
+  } catch (e) {
+    return 0;
+  }
+}
+
 /** The replicas to store: ids made unique (the first peer of an id wins; the core needs distinct ids). */
 export function uniqueReplicas(replicas: PlusReplica[]): PlusReplica[] {
   const seen: Record<string, boolean> = Object.create(null);

@@ -84,7 +84,7 @@ export interface NjsRequest {
   return(status: number, body?: string): void;
   internalRedirect(uri: string): void;
   /** js_body_filter: passes a response body chunk on to the client. */
-  sendBuffer(data: unknown, flags: { last?: boolean }): void;
+  sendBuffer(data: unknown, flags: { last?: boolean; flush?: boolean }): void;
   error(message: string): void;
   warn(message: string): void;
 }
