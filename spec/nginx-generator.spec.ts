@@ -7,7 +7,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadBalancerFile } from '../plugins/nginx/generator/load';
-import { preloadedConfig, renderNginxConfig } from '../plugins/nginx/generator/generate';
+import { configModule, preloadedConfig, renderNginxConfig } from '../plugins/nginx/generator/generate';
 import type { RenderMode } from '../plugins/nginx/generator/generate';
 import { loadNginxEnv, REPO_ROOT } from './helpers/nginx-env';
 import { createPrefix, freePort, startNginx } from './helpers/nginx-process';
@@ -196,6 +196,8 @@ describe('bad input is refused with the field path, before anything is written',
     ['a Plus API without url and upstream', 'nginx:\n  plus_api: {}', ['nginx.plus_api.url: is required', 'nginx.plus_api.upstream: is required']],
     ['a consumer variable with a $', 'nginx:\n  consumer_variable: $user' + REPLICAS, ['nginx.consumer_variable: must be an nginx variable name without $']],
     ['a Plus API url without scheme', 'nginx:\n  plus_api:\n    url: localhost/api/9\n    upstream: llm', ['nginx.plus_api.url: must be an http(s) URL']],
+    ['an engine nginx does not have', 'nginx:\n  js_engine: v8' + REPLICAS, ['nginx.js_engine: must be one of']],
+    ['js_context_reuse with the njs engine', 'nginx:\n  js_context_reuse: 64' + REPLICAS, ['nginx.js_context_reuse: applies only with js_engine qjs']],
   ])('%s', async (_name, yaml, messages) => {
     const folder = fs.mkdtempSync(path.join(dir, 'bad-'));
     const input = path.join(folder, 'bad.yaml');
@@ -532,6 +534,47 @@ describe('npx llm-balancer nginx-config', () => {
       expect(usage.code).toBe(2);
       expect(usage.stderr).toContain('usage: llm-balancer nginx-config');
     }
+  });
+});
+
+describe('js_engine qjs', () => {
+  const renderQjs = (extra: string) => {
+    const loaded = loadBalancerFile('nginx:\n  js_engine: qjs\n' + extra + REPLICAS);
+    if (!loaded.ok) throw new Error(JSON.stringify(loaded.errors));
+    const conf = renderNginxConfig({ config: loaded.config, nginx: { ...loaded.nginx, js_path: '/js', config_json: '/etc/llm/balancer.config.js' }, source: 'spec' }, 'full');
+    return { loaded, conf };
+  };
+
+  it('imports the config as a module before the bundle, instead of js_preload_object (njs-engine only)', () => {
+    const { conf } = renderQjs('  js_context_reuse: 64\n');
+    expect(conf).toContain('  js_engine qjs;\n  js_context_reuse 64;\n  js_import llm_balancer_preload from "/etc/llm/balancer.config.js";\n  js_import llm_balancer from llm_balancer.js;\n');
+    expect(conf).not.toContain('js_preload_object');
+    // nginx's own reuse default when unset.
+    expect(renderQjs('').conf).not.toContain('js_context_reuse');
+  });
+
+  it("the config module sets the same global the njs engine's js_preload_object would, with the same object", () => {
+    const { loaded } = renderQjs('');
+    if (!loaded.ok) throw new Error('invalid');
+    const preloaded = preloadedConfig(loaded.config, loaded.nginx);
+    const source = configModule(preloaded);
+    expect(source.endsWith('export default {};\n')).toBe(true);
+    const target: Record<string, unknown> = {};
+    new Function('globalThis', source.replace('export default {};\n', ''))(target);
+    expect(target.llm_balancer_config).toEqual(JSON.parse(JSON.stringify(preloaded)));
+    // A line separator in a string stays inside the literal.
+    expect(configModule({ ...preloaded, consumerVariable: 'a\u2028b' } as typeof preloaded)).toContain('a\\u2028b');
+  });
+
+  it('the CLI writes FILE.config.js (a module) instead of FILE.json', async () => {
+    const folder = fs.mkdtempSync(path.join(dir, 'qjs-'));
+    const input = path.join(folder, 'balancer.yaml');
+    fs.writeFileSync(input, 'nginx:\n  js_engine: qjs\n' + REPLICAS);
+    const r = await cliProcess([input]);
+    expect(r.code).toBe(0);
+    expect(listing(folder)).toEqual(['balancer.yaml', 'balancer.yaml.config.js']);
+    expect(fs.readFileSync(input + '.config.js', 'utf8')).toContain('globalThis.llm_balancer_config = {');
+    expect(r.stdout).toContain(`js_import llm_balancer_preload from "${input}.config.js";`);
   });
 });
 

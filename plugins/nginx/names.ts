@@ -85,6 +85,8 @@ export const NAMES = {
   module: 'llm_balancer',
   bundleFile: 'llm_balancer.js',
   configObject: CONFIG_OBJECT,
+  /** js_import name of the generated config module (js_engine qjs). */
+  configModule: 'llm_balancer_preload',
   stateZone: STATE_ZONE,
   peersZone: PEERS_ZONE,
   modelsZone: MODELS_ZONE,

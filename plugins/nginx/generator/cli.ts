@@ -18,7 +18,7 @@ import { fileURLToPath } from 'node:url';
 import { formatErrors, quote } from '../../../shared/config/validate';
 import type { ConfigError } from '../../../shared/config/validate';
 import { loadBalancerFile } from './load';
-import { preloadedConfig, renderNginxConfig } from './generate';
+import { configModule, preloadedConfig, renderNginxConfig } from './generate';
 import { checkPath } from './nginx-values';
 
 const USAGE = `usage: llm-balancer nginx-config <balancer.yaml|json> [-o FILE] [--snippet] [--module-path PATH]
@@ -105,7 +105,7 @@ export function planGeneration(request: GenerationRequest): GenerationPlan {
   const jsPath = loaded.nginx.js_path ?? request.defaultJsPath;
   const modulePath = request.modulePath === null ? loaded.nginx.module_path : path.resolve(request.modulePath);
   const jsonPath =
-    loaded.nginx.config_json !== null ? path.resolve(path.dirname(file), loaded.nginx.config_json) : (output ?? file) + '.json';
+    loaded.nginx.config_json !== null ? path.resolve(path.dirname(file), loaded.nginx.config_json) : (output ?? file) + (loaded.nginx.js_engine === 'qjs' ? '.config.js' : '.json');
   const errors: ConfigError[] = [];
   if (loaded.nginx.js_path === null) checkPath('nginx.js_path', jsPath, errors, "the default: this package's dist/nginx");
   if (request.modulePath !== null) checkPath('--module-path', modulePath, errors);
@@ -120,7 +120,8 @@ export function planGeneration(request: GenerationRequest): GenerationPlan {
     { config: loaded.config, nginx: { ...loaded.nginx, module_path: modulePath, js_path: jsPath, config_json: jsonPath }, source: request.inputPath },
     mode,
   );
-  const json = JSON.stringify(preloadedConfig(loaded.config, loaded.nginx), null, 2) + '\n';
+  // js_engine qjs: the same object as a module (QuickJS ignores js_preload_object).
+  const json = loaded.nginx.js_engine === 'qjs' ? configModule(preloadedConfig(loaded.config, loaded.nginx)) : JSON.stringify(preloadedConfig(loaded.config, loaded.nginx), null, 2) + '\n';
   const folders: string[] = [];
   if (output !== null) {
     folders.push(path.dirname(output));

@@ -162,6 +162,9 @@ export function checkNginxValues(nginx: NginxOptions, errors: ConfigError[]): vo
     const value = nginx[field];
     if (typeof value === 'string') checkPath('nginx.' + field, value, errors);
   }
+  if (nginx.js_context_reuse !== null && nginx.js_context_reuse !== undefined && nginx.js_engine !== 'qjs') {
+    errors.push({ path: 'nginx.js_context_reuse', message: 'applies only with js_engine qjs (the njs engine runs every request in a fresh VM), got js_engine ' + quote(String(nginx.js_engine)) });
+  }
   if (nginx.plus_api) {
     const url = nginx.plus_api.url;
     if (typeof url === 'string' && plusUrlProblem(url) !== null) {

@@ -21,6 +21,8 @@ export interface NginxOptions {
   auth_request: AuthRequestOptions | null;
   auth_basic_user_file: string | null;
   plus_api: PlusApiOptions | null;
+  js_engine: 'njs' | 'qjs';
+  js_context_reuse: number | null;
 }
 
 /** An auth service nginx asks about every balanced request (auth_request); its answer names the caller. */
@@ -81,6 +83,23 @@ export const nginxOptionsSchema: FieldEntry[] = [
       default: 32,
       between: [1, 10000],
       description: 'Idle keepalive connections kept open to each replica.',
+    },
+  },
+  {
+    js_engine: {
+      type: 'string',
+      // njs 1.0's own default is still njs, and 0.8.x (Debian trixie) has no QuickJS at all.
+      default: 'njs',
+      one_of: ['njs', 'qjs'],
+      description:
+        "The njs module's JavaScript engine (js_engine): njs (njs 0.8+, deprecated from njs 1.0) or qjs (QuickJS, njs 1.0+ built with it, as nginx.org's packages are; nginx recommends it). With qjs the config is a generated module (js_preload_object is njs-engine only).",
+    },
+  },
+  {
+    js_context_reuse: {
+      type: 'integer',
+      between: [0, 100000],
+      description: "qjs only: js_context_reuse, how many finished contexts nginx keeps for later requests (unset: nginx's default, 128); 0 builds a context per request (~1.4 ms each).",
     },
   },
   { max_body_size: { type: 'string', default: '1m', len_min: 1, description: 'client_max_body_size (and the in-memory body buffer when the body is read to pick).' } },
