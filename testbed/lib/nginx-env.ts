@@ -1,4 +1,8 @@
-// Access to the nginx + njs provisioned by build/fetch-nginx.js (`npm test`'s pretest runs it).
+// Access to the nginx + njs provisioned by build/fetch-nginx.js (`npm test`'s pretest runs it), per
+// generation: 'trixie' (the default, .cache/nginx: nginx 1.26 + njs 0.8.9, njs engine only) and 'forky'
+// (.cache/nginx-forky: nginx 1.30 + njs 1.0 with QuickJS). Self-contained on purpose (no import of
+// build/): npm start bundles this file, and the folder names are checked against fetch-nginx.js by
+// spec/fetch-nginx.spec.ts.
 import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -6,21 +10,42 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-export const NGINX_ENV_PATH = path.join(REPO_ROOT, '.cache', 'nginx', 'env.json');
 
-/** The shape of .cache/nginx/env.json. */
+/** The nginx generations build/fetch-nginx.js provisions (its GENERATIONS). */
+export type NginxGeneration = 'trixie' | 'forky';
+export const NGINX_GENERATIONS: readonly NginxGeneration[] = ['trixie', 'forky'];
+export const DEFAULT_NGINX_GENERATION: NginxGeneration = 'trixie';
+
+/** <repo>/.cache/nginx/env.json for the default generation, <repo>/.cache/nginx-<generation>/env.json otherwise. */
+export function nginxEnvPath(generation: NginxGeneration = DEFAULT_NGINX_GENERATION): string {
+  if (!NGINX_GENERATIONS.includes(generation)) throw new Error(`unknown nginx generation ${JSON.stringify(generation)}`);
+  const dir = generation === DEFAULT_NGINX_GENERATION ? 'nginx' : `nginx-${generation}`;
+  return path.join(REPO_ROOT, '.cache', dir, 'env.json');
+}
+
+export const NGINX_ENV_PATH = nginxEnvPath();
+
+/** A `js_engine` value. */
+export type JsEngine = 'njs' | 'qjs';
+
+/** The shape of .cache/nginx/env.json (and .cache/nginx-forky/env.json). */
 export interface NginxEnv {
   schema: number;
-  /** 'system' or 'debian-trixie' */
+  generation: NginxGeneration;
+  /** 'system', 'debian-trixie' or 'debian-forky' */
   source: string;
   /** argv prefix that runs nginx: append e.g. ['-e', 'stderr', '-p', prefix, '-c', conf] */
   nginxArgv: string[];
-  /** argv prefix that runs the njs CLI: append e.g. ['-p', dir, 'script.js'] */
+  /** argv prefix that runs the njs CLI (njs engine, script mode): append e.g. ['-p', dir, 'script.js'] */
   njsArgv: string[];
+  /** argv prefix that runs a file as a module under QuickJS (`njs -n QuickJS -m`), or null without QuickJS */
+  njsQjsArgv: string[] | null;
   /** argv prefix that runs wrk (the gateway benchmark's load generator), or null when unavailable */
   wrkArgv: string[] | null;
   /** absolute path for `load_module` */
   modulePath: string;
+  /** the `js_engine` values the module accepts (`nginx -t`): ['njs'] or ['njs', 'qjs'] */
+  engines: JsEngine[];
   nginxVersion: string;
   njsVersion: string;
   libraryPath: string | null;
@@ -28,13 +53,19 @@ export interface NginxEnv {
   packages: { name: string; version: string }[];
 }
 
-export function loadNginxEnv(): NginxEnv {
+function provisionCommand(generation: NginxGeneration): string {
+  return generation === DEFAULT_NGINX_GENERATION ? 'node build/fetch-nginx.js' : `node build/fetch-nginx.js --generation ${generation}`;
+}
+
+/** The env of `generation` (default: trixie, what every spec used before there were two); throws when it is not provisioned. */
+export function loadNginxEnv(generation: NginxGeneration = DEFAULT_NGINX_GENERATION): NginxEnv {
+  const envPath = nginxEnvPath(generation);
   let text: string;
   try {
-    text = fs.readFileSync(NGINX_ENV_PATH, 'utf8');
+    text = fs.readFileSync(envPath, 'utf8');
   } catch {
     throw new Error(
-      `${path.relative(REPO_ROOT, NGINX_ENV_PATH)} is missing: run \`node build/fetch-nginx.js\` ` +
+      `${path.relative(REPO_ROOT, envPath)} is missing: run \`${provisionCommand(generation)}\` ` +
         '(npm test runs it as pretest) to provision nginx + njs',
     );
   }
@@ -43,9 +74,19 @@ export function loadNginxEnv(): NginxEnv {
     (f) => !fs.existsSync(f),
   );
   if (missing.length) {
-    throw new Error(`${NGINX_ENV_PATH} is stale (${missing.join(', ')} missing): run \`node build/fetch-nginx.js\``);
+    throw new Error(`${envPath} is stale (${missing.join(', ')} missing): run \`${provisionCommand(generation)}\``);
   }
-  return env;
+  // An env.json written before there were generations (schema 2) describes the default one, njs engine only.
+  return Object.assign({ generation: DEFAULT_NGINX_GENERATION, engines: ['njs'], njsQjsArgv: null }, env);
+}
+
+/** The env of `generation`, or why it is not there (for a spec's skip message); never throws. */
+export function tryLoadNginxEnv(generation: NginxGeneration): { env: NginxEnv; reason: null } | { env: null; reason: string } {
+  try {
+    return { env: loadNginxEnv(generation), reason: null };
+  } catch (error) {
+    return { env: null, reason: error instanceof Error ? error.message : String(error) };
+  }
 }
 
 export interface RunResult {
@@ -61,15 +102,22 @@ export interface RunNjsOptions {
   path?: string[];
   /** kill njs after this long (default 10 s) */
   timeoutMs?: number;
+  /** whose njs CLI (default: trixie) */
+  generation?: NginxGeneration;
+  /** 'qjs' runs the script as an ES module under QuickJS (`njs -n QuickJS -m`); default: the njs engine */
+  engine?: JsEngine;
 }
 
 /**
  * Run a script in the real njs CLI. `script` is a path to an existing .js file, or source code
- * (written to a temporary file that is removed afterwards). Never throws for a non-zero exit.
+ * (written to a temporary file that is removed afterwards). Never throws for a non-zero exit; throws
+ * when `engine: 'qjs'` is asked of an njs CLI without QuickJS.
  * Note: njs's console.log prints each argument on its OWN line: pass one string.
  */
 export async function runNjs(script: string, options: RunNjsOptions = {}): Promise<RunResult> {
-  const env = loadNginxEnv();
+  const env = loadNginxEnv(options.generation);
+  const argv = options.engine === 'qjs' ? env.njsQjsArgv : env.njsArgv;
+  if (!argv) throw new Error(`the ${env.generation} njs CLI (${env.njsVersion}) has no QuickJS engine`);
   let tmpDir: string | null = null;
   let file = script;
   if (!(script.endsWith('.js') && !script.includes('\n') && fs.existsSync(script))) {
@@ -77,14 +125,14 @@ export async function runNjs(script: string, options: RunNjsOptions = {}): Promi
     file = path.join(tmpDir, 'main.js');
     fs.writeFileSync(file, script);
   }
-  const args: string[] = env.njsArgv.slice(1);
+  const args: string[] = argv.slice(1);
   const dirs = options.path ?? [];
   for (let i = 0; i < dirs.length; i++) args.push('-p', path.resolve(dirs[i]));
   args.push(file);
   try {
     return await new Promise<RunResult>((resolve) => {
       const child = execFile(
-        env.njsArgv[0],
+        argv[0],
         args,
         { timeout: options.timeoutMs ?? 10_000, killSignal: 'SIGKILL', maxBuffer: 64 * 1024 * 1024, encoding: 'utf8' },
         (error, stdout, stderr) => {

@@ -11,6 +11,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { loadNginxEnv } from './nginx-env';
+import type { NginxGeneration } from './nginx-env';
 
 const START_TIMEOUT_MS = 5_000;
 const RELOAD_TIMEOUT_MS = 10_000;
@@ -133,9 +134,9 @@ export interface NginxTestResult {
   output: string;
 }
 
-/** `nginx -t` on the config file `confPath` with prefix `prefixDir`. */
-export function testConfig(prefixDir: string, confPath: string): Promise<NginxTestResult> {
-  const env = loadNginxEnv();
+/** `nginx -t` on the config file `confPath` with prefix `prefixDir`, by the nginx of `generation` (default: trixie). */
+export function testConfig(prefixDir: string, confPath: string, generation?: NginxGeneration): Promise<NginxTestResult> {
+  const env = loadNginxEnv(generation);
   return new Promise((resolve) => {
     execFile(
       env.nginxArgv[0],
@@ -170,11 +171,13 @@ export interface StartOptions {
   /** The port the conf listens on (awaited). */
   port: number;
   prefix: NginxPrefix;
+  /** Whose nginx (default: trixie). */
+  generation?: NginxGeneration;
 }
 
 /** Starts nginx in the foreground; resolves once `port` accepts connections. */
 export async function startNginx(options: StartOptions): Promise<NginxInstance> {
-  const env = loadNginxEnv();
+  const env = loadNginxEnv(options.generation);
   const prefix = options.prefix;
   const confPath = prefix.write('nginx.conf', options.conf);
   const child: ChildProcess = spawn(
