@@ -1,11 +1,11 @@
 // Real nginx running the built njs module with the configuration the project's generator renders
 // (plugins/nginx/generator): for the nginx integration specs, npm start and the benchmarks.
 import path from 'node:path';
-import { preloadedConfig, renderNginxConfig } from '../../plugins/nginx/generator/generate';
+import { configModule, preloadedConfig, renderNginxConfig } from '../../plugins/nginx/generator/generate';
 import { loadBalancerFile } from '../../plugins/nginx/generator/load';
 import { formatErrors } from '../../shared/config/validate';
 import type { BalancerConfig } from '../../shared/config/types';
-import { REPO_ROOT, loadNginxEnv } from './nginx-env';
+import { REPO_ROOT, loadNginxEnv, nginxTarget } from './nginx-env';
 import { createPrefix, freePort, startNginx, testConfig } from './nginx-process';
 import type { NginxInstance, NginxPrefix, NginxTestResult } from './nginx-process';
 
@@ -16,7 +16,7 @@ const NGINX_BUNDLE = path.join(REPO_ROOT, 'dist', 'nginx', 'llm_balancer.js');
 export interface Rendered {
   config: BalancerConfig;
   conf: string;
-  /** The preloaded JSON text. */
+  /** The preloaded config: JSON, or with js_engine qjs the module that sets it (configModule). */
   json: string;
 }
 
@@ -26,7 +26,8 @@ export interface Rendered {
  */
 export function render(balancer: Record<string, unknown>, port: number, jsonPath: string): Rendered {
   const env = loadNginxEnv();
-  const nginxSection = Object.assign({ worker_processes: 2, listen: `127.0.0.1:${port}` }, (balancer.nginx as object | undefined) ?? {});
+  // The engine of the target nginx (LLMB_NGINX_TARGET) unless the file names one.
+  const nginxSection = Object.assign({ worker_processes: 2, listen: `127.0.0.1:${port}`, js_engine: nginxTarget().engine }, (balancer.nginx as object | undefined) ?? {});
   const loaded = loadBalancerFile(JSON.stringify(Object.assign({}, balancer, { nginx: nginxSection })));
   if (!loaded.ok) throw new Error(`invalid balancer file:\n${formatErrors(loaded.errors)}`);
   const conf = renderNginxConfig(
@@ -37,7 +38,8 @@ export function render(balancer: Record<string, unknown>, port: number, jsonPath
     },
     'full',
   );
-  return { config: loaded.config, conf, json: JSON.stringify(preloadedConfig(loaded.config, loaded.nginx)) };
+  const preloaded = preloadedConfig(loaded.config, loaded.nginx);
+  return { config: loaded.config, conf, json: loaded.nginx.js_engine === 'qjs' ? configModule(preloaded) : JSON.stringify(preloaded) };
 }
 
 export interface Balancer {
@@ -86,14 +88,23 @@ function withOptions(conf: string, options: BalancerStartOptions): string {
   return out;
 }
 
+/** The js_engine a balancer file renders with: its own nginx.js_engine, else the target's. */
+function engineOf(balancer: Record<string, unknown>): string {
+  const section = balancer.nginx as { js_engine?: unknown } | undefined;
+  return section !== undefined && typeof section.js_engine === 'string' ? section.js_engine : nginxTarget().engine;
+}
+
 /** Renders, checks with `nginx -t` (throws with nginx's words on failure) and starts nginx. */
 export async function startBalancer(balancer: Record<string, unknown>, label = 'balancer', options: BalancerStartOptions = {}): Promise<Balancer> {
   const port = options.port ?? (await freePort());
   const prefix = createPrefix(label);
-  const jsonPath = path.join(prefix.dir, 'llm-balancer.json');
+  // The config's file: JSON for the njs engine's js_preload_object, a module under QuickJS (a
+  // reconfigure keeps the engine: nginx cannot switch it on a reload).
+  const configFile = engineOf(balancer) === 'qjs' ? 'llm-balancer.config.js' : 'llm-balancer.json';
+  const jsonPath = path.join(prefix.dir, configFile);
   let rendered = render(balancer, port, jsonPath);
   rendered.conf = withOptions(rendered.conf, options);
-  prefix.write('llm-balancer.json', rendered.json);
+  prefix.write(configFile, rendered.json);
   const confPath = prefix.write('nginx.conf', rendered.conf);
   const verdict: NginxTestResult = await testConfig(prefix.dir, confPath);
   if (!verdict.ok) {
@@ -117,7 +128,7 @@ export async function startBalancer(balancer: Record<string, unknown>, label = '
     async reconfigure(next) {
       rendered = render(next, port, jsonPath);
       rendered.conf = withOptions(rendered.conf, options);
-      prefix.write('llm-balancer.json', rendered.json);
+      prefix.write(configFile, rendered.json);
       await nginx.reload(rendered.conf);
     },
     moduleErrors() {

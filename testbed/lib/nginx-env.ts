@@ -57,8 +57,31 @@ function provisionCommand(generation: NginxGeneration): string {
   return generation === DEFAULT_NGINX_GENERATION ? 'node build/fetch-nginx.js' : `node build/fetch-nginx.js --generation ${generation}`;
 }
 
-/** The env of `generation` (default: trixie, what every spec used before there were two); throws when it is not provisioned. */
-export function loadNginxEnv(generation: NginxGeneration = DEFAULT_NGINX_GENERATION): NginxEnv {
+/** An nginx generation and the njs engine the module runs on there. */
+export interface NginxTarget {
+  generation: NginxGeneration;
+  engine: JsEngine;
+}
+
+/** The targets `npm test` runs the real-nginx specs on: trixie's only engine, forky's recommended one, and forky's njs engine. */
+export const NGINX_TARGETS: readonly string[] = ['trixie/njs', 'forky/qjs', 'forky/njs'];
+
+/**
+ * The nginx the real-nginx specs, npm start and the benchmarks use: LLMB_NGINX_TARGET
+ * (`<generation>/<engine>`: trixie/njs, the default; forky/qjs; forky/njs). Every default of this
+ * file (loadNginxEnv, runNjs, startNginx) and the rendered js_engine follow it, so one variable
+ * moves a whole spec run to another nginx.
+ */
+export function nginxTarget(): NginxTarget {
+  const text = process.env.LLMB_NGINX_TARGET;
+  if (text === undefined || text === '') return { generation: DEFAULT_NGINX_GENERATION, engine: 'njs' };
+  if (!NGINX_TARGETS.includes(text)) throw new Error(`LLMB_NGINX_TARGET must be one of ${NGINX_TARGETS.join(', ')}, got ${JSON.stringify(text)}`);
+  const [generation, engine] = text.split('/') as [NginxGeneration, JsEngine];
+  return { generation, engine };
+}
+
+/** The env of `generation` (default: the target's, trixie unless LLMB_NGINX_TARGET says); throws when it is not provisioned. */
+export function loadNginxEnv(generation: NginxGeneration = nginxTarget().generation): NginxEnv {
   const envPath = nginxEnvPath(generation);
   let text: string;
   try {
@@ -102,9 +125,9 @@ export interface RunNjsOptions {
   path?: string[];
   /** kill njs after this long (default 10 s) */
   timeoutMs?: number;
-  /** whose njs CLI (default: trixie) */
+  /** whose njs CLI (default: the target's, nginxTarget) */
   generation?: NginxGeneration;
-  /** 'qjs' runs the script as an ES module under QuickJS (`njs -n QuickJS -m`); default: the njs engine */
+  /** 'qjs' runs the script as an ES module under QuickJS (`njs -n QuickJS -m`); default: the target's engine */
   engine?: JsEngine;
 }
 
@@ -116,7 +139,8 @@ export interface RunNjsOptions {
  */
 export async function runNjs(script: string, options: RunNjsOptions = {}): Promise<RunResult> {
   const env = loadNginxEnv(options.generation);
-  const argv = options.engine === 'qjs' ? env.njsQjsArgv : env.njsArgv;
+  const engine = options.engine ?? (options.generation === undefined ? nginxTarget().engine : 'njs');
+  const argv = engine === 'qjs' ? env.njsQjsArgv : env.njsArgv;
   if (!argv) throw new Error(`the ${env.generation} njs CLI (${env.njsVersion}) has no QuickJS engine`);
   let tmpDir: string | null = null;
   let file = script;
