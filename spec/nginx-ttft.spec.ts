@@ -7,8 +7,9 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startBackends } from './helpers/backends';
 import type { Backends } from './helpers/backends';
 import { createFleet, replicasOf } from './helpers/fleet';
-import { drained, readStatus, request } from './helpers/nginx-balancer';
+import { drained, readStatus, request, stream, waitFor } from './helpers/nginx-balancer';
 import type { Balancer } from './helpers/nginx-balancer';
+import { nginxTarget } from './helpers/nginx-env';
 
 let backends: Backends;
 const fleet = createFleet('ttft');
@@ -41,6 +42,42 @@ async function streamOnce(lb: Balancer): Promise<{ backend: string; body: string
 }
 
 describe('time to first token (latency_metric ttft)', () => {
+  it('with the first-byte filter in the path, the first event reaches the client while the backend holds the rest', async () => {
+    // The filter passes every chunk on flushed: QuickJS held unflushed chunks to the response's end.
+    for (const b of backends.list) b.behave({ mode: 'sse', chunks: 3, chunkDelayMs: 1, pauseAfterChunks: 1 });
+    const lb = await fleet.start({ strategy: 'least-connections', response_time: { latency_metric: 'ttft' }, replicas: replicasOf(backends.list) });
+    const s = stream(lb.nginx.url('/v1/chat/completions'), { body: '{"stream":true}', headers: { 'content-type': 'application/json' } });
+    await waitFor('the first SSE event before the backend sends the rest', () => s.received().includes('"chunk":0'));
+    expect(s.received()).not.toContain('"chunk":1');
+    for (const b of backends.list) b.release();
+    const all = await s.done;
+    expect(s.status()).toBe(200);
+    expect(all).toContain('[DONE]');
+  });
+
+  it('two streams in a row each get their own first byte, also through one reused QuickJS context', async () => {
+    // One worker, one replica, one request at a time: under QuickJS (js_context_reuse) both
+    // requests run in the same context, whose module state the first one leaves behind.
+    const qjs = nginxTarget().engine === 'qjs';
+    const [b0] = backends.list;
+    b0.behave({ mode: 'sse', chunks: 2, chunkDelayMs: 0 });
+    const lb = await fleet.start({
+      strategy: 'response-time',
+      response_time: { latency_metric: 'ttft', half_life_s: 60 },
+      replicas: replicasOf([b0]),
+      nginx: qjs ? { worker_processes: 1, js_context_reuse: 4 } : { worker_processes: 1 },
+    });
+    await streamOnce(lb);
+    const fast = (await settledStatus(lb)).replicas[0].ttft_ewma_ms;
+    expect(fast).not.toBeNull();
+    expect(fast as number).toBeLessThan(FIRST_TOKEN_DELAY_MS - 100);
+    // The second stream's first token comes late: noted only if its first byte is its own (a
+    // first-byte flag left set by the first request would skip it and keep the fast sample).
+    b0.behave({ firstChunkDelayMs: FIRST_TOKEN_DELAY_MS });
+    await streamOnce(lb);
+    expect((await settledStatus(lb)).replicas[0].ttft_ewma_ms).toBeGreaterThanOrEqual(FIRST_TOKEN_DELAY_MS - 50);
+  });
+
   it('measures the first streamed byte, not the headers, and routes away from the late first token', async () => {
     // b0 sends its headers at once and its first chunk 400 ms later; b1 streams at once.
     backends.list[0].behave({ mode: 'sse', chunks: 2, chunkDelayMs: 0, firstChunkDelayMs: FIRST_TOKEN_DELAY_MS });

@@ -85,11 +85,13 @@ describe('the njs check is real', () => {
     expect(r.stdout.trim()).toBe('hi hi');
   });
 
-  it('a bundle containing `class` fails to load with a SyntaxError', async () => {
+  // The njs engine's limitation (QuickJS has classes): checked on the njs engine of whichever
+  // nginx the run targets; the subset lint keeps the bundle loadable by both.
+  it('a bundle containing `class` fails to load with a SyntaxError on the njs engine', async () => {
     const out = path.join(dir, 'class.js');
     await buildNjsBundle(path.join(REPO_ROOT, 'spec/fixtures/njs-class-entry.ts'), out);
     expect(fs.readFileSync(out, 'utf8')).toMatch(/\bclass\b/);
-    const r = await runWithBundle(out, "console.log('loaded ' + m.next());");
+    const r = await runWithBundle(out, "console.log('loaded ' + m.next());", { engine: 'njs' });
     expect(r.code).not.toBe(0);
     expect(r.stdout).not.toContain('loaded');
     expect(r.stderr).toContain('SyntaxError');
