@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadBalancerFile } from '../plugins/nginx/generator/load';
 import { configModule, preloadedConfig, renderNginxConfig } from '../plugins/nginx/generator/generate';
 import type { RenderMode } from '../plugins/nginx/generator/generate';
-import { loadNginxEnv, REPO_ROOT } from './helpers/nginx-env';
+import { loadNginxEnv, nginxTarget, REPO_ROOT } from './helpers/nginx-env';
 import { createPrefix, freePort, startNginx } from './helpers/nginx-process';
 import { main as cliMain } from '../plugins/nginx/generator/cli';
 import { nginxOptionsSchema, nginxSectionSchema } from '../plugins/nginx/generator/options';
@@ -33,12 +33,15 @@ async function nginxTest(yaml: string, mode: RenderMode, name: string): Promise<
   const env = loadNginxEnv();
   const loaded = loadBalancerFile(yaml);
   if (!loaded.ok) throw new Error(JSON.stringify(loaded.errors));
-  const configJson = path.join(dir, name + '.json');
-  fs.writeFileSync(configJson, JSON.stringify(preloadedConfig(loaded.config, loaded.nginx)));
+  // The target nginx's engine (LLMB_NGINX_TARGET), with the config file it reads.
+  const engine = nginxTarget().engine;
+  const configJson = path.join(dir, name + (engine === 'qjs' ? '.config.js' : '.json'));
+  const preloaded = preloadedConfig(loaded.config, loaded.nginx);
+  fs.writeFileSync(configJson, engine === 'qjs' ? configModule(preloaded) : JSON.stringify(preloaded));
   const rendered = renderNginxConfig(
     {
       config: loaded.config,
-      nginx: { ...loaded.nginx, module_path: env.modulePath, js_path: path.join(REPO_ROOT, 'dist', 'nginx'), config_json: configJson },
+      nginx: { ...loaded.nginx, js_engine: engine, module_path: env.modulePath, js_path: path.join(REPO_ROOT, 'dist', 'nginx'), config_json: configJson },
       source: name + '.yaml',
     },
     mode,
