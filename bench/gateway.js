@@ -19,7 +19,10 @@
 // targets' tables. Prints per target requests/s, p50 and p99, nginx worker CPU per request, the
 // req/s ratio to native least_conn on the same nginx and the CPU ratio to the hand-written
 // reference on the same nginx and engine, and writes bench/results/gateway.json (one entry per
-// target; bench/gateway/report.ts). A benchmark, not a test: nothing here asserts a speed.
+// target). Rounds interleave: every variant runs on every target before the next one, and each
+// round starts one variant later, so drift hits all rows alike. The pure parts:
+// bench/gateway/variants.ts (targets, variants, run order) and report.ts (medians, ratios, tables).
+// A benchmark, not a test: nothing here asserts a speed.
 // Environment: BENCH_DURATION_S (default 8), BENCH_VARIANTS=least,round (only those rows, plus the
 // two baselines), BENCH_TARGETS=forky/qjs,trixie/njs (only those targets; default LLMB_NGINX_TARGET
 // when set, else all three), BENCH_ROUNDS=N (interleaved rounds, report medians), BENCH_NJS_PATHS=a=DIR,b=DIR
@@ -42,6 +45,7 @@ register();
 const { configModule, preloadedConfig, renderNginxConfig } = await import('../plugins/nginx/generator/generate.ts');
 const { loadBalancerFile } = await import('../plugins/nginx/generator/load.ts');
 const report = await import('./gateway/report.ts');
+const plan = await import('./gateway/variants.ts');
 
 const run = promisify(execFile);
 const WORK = path.join(REPO_ROOT, '.cache', 'bench');
@@ -198,32 +202,30 @@ ${upstreams}
 }
 
 /**
- * llm-balancer's config for `strategyYaml` as the generator renders it for `engine`: under the
- * njs engine a JSON file for js_preload_object, under QuickJS the config module (configModule)
- * that testbed/lib/nginx-balancer.ts and the CLI write too.
+ * llm-balancer's config for `variant` as the generator renders it for `engine`: under the njs
+ * engine a JSON file for js_preload_object, under QuickJS the config module (configModule) that
+ * testbed/lib/nginx-balancer.ts and the CLI write too.
  */
-function njsConf(env, engine, dir, port, ports, strategyYaml, jsPath) {
-  const yaml = `${strategyYaml}\nretries: 1\nreplicas:\n${ports.map((p) => `  - address: 127.0.0.1:${p}`).join('\n')}\nnginx:\n  listen: 127.0.0.1:${port}\n  worker_processes: ${GATEWAY_WORKERS}\n  js_engine: ${engine}\n`;
+function njsConf(env, engine, dir, port, ports, variant) {
+  const yaml = plan.balancerFile(variant.balancer, ports.map((p) => `127.0.0.1:${p}`), `127.0.0.1:${port}`, GATEWAY_WORKERS, engine);
   const loaded = loadBalancerFile(yaml);
   if (!loaded.ok) throw new Error(JSON.stringify(loaded.errors));
   const preloaded = preloadedConfig(loaded.config, loaded.nginx);
   // A/B against bundles older than the preloaded `replicas` field: they read the keys from `keys`.
-  if (jsPath && preloaded.replicas && !preloaded.keys) preloaded.keys = preloaded.replicas.map((r) => r.keys);
+  if (variant.jsPath && preloaded.replicas && !preloaded.keys) preloaded.keys = preloaded.replicas.map((r) => r.keys);
   const configFile = path.join(dir, engine === 'qjs' ? 'llm-balancer.config.js' : 'llm-balancer.json');
   fs.writeFileSync(configFile, engine === 'qjs' ? configModule(preloaded) : JSON.stringify(preloaded));
   tempPaths(dir);
-  return renderNginxConfig(
-    {
-      config: loaded.config,
-      nginx: { ...loaded.nginx, module_path: env.modulePath, js_path: jsPath ?? path.join(REPO_ROOT, 'dist', 'nginx'), config_json: configFile },
-      source: 'bench',
-    },
-    'full',
-  );
+  const jsPath = variant.jsPath ? path.resolve(variant.jsPath) : path.join(REPO_ROOT, 'dist', 'nginx');
+  return renderNginxConfig({ config: loaded.config, nginx: { ...loaded.nginx, module_path: env.modulePath, js_path: jsPath, config_json: configFile }, source: 'bench' }, 'full');
 }
 
-/** Equal streaming and non-streaming read bounds: no body read for strategies that do not need it. */
-const JS_SET_PATH = 'timeouts:\n  stream_idle_s: 300\n';
+/** The nginx.conf of `variant` on `env` (`engine`: null for native rows), listening on `port`. */
+function variantConf(variant, env, engine, dir, port, ports) {
+  if (variant.kind === 'native') return nativeConf(dir, port, ports, variant.balancing);
+  if (variant.kind === 'reference') return referenceConf(env, engine, dir, port, ports, variant.file);
+  return njsConf(env, engine, dir, port, ports, variant);
+}
 
 /** BENCH_POST's request body: a short OpenAI chat request (~0.5 KB). */
 const CHAT_BODY = JSON.stringify({ model: 'm', stream: false, max_tokens: 64, messages: [{ role: 'system', content: 'You are a helpful assistant.' }, { role: 'user', content: 'Explain '.repeat(50) }] });
@@ -249,25 +251,6 @@ function wrkScript(dir) {
   return file;
 }
 
-/** The variants (bench/gateway/report.ts VariantSpec) with how each renders its nginx.conf; `njs` marks llm-balancer's. */
-function allVariants(ports) {
-  const llm = (name, yaml) => ({ name, kind: 'llm-balancer', njs: yaml, conf: (env, engine, dir, port) => njsConf(env, engine, dir, port, ports, yaml) });
-  const hashKey = 'hash_key:\n  source: header\n  name: x-session-id';
-  return [
-    { name: report.NATIVE_BASELINE, kind: 'native', conf: (env, engine, dir, port) => nativeConf(dir, port, ports, 'least_conn') },
-    { name: 'native hash consistent', kind: 'native', conf: (env, engine, dir, port) => nativeConf(dir, port, ports, 'hash $http_x_session_id consistent') },
-    { name: 'njs floor (reference)', kind: 'reference', conf: (env, engine, dir, port) => referenceConf(env, engine, dir, port, ports, 'floor.js') },
-    { name: report.REFERENCE_BASELINE, kind: 'reference', conf: (env, engine, dir, port) => referenceConf(env, engine, dir, port, ports, 'minimal-least-connections.js') },
-    llm('njs least-connections', 'strategy: least-connections'),
-    // The js_set path: equal read bounds, so nothing needs the body (the default reads it to know "stream").
-    llm('njs least-connections js_set path', JS_SET_PATH + 'strategy: least-connections'),
-    llm('njs round-robin', 'strategy: round-robin'),
-    llm('njs consistent-hash', `strategy: consistent-hash\n${hashKey}`),
-    llm('njs least-tokens', 'strategy: least-tokens'),
-    llm('njs prefix-affinity', 'strategy: prefix-affinity'),
-  ];
-}
-
 /**
  * The environments of the targets asked for, and the targets left out with why: trixie is
  * provisioned when missing (as before there were targets); forky only runs when it already is.
@@ -275,7 +258,7 @@ function allVariants(ports) {
 async function targetEnvs(wanted) {
   const envs = {};
   const skipped = [];
-  for (const generation of report.generationsOf(wanted)) {
+  for (const generation of plan.generationsOf(wanted)) {
     const gen = generationConfig(generation);
     let reason = null;
     if (generation !== 'trixie' && !fs.existsSync(gen.envPath)) {
@@ -310,9 +293,9 @@ function moduleErrorLine(dir, stderr) {
 }
 
 async function main() {
-  const wanted = report.parseTargets(process.env.BENCH_TARGETS || process.env.LLMB_NGINX_TARGET);
+  const wanted = plan.parseTargets(process.env.BENCH_TARGETS || process.env.LLMB_NGINX_TARGET);
   const { envs, targets, skipped } = await targetEnvs(wanted);
-  for (const line of report.skippedLines(skipped)) console.error(line);
+  for (const line of plan.skippedLines(skipped)) console.error(line);
   if (targets.length === 0) throw new Error('no nginx target to measure');
   // One wrk and one backend nginx for every target: the default nginx's when it runs, else the first.
   const home = envs.trixie ?? envs[targets[0].generation];
@@ -331,23 +314,14 @@ async function main() {
     for (const port of ports) await waitForPort(port, 5000);
     const script = wrkScript(root);
 
-    let selected = report.selectVariants(allVariants(ports), process.env.BENCH_VARIANTS);
     // A/B of njs bundles: BENCH_NJS_PATHS=old=/some/dir,new=/other/dir runs every llm-balancer row
-    // once per js_path directory (each holding an llm_balancer.js), alternated, with the generator
-    // of this tree; BENCH_ROUNDS=N repeats the whole sequence and the table shows per-row medians
-    // (one run is ±15 µs/req on this machine: alternate and take medians).
-    if (process.env.BENCH_NJS_PATHS) {
-      const paths = process.env.BENCH_NJS_PATHS.split(',').map((pair) => pair.split('='));
-      const expanded = [];
-      for (const v of selected) {
-        if (!v.njs) expanded.push(v);
-        else for (const [label, dir] of paths) expanded.push({ name: `${v.name} [${label}]`, kind: v.kind, conf: (env, engine, d, port) => njsConf(env, engine, d, port, ports, v.njs, path.resolve(dir)) });
-      }
-      selected = expanded;
-    }
+    // once per js_path directory (each holding an llm_balancer.js), next to each other, with the
+    // generator of this tree; BENCH_ROUNDS=N repeats the whole sequence and the table shows per-row
+    // medians (one run is ±15 µs/req on this machine: alternate and take medians).
+    const selected = plan.expandBundles(plan.selectVariants(plan.VARIANTS, process.env.BENCH_VARIANTS), process.env.BENCH_NJS_PATHS);
     const byName = new Map(selected.map((v) => [v.name, v]));
     const rounds = Number(process.env.BENCH_ROUNDS ?? 1);
-    const sequence = report.runSequence(selected, targets, rounds);
+    const sequence = plan.runSequence(selected, targets, rounds);
     // Where a job runs: a generation (native rows) or a target.
     const placeOf = (on) => {
       const target = targets.find((t) => t.name === on);
@@ -365,7 +339,7 @@ async function main() {
       let gateway = null;
       try {
         const port = await freePort();
-        gateway = await startNginx(env, dir, variant.conf(env, engine, dir, port), port);
+        gateway = await startNginx(env, dir, variantConf(variant, env, engine, dir, port, ports), port);
         const url = `http://127.0.0.1:${port}/v1/models`;
         // Warm up connections and, for njs, the shared state (and QuickJS's pooled contexts).
         await run(wrk[0], wrk.slice(1).concat(['-t1', `-c${CONNECTIONS}`, '-d1s', '-s', script, url]));
@@ -397,7 +371,7 @@ async function main() {
     const request = process.env.BENCH_POST ? 'POST /v1/chat/completions, ~0.5 KB body, half streaming' : 'GET /v1/models';
     console.log(`Gateway overhead: ${GATEWAY_WORKERS} workers, ${REPLICAS} keepalive upstreams, wrk -t1 -c${CONNECTIONS} -d${DURATION_S}s, ${request}, tiny responses, medians of ${rounds} interleaved round(s)`);
     for (const r of reports) console.log('\n' + report.renderTarget(r));
-    for (const line of report.skippedLines(skipped)) console.log('\n' + line);
+    for (const line of plan.skippedLines(skipped)) console.log('\n' + line);
     fs.mkdirSync(path.dirname(RESULTS), { recursive: true });
     const document = report.resultsDocument({
       date: new Date().toISOString(),
