@@ -352,7 +352,7 @@ async function main() {
         runs.push({ ...job, error: null, ...parsed, cpuUsPerRequest, errorLog: moduleErrorLine(dir, gateway.stderr()) });
         console.error(`${label}: ${cpuUsPerRequest.toFixed(1)} µs/req, ${parsed.requestsPerSecond.toFixed(0)} req/s${parsed.non2xx ? `, ${parsed.non2xx} non-2xx` : ''}`);
       } catch (error) {
-        const message = oneLine(error instanceof Error ? error.message : String(error));
+        const message = oneLine(error instanceof Error ? error.message : String(error)).replace(/\d{4}\/\d\d\/\d\d \d\d:\d\d:\d\d /, '');
         runs.push({ ...job, error: message });
         console.error(`${label}: FAILED: ${message}`);
       } finally {
