@@ -1,20 +1,33 @@
-// `npm run bench:gateway`: what the njs picker costs inside real nginx. The same nginx proxies
-// tiny responses from the same four keepalive upstreams, driven by the same wrk, once per
-// variant in the same run:
-//   native least_conn           nginx's own balancer (the baseline)
+// `npm run bench:gateway`: what the njs picker costs inside real nginx, on every nginx target in
+// the same run: trixie/njs (Debian stable's nginx 1.26 + njs 0.8.9), forky/njs and forky/qjs
+// (Debian testing's nginx 1.30 + njs 1.0 on its njs engine and on QuickJS; only when provisioned:
+// `node build/fetch-nginx.js --generation forky`). Each target's nginx proxies tiny responses from
+// the same four keepalive upstreams, driven by the same wrk, once per variant:
+//   native least_conn           nginx's own balancer on that nginx (the req/s baseline)
 //   native hash consistent      nginx's own ketama on the session header
 //   njs least-connections       llm-balancer, config from the generator (route reads the body: "stream" picks the read bound)
 //   njs least-connections js_set path  the same with equal read bounds: the pick in js_set, no body read
 //   njs round-robin             llm-balancer, the cheapest strategy
 //   njs consistent-hash         llm-balancer, bounded-load rendezvous on the session header
-// and two reference points that are not products (bench/njs-reference/):
+//   njs least-tokens            llm-balancer, token load from the body (GET: the default request size)
+//   njs prefix-affinity         llm-balancer, the prefix table (GET: no prompt, so no prefix to match)
+// and two reference points that are not products (bench/njs-reference/, plain js_import modules:
+// under QuickJS they only need `js_engine qjs`):
 //   njs floor                   a js_set returning a constant + an empty log-phase js_set: njs itself
-//   njs minimal hand-written LC the least bookkeeping any njs least-connections picker needs
-// Prints requests/s, p50 and p99 with the ratio to native least_conn and writes
-// bench/results/gateway.json. A benchmark, not a test: nothing here asserts a speed.
-// Environment: BENCH_DURATION_S (default 8), BENCH_VARIANTS=least,round (only those rows),
-// BENCH_ROUNDS=N (repeat, report medians), BENCH_NJS_PATHS=a=DIR,b=DIR (A/B of njs bundles, below),
-// BENCH_POST=1 (POST a ~0.5 KB chat body, half of them streaming, instead of GET /v1/models).
+//   njs minimal hand-written LC the least bookkeeping any njs least-connections picker needs (the CPU baseline)
+// The native rows do not involve the engine: they run once per nginx and appear in each of its
+// targets' tables. Prints per target requests/s, p50 and p99, nginx worker CPU per request, the
+// req/s ratio to native least_conn on the same nginx and the CPU ratio to the hand-written
+// reference on the same nginx and engine, and writes bench/results/gateway.json (one entry per
+// target). Rounds interleave: every variant runs on every target before the next one, and each
+// round starts one variant later, so drift hits all rows alike. The pure parts:
+// bench/gateway/variants.ts (targets, variants, run order) and report.ts (medians, ratios, tables).
+// A benchmark, not a test: nothing here asserts a speed.
+// Environment: BENCH_DURATION_S (default 8), BENCH_VARIANTS=least,round (only those rows, plus the
+// two baselines), BENCH_TARGETS=forky/qjs,trixie/njs (only those targets; default LLMB_NGINX_TARGET
+// when set, else all three), BENCH_ROUNDS=N (interleaved rounds, report medians), BENCH_NJS_PATHS=a=DIR,b=DIR
+// (A/B of njs bundles, below), BENCH_POST=1 (POST a ~0.5 KB chat body, half of them streaming,
+// instead of GET /v1/models).
 
 import { spawn, execFile } from 'node:child_process';
 import fs from 'node:fs';
@@ -22,10 +35,17 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { pathToFileURL } from 'node:url';
-import { REPO_ROOT, build, buildNodeModule } from '../build/build.js';
-import { ensureNginx } from '../build/fetch-nginx.js';
+import { register } from 'tsx/esm/api';
+import { REPO_ROOT, build } from '../build/build.js';
+import { ensureNginx, generationConfig, oneLine } from '../build/fetch-nginx.js';
 import { nativeNginxConf } from '../testbed/lib/native-nginx.js';
+
+// The generator, the config module and the report's pure parts are TypeScript: tsx loads them as they are.
+register();
+const { configModule, preloadedConfig, renderNginxConfig } = await import('../plugins/nginx/generator/generate.ts');
+const { loadBalancerFile } = await import('../plugins/nginx/generator/load.ts');
+const report = await import('./gateway/report.ts');
+const plan = await import('./gateway/variants.ts');
 
 const run = promisify(execFile);
 const WORK = path.join(REPO_ROOT, '.cache', 'bench');
@@ -75,7 +95,7 @@ async function waitForPort(port, deadlineMs) {
   throw new Error(`nothing listens on 127.0.0.1:${port}`);
 }
 
-/** Starts nginx in the foreground on `conf`; returns a stop function. */
+/** Starts nginx in the foreground on `conf`; returns a stop function, its pid and what it wrote to stderr. */
 async function startNginx(env, dir, conf, port) {
   const confPath = path.join(dir, 'nginx.conf');
   fs.writeFileSync(confPath, conf);
@@ -86,7 +106,7 @@ async function startNginx(env, dir, conf, port) {
   child.stderr.on('data', (d) => (stderr += d));
   try {
     await waitForPort(port, 5000);
-  } catch (error) {
+  } catch {
     child.kill('SIGKILL');
     throw new Error(`nginx did not start: ${stderr}`);
   }
@@ -103,7 +123,7 @@ async function startNginx(env, dir, conf, port) {
       });
     });
   };
-  return { stop, pid: child.pid };
+  return { stop, pid: child.pid, stderr: () => stderr };
 }
 
 /** The worker processes of an nginx master (its children). */
@@ -139,24 +159,28 @@ function cpuSeconds(pids) {
 }
 
 /** Four tiny OpenAI-ish backends served by one single-worker nginx: cheap and steady. */
-function backendsConf(env, dir, ports) {
+function backendsConf(dir, ports) {
   const servers = ports
     .map((port) => `  server { listen 127.0.0.1:${port}; keepalive_requests 1000000; location / { default_type application/json; return 200 '{"id":"x","object":"chat.completion","choices":[]}'; } }`)
     .join('\n');
   return `worker_processes 1;\npid nginx.pid;\nevents { worker_connections 4096; }\nhttp {\n  access_log off;\n  ${tempPaths(dir)}\n${servers}\n}\n`;
 }
 
-function nativeConf(env, dir, port, ports, balancing) {
+function nativeConf(dir, port, ports, balancing) {
   tempPaths(dir); // creates temp/ and logs/ in the prefix
   return nativeNginxConf({ port, servers: ports.map((p) => `127.0.0.1:${p}`), balancing, workers: GATEWAY_WORKERS, keepalive: 32 });
 }
 
-/** The same four keepalive upstreams as one block each, picked by a bench/njs-reference module. */
-function referenceConf(env, dir, port, ports, moduleFile) {
+/**
+ * The same four keepalive upstreams as one block each, picked by a bench/njs-reference module.
+ * The modules hold nothing request-scoped at module level and read no preloaded object, so under
+ * QuickJS (reused contexts) they run as they are: only the engine is named.
+ */
+function referenceConf(env, engine, dir, port, ports, moduleFile) {
   const upstreams = ports.map((p, i) => `  upstream reference_${i} {\n    server 127.0.0.1:${p} max_fails=0;\n    keepalive 32;\n  }`).join('\n');
   return `worker_processes ${GATEWAY_WORKERS};\npid nginx.pid;\nload_module ${env.modulePath};\nevents { worker_connections 4096; }\nhttp {
   ${tempPaths(dir)}
-  js_path ${path.join(REPO_ROOT, 'bench', 'njs-reference')};
+  js_path ${path.join(REPO_ROOT, 'bench', 'njs-reference')};${engine === 'qjs' ? '\n  js_engine qjs;' : ''}
   js_import reference from ${moduleFile};
   js_shared_dict_zone zone=reference:1m type=number;
   js_set $reference_upstream reference.pick;
@@ -177,38 +201,31 @@ ${upstreams}
 }\n`;
 }
 
-async function generatorModules() {
-  const outfile = path.join(WORK, 'generator.mjs');
-  await buildNodeModule(
-    { contents: "export { loadBalancerFile } from './plugins/nginx/generator/load';\nexport { renderNginxConfig, preloadedConfig } from './plugins/nginx/generator/generate';\n" },
-    outfile,
-  );
-  return import(pathToFileURL(outfile).href + '?t=' + Date.now());
-}
-
-async function njsConf(env, dir, port, ports, strategyYaml, jsPath) {
-  const generator = await generatorModules();
-  const yaml = `${strategyYaml}\nretries: 1\nreplicas:\n${ports.map((p) => `  - address: 127.0.0.1:${p}`).join('\n')}\nnginx:\n  listen: 127.0.0.1:${port}\n  worker_processes: ${GATEWAY_WORKERS}\n`;
-  const loaded = generator.loadBalancerFile(yaml);
+/**
+ * llm-balancer's config for `variant` as the generator renders it for `engine`: under the njs
+ * engine a JSON file for js_preload_object, under QuickJS the config module (configModule) that
+ * testbed/lib/nginx-balancer.ts and the CLI write too.
+ */
+function njsConf(env, engine, dir, port, ports, variant) {
+  const yaml = plan.balancerFile(variant.balancer, ports.map((p) => `127.0.0.1:${p}`), `127.0.0.1:${port}`, GATEWAY_WORKERS, engine);
+  const loaded = loadBalancerFile(yaml);
   if (!loaded.ok) throw new Error(JSON.stringify(loaded.errors));
-  const configJson = path.join(dir, 'llm-balancer.json');
-  const preloaded = generator.preloadedConfig(loaded.config, loaded.nginx);
+  const preloaded = preloadedConfig(loaded.config, loaded.nginx);
   // A/B against bundles older than the preloaded `replicas` field: they read the keys from `keys`.
-  if (jsPath && preloaded.replicas && !preloaded.keys) preloaded.keys = preloaded.replicas.map((r) => r.keys);
-  fs.writeFileSync(configJson, JSON.stringify(preloaded));
+  if (variant.jsPath && preloaded.replicas && !preloaded.keys) preloaded.keys = preloaded.replicas.map((r) => r.keys);
+  const configFile = path.join(dir, engine === 'qjs' ? 'llm-balancer.config.js' : 'llm-balancer.json');
+  fs.writeFileSync(configFile, engine === 'qjs' ? configModule(preloaded) : JSON.stringify(preloaded));
   tempPaths(dir);
-  return generator.renderNginxConfig(
-    {
-      config: loaded.config,
-      nginx: { ...loaded.nginx, module_path: env.modulePath, js_path: jsPath ?? path.join(REPO_ROOT, 'dist', 'nginx'), config_json: configJson },
-      source: 'bench',
-    },
-    'full',
-  );
+  const jsPath = variant.jsPath ? path.resolve(variant.jsPath) : path.join(REPO_ROOT, 'dist', 'nginx');
+  return renderNginxConfig({ config: loaded.config, nginx: { ...loaded.nginx, module_path: env.modulePath, js_path: jsPath, config_json: configFile }, source: 'bench' }, 'full');
 }
 
-/** Equal streaming and non-streaming read bounds: no body read for strategies that do not need it. */
-const JS_SET_PATH = 'timeouts:\n  stream_idle_s: 300\n';
+/** The nginx.conf of `variant` on `env` (`engine`: null for native rows), listening on `port`. */
+function variantConf(variant, env, engine, dir, port, ports) {
+  if (variant.kind === 'native') return nativeConf(dir, port, ports, variant.balancing);
+  if (variant.kind === 'reference') return referenceConf(env, engine, dir, port, ports, variant.file);
+  return njsConf(env, engine, dir, port, ports, variant);
+}
 
 /** BENCH_POST's request body: a short OpenAI chat request (~0.5 KB). */
 const CHAT_BODY = JSON.stringify({ model: 'm', stream: false, max_tokens: 64, messages: [{ role: 'system', content: 'You are a helpful assistant.' }, { role: 'user', content: 'Explain '.repeat(50) }] });
@@ -234,29 +251,56 @@ function wrkScript(dir) {
   return file;
 }
 
-function parseWrk(output) {
-  const rps = /Requests\/sec:\s+([\d.]+)/.exec(output);
-  const toMs = (value, unit) => Number(value) * ({ us: 0.001, ms: 1, s: 1000 }[unit] ?? NaN);
-  const pct = (p) => {
-    const m = new RegExp(`^\\s+${p}%\\s+([\\d.]+)(us|ms|s)`, 'm').exec(output);
-    return m ? toMs(m[1], m[2]) : NaN;
-  };
-  const errors = /Non-2xx or 3xx responses:\s+(\d+)/.exec(output);
-  const requests = /(\d+) requests in/.exec(output);
-  const socket = /Socket errors:.*/.exec(output);
-  return {
-    requestsPerSecond: rps ? Number(rps[1]) : NaN,
-    requests: requests ? Number(requests[1]) : NaN,
-    p50Ms: pct(50),
-    p99Ms: pct(99),
-    non2xx: errors ? Number(errors[1]) : 0,
-    socketErrors: socket ? socket[0] : null,
-  };
+/**
+ * The environments of the targets asked for, and the targets left out with why: trixie is
+ * provisioned when missing (as before there were targets); forky only runs when it already is.
+ */
+async function targetEnvs(wanted) {
+  const envs = {};
+  const skipped = [];
+  for (const generation of plan.generationsOf(wanted)) {
+    const gen = generationConfig(generation);
+    let reason = null;
+    if (generation !== 'trixie' && !fs.existsSync(gen.envPath)) {
+      reason = `nginx ${generation} is not provisioned (node build/fetch-nginx.js --generation ${generation})`;
+    } else {
+      try {
+        envs[generation] = await ensureNginx({ generation, quiet: true });
+      } catch (error) {
+        reason = `nginx ${generation} is not usable: ${oneLine(error instanceof Error ? error.message : String(error))}`;
+      }
+    }
+    if (reason !== null) for (const t of wanted) if (t.generation === generation) skipped.push({ target: t.name, reason });
+  }
+  for (const t of wanted) {
+    const env = envs[t.generation];
+    if (env && !env.engines.includes(t.engine)) skipped.push({ target: t.name, reason: `njs ${env.njsVersion} of nginx ${t.generation} has no ${t.engine} engine` });
+  }
+  const targets = wanted.filter((t) => envs[t.generation] && envs[t.generation].engines.includes(t.engine));
+  return { envs, targets, skipped };
+}
+
+/** The first line of the gateway's stderr or error log where the module failed (level error or worse), or null. */
+function moduleErrorLine(dir, stderr) {
+  let text = stderr;
+  try {
+    text += '\n' + fs.readFileSync(path.join(dir, 'logs', 'error.log'), 'utf8');
+  } catch {
+    // the native and reference configs log to stderr only
+  }
+  const line = text.split('\n').find((l) => /\[(error|crit|alert|emerg)\]/.test(l) || /js exception/.test(l));
+  return line === undefined ? null : line.replace(/^\S+ \S+ /, '').slice(0, 300);
 }
 
 async function main() {
-  const env = await ensureNginx({ quiet: true });
-  if (!env.wrkArgv) throw new Error('wrk is not available: install it, or let build/fetch-nginx.js provision Debian\'s (LLMB_NGINX_SYSTEM=0)');
+  const wanted = plan.parseTargets(process.env.BENCH_TARGETS || process.env.LLMB_NGINX_TARGET);
+  const { envs, targets, skipped } = await targetEnvs(wanted);
+  for (const line of plan.skippedLines(skipped)) console.error(line);
+  if (targets.length === 0) throw new Error('no nginx target to measure');
+  // One wrk and one backend nginx for every target: the default nginx's when it runs, else the first.
+  const home = envs.trixie ?? envs[targets[0].generation];
+  if (!home.wrkArgv) throw new Error('wrk is not available: install it, or let build/fetch-nginx.js provision Debian\'s (LLMB_NGINX_SYSTEM=0)');
+  const wrk = home.wrkArgv;
   await build();
   fs.mkdirSync(WORK, { recursive: true });
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'llmb-bench-gateway-'));
@@ -266,95 +310,77 @@ async function main() {
     for (let i = 0; i < REPLICAS; i++) ports.push(await freePort());
     const backendDir = path.join(root, 'backends');
     fs.mkdirSync(backendDir);
-    stops.push((await startNginx(env, backendDir, backendsConf(env, backendDir, ports), ports[0])).stop);
+    stops.push((await startNginx(home, backendDir, backendsConf(backendDir, ports), ports[0])).stop);
     for (const port of ports) await waitForPort(port, 5000);
     const script = wrkScript(root);
 
-    const variants = [
-      { name: 'native least_conn', conf: (dir, port) => nativeConf(env, dir, port, ports, 'least_conn') },
-      { name: 'native hash consistent', conf: (dir, port) => nativeConf(env, dir, port, ports, 'hash $http_x_session_id consistent') },
-      { name: 'njs floor (reference)', conf: (dir, port) => referenceConf(env, dir, port, ports, 'floor.js') },
-      { name: 'njs minimal hand-written LC (reference)', conf: (dir, port) => referenceConf(env, dir, port, ports, 'minimal-least-connections.js') },
-      { name: 'njs least-connections', conf: (dir, port) => njsConf(env, dir, port, ports, 'strategy: least-connections'), njs: 'strategy: least-connections' },
-      // The js_set path: equal read bounds, so nothing needs the body (the default reads it to know "stream").
-      { name: 'njs least-connections js_set path', conf: (dir, port) => njsConf(env, dir, port, ports, JS_SET_PATH + 'strategy: least-connections'), njs: JS_SET_PATH + 'strategy: least-connections' },
-      { name: 'njs round-robin', conf: (dir, port) => njsConf(env, dir, port, ports, 'strategy: round-robin'), njs: 'strategy: round-robin' },
-      { name: 'njs consistent-hash', conf: (dir, port) => njsConf(env, dir, port, ports, 'strategy: consistent-hash\nhash_key:\n  source: header\n  name: x-session-id'), njs: 'strategy: consistent-hash\nhash_key:\n  source: header\n  name: x-session-id' },
-    ];
-    // BENCH_VARIANTS=least,round runs only the variants whose names contain one of the words.
-    const only = process.env.BENCH_VARIANTS ? process.env.BENCH_VARIANTS.split(',') : null;
-    let selected = variants.filter((v, i) => i === 0 || !only || only.some((word) => v.name.includes(word)));
     // A/B of njs bundles: BENCH_NJS_PATHS=old=/some/dir,new=/other/dir runs every llm-balancer row
-    // once per js_path directory (each holding an llm_balancer.js), alternated, with the generator
-    // of this tree; BENCH_ROUNDS=N repeats the whole sequence and the table shows per-row medians
-    // (one run is ±15 µs/req on this machine: alternate and take medians).
-    if (process.env.BENCH_NJS_PATHS) {
-      const paths = process.env.BENCH_NJS_PATHS.split(',').map((pair) => pair.split('='));
-      const expanded = [];
-      for (const v of selected) {
-        if (!v.njs) expanded.push(v);
-        else for (const [label, dir] of paths) expanded.push({ name: `${v.name} [${label}]`, conf: (d, port) => njsConf(env, d, port, ports, v.njs, path.resolve(dir)) });
-      }
-      selected = expanded;
-    }
+    // once per js_path directory (each holding an llm_balancer.js), next to each other, with the
+    // generator of this tree; BENCH_ROUNDS=N repeats the whole sequence and the table shows per-row
+    // medians (one run is ±15 µs/req on this machine: alternate and take medians).
+    const selected = plan.expandBundles(plan.selectVariants(plan.VARIANTS, process.env.BENCH_VARIANTS), process.env.BENCH_NJS_PATHS);
+    const byName = new Map(selected.map((v) => [v.name, v]));
     const rounds = Number(process.env.BENCH_ROUNDS ?? 1);
-    const sequence = [];
-    for (let round = 0; round < rounds; round++) for (const v of selected) sequence.push({ ...v, round });
+    const sequence = plan.runSequence(selected, targets, rounds);
+    // Where a job runs: a generation (native rows) or a target.
+    const placeOf = (on) => {
+      const target = targets.find((t) => t.name === on);
+      return target ? { env: envs[target.generation], engine: target.engine } : { env: envs[on], engine: null };
+    };
+    console.error(`bench:gateway: ${targets.map((t) => t.name).join(', ')}; ${selected.length} variants, ${rounds} round(s): ${sequence.length} runs of ~${DURATION_S + 2} s`);
     const runs = [];
-    for (const variant of sequence) {
-      const dir = path.join(root, variant.name.replace(/[^a-z0-9]+/gi, '-') + '-' + variant.round);
+    for (let n = 0; n < sequence.length; n++) {
+      const job = sequence[n];
+      const variant = byName.get(job.variant);
+      const { env, engine } = placeOf(job.on);
+      const dir = path.join(root, `${job.variant}-${job.on}-${job.round}`.replace(/[^a-z0-9]+/gi, '-'));
       fs.mkdirSync(dir);
-      const port = await freePort();
-      const gateway = await startNginx(env, dir, await variant.conf(dir, port), port);
+      const label = `[${n + 1}/${sequence.length}] round ${job.round + 1}/${rounds} ${job.on} ${job.variant}`;
+      let gateway = null;
       try {
+        const port = await freePort();
+        gateway = await startNginx(env, dir, variantConf(variant, env, engine, dir, port, ports), port);
         const url = `http://127.0.0.1:${port}/v1/models`;
-        // Warm up connections and, for njs, the shared state.
-        await run(env.wrkArgv[0], env.wrkArgv.slice(1).concat(['-t1', `-c${CONNECTIONS}`, '-d1s', '-s', script, url]));
+        // Warm up connections and, for njs, the shared state (and QuickJS's pooled contexts).
+        await run(wrk[0], wrk.slice(1).concat(['-t1', `-c${CONNECTIONS}`, '-d1s', '-s', script, url]));
         const workers = workerPids(gateway.pid);
         const cpuBefore = cpuSeconds(workers);
-        const r = await run(env.wrkArgv[0], env.wrkArgv.slice(1).concat(['-t1', `-c${CONNECTIONS}`, `-d${DURATION_S}s`, '--latency', '-s', script, url]));
+        const r = await run(wrk[0], wrk.slice(1).concat(['-t1', `-c${CONNECTIONS}`, `-d${DURATION_S}s`, '--latency', '-s', script, url]));
         const cpu = cpuSeconds(workers) - cpuBefore;
-        const parsed = parseWrk(r.stdout);
-        runs.push({ variant: variant.name, ...parsed, cpuUsPerRequest: (cpu * 1e6) / parsed.requests });
-        if (rounds > 1) console.error(`round ${variant.round + 1}/${rounds} ${variant.name}: ${((cpu * 1e6) / parsed.requests).toFixed(1)} µs/req, ${parsed.requestsPerSecond.toFixed(0)} req/s`);
+        const parsed = report.parseWrk(r.stdout);
+        const cpuUsPerRequest = (cpu * 1e6) / parsed.requests;
+        runs.push({ ...job, error: null, ...parsed, cpuUsPerRequest, errorLog: moduleErrorLine(dir, gateway.stderr()) });
+        console.error(`${label}: ${cpuUsPerRequest.toFixed(1)} µs/req, ${parsed.requestsPerSecond.toFixed(0)} req/s${parsed.non2xx ? `, ${parsed.non2xx} non-2xx` : ''}`);
+      } catch (error) {
+        const message = oneLine(error instanceof Error ? error.message : String(error)).replace(/\d{4}\/\d\d\/\d\d \d\d:\d\d:\d\d /, '');
+        runs.push({ ...job, error: message });
+        console.error(`${label}: FAILED: ${message}`);
       } finally {
-        await gateway.stop();
+        if (gateway) await gateway.stop();
       }
     }
-    // One row per variant: the median run by CPU per request (with BENCH_ROUNDS=1, the run itself).
-    const results = [];
-    for (const v of selected) {
-      const mine = runs.filter((r) => r.variant === v.name).sort((a, b) => a.cpuUsPerRequest - b.cpuUsPerRequest);
-      if (mine.length === 0) continue;
-      const median = (field) => {
-        const values = mine.map((r) => r[field]).sort((a, b) => a - b);
-        const mid = Math.floor(values.length / 2);
-        return values.length % 2 ? values[mid] : (values[mid - 1] + values[mid]) / 2;
-      };
-      results.push({ ...mine[Math.floor(mine.length / 2)], requestsPerSecond: median('requestsPerSecond'), cpuUsPerRequest: median('cpuUsPerRequest'), p50Ms: median('p50Ms'), p99Ms: median('p99Ms'), runs: mine.length });
-    }
-    const baseline = results[0].requestsPerSecond;
-    const baseCpu = results[0].cpuUsPerRequest;
-    const header = ['variant', 'req/s', 'vs native least_conn', 'nginx CPU µs/req', 'CPU vs native', 'p50 ms', 'p99 ms', 'non-2xx'];
-    const rows = results.map((r) => [
-      r.variant,
-      r.requestsPerSecond.toFixed(0),
-      (r.requestsPerSecond / baseline).toFixed(2),
-      r.cpuUsPerRequest.toFixed(1),
-      (r.cpuUsPerRequest / baseCpu).toFixed(2) + 'x',
-      r.p50Ms.toFixed(2),
-      r.p99Ms.toFixed(2),
-      String(r.non2xx),
-    ]);
-    const widths = header.map((h, c) => Math.max(h.length, ...rows.map((row) => row[c].length)));
-    const line = (cells) => '| ' + cells.map((cell, c) => cell.padEnd(widths[c])).join(' | ') + ' |';
-    console.log(`Gateway overhead: nginx ${env.nginxVersion} + njs ${env.njsVersion}, ${GATEWAY_WORKERS} workers, ${REPLICAS} keepalive upstreams, wrk -t1 -c${CONNECTIONS} -d${DURATION_S}s, tiny responses\n`);
-    console.log([line(header), '|' + widths.map((w) => '-'.repeat(w + 2)).join('|') + '|', ...rows.map(line)].join('\n'));
+    const summaries = report.summarizeRuns(runs);
+    const reports = targets.map((t) => ({
+      target: t.name,
+      generation: t.generation,
+      engine: t.engine,
+      nginx: envs[t.generation].nginxVersion,
+      njs: envs[t.generation].njsVersion,
+      rows: report.targetRows(t, selected, summaries),
+    }));
+    const request = process.env.BENCH_POST ? 'POST /v1/chat/completions, ~0.5 KB body, half streaming' : 'GET /v1/models';
+    console.log(`Gateway overhead: ${GATEWAY_WORKERS} workers, ${REPLICAS} keepalive upstreams, wrk -t1 -c${CONNECTIONS} -d${DURATION_S}s, ${request}, tiny responses, medians of ${rounds} interleaved round(s)`);
+    for (const r of reports) console.log('\n' + report.renderTarget(r));
+    for (const line of plan.skippedLines(skipped)) console.log('\n' + line);
     fs.mkdirSync(path.dirname(RESULTS), { recursive: true });
-    fs.writeFileSync(
-      RESULTS,
-      JSON.stringify({ date: new Date().toISOString(), machine: { cpus: os.cpus().length, nginx: env.nginxVersion, njs: env.njsVersion }, settings: { durationS: DURATION_S, connections: CONNECTIONS, workers: GATEWAY_WORKERS, rounds }, results }, null, 2) + '\n',
-    );
+    const document = report.resultsDocument({
+      date: new Date().toISOString(),
+      machine: { cpus: os.cpus().length },
+      settings: { durationS: DURATION_S, connections: CONNECTIONS, workers: GATEWAY_WORKERS, rounds, request, wrk: `${home.generation} (${home.source})` },
+      targets: reports,
+      skipped,
+    });
+    fs.writeFileSync(RESULTS, JSON.stringify(document, null, 2) + '\n');
     console.log(`\nwrote ${path.relative(REPO_ROOT, RESULTS)}`);
   } finally {
     for (const stop of stops.reverse()) await stop();
