@@ -24,7 +24,7 @@ import { recordProbe } from '../../shared/health/active';
 import { keysOf } from '../../shared/replica-state';
 import type { Replica, Store } from '../../shared/types';
 import { context } from './handlers';
-import { host, systemClock } from './runtime';
+import { host, settledOf, systemClock } from './runtime';
 
 /** When the last probe of a replica started (ms); adapter-owned keys beside the core's `r:<id>:*`. */
 const PROBED_AT_PREFIX = 'h:at:';
@@ -113,11 +113,24 @@ function activeConfig(config: unknown): ActiveHealthConfig | null {
 async function probeResult(url: string, timeoutMs: number): Promise<number> {
   let timer: ReturnType<typeof setTimeout> | null = null;
   const expired = new Promise<null>((resolve) => {
-    timer = setTimeout(() => resolve(null), timeoutMs);
+    timer = setTimeout(() => {
+      // Forgotten once fired: QuickJS's clearTimeout throws on a timer that already fired
+      // ("failed to find timer"), and that exception in a js_periodic run crashed the worker
+      // (SIGSEGV every beat with a hanging replica, njs 1.0.2).
+      timer = null;
+      resolve(null);
+    }, timeoutMs);
   });
   try {
-    const reply = await Promise.race([host().fetch(url, { method: 'GET' }), expired]);
-    return reply === null ? NO_ANSWER : reply.status;
+    const fetching = host().fetch(url, { method: 'GET' });
+    const reply = await Promise.race([fetching, expired]);
+    if (reply === null) {
+      // No fetch outlives its js_periodic run (a later beat would kill the run with it);
+      // js_fetch_timeout (timeout_s in this location) ends it about now.
+      await settledOf(fetching);
+      return NO_ANSWER;
+    }
+    return reply.status;
   } catch (e) {
     // njs says "connect failed" for refused connections; its own timeout (js_fetch_timeout) is a failure to answer.
     return /timed? ?out/i.test(String(e)) ? NO_ANSWER : NO_CONNECTION;

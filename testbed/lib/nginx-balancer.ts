@@ -50,8 +50,8 @@ export interface Balancer {
   /** Re-renders with a new balancer file and reloads with HUP (the state zone is kept). */
   reconfigure(balancer: Record<string, unknown>): Promise<void>;
   /**
-   * Error-log lines (level error or worse) where the njs module failed: uncaught exceptions or a
-   * handler reporting its own failure. Warnings are not failures: they may quote a replica's error
+   * Error-log lines (level error or worse) where the njs module failed: uncaught exceptions, a
+   * handler reporting its own failure, or a worker that crashed. Warnings are not failures: they may quote a replica's error
    * (e.g. the metrics scraper's "could not be read (connect failed)").
    */
   moduleErrors(): string[];
@@ -135,7 +135,8 @@ export async function startBalancer(balancer: Record<string, unknown>, label = '
       return nginx
         .stderr()
         .split('\n')
-        .filter((line) => /\[(error|crit|alert|emerg)\]/.test(line) && /js exception|js: llm-balancer: .*failed/.test(line));
+        // A worker that crashed (QuickJS segfaulted on fetches outliving their js_periodic run) is a module failure too.
+        .filter((line) => /\[(error|crit|alert|emerg)\]/.test(line) && /js exception|js: llm-balancer: .*failed|worker process \d+ exited on signal/.test(line));
     },
     async stop() {
       await nginx.stop();
