@@ -24,7 +24,7 @@ import { recordProbe } from '../../shared/health/active';
 import { keysOf } from '../../shared/replica-state';
 import type { Replica, Store } from '../../shared/types';
 import { context } from './handlers';
-import { host, settledOf, systemClock } from './runtime';
+import { host, systemClock } from './runtime';
 
 /** When the last probe of a replica started (ms); adapter-owned keys beside the core's `r:<id>:*`. */
 const PROBED_AT_PREFIX = 'h:at:';
@@ -122,15 +122,8 @@ async function probeResult(url: string, timeoutMs: number): Promise<number> {
     }, timeoutMs);
   });
   try {
-    const fetching = host().fetch(url, { method: 'GET' });
-    const reply = await Promise.race([fetching, expired]);
-    if (reply === null) {
-      // No fetch outlives its js_periodic run (a later beat would kill the run with it);
-      // js_fetch_timeout (timeout_s in this location) ends it about now.
-      await settledOf(fetching);
-      return NO_ANSWER;
-    }
-    return reply.status;
+    const reply = await Promise.race([host().fetch(url, { method: 'GET' }), expired]);
+    return reply === null ? NO_ANSWER : reply.status;
   } catch (e) {
     // njs says "connect failed" for refused connections; its own timeout (js_fetch_timeout) is a failure to answer.
     return /timed? ?out/i.test(String(e)) ? NO_ANSWER : NO_CONNECTION;

@@ -152,18 +152,6 @@ export function describeError(e: unknown): string {
   return String(e);
 }
 
-/** Resolves once `promise` settled, whichever way; never rejects. */
-export function settledOf(promise: Promise<unknown>): Promise<void> {
-  return promise.then(
-    function () {
-      return undefined;
-    },
-    function () {
-      return undefined;
-    },
-  );
-}
-
 /** GET url → its text on a 200, or a sentence saying why not. Never rejects; gives up after timeoutMs. */
 export async function fetchText(url: string, timeoutMs: number, headers?: Record<string, string>): Promise<{ text: string } | string> {
   let timer: ReturnType<typeof setTimeout> | null = null;
@@ -175,22 +163,12 @@ export async function fetchText(url: string, timeoutMs: number, headers?: Record
       resolve(null);
     }, timeoutMs);
   });
-  // A timed-out read is still awaited before returning (js_fetch_timeout, set at or below timeoutMs
-  // in every location that fetches, ends it), so no fetch outlives its js_periodic run.
   try {
-    const fetching = host().fetch(url, headers === undefined ? { method: 'GET' } : { method: 'GET', headers: headers });
-    const reply = await Promise.race([fetching, expired]);
-    if (reply === null) {
-      await settledOf(fetching);
-      return 'gave no answer within ' + timeoutMs + ' ms';
-    }
+    const reply = await Promise.race([host().fetch(url, headers === undefined ? { method: 'GET' } : { method: 'GET', headers: headers }), expired]);
+    if (reply === null) return 'gave no answer within ' + timeoutMs + ' ms';
     if (reply.status !== 200) return 'answered HTTP ' + reply.status;
-    const reading = reply.text();
-    const text = await Promise.race([reading, expired]);
-    if (text === null) {
-      await settledOf(reading);
-      return 'gave no complete answer within ' + timeoutMs + ' ms';
-    }
+    const text = await Promise.race([reply.text(), expired]);
+    if (text === null) return 'gave no complete answer within ' + timeoutMs + ' ms';
     return { text: text };
   } catch (e) {
     // e.g. "connect failed" (nothing listening), or a body above js_fetch_max_response_buffer_size.
