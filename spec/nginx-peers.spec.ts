@@ -265,6 +265,32 @@ describe('syncPeers (js_periodic)', () => {
     expect(fake.strings.size).toBe(0);
   });
 
+  it("never clears a timer that already fired (QuickJS's clearTimeout throws on one; in a js_periodic run that crashed nginx 1.30's worker)", async () => {
+    preload(true);
+    const realSet = globalThis.setTimeout;
+    const realClear = globalThis.clearTimeout;
+    const fired = new Set<unknown>();
+    const strictSet = (fn: () => void, ms?: number) => {
+      const timer: unknown = realSet(() => {
+        fired.add(timer);
+        fn();
+      }, ms);
+      return timer;
+    };
+    const strictClear = (timer: unknown) => {
+      if (fired.has(timer)) throw new ReferenceError('failed to find timer');
+      realClear(timer as ReturnType<typeof setTimeout>);
+    };
+    Object.assign(globalThis, { setTimeout: strictSet, clearTimeout: strictClear });
+    try {
+      fake.answer = () => new Promise<FetchReply>(() => undefined);
+      await (await vm()).syncPeers();
+    } finally {
+      Object.assign(globalThis, { setTimeout: realSet, clearTimeout: realClear });
+    }
+    expect(fake.logs).toEqual(['5 llm-balancer: NGINX Plus peer sync: GET http://127.0.0.1:8080/api/9/http/upstreams/llm gave no answer within 750 ms; routing on the static replicas']);
+  });
+
   it('a full zone is a warning, not a throw', async () => {
     preload(true);
     fake.full = true;
