@@ -141,12 +141,17 @@ export function readsTokens(config: BalancerConfig): boolean {
 
 /** Whether picks place LoRA adapters by the replicas' GPU slots: llm's adapter scorer, or models.adapter_filter for the other strategies. */
 export function placesAdapters(config: BalancerConfig): boolean {
-  return config.strategy === 'llm' ? config.llm.adapter_weight > 0 : config.models.adapter_filter;
+  return config.strategy === 'llm' ? config.llm.adapter_weight > 0 : filtersAdapters(config);
+}
+
+/** models.adapter_filter in force: a strategy other than llm picks among the best-placed replicas for an adapter. */
+function filtersAdapters(config: BalancerConfig): boolean {
+  return config.strategy !== 'llm' && config.models.adapter_filter;
 }
 
 /** Whether the gateway scrapes the replicas' own /metrics: the strategy reads their load, or models.adapter_filter their LoRA slots. */
 export function readsReplicaLoad(config: BalancerConfig): boolean {
-  return createStrategy(config, config.strategy).reads.replicaLoad || (config.strategy !== 'llm' && config.models.adapter_filter);
+  return createStrategy(config, config.strategy).reads.replicaLoad || filtersAdapters(config);
 }
 
 /** Whether the configured strategy reads the OpenAI body (token counts, prompt prefixes). */
@@ -209,7 +214,7 @@ export function routesByModel(config: BalancerConfig): boolean {
 
 /** Whether the adapter must read and parse the JSON body before picking (it is slow: read it only then). */
 export function needsRequestBody(config: BalancerConfig): boolean {
-  if (readsBody(config) || routesByModel(config) || (config.strategy !== 'llm' && config.models.adapter_filter)) return true;
+  if (readsBody(config) || routesByModel(config) || filtersAdapters(config)) return true;
   return config.hash_key !== null && config.hash_key.source === 'body' && readsHashKey(config);
 }
 
@@ -399,7 +404,7 @@ export function createBalancer(config: BalancerConfig, deps: BalancerDeps): Bala
 
   // The llm composite scores LoRA-adapter affinity (llm.adapter_weight); other strategies may filter by it.
   const scoresAdapters = config.strategy === 'llm' && placesAdapters(config);
-  const filtersAdapters = config.strategy !== 'llm' && placesAdapters(config);
+  const filtersByAdapter = filtersAdapters(config);
   // The model is part of every prefix chain (and may filter) whenever the config names models.
   const modelConfigured = routesByModel(config);
 
@@ -459,7 +464,7 @@ export function createBalancer(config: BalancerConfig, deps: BalancerDeps): Bala
    * request names no such adapter. Views are fresh per pick.
    */
   function placeAdapter(views: ReplicaView[], replicas: Replica[], request: RequestView, attached: boolean): AdapterPlacement | null {
-    if ((!scoresAdapters && !filtersAdapters) || !attached) return null;
+    if ((!scoresAdapters && !filtersByAdapter) || !attached) return null;
     const model = modelOf(request);
     if (model === null) return null;
     const byId = Object.create(null) as Record<string, ReplicaModels | null>;

@@ -22,6 +22,7 @@
 // replicas once its own are loaded past the bound, instead of piling onto them.
 
 import { adapterTag } from './adapter-slots';
+import { loadCeiling } from './strategies/consistent-hash';
 import type { LoraSlots, ServedModels } from './model-discovery';
 
 /** What one replica serves, as far as the gateway knows. */
@@ -193,7 +194,7 @@ export interface AdapterCandidate {
   sent: number[] | null;
 }
 
-/** Whether each candidate is under the bounded-load ceiling ceil(balanceFactor × (total in flight + 1) × weight / total weight); balanceFactor 0: no bound. */
+/** Whether each candidate is under the bounded-load ceiling (loadCeiling); balanceFactor 0: no bound. */
 export function underLoadBound(candidates: Array<{ inFlight: number; weight: number }>, balanceFactor: number): boolean[] {
   let total = 0;
   let totalWeight = 0;
@@ -204,7 +205,7 @@ export function underLoadBound(candidates: Array<{ inFlight: number; weight: num
   const under: boolean[] = [];
   for (let i = 0; i < candidates.length; i++) {
     const c = candidates[i];
-    under.push(balanceFactor <= 0 || totalWeight <= 0 || c.inFlight + 1 <= Math.ceil((balanceFactor * (total + 1) * c.weight) / totalWeight));
+    under.push(balanceFactor <= 0 || totalWeight <= 0 || c.inFlight + 1 <= loadCeiling(balanceFactor, total, totalWeight, c.weight));
   }
   return under;
 }

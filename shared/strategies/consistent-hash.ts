@@ -88,7 +88,16 @@ export function loadBound(candidates: ReplicaView[], balanceFactor: number, repl
 }
 
 function boundFor(balanceFactor: number, totalInFlight: number, totalWeight: number, replica: ReplicaView): number {
-  return Math.ceil((balanceFactor * (totalInFlight + 1) * replica.weight) / totalWeight);
+  return loadCeiling(balanceFactor, totalInFlight, totalWeight, replica.weight);
+}
+
+/**
+ * The bounded-load ceiling (consistent hashing with bounded loads): the most requests in flight a
+ * replica of `weight` may hold with one more request coming, ceil(c × (total + 1) × weight / total
+ * weight). The one formula behind consistent-hash's, prefix-affinity's and the LoRA placement's guards.
+ */
+export function loadCeiling(balanceFactor: number, totalInFlight: number, totalWeight: number, weight: number): number {
+  return Math.ceil((balanceFactor * (totalInFlight + 1) * weight) / totalWeight);
 }
 
 /**

@@ -31,6 +31,7 @@ import { prefixOwner } from '../prefix-placement';
 import type { ReplicaView, Store, Strategy, StrategyContext } from '../types';
 import { connectionCost } from './least-connections';
 import { cheapestFirst, without } from './ranking';
+import { loadCeiling } from './consistent-hash';
 
 /** Whether the in-flight spread calls for least load first (SGLang's two thresholds, both required). */
 export function imbalanced(candidates: ReplicaView[], balanceAbs: number, balanceRel: number): boolean {
@@ -53,7 +54,7 @@ export function underBound(candidates: ReplicaView[], replica: ReplicaView, bala
     total += candidates[i].inFlight;
     totalWeight += candidates[i].weight;
   }
-  return replica.inFlight + 1 <= Math.ceil((balanceFactor * (total + 1) * replica.weight) / totalWeight);
+  return replica.inFlight + 1 <= loadCeiling(balanceFactor, total, totalWeight, replica.weight);
 }
 
 export function createPrefixAffinity(config: BalancerConfig, store: Store): Strategy {
