@@ -27,7 +27,8 @@
 // two baselines), BENCH_TARGETS=forky/qjs,trixie/njs (only those targets; default LLMB_NGINX_TARGET
 // when set, else all three), BENCH_ROUNDS=N (interleaved rounds, report medians), BENCH_NJS_PATHS=a=DIR,b=DIR
 // (A/B of njs bundles, below), BENCH_POST=1 (POST a ~0.5 KB chat body, half of them streaming,
-// instead of GET /v1/models).
+// instead of a bodyless GET /v1/chat/completions). Not GET /v1/models: the gateway answers that
+// itself once the replicas list models (and built its status rows for it until 2026-12-03).
 
 import { spawn, execFile } from 'node:child_process';
 import fs from 'node:fs';
@@ -243,7 +244,7 @@ function wrkScript(dir) {
       ...(process.env.BENCH_POST
         ? // BENCH_POST=1: a small chat completion body instead of a GET, every other one streaming (what `route` reads).
           ['  wrk.headers["content-type"] = "application/json"', `  local body = '${CHAT_BODY}'`, '  if counter % 2 == 0 then body = string.gsub(body, \'"stream":false\', \'"stream":true\') end', '  return wrk.format("POST", "/v1/chat/completions", nil, body)']
-        : ['  return wrk.format("GET", "/v1/models")']),
+        : ['  return wrk.format("GET", "/v1/chat/completions")']),
       'end',
       '',
     ].join('\n'),
@@ -340,7 +341,7 @@ async function main() {
       try {
         const port = await freePort();
         gateway = await startNginx(env, dir, variantConf(variant, env, engine, dir, port, ports), port);
-        const url = `http://127.0.0.1:${port}/v1/models`;
+        const url = `http://127.0.0.1:${port}/v1/chat/completions`;
         // Warm up connections and, for njs, the shared state (and QuickJS's pooled contexts).
         await run(wrk[0], wrk.slice(1).concat(['-t1', `-c${CONNECTIONS}`, '-d1s', '-s', script, url]));
         const workers = workerPids(gateway.pid);
@@ -368,7 +369,7 @@ async function main() {
       njs: envs[t.generation].njsVersion,
       rows: report.targetRows(t, selected, summaries),
     }));
-    const request = process.env.BENCH_POST ? 'POST /v1/chat/completions, ~0.5 KB body, half streaming' : 'GET /v1/models';
+    const request = process.env.BENCH_POST ? 'POST /v1/chat/completions, ~0.5 KB body, half streaming' : 'GET /v1/chat/completions (no body)';
     console.log(`Gateway overhead: ${GATEWAY_WORKERS} workers, ${REPLICAS} keepalive upstreams, wrk -t1 -c${CONNECTIONS} -d${DURATION_S}s, ${request}, tiny responses, medians of ${rounds} interleaved round(s)`);
     for (const r of reports) console.log('\n' + report.renderTarget(r));
     for (const line of plan.skippedLines(skipped)) console.log('\n' + line);

@@ -692,13 +692,20 @@ export function createBalancer(config: BalancerConfig, deps: BalancerDeps): Bala
     onEnd: onEnd,
     status: status,
     modelList(replicas: Replica[]): ModelListDocument | null {
+      const served: Array<ServedModels | null> = [];
+      let known = false;
+      for (let i = 0; i < replicas.length; i++) {
+        const models = modelsOf(replicas[i]);
+        served.push(models === null ? null : models.served);
+        if (models !== null && models.served !== null) known = true;
+      }
+      // No replica lists anything: no list, and no status rows built for every GET /v1/models.
+      if (!known) return null;
       const rows = status(replicas);
       const lists: Array<ServedModels | null> = [];
       for (let i = 0; i < replicas.length; i++) {
         // Out of service (unhealthy, ejected, draining, weight 0): not offered.
-        if (rows[i].state !== 'healthy' && rows[i].state !== 'half-open') continue;
-        const models = modelsOf(replicas[i]);
-        lists.push(models === null ? null : models.served);
+        if (rows[i].state === 'healthy' || rows[i].state === 'half-open') lists.push(served[i]);
       }
       return modelList(lists, config.models.aliases);
     },

@@ -135,7 +135,7 @@ describe('bench:gateway run order', () => {
   });
 });
 
-const WRK_OUTPUT = `Running 2s test @ http://127.0.0.1:40000/v1/models
+const WRK_OUTPUT = `Running 2s test @ http://127.0.0.1:40000/v1/chat/completions
   1 threads and 32 connections
   Thread Stats   Avg      Stdev     Max   +/- Stdev
     Latency     1.20ms    2.10ms  40.00ms   95.00%
@@ -320,7 +320,7 @@ describe('bench:gateway tables and results file', () => {
     const doc = resultsDocument({
       date: '2026-12-03T00:00:00.000Z',
       machine: { cpus: 2 },
-      settings: { durationS: 2, connections: 32, workers: 2, rounds: 1, request: 'GET /v1/models', wrk: 'trixie (debian-trixie)' },
+      settings: { durationS: 2, connections: 32, workers: 2, rounds: 1, request: 'GET /v1/chat/completions (no body)', wrk: 'trixie (debian-trixie)' },
       targets: [{ target: target.name, generation: target.generation, engine: target.engine, nginx: '1.30.6', njs: '1.0.2', rows: [row('njs least-connections', 100), row('njs least-tokens', 0, { runs: 0, cpuUsPerRequest: NaN })] }],
       skipped: [{ target: 'trixie/njs', reason: 'not asked' }],
     });
