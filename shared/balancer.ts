@@ -346,9 +346,20 @@ export function createBalancer(config: BalancerConfig, deps: BalancerDeps): Bala
       const replica = replicas[i];
       const keys = replica.keys !== undefined ? replica.keys : keysOf(replica.id);
       let stuck = false;
+      // Read once here and handed to the view: every read is a call into the shared dict.
+      let inFlight: number | undefined;
       if (stuckMs > 0) {
-        stuck = isStuck(keys, now);
-        if (!stuck && !othersProgress && now - readNumber(store, keys.progressAt) < stuckMs) othersProgress = true;
+        // isStuck, with the progress read first: progress within stuck_after_s clears the replica
+        // without reading when it became busy (stuckSince is never older than its progress).
+        const progress = readNumber(store, keys.progressAt);
+        const progressed = now - progress < stuckMs;
+        inFlight = readNumber(store, keys.inFlight);
+        if (!progressed && inFlight > 0) {
+          const busy = readNumber(store, keys.busySince);
+          const since = busy > progress ? busy : progress;
+          stuck = since > 0 && now - since >= stuckMs;
+        }
+        if (!stuck && progressed) othersProgress = true;
       }
       if (reportedOut(replica, keys, store, checkMarks) !== null) {
         outOfService(keys);
@@ -364,7 +375,7 @@ export function createBalancer(config: BalancerConfig, deps: BalancerDeps): Bala
         if (stuckKeys === null) stuckKeys = [];
         stuckKeys[views.length] = keys;
       }
-      views.push(buildView(store, replica, keys, strategy.reads, now, halfLifeMs, state === 'half-open', slowStart === null ? undefined : rampOf(keys, now), loadFreshMs, latencyMetric));
+      views.push(buildView(store, replica, keys, strategy.reads, now, halfLifeMs, state === 'half-open', slowStart === null ? undefined : rampOf(keys, now), loadFreshMs, latencyMetric, inFlight));
     }
     return stuckKeys !== null && othersProgress && views.length > 1 ? withoutStuck(views, stuckKeys, now) : views;
   }

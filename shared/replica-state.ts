@@ -165,6 +165,8 @@ export function buildView(
   weightFactor?: number,
   loadFreshMs?: number,
   latencyMetric?: LatencyMetric,
+  /** The in-flight count when the caller already read it for this pick. */
+  knownInFlight?: number,
 ): ReplicaView {
   const view = Object.create(unreadMetrics()) as ReplicaView;
   view.id = replica.id;
@@ -172,10 +174,10 @@ export function buildView(
   // Slow start scales the weight of a replica that just became available (balancer.ts).
   view.weight = weightFactor === undefined ? replica.weight : replica.weight * weightFactor;
   view.halfOpen = halfOpen;
+  const inFlightNow = knownInFlight !== undefined ? knownInFlight : reads.inFlight || reads.replicaLoad ? readNumber(store, keys.inFlight) : 0;
   if (reads.inFlight) {
     // In-flight counts are decremented by a log handler; never let a lost race show a negative load.
-    const inFlight = readNumber(store, keys.inFlight);
-    view.inFlight = inFlight > 0 ? inFlight : 0;
+    view.inFlight = inFlightNow > 0 ? inFlightNow : 0;
   }
   if (reads.replicaLoad) {
     const at = store.get(keys.loadAt);
@@ -190,7 +192,7 @@ export function buildView(
         // the shootout). So this gateway's own requests since the scrape are added: the queue then,
         // plus in-flight now minus in-flight then (other gateways' changes show at the next scrape).
         const then = readNumber(store, keys.loadInFlight);
-        const delta = readNumber(store, keys.inFlight) - then;
+        const delta = inFlightNow - then;
         const scraped = (running === undefined ? 0 : running) + (waiting === undefined ? 0 : waiting);
         view.queue = scraped + delta > 0 ? scraped + delta : 0;
       }
@@ -259,7 +261,9 @@ export function recordLatency(
   halfLifeMs: number,
   peakSensitive: boolean,
 ): void {
-  const previous = readNumber(store, keys.samples) > 0 ? readNumber(store, keys.ewma) : null;
+  // The estimate exists from the first sample on (set here with the sample count).
+  const stored = store.get(keys.ewma);
+  const previous = stored === undefined ? null : stored;
   store.set(keys.ewma, updateEwma(previous, readNumber(store, keys.ewmaAt), latencyMs, now, halfLifeMs, peakSensitive));
   store.set(keys.ewmaAt, now);
   if (ttftMs !== null) {

@@ -7,7 +7,7 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { preloadedConfig } from '../plugins/nginx/generator/generate';
 import { loadBalancerFile } from '../plugins/nginx/generator/load';
-import { joinIds, nextInPlan, parseIds } from '../plugins/nginx/plan';
+import { joinIds, joinIdsOf, nextInPlan, parseIds, singleId } from '../plugins/nginx/plan';
 import { linkPeers, parseStoredPeers, peersUrl, syncTimeoutMs, uniqueReplicas } from '../plugins/nginx/peers';
 import type { FetchReply, NjsRequest } from '../plugins/nginx/runtime';
 import type { Replica } from '../shared/types';
@@ -23,6 +23,16 @@ describe('plan/tried variables hold replica ids', () => {
     expect(parseIds(undefined)).toEqual([]);
     expect(parseIds('')).toEqual([]);
     expect(parseIds('a,,b,%E0%A4%A')).toEqual(['a', 'b']);
+  });
+
+  it.each<[string[]]>([[[]], [['gpu-a']], [['a,b', 'c%d', 'ü e']]])('joinIdsOf(replicas) is joinIds of their ids %j', (ids) => {
+    expect(joinIdsOf(ids.map((id) => ({ id: id, address: 'x' })))).toBe(joinIds(ids));
+  });
+
+  it('singleId: the one entry of a one-attempt list, null where parseIds must say', () => {
+    expect(singleId(joinIds(['a,b ü']))).toBe('a,b ü');
+    expect(singleId('gpu-a')).toBe('gpu-a');
+    for (const list of [undefined, '', 'a,b', 'a,', '%E0%A4%A']) expect(singleId(list)).toBeNull();
   });
 
   const all = () => true;

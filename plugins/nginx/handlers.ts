@@ -39,7 +39,7 @@ import type { LoraSlots, ServedModels } from '../../shared/model-discovery';
 import { attemptOutcome, describeOutcome } from './outcome';
 import type { ResponseVariables } from './outcome';
 import { linkPeers, readPeers, storedSyncedAt } from './peers';
-import { joinIds, nextInPlan, parseIds } from './plan';
+import { joinIdsOf, nextInPlan, parseIds, singleId } from './plan';
 import { DEFAULT_CONSUMER_VARIABLE, parseBody, requestViewOf } from './request-view';
 import { describeError, modelsDict, preloadedObject, stateDict, systemClock, systemRandom } from './runtime';
 import type { NjsRequest } from './runtime';
@@ -176,11 +176,9 @@ function begin(r: NjsRequest, ctx: Context, result: PickResult): string {
     r.variables[RETRY_AFTER_VAR] = String(retryAfterSeconds(ctx.config, ctx.replicas, ctx.store, systemClock.now()));
     return UNAVAILABLE_UPSTREAM;
   }
-  const plan: string[] = [];
-  for (let i = 0; i < result.replicas.length; i++) plan.push(result.replicas[i].id);
-  const first = plan[0];
-  r.variables[PLAN_VAR] = joinIds(plan);
-  r.variables[TRIED_VAR] = joinIds([first]);
+  const first = result.replicas[0].id;
+  r.variables[PLAN_VAR] = joinIdsOf(result.replicas);
+  r.variables[TRIED_VAR] = encodeURIComponent(first);
   // Token-counting strategies: every attempt counts the request's tokens until its end.
   if (result.tokens > 0) {
     r.variables[TOKENS_VAR] = String(result.tokens);
@@ -317,11 +315,19 @@ function markBodyDone(r: NjsRequest): void {
   }
 }
 
+/** The replica of the attempt now going (the last one tried), or null before any. */
+function lastTried(r: NjsRequest): string | null {
+  const list = r.variables[TRIED_VAR];
+  const only = singleId(list);
+  if (only !== null) return only;
+  const tried = parseIds(list);
+  return tried.length === 0 ? null : tried[tried.length - 1];
+}
+
 /** Tells the core the attempt now going (the last one tried) showed progress: its first body byte. */
 function noteProgress(r: NjsRequest, ctx: Context): void {
-  const tried = parseIds(r.variables[TRIED_VAR]);
-  if (tried.length === 0) return;
-  const id = tried[tried.length - 1];
+  const id = lastTried(r);
+  if (id === null) return;
   const i = ctx.indexOf[id];
   ctx.balancer.onProgress(i === undefined ? id : ctx.replicas[i]);
 }
@@ -336,10 +342,9 @@ function releasePrompt(r: NjsRequest): void {
   const prompt = Number(text);
   if (!(prompt > 0)) return;
   try {
-    const tried = parseIds(r.variables[TRIED_VAR]);
-    if (tried.length === 0) return;
+    const id = lastTried(r);
+    if (id === null) return;
     const ctx = context();
-    const id = tried[tried.length - 1];
     const i = ctx.indexOf[id];
     r.variables[PROMPT_TOKENS_VAR] = '0';
     r.variables[TOKENS_VAR] = String(requestTokens(r) - prompt);
@@ -395,7 +400,7 @@ export function retry(r: NjsRequest): string {
       return '';
     }
     // Extend `tried` first: whatever happens below, the log phase must not end the previous attempt again.
-    r.variables[TRIED_VAR] = r.variables[TRIED_VAR] + ',' + joinIds([next]);
+    r.variables[TRIED_VAR] = r.variables[TRIED_VAR] + ',' + encodeURIComponent(next);
     try {
       endAttempt(r, ctx, tried[tried.length - 1], tried.length - 1, null);
     } catch (e) {
@@ -415,9 +420,14 @@ export function retry(r: NjsRequest): string {
  */
 export function outcome(r: NjsRequest): string {
   try {
-    const tried = parseIds(r.variables[TRIED_VAR]);
+    const list = r.variables[TRIED_VAR];
+    const response = { status: r.variables.status, requestCompletion: r.variables.request_completion };
+    // One attempt (the usual request): its id without splitting the list.
+    const only = singleId(list);
+    if (only !== null) return endAttempt(r, context(), only, 0, response);
+    const tried = parseIds(list);
     if (tried.length === 0) return '';
-    return endAttempt(r, context(), tried[tried.length - 1], tried.length - 1, { status: r.variables.status, requestCompletion: r.variables.request_completion });
+    return endAttempt(r, context(), tried[tried.length - 1], tried.length - 1, response);
   } catch (e) {
     r.error('llm-balancer: recording the outcome failed: ' + describeError(e));
     return '';
