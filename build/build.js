@@ -115,10 +115,51 @@ export async function buildKongBundle(entry = KONG_ENTRY, outfile = KONG_OUTFILE
   return info;
 }
 
-/** Bundle an entry into one ES module that njs 0.8.9 can `js_import`; its only export must be default. */
-export async function buildNjsBundle(entry = NGINX_ENTRY, outfile = NGINX_OUTFILE) {
+/** The cold part of the njs module: handlers no request calls (plugins/nginx/cold.ts). */
+export const NGINX_COLD_ENTRY = path.join(REPO_ROOT, 'plugins', 'nginx', 'cold.ts');
+
+/**
+ * The cold entry bundled on its own (an IIFE without exports: esbuild's export helper uses
+ * for-of, which njs 0.8.9 rejects) inside the function `llmBalancerCold()`, cached per VM or
+ * QuickJS context, as the text appended to the module. Its entry hands its handlers over by
+ * calling `llmBalancerColdHandOver()`, a local function of that one. Under the njs engine
+ * every request's VM instantiates the module's top level again; code inside a function nobody
+ * calls is compiled once and never instantiated (plugins/nginx/index.ts).
+ */
+async function coldPart(coldEntry) {
+  requireEntry(coldEntry, 'njs cold part');
+  const options = Object.assign({}, NJS_BUILD_OPTIONS, { format: 'iife' });
+  const result = await runEsbuild(Object.assign({ absWorkingDir: REPO_ROOT, entryPoints: [coldEntry], outfile: path.join(REPO_ROOT, 'dist', 'cold.js'), write: false }, options));
+  const code = result.outputFiles[0].text;
+  return [
+    '',
+    '// The cold handlers (plugins/nginx/cold.ts), built on their own and instantiated on first use.',
+    'var llmBalancerColdCache = null;',
+    'function llmBalancerCold() {',
+    '  if (llmBalancerColdCache === null) {',
+    '    llmBalancerColdCache = (function () {',
+    '      var llmBalancerColdHandlers = null;',
+    '      function llmBalancerColdHandOver(handlers) {',
+    '        llmBalancerColdHandlers = handlers;',
+    '      }',
+    code.trimEnd(),
+    '      return llmBalancerColdHandlers;',
+    '    })();',
+    '  }',
+    '  return llmBalancerColdCache;',
+    '}',
+    '',
+  ].join('\n');
+}
+
+/**
+ * Bundle an entry into one ES module that njs 0.8.9 can `js_import`; its only export must be
+ * default. `coldEntry` (the NGINX module's cold.ts by default) is appended as coldPart says.
+ */
+export async function buildNjsBundle(entry = NGINX_ENTRY, outfile = NGINX_OUTFILE, coldEntry = entry === NGINX_ENTRY ? NGINX_COLD_ENTRY : null) {
   requireEntry(entry, 'njs');
-  const result = await runEsbuild(Object.assign({ absWorkingDir: REPO_ROOT, entryPoints: [entry], outfile }, NJS_BUILD_OPTIONS));
+  const footer = coldEntry === null ? {} : { footer: { js: await coldPart(coldEntry) } };
+  const result = await runEsbuild(Object.assign({ absWorkingDir: REPO_ROOT, entryPoints: [entry], outfile }, NJS_BUILD_OPTIONS, footer));
   const info = outputInfo(result, outfile);
   const named = info.exports.filter((n) => n !== 'default');
   if (!info.exports.includes('default') || named.length) {

@@ -39,6 +39,20 @@ describe('dist/nginx/llm_balancer.js in the real njs', () => {
     expect(text).not.toContain('Options of the least-connections strategy');
   });
 
+  it('keeps the cold handlers out of the top level: inside llmBalancerCold(), which no request calls', () => {
+    // The njs engine instantiates the top level for every request's VM: status, metrics, the
+    // js_periodic tasks and their helpers cost there only when defined inside the function.
+    const text = fs.readFileSync(requireBundle(), 'utf8');
+    const cold = text.indexOf('\nfunction llmBalancerCold() {');
+    expect(cold).toBeGreaterThan(0);
+    expect(text.indexOf('\nexport default {')).toBeLessThan(cold);
+    // Defined only in the cold part (the top level has one-line forwarders of the handlers).
+    for (const name of ['function statusDocument(', 'function prometheusText(', 'function createMemoryStore(', 'async function healthCheck(', 'async function scrapeMetrics(', 'async function discoverModels(', 'async function syncPeers(']) {
+      expect(text.indexOf(name), name).toBeGreaterThan(cold);
+    }
+    // The request path stays at the top level.
+    for (const name of ['route(r)', 'pick(r)', 'outcome(r)', 'createBalancer(']) expect(text.indexOf('function ' + name), name).toBeLessThan(cold);
+  });
 
   it('loads and exports pickForTest through `export default`', async () => {
     const r = await runWithBundle(requireBundle(), "console.log(typeof m + ' ' + typeof m.pickForTest);");
