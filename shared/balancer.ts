@@ -17,6 +17,7 @@ import { createStrategy } from './strategies/index';
 import { llmRequestOf, tokensOf } from './strategies/least-tokens';
 import { slowStartFactor } from './slow-start';
 import { prefixBlockHashes } from './prefix-blocks';
+import type { TextHash } from './prefix-blocks';
 import { slotKey } from './prefix-table';
 import { CHARS_PER_TOKEN } from './llm-request';
 import type { StrategyName } from './config/types';
@@ -50,6 +51,12 @@ export interface BalancerDeps {
   store: Store;
   clock: Clock;
   random: Random;
+  /**
+   * The hash of the prompt's blocks for prefix affinity (prefix-blocks.ts TextHash): the NGINX
+   * module gives nginx's native MD5; without it, hashString in JavaScript. Every gateway node
+   * sharing a prefix table must use the same one (prefixTableKeys takes it too).
+   */
+  hashText?: TextHash;
 }
 
 export type ReplicaState = 'healthy' | 'unhealthy' | 'draining' | 'disabled' | 'ejected' | 'half-open' | 'stuck';
@@ -176,7 +183,7 @@ export function consultsPrefixTable(config: BalancerConfig): boolean {
  * `attachedModels`: the adapter attaches what the replicas serve (Replica.models) to this pick; the
  * chains then start from the model, as in pick().
  */
-export function prefixTableKeys(config: BalancerConfig, request: RequestView, attachedModels?: boolean): string[] {
+export function prefixTableKeys(config: BalancerConfig, request: RequestView, attachedModels?: boolean, hashText?: TextHash): string[] {
   if (!consultsPrefixTable(config)) return [];
   const llm = llmRequestOf(request.body);
   if (llm === null) return [];
@@ -186,7 +193,7 @@ export function prefixTableKeys(config: BalancerConfig, request: RequestView, at
     const model = request.model !== undefined ? request.model : bodyModel(request.body, config.models.aliases, config.models.default);
     if (model !== null) key = modelPromptKey(model, key);
   }
-  const hashes = prefixBlockHashes(key, prefix.block_tokens * CHARS_PER_TOKEN, prefix.max_blocks);
+  const hashes = prefixBlockHashes(key, prefix.block_tokens * CHARS_PER_TOKEN, prefix.max_blocks, hashText);
   const keys: string[] = [];
   for (let i = 0; i < hashes.length; i++) keys.push(slotKey(hashes[i], prefix.table_slots));
   return keys;
@@ -306,6 +313,7 @@ export function createBalancer(config: BalancerConfig, deps: BalancerDeps): Bala
     random: deps.random,
     now: 0,
     nextCursor: (name: string) => store.incr('c:' + name, 1, 0) - 1,
+    hashText: deps.hashText,
   };
 
   /** Whether the replica holds requests that made no progress for stuck_after_s (see stuckSince). */

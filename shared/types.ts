@@ -162,6 +162,8 @@ export interface StrategyContext {
   now: number;
   /** Atomically advances the named cursor and returns its value before the increment. */
   nextCursor(name: string): number;
+  /** The hash of prompt blocks (BalancerDeps.hashText, prefix-blocks.ts); hashString when absent. */
+  hashText?: (text: string) => number;
 }
 
 /**

@@ -9,7 +9,7 @@ import type { Backends } from './helpers/backends';
 import { createFleet, replicasOf } from './helpers/fleet';
 import { drained, request } from './helpers/nginx-balancer';
 import type { Balancer, Reply } from './helpers/nginx-balancer';
-import { prefixOwnerId } from './helpers/prefix';
+import { nginxBlockHash, prefixOwnerId } from './helpers/prefix';
 
 let backends: Backends;
 const fleet = createFleet('multi-node');
@@ -65,7 +65,7 @@ describe('two nginx nodes without shared state', () => {
         const system = { role: 'system', content: SYSTEMS[k] };
         // Questions and answers of several blocks: later turns add blocks the first turn did not have.
         const first: Message[] = [system, { role: 'user', content: `conversation ${k}-A opens with a question. `.repeat(12) }];
-        const owner = prefixOwnerId(replicas, body(first));
+        const owner = prefixOwnerId(replicas, body(first), nginxBlockHash);
         // A new conversation through node a; another one with the same system prompt through node b.
         expect(await servedBy(a, body(first)), `system prompt ${k} through a`).toBe(owner);
         expect(await servedBy(b, body([system, { role: 'user', content: `conversation ${k}-B asks something else. `.repeat(12) }])), `system prompt ${k} through b`).toBe(owner);

@@ -36,6 +36,7 @@ import { retryAfterSeconds } from '../../shared/retry-after';
 import { BODY_STATE_VAR, CONFIG_OBJECT, MODELS_LISTS_KEY, MODELS_LORA_KEY, MODELS_ROUTING_KEY, ERROR_VAR, RETRY_AFTER_VAR, FIRST_BYTE_VAR, OUTPUT_TOKENS_VAR, PLAN_VAR, PROMPT_TOKENS_VAR, PROXY_LOCATION, PROXY_STREAM_LOCATION, REQUEST_BODY_VAR, TARGET_VAR, TOKENS_VAR, TRIED_VAR, UNAVAILABLE_UPSTREAM } from './names';
 import type { PreloadedConfig } from './names';
 import type { LoraSlots, ServedModels } from '../../shared/model-discovery';
+import type { TextHash } from '../../shared/prefix-blocks';
 import { attemptOutcome, describeOutcome } from './outcome';
 import type { ResponseVariables } from './outcome';
 import { linkPeers, readPeers, storedSyncedAt } from './peers';
@@ -78,6 +79,15 @@ export interface Context {
 }
 
 let current: Context | null = null;
+
+// The prompt-block hash the balancer uses (index.ts gives nginx's native MD5; the cold part's copy
+// of this module keeps the JavaScript default, and never picks with a prompt).
+let textHash: TextHash | undefined;
+
+/** Sets the prompt-block hash of the balancers built from now on (index.ts, at module load). */
+export function useTextHash(hash: TextHash): void {
+  textHash = hash;
+}
 
 function peersSyncedAt(peers: NonNullable<Context['peers']>): number {
   return peers.syncedAt === null ? 0 : peers.syncedAt;
@@ -134,7 +144,7 @@ export function context(): Context {
   const indexOf: Record<string, number> = Object.create(null);
   for (let i = 0; i < replicas.length; i++) indexOf[replicas[i].id] = i;
   const store = createSharedDictStore(stateDict());
-  const balancer = createBalancer(config, { store: store, clock: systemClock, random: systemRandom });
+  const balancer = createBalancer(config, { store: store, clock: systemClock, random: systemRandom, hashText: textHash });
   current = {
     config: config,
     replicas: replicas,

@@ -10,9 +10,27 @@
 // the js_periodic tasks, pickForTest) are cold.ts, which build/build.js appends inside the function
 // llmBalancerCold(), instantiated on the first call in a VM (njs) or context (QuickJS).
 
+import crypto from 'crypto';
 import type { ColdHandlers } from './cold-handlers';
-import { firstByte, outcome, pick, retry, route } from './handlers';
+import { firstByte, outcome, pick, retry, route, useTextHash } from './handlers';
 import type { NjsRequest } from './runtime';
+
+/** njs's built-in crypto module (both engines; Node's in specs), as far as it is used here. */
+interface HashModule {
+  createHash(algorithm: string): { update(text: string): { digest(encoding: string): string } };
+}
+
+/**
+ * A prompt block's hash for prefix affinity: the first 32 bits of its MD5, computed by nginx's
+ * native code. The JavaScript FNV loop (shared/hash.ts hashString) costs ~0.1 µs per character
+ * under both njs engines, ~25 µs for one 256-character block; this ~2-5 µs (njs CLI, measured).
+ * Not for secrecy: a spread-out 32-bit value, the same on every worker and every nginx node.
+ */
+function md5Hash(text: string): number {
+  return parseInt((crypto as unknown as HashModule).createHash('md5').update(text).digest('hex').substring(0, 8), 16);
+}
+
+useTextHash(md5Hash);
 
 // Defined by the code build/build.js appends to the bundle (the cold part, built from cold.ts).
 declare function llmBalancerCold(): ColdHandlers;

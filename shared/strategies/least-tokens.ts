@@ -69,7 +69,7 @@ export function createLeastTokens(config: BalancerConfig, store: Store): Strateg
     order(candidates: ReplicaView[], context: StrategyContext, count: number): ReplicaView[] {
       const own = context.requestTokens;
       const llm = context.llm;
-      pending = discount && llm !== null ? prefixBlockHashes(llm.promptKey, blockChars, prefix.max_blocks) : null;
+      pending = discount && llm !== null ? prefixBlockHashes(llm.promptKey, blockChars, prefix.max_blocks, context.hashText) : null;
       cachedById = null;
       if (pending === null || pending.length === 0 || llm === null) {
         return cheapestFirst(candidates, (replica) => (replica.tokens + own) / replica.weight, context.random, count);

@@ -100,7 +100,7 @@ export function createLlm(config: BalancerConfig, store: Store): Strategy {
         totals.push(options.queue_weight * queueScores[i] + options.kv_weight * (1 - kv) + options.tokens_weight * tokenScores[i] + (adapter === undefined ? 0 : options.adapter_weight * adapter));
       }
       const llm = context.llm;
-      pending = llm === null ? null : prefixBlockHashes(llm.promptKey, blockChars, prefix.max_blocks);
+      pending = llm === null ? null : prefixBlockHashes(llm.promptKey, blockChars, prefix.max_blocks, context.hashText);
       if (pending !== null && pending.length > 0 && options.prefix_weight > 0) {
         const match = deepestMatch(store, pending, prefix.table_slots, candidateTags(candidates));
         if (match.depth > 0) totals[match.index] += (options.prefix_weight * match.depth) / pending.length;

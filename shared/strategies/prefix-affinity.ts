@@ -68,7 +68,7 @@ export function createPrefixAffinity(config: BalancerConfig, store: Store): Stra
     reads: { inFlight: true, latency: false, hashKey: false, tokens: false, body: true, replicaLoad: false },
     order(candidates: ReplicaView[], context: StrategyContext, count: number): ReplicaView[] {
       const llm = context.llm;
-      pending = llm === null ? null : prefixBlockHashes(llm.promptKey, blockChars, options.max_blocks);
+      pending = llm === null ? null : prefixBlockHashes(llm.promptKey, blockChars, options.max_blocks, context.hashText);
       if (pending !== null && pending.length > 0 && !imbalanced(candidates, options.balance_abs, options.balance_rel)) {
         const match = deepestMatch(store, pending, options.table_slots, candidateTags(candidates));
         // The table's holder when it knows the prefix; else (rendezvous) the prefix's owner.

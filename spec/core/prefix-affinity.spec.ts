@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { createBalancer } from '../../shared/balancer';
+import { createBalancer, prefixTableKeys } from '../../shared/balancer';
+import { hashString } from '../../shared/hash';
 import { createMemoryStore } from '../../shared/memory-store';
 import { deepestMatch, encodeEntry, matchDepths, recordRoute, replicaTag, slotKey } from '../../shared/prefix-table';
 import { imbalanced, underBound } from '../../shared/strategies/prefix-affinity';
@@ -153,5 +154,36 @@ describe('prefix-affinity', () => {
     const b = send(balancer, fleet, { not: 'openai' }, true);
     expect(a).not.toBe(b);
     expect(Object.keys(store.dump()).filter((key) => key.startsWith('pa:'))).toEqual([]);
+  });
+});
+
+describe("the prompt's block hash comes from the balancer's deps (hashText: the NGINX module gives nginx's MD5)", () => {
+  const hashText = (text: string) => hashString('other:' + text);
+  it.each([
+    ['prefix-affinity', {}],
+    ['least-tokens', {}],
+    ['llm', {}],
+  ])('%s hashes the prompt with it, and records the slots prefixTableKeys names with the same hash', (strategy, extra) => {
+    const store = createMemoryStore();
+    let calls = 0;
+    const counting = (text: string) => {
+      calls++;
+      return hashText(text);
+    };
+    const config = configOf(Object.assign({ strategy }, extra));
+    const balancer = createBalancer(config, { store, clock: fakeClock(), random: seededRandom(1), hashText: counting });
+    const fleet = replicas([1, 1, 1]);
+    const body = chat(SYSTEMS[0], ['hello']);
+    const result = balancer.pick(fleet, { body });
+    if (!result.ok) throw new Error(result.message);
+    balancer.onStart(result.replicas[0], result.tokens);
+    balancer.onEnd(fleet, result.replicas[0], { status: 200, latencyMs: 5 });
+    expect(calls).toBeGreaterThan(0);
+    const ours = prefixTableKeys(config, { body }, false, hashText);
+    const fnv = prefixTableKeys(config, { body });
+    expect(ours.length).toBeGreaterThan(0);
+    for (const key of ours) expect(store.get(key), key).not.toBeUndefined();
+    // The JavaScript default names other slots: chains of two hashes never match.
+    expect(fnv.filter((key) => !ours.includes(key) && store.get(key) !== undefined)).toEqual([]);
   });
 });

@@ -163,6 +163,32 @@ describe('prefixBlockHashes', () => {
   });
 });
 
+describe('prefixBlockHashes with a given block hash (BalancerDeps.hashText)', () => {
+  it('hashes each full block once, in order, with it; hashString given explicitly is the default', () => {
+    const seen: string[] = [];
+    const key = 'abcdefghij';
+    const chain = prefixBlockHashes(key, 4, 10, (text) => {
+      seen.push(text);
+      return text.length;
+    });
+    expect(seen).toEqual(['abcd', 'efgh']);
+    expect(chain).toHaveLength(2);
+    expect(chain).not.toEqual(prefixBlockHashes(key, 4, 10));
+    expect(prefixBlockHashes(key, 4, 10, hashString)).toEqual(prefixBlockHashes(key, 4, 10));
+  });
+
+  it('keeps the chain property: a prompt extending another extends its chain', () => {
+    const hash = (text: string) => hashString('salt' + text);
+    fc.assert(
+      fc.property(fc.string({ minLength: 0, maxLength: 60 }), fc.string({ maxLength: 30 }), (prefix, rest) => {
+        const short = prefixBlockHashes(prefix, 5, 50, hash);
+        const long = prefixBlockHashes(prefix + rest, 5, 50, hash);
+        expect(long.slice(0, short.length)).toEqual(short);
+      }),
+    );
+  });
+});
+
 describe('sharedBlocks', () => {
   it.each([
     ['both empty', [], [], 0],
