@@ -9,9 +9,10 @@ import { preloadedConfig } from '../plugins/nginx/generator/generate';
 import { loadBalancerFile } from '../plugins/nginx/generator/load';
 import { joinIds, joinIdsOf, nextInPlan, parseIds, singleId } from '../plugins/nginx/plan';
 import { linkPeers, parseStoredPeers, peersUrl, syncTimeoutMs, uniqueReplicas } from '../plugins/nginx/peers';
-import type { FetchReply, NjsRequest } from '../plugins/nginx/runtime';
+import type { FetchReply } from '../plugins/nginx/runtime';
 import type { Replica } from '../shared/types';
 import { documentedPeer } from './helpers/plus-api';
+import { fakeRequest } from './helpers/njs-request';
 
 describe('plan/tried variables hold replica ids', () => {
   it.each<[string[]]>([[[]], [['gpu-a']], [['gpu-a', '10.0.0.7:8000', '[::1]:9000']], [['a,b', 'c%d', 'ü e']]])('joinIds/parseIds round trip %j', (ids) => {
@@ -188,25 +189,6 @@ function plusDocument(peers: { server: string; state?: 'up' | 'down' | 'draining
   return JSON.stringify({ peers: peers.map((p, i) => documentedPeer(i, p)), keepalive: 0, zombies: 0, zone: 'llm' });
 }
 
-function fakeRequest(variables: Record<string, string | undefined> = {}): NjsRequest & { errors: string[] } {
-  const errors: string[] = [];
-  return {
-    variables: Object.assign({ llm_balancer_plan: '', llm_balancer_tried: '', llm_balancer_error: '' }, variables),
-    args: {},
-    headersIn: {},
-    rawHeadersIn: [],
-    headersOut: {},
-    remoteAddress: '127.0.0.1',
-    method: 'POST',
-    uri: '/v1/chat/completions',
-    return: () => undefined,
-    internalRedirect: () => undefined,
-    sendBuffer: () => undefined,
-    error: (m: string) => errors.push(m),
-    warn: () => undefined,
-    errors,
-  };
-}
 
 beforeEach(() => {
   fake = installHost();

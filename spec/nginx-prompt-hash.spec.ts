@@ -8,8 +8,8 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { prefixTableKeys } from '../shared/balancer';
 import { preloadedConfig } from '../plugins/nginx/generator/generate';
 import { loadBalancerFile } from '../plugins/nginx/generator/load';
-import type { NjsRequest } from '../plugins/nginx/runtime';
 import { nginxBlockHash } from './helpers/prefix';
+import { fakeRequest } from './helpers/njs-request';
 
 const globals = globalThis as unknown as Record<string, unknown>;
 
@@ -38,26 +38,6 @@ function installHost(): Map<string, number> {
   return numbers;
 }
 
-function request(body: string): NjsRequest {
-  return {
-    variables: { llm_balancer_plan: '', llm_balancer_tried: '', llm_balancer_error: '' },
-    args: {},
-    headersIn: {},
-    rawHeadersIn: [],
-    headersOut: {},
-    remoteAddress: '127.0.0.1',
-    method: 'POST',
-    uri: '/v1/chat/completions',
-    requestText: body,
-    return: () => undefined,
-    internalRedirect: () => undefined,
-    sendBuffer: () => undefined,
-    error: (m: string) => {
-      throw new Error(m);
-    },
-    warn: () => undefined,
-  };
-}
 
 afterEach(() => {
   delete globals.ngx;
@@ -73,8 +53,9 @@ describe("the njs module's prompt-block hash", () => {
     vi.resetModules();
     const module = (await import('../plugins/nginx/index')).default;
     const body = { model: 'm', messages: [{ role: 'system', content: 'You are a careful assistant. '.repeat(60) }, { role: 'user', content: 'hi' }] };
-    const r = request(JSON.stringify(body));
+    const r = fakeRequest({}, JSON.stringify(body));
     module.route(r);
+    expect(r.errors).toEqual([]);
     expect(r.variables.llm_balancer_target).toMatch(/^llm_balancer_\d$/);
     const md5Keys = prefixTableKeys(loaded.config, { body }, false, nginxBlockHash);
     const fnvKeys = prefixTableKeys(loaded.config, { body });
