@@ -26,7 +26,7 @@
 // Environment: BENCH_DURATION_S (default 8), BENCH_VARIANTS=least,round (only those rows, plus the
 // two baselines), BENCH_TARGETS=forky/qjs,trixie/njs (only those targets; default LLMB_NGINX_TARGET
 // when set, else all three), BENCH_ROUNDS=N (interleaved rounds, report medians), BENCH_NJS_PATHS=a=DIR,b=DIR
-// (A/B of njs bundles, below), BENCH_POST=1 (POST a ~0.5 KB chat body, half of them streaming,
+// (A/B of njs bundles, below), BENCH_POST=1 (POST a ~0.5 KB chat body, BENCH_POST_KB=N: ~N KB, half of them streaming,
 // instead of a bodyless GET /v1/chat/completions). Not GET /v1/models: the gateway answers that
 // itself once the replicas list models (and built its status rows for it until 2026-12-03).
 
@@ -228,8 +228,16 @@ function variantConf(variant, env, engine, dir, port, ports) {
   return njsConf(env, engine, dir, port, ports, variant);
 }
 
-/** BENCH_POST's request body: a short OpenAI chat request (~0.5 KB). */
-const CHAT_BODY = JSON.stringify({ model: 'm', stream: false, max_tokens: 64, messages: [{ role: 'system', content: 'You are a helpful assistant.' }, { role: 'user', content: 'Explain '.repeat(50) }] });
+/**
+ * BENCH_POST's request body: a short OpenAI chat request (~0.5 KB), or with BENCH_POST_KB=N a
+ * system prompt padded to about N KB (long prompts: what hashing the prompt's blocks costs).
+ */
+function chatBody(kb) {
+  const padding = kb > 0.5 ? ' You follow the policy.'.repeat(Math.ceil(((kb - 0.5) * 1024) / 23)) : '';
+  return JSON.stringify({ model: 'm', stream: false, max_tokens: 64, messages: [{ role: 'system', content: 'You are a helpful assistant.' + padding }, { role: 'user', content: 'Explain '.repeat(50) }] });
+}
+const POST_KB = Number(process.env.BENCH_POST_KB ?? 0.5);
+const CHAT_BODY = chatBody(POST_KB);
 
 /** wrk with a Lua script that spreads requests over 1000 session ids (the hash variants key on it). */
 function wrkScript(dir) {
@@ -369,7 +377,7 @@ async function main() {
       njs: envs[t.generation].njsVersion,
       rows: report.targetRows(t, selected, summaries),
     }));
-    const request = process.env.BENCH_POST ? 'POST /v1/chat/completions, ~0.5 KB body, half streaming' : 'GET /v1/chat/completions (no body)';
+    const request = process.env.BENCH_POST ? `POST /v1/chat/completions, ~${(CHAT_BODY.length / 1024).toFixed(1)} KB body, half streaming` : 'GET /v1/chat/completions (no body)';
     console.log(`Gateway overhead: ${GATEWAY_WORKERS} workers, ${REPLICAS} keepalive upstreams, wrk -t1 -c${CONNECTIONS} -d${DURATION_S}s, ${request}, tiny responses, medians of ${rounds} interleaved round(s)`);
     for (const r of reports) console.log('\n' + report.renderTarget(r));
     for (const line of plan.skippedLines(skipped)) console.log('\n' + line);
