@@ -160,11 +160,6 @@ function createBackend(name: string): { backend: Backend; listen(port: number): 
           let paused = false;
           const next = () => {
             if (res.destroyed) return;
-            if (b.pauseAfterChunks > 0 && sent === b.pauseAfterChunks && !paused) {
-              paused = true;
-              held.push(next);
-              return;
-            }
             if (sent === b.chunks) {
               if (b.usageTokens !== null) res.write('data: ' + JSON.stringify({ choices: [], usage: usageOf(b.usageTokens) }) + '\n\n');
               res.end('data: [DONE]\n\n');
@@ -172,6 +167,15 @@ function createBackend(name: string): { backend: Backend; listen(port: number): 
             }
             res.write(`data: {"backend":"${name}","chunk":${sent}}\n\n`);
             sent++;
+            // The pause is registered in the same tick as the chunk that starts it: a client that
+            // sees that chunk and calls release() at once must find the stream already held (a
+            // pause registered by the next timer was missed that way under load, and the stream
+            // then waited forever).
+            if (b.pauseAfterChunks > 0 && sent === b.pauseAfterChunks && !paused) {
+              paused = true;
+              held.push(() => setTimeout(next, b.chunkDelayMs));
+              return;
+            }
             setTimeout(next, b.chunkDelayMs);
           };
           if (b.firstChunkDelayMs > 0) {
