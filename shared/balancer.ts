@@ -242,11 +242,16 @@ function reportedOut(replica: Replica, keys: ReplicaKeys, store: Store, checkMar
  * out. Progress on the replica, or all of them stalling alike (a shared cause), lets it back; so
  * does one pick per stuck_after_s (a count left behind by a lost log phase must not rest a healthy
  * replica for good: the trial request shows progress).
+ * Judged from the replica's in-flight count and last progress, read by the caller: since the later
+ * of its progress and when it became busy. Progress within stuck_after_s clears it without reading
+ * when it became busy.
  */
-function stuckSince(store: Store, keys: ReplicaKeys): number {
+function stuckGiven(store: Store, keys: ReplicaKeys, inFlight: number, progress: number, now: number, stuckMs: number): boolean {
+  if (inFlight <= 0 || now - progress < stuckMs) return false;
   const busy = readNumber(store, keys.busySince);
-  const progress = readNumber(store, keys.progressAt);
-  return busy > progress ? busy : progress;
+  const since = busy > progress ? busy : progress;
+  // 0: counted before stuck detection was on (a config change); unknown, so not judged.
+  return since > 0 && now - since >= stuckMs;
 }
 
 /** Requests a body-reading strategy placed without an OpenAI body. */
@@ -316,12 +321,9 @@ export function createBalancer(config: BalancerConfig, deps: BalancerDeps): Bala
     hashText: deps.hashText,
   };
 
-  /** Whether the replica holds requests that made no progress for stuck_after_s (see stuckSince). */
+  /** Whether the replica holds requests that made no progress for stuck_after_s (see stuckGiven). */
   function isStuck(keys: ReplicaKeys, now: number): boolean {
-    if (readNumber(store, keys.inFlight) <= 0) return false;
-    const since = stuckSince(store, keys);
-    // 0: counted before stuck detection was on (a config change); unknown, so not judged.
-    return since > 0 && now - since >= stuckMs;
+    return stuckGiven(store, keys, readNumber(store, keys.inFlight), readNumber(store, keys.progressAt), now, stuckMs);
   }
 
   /**
@@ -357,17 +359,10 @@ export function createBalancer(config: BalancerConfig, deps: BalancerDeps): Bala
       // Read once here and handed to the view: every read is a call into the shared dict.
       let inFlight: number | undefined;
       if (stuckMs > 0) {
-        // isStuck, with the progress read first: progress within stuck_after_s clears the replica
-        // without reading when it became busy (stuckSince is never older than its progress).
         const progress = readNumber(store, keys.progressAt);
-        const progressed = now - progress < stuckMs;
         inFlight = readNumber(store, keys.inFlight);
-        if (!progressed && inFlight > 0) {
-          const busy = readNumber(store, keys.busySince);
-          const since = busy > progress ? busy : progress;
-          stuck = since > 0 && now - since >= stuckMs;
-        }
-        if (!stuck && progressed) othersProgress = true;
+        stuck = stuckGiven(store, keys, inFlight, progress, now, stuckMs);
+        if (!stuck && now - progress < stuckMs) othersProgress = true;
       }
       if (reportedOut(replica, keys, store, checkMarks) !== null) {
         outOfService(keys);

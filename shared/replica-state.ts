@@ -174,8 +174,9 @@ export function buildView(
   // Slow start scales the weight of a replica that just became available (balancer.ts).
   view.weight = weightFactor === undefined ? replica.weight : replica.weight * weightFactor;
   view.halfOpen = halfOpen;
-  const inFlightNow = knownInFlight !== undefined ? knownInFlight : reads.inFlight || reads.replicaLoad ? readNumber(store, keys.inFlight) : 0;
-  if (reads.inFlight) {
+  let inFlightNow = knownInFlight;
+  if (inFlightNow === undefined && reads.inFlight) inFlightNow = readNumber(store, keys.inFlight);
+  if (reads.inFlight && inFlightNow !== undefined) {
     // In-flight counts are decremented by a log handler; never let a lost race show a negative load.
     view.inFlight = inFlightNow > 0 ? inFlightNow : 0;
   }
@@ -192,7 +193,7 @@ export function buildView(
         // the shootout). So this gateway's own requests since the scrape are added: the queue then,
         // plus in-flight now minus in-flight then (other gateways' changes show at the next scrape).
         const then = readNumber(store, keys.loadInFlight);
-        const delta = inFlightNow - then;
+        const delta = (inFlightNow !== undefined ? inFlightNow : readNumber(store, keys.inFlight)) - then;
         const scraped = (running === undefined ? 0 : running) + (waiting === undefined ? 0 : waiting);
         view.queue = scraped + delta > 0 ? scraped + delta : 0;
       }
