@@ -151,8 +151,19 @@ function unreadMetrics(): ReplicaView {
 }
 
 /**
+ * A view showing every metric at its neutral value (from the shared prototype): what buildView
+ * fills, and what the balancer keeps to fill again at the next pick.
+ */
+export function blankView(): ReplicaView {
+  return Object.create(unreadMetrics()) as ReplicaView;
+}
+
+/**
  * The view of one replica. Only the metrics the strategy declared are read (the rest read 0 /
  * null): a round-robin pick should not pay for latency reads it never looks at.
+ * `into`: a view to fill instead of a new one (the balancer reuses its views from pick to pick,
+ * balancer.ts). Every declared field is written, so nothing of the replica it showed last
+ * remains; the undeclared ones are never written and keep their neutral values.
  */
 export function buildView(
   store: Store,
@@ -167,8 +178,9 @@ export function buildView(
   latencyMetric?: LatencyMetric,
   /** The in-flight count when the caller already read it for this pick. */
   knownInFlight?: number,
+  into?: ReplicaView,
 ): ReplicaView {
-  const view = Object.create(unreadMetrics()) as ReplicaView;
+  const view = into !== undefined ? into : blankView();
   view.id = replica.id;
   view.address = replica.address;
   // Slow start scales the weight of a replica that just became available (balancer.ts).
@@ -181,6 +193,8 @@ export function buildView(
     view.inFlight = inFlightNow > 0 ? inFlightNow : 0;
   }
   if (reads.replicaLoad) {
+    let queue: number | null = null;
+    let kvUsage: number | null = null;
     const at = store.get(keys.loadAt);
     // Values older than loadFreshMs are stale: a replica that stopped answering /metrics must not
     // keep looking idle.
@@ -195,20 +209,22 @@ export function buildView(
         const then = readNumber(store, keys.loadInFlight);
         const delta = (inFlightNow !== undefined ? inFlightNow : readNumber(store, keys.inFlight)) - then;
         const scraped = (running === undefined ? 0 : running) + (waiting === undefined ? 0 : waiting);
-        view.queue = scraped + delta > 0 ? scraped + delta : 0;
+        queue = scraped + delta > 0 ? scraped + delta : 0;
       }
       const kv = store.get(keys.loadKv);
-      if (kv !== undefined) view.kvUsage = kv;
+      if (kv !== undefined) kvUsage = kv;
     }
+    view.queue = queue;
+    view.kvUsage = kvUsage;
   }
   if (reads.latency) {
     const samples = readNumber(store, keys.samples);
     view.samples = samples;
-    if (samples > 0) view.ewmaMs = readMetric(store, keys, now, halfLifeMs, latencyMetric);
+    view.ewmaMs = samples > 0 ? readMetric(store, keys, now, halfLifeMs, latencyMetric) : null;
   }
   if (reads.tokens) {
     const tokens = readNumber(store, keys.tokens);
-    if (tokens > 0) view.tokens = tokens;
+    view.tokens = tokens > 0 ? tokens : 0;
   }
   return view;
 }

@@ -30,7 +30,7 @@ export interface Replica {
   models?: ReplicaModels | null;
 }
 
-/** A replica with its live metrics, as strategies see it. Built fresh for every pick; read-only. */
+/** A replica with its live metrics, as strategies see it. Filled for every pick (the balancer reuses the objects: never keep one past the pick); read-only. */
 export interface ReplicaView {
   id: string;
   address: string;

@@ -17,6 +17,13 @@ export function connectionCost(replica: ReplicaView): number {
   return (replica.inFlight + 1) / replica.weight;
 }
 
+/** The `count` least connected candidates, cheapest first, ties at random (costs in one loop, no call per candidate). */
+export function leastConnected(candidates: ReplicaView[], context: StrategyContext, count: number): ReplicaView[] {
+  const costs: number[] = [];
+  for (let i = 0; i < candidates.length; i++) costs.push((candidates[i].inFlight + 1) / candidates[i].weight);
+  return cheapestFirst(candidates, costs, context.random, count);
+}
+
 /** k distinct candidates drawn uniformly (partial Fisher–Yates over an index array). */
 export function sampleDistinct(candidates: ReplicaView[], k: number, context: StrategyContext): ReplicaView[] {
   const indexes: number[] = [];
@@ -39,11 +46,11 @@ export function createLeastConnections(config: BalancerConfig): Strategy {
     reads: { inFlight: true, latency: false, hashKey: false, tokens: false, body: false, replicaLoad: false },
     order(candidates: ReplicaView[], context: StrategyContext, count: number): ReplicaView[] {
       if (choices < 2 || choices >= candidates.length) {
-        return cheapestFirst(candidates, connectionCost, context.random, count);
+        return leastConnected(candidates, context, count);
       }
-      const sampled = cheapestFirst(sampleDistinct(candidates, choices, context), connectionCost, context.random, choices);
+      const sampled = leastConnected(sampleDistinct(candidates, choices, context), context, choices);
       if (sampled.length >= count) return sampled.slice(0, count);
-      const rest = cheapestFirst(without(candidates, sampled), connectionCost, context.random, count - sampled.length);
+      const rest = leastConnected(without(candidates, sampled), context, count - sampled.length);
       return sampled.concat(rest);
     },
   };

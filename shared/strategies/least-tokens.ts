@@ -71,8 +71,11 @@ export function createLeastTokens(config: BalancerConfig, store: Store): Strateg
       const llm = context.llm;
       pending = discount && llm !== null ? prefixBlockHashes(llm.promptKey, blockChars, prefix.max_blocks, context.hashText) : null;
       cachedById = null;
+      // Costs computed in these loops, not by a closure per request and a call per candidate.
+      const costs: number[] = [];
       if (pending === null || pending.length === 0 || llm === null) {
-        return cheapestFirst(candidates, (replica) => (replica.tokens + own) / replica.weight, context.random, count);
+        for (let i = 0; i < candidates.length; i++) costs.push((candidates[i].tokens + own) / candidates[i].weight);
+        return cheapestFirst(candidates, costs, context.random, count);
       }
       const depths = matchDepths(store, pending, prefix.table_slots, candidateTags(candidates));
       const cached: Record<string, number> = Object.create(null);
@@ -85,11 +88,12 @@ export function createLeastTokens(config: BalancerConfig, store: Store): Strateg
       if (!known && rendezvous) {
         // Nobody here was sent this prefix: presume its owner holds some of it, for the order only.
         const owner = prefixOwner(candidates, pending);
-        const ownerId = candidates[owner].id;
         const presumed = Math.min(llm.promptTokens, presumedDepth(pending.length, prefix.min_match) * prefix.block_tokens);
-        return cheapestFirst(candidates, (replica) => (replica.tokens + own - (replica.id === ownerId ? presumed : 0)) / replica.weight, context.random, count);
+        for (let i = 0; i < candidates.length; i++) costs.push((candidates[i].tokens + own - (i === owner ? presumed : 0)) / candidates[i].weight);
+        return cheapestFirst(candidates, costs, context.random, count);
       }
-      return cheapestFirst(candidates, (replica) => (replica.tokens + own - cached[replica.id]) / replica.weight, context.random, count);
+      for (let i = 0; i < candidates.length; i++) costs.push((candidates[i].tokens + own - cached[candidates[i].id]) / candidates[i].weight);
+      return cheapestFirst(candidates, costs, context.random, count);
     },
     cachedPromptTokens(chosen: ReplicaView): number {
       const cached = cachedById === null ? undefined : cachedById[chosen.id];

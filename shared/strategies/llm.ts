@@ -109,12 +109,12 @@ export function createLlm(config: BalancerConfig, store: Store): Strategy {
         // ~1.4x the adapter loads on chat prompts that share no prefix).
         else if (rendezvous && (n === 0 || candidates[0].adapterAffinity === undefined)) totals[prefixOwner(candidates, pending)] += (options.prefix_weight * presumedDepth(pending.length, prefix.min_match)) / pending.length;
       }
-      const indexOf: Record<string, number> = Object.create(null);
-      for (let i = 0; i < n; i++) indexOf[candidates[i].id] = i;
-      const ordered = cheapestFirst(candidates, (replica) => -totals[indexOf[replica.id]], context.random, count);
+      const costs: number[] = [];
+      for (let i = 0; i < n; i++) costs.push(-totals[i]);
+      const ordered = cheapestFirst(candidates, costs, context.random, count);
       // Saturated replicas stay usable as the last alternates.
       if (ordered.length < count && n < all.length) {
-        for (let i = 0; i < all.length && ordered.length < count; i++) if (indexOf[all[i].id] === undefined) ordered.push(all[i]);
+        for (let i = 0; i < all.length && ordered.length < count; i++) if (candidates.indexOf(all[i]) < 0) ordered.push(all[i]);
       }
       return ordered;
     },

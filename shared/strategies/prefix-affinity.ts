@@ -29,8 +29,8 @@ import { candidateTags, deepestMatch, recordRoute, replicaTag } from '../prefix-
 import { CHARS_PER_TOKEN } from '../llm-request';
 import { prefixOwner } from '../prefix-placement';
 import type { ReplicaView, Store, Strategy, StrategyContext } from '../types';
-import { connectionCost } from './least-connections';
-import { cheapestFirst, without } from './ranking';
+import { leastConnected } from './least-connections';
+import { without } from './ranking';
 import { loadCeiling } from './consistent-hash';
 
 /** Whether the in-flight spread calls for least load first (SGLang's two thresholds, both required). */
@@ -78,10 +78,10 @@ export function createPrefixAffinity(config: BalancerConfig, store: Store): Stra
         if (preferred >= 0 && underBound(candidates, candidates[preferred], options.balance_factor)) {
           const holder = candidates[preferred];
           if (count <= 1) return [holder];
-          return [holder].concat(cheapestFirst(without(candidates, [holder]), connectionCost, context.random, count - 1));
+          return [holder].concat(leastConnected(without(candidates, [holder]), context, count - 1));
         }
       }
-      return cheapestFirst(candidates, connectionCost, context.random, count);
+      return leastConnected(candidates, context, count);
     },
     afterPick(chosen: ReplicaView): void {
       if (pending !== null && pending.length > 0) recordRoute(store, pending, options.table_slots, replicaTag(chosen.id));

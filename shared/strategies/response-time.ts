@@ -31,13 +31,16 @@ export function meanEstimate(candidates: ReplicaView[]): number {
   return sampled > 0 && sum > 0 ? sum / sampled : NEUTRAL_ESTIMATE_MS;
 }
 
+/** A candidate's cost: its latency estimate (or the cold-start `fallback`) times its load with this request. */
+function costWith(replica: ReplicaView, fallback: number): number {
+  const estimate = replica.ewmaMs === null || replica.ewmaMs <= 0 ? fallback : replica.ewmaMs;
+  return (estimate * (replica.inFlight + 1)) / replica.weight;
+}
+
 /** Cost function for a candidate set (the cold-start estimate depends on the others). */
 export function latencyCost(candidates: ReplicaView[]): (replica: ReplicaView) => number {
   const fallback = meanEstimate(candidates);
-  return (replica) => {
-    const estimate = replica.ewmaMs === null || replica.ewmaMs <= 0 ? fallback : replica.ewmaMs;
-    return (estimate * (replica.inFlight + 1)) / replica.weight;
-  };
+  return (replica) => costWith(replica, fallback);
 }
 
 /** Replicas that have never answered and have nothing in flight: each gets one exploratory request. */
@@ -49,15 +52,23 @@ export function unexplored(candidates: ReplicaView[]): ReplicaView[] {
   return result;
 }
 
+/** latencyCost of each of `replicas`, with the cold-start estimate `fallback` (one loop, no closure per request). */
+function latencyCosts(replicas: ReplicaView[], fallback: number): number[] {
+  const costs: number[] = [];
+  for (let i = 0; i < replicas.length; i++) costs.push(costWith(replicas[i], fallback));
+  return costs;
+}
+
 /** Latency-cost order with cold-start exploration first. Shared with the hybrid strategy. */
 export function orderByLatency(candidates: ReplicaView[], context: StrategyContext, count: number): ReplicaView[] {
-  const cost = latencyCost(candidates);
+  const fallback = meanEstimate(candidates);
   const fresh = unexplored(candidates);
   // When nothing has been sampled yet every replica is "fresh": plain cost order (= least load) is right.
-  if (fresh.length === 0 || fresh.length === candidates.length) return cheapestFirst(candidates, cost, context.random, count);
-  const first = cheapestFirst(fresh, cost, context.random, 1);
+  if (fresh.length === 0 || fresh.length === candidates.length) return cheapestFirst(candidates, latencyCosts(candidates, fallback), context.random, count);
+  const first = cheapestFirst(fresh, latencyCosts(fresh, fallback), context.random, 1);
   if (count <= 1) return first;
-  return first.concat(cheapestFirst(without(candidates, first), cost, context.random, count - 1));
+  const rest = without(candidates, first);
+  return first.concat(cheapestFirst(rest, latencyCosts(rest, fallback), context.random, count - 1));
 }
 
 export function createResponseTime(): Strategy {
