@@ -10,7 +10,7 @@ import type { Clock, MetricReads, Outcome, PickResult, Random, Replica, ReplicaV
 import { activelyUnhealthy, anyActivelyUnhealthy } from './health/active';
 import { claimTrial, classifyOutcome, passiveState, recordVerdict, trialInProgress } from './health/passive';
 import { resolveHashKey } from './hash-key';
-import { blankView, buildView, keysOf, readLatency, readNumber, recordEnd, recordLatency, recordReplicaLoad, recordStart } from './replica-state';
+import { blankView, buildView, keysOf, loadSignals, readLatency, readNumber, recordEnd, recordLatency, recordReplicaLoad, recordStart } from './replica-state';
 import { parseReplicaMetrics } from './replica-metrics';
 import type { ReplicaKeys } from './replica-state';
 import { createStrategy } from './strategies/index';
@@ -26,6 +26,8 @@ import { ADAPTER_SLOTS_FULL, adapterBase, adapterFilter, adapterScores, bodyMode
 import type { ServedModels } from './model-discovery';
 import type { AdapterCandidate, ModelCard, ReplicaModels } from './model-routing';
 import { MAX_TRACKED_SLOTS, adapterTag, recordSentAdapter, sentAdapters } from './adapter-slots';
+import { poolSaturated } from './saturation';
+import type { LoadSignals, SaturationLimits } from './saturation';
 
 export interface ModelListDocument {
   object: 'list';
@@ -156,9 +158,26 @@ function filtersAdapters(config: BalancerConfig): boolean {
   return config.strategy !== 'llm' && config.models.adapter_filter;
 }
 
-/** Whether the gateway scrapes the replicas' own /metrics: the strategy reads their load, or models.adapter_filter their LoRA slots. */
+/** Whether the gateway scrapes the replicas' own /metrics: the strategy reads their load, models.adapter_filter their LoRA slots, or admission their saturation. */
 export function readsReplicaLoad(config: BalancerConfig): boolean {
-  return createStrategy(config, config.strategy).reads.replicaLoad || filtersAdapters(config);
+  return createStrategy(config, config.strategy).reads.replicaLoad || filtersAdapters(config) || admitsByMetrics(config);
+}
+
+/** Admission judges saturation by the replicas' /metrics (admission.saturation metrics or both). */
+function admitsByMetrics(config: BalancerConfig): boolean {
+  return config.admission.enabled && config.admission.saturation !== 'concurrency';
+}
+
+/** What saturates a replica under this config's admission (shared/saturation.ts); null when admission is off. */
+export function saturationLimits(config: BalancerConfig): SaturationLimits | null {
+  const admission = config.admission;
+  if (!admission.enabled) return null;
+  return {
+    metrics: admission.saturation !== 'concurrency',
+    queueThreshold: admission.queue_threshold,
+    kvThreshold: admission.kv_threshold,
+    maxConcurrency: admission.saturation === 'metrics' ? 0 : admission.max_concurrency,
+  };
 }
 
 /** Whether the configured strategy reads the OpenAI body (token counts, prompt prefixes). */
@@ -273,6 +292,7 @@ export function createBalancer(config: BalancerConfig, deps: BalancerDeps): Bala
   const passive = config.passive_health;
   const stuckMs = passive.enabled ? passive.stuck_after_s * 1000 : 0;
   const wanted = 1 + config.retries;
+  const admission = saturationLimits(config);
   const slowStart: SlowStartConfig | null =
     config.slow_start.window_s > 0
       ? { windowS: config.slow_start.window_s, aggression: config.slow_start.aggression, minWeightPercent: config.slow_start.min_weight_percent }
@@ -573,6 +593,14 @@ export function createBalancer(config: BalancerConfig, deps: BalancerDeps): Bala
     return ordered;
   }
 
+  /** Whether admission is on and every candidate is saturated (the adapter then queues the request). */
+  function saturated(candidates: ReplicaView[], now: number): boolean {
+    if (admission === null) return false;
+    const signals: LoadSignals[] = [];
+    for (let i = 0; i < candidates.length; i++) signals.push(loadSignals(store, keysOf(candidates[i].id), candidates[i].weight, now, loadFreshMs));
+    return poolSaturated(signals, admission);
+  }
+
   /** The model a routed request asked for (forModel filtered by it). */
   function routedModel(request: RequestView): string {
     const model = modelOf(request);
@@ -590,6 +618,18 @@ export function createBalancer(config: BalancerConfig, deps: BalancerDeps): Bala
     const replicas = routed;
     const now = deps.clock.now();
     let candidates = candidatesOf(replicas, now);
+    // Admission: a saturated pool takes nothing more now; the adapter holds the request and asks
+    // again when capacity frees (the replicas of a panic are failing: no admission there).
+    if (candidates.length > 0 && saturated(candidates, now)) {
+      return {
+        ok: false,
+        reason: 'saturated',
+        message:
+          replicas.length < allReplicas.length
+            ? 'all ' + candidates.length + ' available replicas serving the model `' + routedModel(request) + '` are saturated'
+            : 'all ' + candidates.length + ' available replicas are saturated',
+      };
+    }
     if (candidates.length === 0 && config.on_no_healthy === 'panic') candidates = panicCandidates(replicas, now);
     if (candidates.length === 0) {
       return {

@@ -5,6 +5,7 @@
 import type { MetricReads, Replica, ReplicaView, Store } from './types';
 import { readEwma, updateEwma } from './ewma';
 import { memoise } from './memo';
+import type { LoadSignals } from './saturation';
 
 /** Every Store key of one replica. */
 export interface ReplicaKeys {
@@ -227,6 +228,27 @@ export function buildView(
     view.tokens = tokens > 0 ? tokens : 0;
   }
   return view;
+}
+
+/**
+ * What the admission check needs of one replica (shared/saturation.ts): its in-flight count and
+ * its last scrape's waiting queue and KV usage, fresh when read within `freshMs`.
+ */
+export function loadSignals(store: Store, keys: ReplicaKeys, weight: number, now: number, freshMs: number): LoadSignals {
+  const inFlight = readNumber(store, keys.inFlight);
+  const at = store.get(keys.loadAt);
+  const fresh = at !== undefined && now - at <= freshMs;
+  const waiting = fresh ? store.get(keys.loadWaiting) : undefined;
+  const kv = fresh ? store.get(keys.loadKv) : undefined;
+  return {
+    weight: weight,
+    inFlight: inFlight > 0 ? inFlight : 0,
+    waiting: waiting === undefined ? null : waiting,
+    inFlightAtScrape: fresh ? readNumber(store, keys.loadInFlight) : 0,
+    kvUsage: kv === undefined ? null : kv,
+    // A scrape counts when it reported a queue or KV usage (running alone says nothing of room).
+    fresh: fresh && (waiting !== undefined || kv !== undefined),
+  };
 }
 
 /**

@@ -99,8 +99,12 @@ export interface Store {
   delete(key: string): void;
 }
 
-/** model-not-found: the replicas' model lists are all known and none serves the request's model (404). */
-export type NoReplicaReason = 'no-replicas' | 'no-healthy-replica' | 'model-not-found';
+/**
+ * model-not-found: the replicas' model lists are all known and none serves the request's model (404).
+ * saturated: admission is on and every candidate is saturated (shared/saturation.ts): the adapter
+ * holds the request in its admission queue and picks again when capacity frees.
+ */
+export type NoReplicaReason = 'no-replicas' | 'no-healthy-replica' | 'model-not-found' | 'saturated';
 
 export type PickResult =
   /**

@@ -59,6 +59,7 @@ const DEFAULTS: BalancerConfig = {
   models: { declared: [], discovery: true, path: '/v1/models', refresh_s: 10, timeout_s: 2, default: null, aliases: [], dynamic_lora: false, adapter_balance_factor: 3, adapter_filter: false },
   replica_metrics: { path: '/metrics', interval_s: 1, timeout_s: 1, stale_after_s: 5 },
   llm: { queue_weight: 2, kv_weight: 2, prefix_weight: 3, tokens_weight: 1, adapter_weight: 8, kv_saturation: 0.95, queue_saturation: 32 },
+  admission: { enabled: false, saturation: 'metrics', queue_threshold: 5, kv_threshold: 0.8, max_concurrency: 0, max_wait_s: 10, max_queue: 256, reject_status: 429, priority: 0, fairness: 'consumer' },
   active_health: {
     enabled: false,
     path: '/health',
@@ -147,6 +148,16 @@ describe('validate: each invalid field yields exactly its own error', () => {
     ['llm tokens_weight negative', { llm: { tokens_weight: -2 } }, 'llm.tokens_weight', 'must be a number between 0 and 100, got -2'],
     ['llm kv_saturation 2', { llm: { kv_saturation: 2 } }, 'llm.kv_saturation', 'must be a number between 0.1 and 1, got 2'],
     ['llm queue_saturation 0', { llm: { queue_saturation: 0 } }, 'llm.queue_saturation', 'must be an integer between 1 and 100000, got 0'],
+    ['admission enabled "yes"', { admission: { enabled: 'yes' } }, 'admission.enabled', 'must be a boolean, got string "yes"'],
+    ['admission saturation misspelt', { admission: { saturation: 'kv' } }, 'admission.saturation', 'must be one of metrics, concurrency, both, got "kv"'],
+    ['admission queue_threshold 0', { admission: { queue_threshold: 0 } }, 'admission.queue_threshold', 'must be an integer between 1 and 100000, got 0'],
+    ['admission kv_threshold 1.5', { admission: { kv_threshold: 1.5 } }, 'admission.kv_threshold', 'must be a number between 0.05 and 1, got 1.5'],
+    ['admission max_concurrency -1', { admission: { max_concurrency: -1 } }, 'admission.max_concurrency', 'must be an integer between 0 and 100000, got -1'],
+    ['admission max_wait_s 0', { admission: { max_wait_s: 0 } }, 'admission.max_wait_s', 'must be a number between 0.01 and 3600, got 0'],
+    ['admission max_queue 0', { admission: { max_queue: 0 } }, 'admission.max_queue', 'must be an integer between 1 and 1000000, got 0'],
+    ['admission reject_status 500', { admission: { reject_status: 500 } }, 'admission.reject_status', 'must be one of 429, 503, got 500'],
+    ['admission priority 101', { admission: { priority: 101 } }, 'admission.priority', 'must be an integer between -100 and 100, got 101'],
+    ['admission fairness misspelt', { admission: { fairness: 'tenant' } }, 'admission.fairness', 'must be one of consumer, none, got "tenant"'],
     ['prefix balance_factor 0.5', { prefix_affinity: { balance_factor: 0.5 } }, 'prefix_affinity.balance_factor', 'must be 0 or a number between 1 and 10, got 0.5 (0 disables the bound)'],
     ...[0, 0.05, 601].map((half): [string, unknown, string, string] => [
       `half_life_s ${half}`,
@@ -632,6 +643,17 @@ describe('validate: cross-field rules', () => {
       [{ path: 'passive_health.max_ejection_s', message: 'must be at least base_ejection_s (30), got 10' }],
     ],
     ['max_ejection_s equal to base', { passive_health: { base_ejection_s: 60, max_ejection_s: 60 } }, []],
+    [
+      'admission by concurrency without a limit',
+      { admission: { enabled: true, saturation: 'concurrency' } },
+      [{ path: 'admission.max_concurrency', message: 'must be above 0 when saturation is "concurrency" (the in-flight requests per weight that saturate a replica), got 0' }],
+    ],
+    [
+      'admission by metrics with a concurrency limit it would ignore',
+      { admission: { max_concurrency: 8 } },
+      [{ path: 'admission.max_concurrency', message: 'is not used when saturation is "metrics" (set saturation to "concurrency" or "both" to judge by in-flight requests), got 8' }],
+    ],
+    ['admission by both', { admission: { enabled: true, saturation: 'both', max_concurrency: 8 } }, []],
     // A field that is already wrong does not trigger rules that read it.
     ['invalid strategy, no hash_key', { strategy: 'consistent' }, [{ path: 'strategy', message: `must be one of ${STRATEGY_LIST}, got "consistent"` }]],
     [

@@ -927,6 +927,95 @@ export const schema: FieldEntry[] = [
       ],
     },
   },
+  {
+    admission: {
+      type: 'record',
+      required: true,
+      description: 'Hold requests at the gateway while every replica is saturated, ordered by priority and fair across tenants.',
+      fields: [
+        {
+          enabled: {
+            type: 'boolean',
+            default: false,
+            description: 'Queue requests at the gateway while the pool is saturated (never while it has room).',
+          },
+        },
+        {
+          saturation: {
+            type: 'string',
+            default: 'metrics',
+            one_of: ['metrics', 'concurrency', 'both'],
+            description: "What saturates a replica: its /metrics (waiting queue, KV usage; stale counts as saturated), in-flight requests, or either.",
+          },
+        },
+        {
+          queue_threshold: {
+            type: 'integer',
+            default: 5,
+            // llm-d's saturation detector: 5 waiting requests, 80% KV cache.
+            between: [1, 100000],
+            description: 'A replica with this many waiting requests (per weight) in its /metrics is saturated.',
+          },
+        },
+        {
+          kv_threshold: {
+            type: 'number',
+            default: 0.8,
+            between: [0.05, 1],
+            description: 'A replica at or above this KV-cache usage (0..1) in its /metrics is saturated.',
+          },
+        },
+        {
+          max_concurrency: {
+            type: 'integer',
+            default: 0,
+            between: [0, 100000],
+            description: 'A replica with this many requests in flight (per weight) is saturated; 0: only its /metrics count.',
+          },
+        },
+        {
+          max_wait_s: {
+            type: 'number',
+            default: 10,
+            between: [0.01, 3600],
+            description: 'Longest a request waits at the gateway before it is answered with reject_status.',
+          },
+        },
+        {
+          max_queue: {
+            type: 'integer',
+            default: 256,
+            between: [1, 1000000],
+            description: 'Requests waiting per gateway node at most; past it a newcomer displaces a lower band or is rejected.',
+          },
+        },
+        {
+          reject_status: {
+            type: 'integer',
+            default: 429,
+            one_of: [429, 503],
+            description: 'Status of a request that timed out, was displaced or shed while waiting (with Retry-After).',
+          },
+        },
+        {
+          priority: {
+            type: 'integer',
+            default: 0,
+            between: [-100, 100],
+            description: 'Priority band of the requests this config routes (higher first); below 0 never waits: rejected when saturated.',
+          },
+        },
+        {
+          fairness: {
+            type: 'string',
+            default: 'consumer',
+            one_of: ['consumer', 'none'],
+            description: "Within a band, take turns across the consumers the gateway's auth verified, or first come first served.",
+          },
+        },
+      ],
+    },
+  },
 ];
 
 /** The name and spec of a single-key field entry. */

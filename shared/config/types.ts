@@ -116,4 +116,19 @@ export interface BalancerConfig {
     kv_saturation: number;
     queue_saturation: number;
   };
+  admission: AdmissionConfig;
+}
+
+/** Gateway-side queueing while the pool is saturated (shared/saturation.ts, shared/admission-queue.ts). */
+export interface AdmissionConfig {
+  enabled: boolean;
+  saturation: 'metrics' | 'concurrency' | 'both';
+  queue_threshold: number;
+  kv_threshold: number;
+  max_concurrency: number;
+  max_wait_s: number;
+  max_queue: number;
+  reject_status: number;
+  priority: number;
+  fairness: 'consumer' | 'none';
 }

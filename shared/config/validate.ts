@@ -284,6 +284,24 @@ export const rules: CrossFieldRule[] = [
     },
   },
   {
+    rule: 'admission.max_concurrency is above 0 exactly when admission.saturation is concurrency or both.',
+    check: function (config, errors) {
+      const admission = config.admission;
+      if (!admission || admission.saturation === undefined || admission.max_concurrency === undefined) return;
+      if (admission.saturation !== 'metrics' && admission.max_concurrency === 0) {
+        errors.push({
+          path: 'admission.max_concurrency',
+          message: 'must be above 0 when saturation is "' + admission.saturation + '" (the in-flight requests per weight that saturate a replica), got 0',
+        });
+      } else if (admission.saturation === 'metrics' && admission.max_concurrency > 0) {
+        errors.push({
+          path: 'admission.max_concurrency',
+          message: 'is not used when saturation is "metrics" (set saturation to "concurrency" or "both" to judge by in-flight requests), got ' + admission.max_concurrency,
+        });
+      }
+    },
+  },
+  {
     rule: 'passive_health.max_ejection_s must be at least passive_health.base_ejection_s.',
     check: function (config, errors) {
       const health = config.passive_health;
