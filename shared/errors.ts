@@ -19,6 +19,30 @@ export function noReplicaError(reason: NoReplicaReason | 'internal-error', messa
 }
 
 /**
+ * The answer to a request admission turned away (admission.reject_status, 429 by default): it
+ * waited past admission.max_wait_s, the queue was full, a higher band displaced it, or its band is
+ * sheddable. OpenAI SDKs raise RateLimitError on a 429 and retry it after Retry-After.
+ */
+export function overloadedError(because: 'shed' | 'full' | 'timeout' | 'displaced', message: string, status: number): OpenAiError {
+  return {
+    error: {
+      message: 'llm-balancer: ' + message,
+      type: status === 429 ? 'rate_limit_error' : 'service_unavailable',
+      code: because === 'timeout' ? 'queue_timeout' : because === 'full' ? 'queue_full' : because === 'shed' ? 'shed' : 'displaced',
+      param: null,
+    },
+  };
+}
+
+/** Why admission turned a request away, for its message. */
+export function overloadedMessage(because: 'shed' | 'full' | 'timeout' | 'displaced', waitedMs: number): string {
+  if (because === 'timeout') return 'every replica stayed saturated for the ' + (waitedMs / 1000).toFixed(1) + ' s this request waited (admission.max_wait_s)';
+  if (because === 'full') return 'every replica is saturated and the gateway queue is full (admission.max_queue)';
+  if (because === 'shed') return 'every replica is saturated and this request is sheddable (admission.priority below 0)';
+  return 'every replica is saturated and a request of a higher priority took this one\'s place in the queue';
+}
+
+/**
  * The 404 for a model no replica serves: OpenAI's own answer to an unknown model
  * (type invalid_request_error, code model_not_found), so SDKs raise their NotFoundError.
  */

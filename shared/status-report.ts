@@ -141,3 +141,37 @@ export function sharedStatePrometheus(shared: string[]): string {
   }
   return lines.join('\n') + '\n';
 }
+
+/** What admission reports on the status page and in Prometheus (an adapter's gate, shared/admission-queue.ts). */
+export interface AdmissionReport {
+  /** Requests waiting now, per priority band (highest first). */
+  waiting: Array<{ band: number; waiting: number }>;
+  /** Requests that waited and were then dispatched. */
+  admittedAfterWait: number;
+  /** Requests turned away, by why: shed (sheddable band), full (queue cap), timeout (max_wait_s), displaced (by a higher band). */
+  rejected: { shed: number; full: number; timeout: number; displaced: number };
+}
+
+/** The admission families in Prometheus text: waiting per band, dispatched after a wait, rejected by why. */
+export function admissionPrometheus(report: AdmissionReport): string {
+  const lines: string[] = [];
+  lines.push('# HELP llm_balancer_admission_waiting Requests waiting at this gateway node for a saturated pool, per priority band.');
+  lines.push('# TYPE llm_balancer_admission_waiting gauge');
+  let total = 0;
+  for (let i = 0; i < report.waiting.length; i++) {
+    lines.push('llm_balancer_admission_waiting{band="' + report.waiting[i].band + '"} ' + report.waiting[i].waiting);
+    total += report.waiting[i].waiting;
+  }
+  if (report.waiting.length === 0) lines.push('llm_balancer_admission_waiting{band="0"} 0');
+  lines.push('# HELP llm_balancer_admission_waiting_total_now Requests waiting at this gateway node, all bands.');
+  lines.push('# TYPE llm_balancer_admission_waiting_total_now gauge');
+  lines.push('llm_balancer_admission_waiting_total_now ' + total);
+  lines.push('# HELP llm_balancer_admission_admitted_after_wait_total Requests that waited for a saturated pool and were then sent to a replica.');
+  lines.push('# TYPE llm_balancer_admission_admitted_after_wait_total counter');
+  lines.push('llm_balancer_admission_admitted_after_wait_total ' + report.admittedAfterWait);
+  lines.push('# HELP llm_balancer_admission_rejected_total Requests admission turned away (admission.reject_status), by why.');
+  lines.push('# TYPE llm_balancer_admission_rejected_total counter');
+  const reasons: Array<'shed' | 'full' | 'timeout' | 'displaced'> = ['shed', 'full', 'timeout', 'displaced'];
+  for (let i = 0; i < reasons.length; i++) lines.push('llm_balancer_admission_rejected_total{reason="' + reasons[i] + '"} ' + report.rejected[reasons[i]]);
+  return lines.join('\n') + '\n';
+}

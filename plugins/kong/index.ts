@@ -22,6 +22,8 @@ import {
   modelNotFoundError,
   modelRewrite,
   noReplicaError,
+  overloadedError,
+  overloadedMessage,
   prefixTableKeys,
   readsBody,
   readsHashKey,
@@ -35,8 +37,10 @@ import {
   validate,
   validateFields,
 } from '../../shared/index';
-import { PROMETHEUS_CONTENT_TYPE, STATE_KINDS, localStateKinds, prometheusText, sharedStatePrometheus as sharedStateFamily, statusDocument } from '../../shared/status-report';
-import type { Balancer, BalancerConfig, ConfigError, Replica } from '../../shared/index';
+import { PROMETHEUS_CONTENT_TYPE, STATE_KINDS, admissionPrometheus, localStateKinds, prometheusText, sharedStatePrometheus as sharedStateFamily, statusDocument } from '../../shared/status-report';
+import type { Balancer, BalancerConfig, ConfigError, PickResult, Replica, RequestView } from '../../shared/index';
+import { createAdmissionGate } from './admission';
+import type { AdmissionGate, RejectedBecause } from './admission';
 import { kongOptionsFields, kongOptionsSchema } from './options';
 import type { KongOptions } from './options';
 import { answeredBeforeRefusal, lastTriedAddress, needsResponseSource, outcomeFromLogEntry } from './outcome';
@@ -145,6 +149,8 @@ interface PluginState {
   connectErrorAt: Record<string, number>;
   /** When a phase of this plugin last ran (Date.now()): idle states are released (releaseIdleStates). */
   lastUsedAt: number;
+  /** admission.enabled: the waiting room of this node's requests while the pool is saturated (admission.ts); else null. */
+  admission: AdmissionGate | null;
 }
 
 /**
@@ -225,6 +231,7 @@ function stopState(state: PluginState): void {
   if (state.prober) state.prober.stop();
   if (state.discovery) state.discovery.stop();
   if (state.shared) void state.shared.stop();
+  if (state.admission) state.admission.stop();
 }
 
 /** Releases every plugin state unused for `idleMs`; returns the released plugin ids. */
@@ -304,6 +311,7 @@ function stateFor(pluginId: string, config: BalancerConfig, kong: KongOptions): 
     consultsPrefixTable: consultsPrefixTable(config),
     connectErrorAt: Object.create(null),
     lastUsedAt: Date.now(),
+    admission: config.admission.enabled ? createAdmissionGate({ maxQueue: config.admission.max_queue, maxWaitMs: config.admission.max_wait_s * 1000 }) : null,
   };
   if (readsReplicaLoad(config)) {
     state.scraper = startMetricsScraper({
@@ -317,7 +325,10 @@ function stateFor(pluginId: string, config: BalancerConfig, kong: KongOptions): 
         const slots = parseLoraSlots(text);
         if (slots !== null) state.loraSlots[replicaId] = { slots, at: Date.now() };
         else delete state.loraSlots[replicaId];
-        return state.balancer.onReplicaMetrics(replicaId, text);
+        const usable = state.balancer.onReplicaMetrics(replicaId, text);
+        // A scrape may show room: the requests waiting for it go now (admission).
+        if (state.admission !== null) state.admission.wake();
+        return usable;
       },
     });
   }
@@ -433,6 +444,36 @@ async function answer503(kong: KongPdk, reason: Parameters<typeof noReplicaError
   await kong.response.exit(503, JSON.stringify(noReplicaError(reason, message)), headers);
 }
 
+/**
+ * The answer to a request admission turned away: admission.reject_status with Retry-After (a slot
+ * is about a queue's wait away) and OpenAI's error shape.
+ */
+async function answerOverloaded(kong: KongPdk, state: PluginState, because: RejectedBecause, waitedMs: number): Promise<void> {
+  const retryAfter = Math.max(MIN_RETRY_AFTER_S, Math.ceil(state.config.admission.max_wait_s));
+  const body = overloadedError(because, overloadedMessage(because, waitedMs), state.config.admission.reject_status);
+  await kong.response.exit(state.config.admission.reject_status, JSON.stringify(body), { 'Content-Type': 'application/json', 'Retry-After': String(retryAfter) });
+}
+
+/**
+ * The admission pool of a request: its model when requests are routed by model (each model's
+ * replicas saturate on their own, and one model's queue must not hold another's), else one pool.
+ */
+function admissionPool(state: PluginState, view: RequestView, routed: boolean): string {
+  if (!routed && !routesByModel(state.config)) return '';
+  const model = view.body !== null && typeof view.body === 'object' ? (view.body as { model?: unknown }).model : undefined;
+  return typeof model === 'string' ? model : '';
+}
+
+/**
+ * Whose turn it is within a band (admission.fairness consumer): the consumer Kong's auth verified
+ * (its id), '' for anonymous requests (one tenant together). Read only for a request that waits.
+ */
+async function tenantOf(kong: KongPdk, state: PluginState): Promise<string> {
+  if (state.config.admission.fairness !== 'consumer') return '';
+  const consumer = await kong.client.getConsumer();
+  return consumer && typeof consumer.id === 'string' ? consumer.id : '';
+}
+
 /** A retry within a second can already meet a recovered replica, a finished trial, a new read. */
 const MIN_RETRY_AFTER_S = 1;
 
@@ -491,11 +532,14 @@ async function answerStatus(kong: KongPdk, state: PluginState): Promise<void> {
   const withoutBody = state.readsBody ? state.balancer.requestsWithoutLlmBody() : undefined;
   const query = await kong.request.getQuery(8);
   if (query.format === 'prometheus') {
-    await kong.response.exit(200, prometheusText(rows, withoutBody) + sharedStatePrometheus(state), { 'Content-Type': PROMETHEUS_CONTENT_TYPE });
+    const admission = state.admission === null ? '' : admissionPrometheus(state.admission.status());
+    await kong.response.exit(200, prometheusText(rows, withoutBody) + sharedStatePrometheus(state) + admission, { 'Content-Type': PROMETHEUS_CONTENT_TYPE });
     return;
   }
   const document = statusDocument(rows, null, state.config.strategy, Date.now(), withoutBody);
   document.shared_state = sharedStateStatus(state);
+  // The waiting room of this node (admission.enabled): it is per Kong node, never shared.
+  if (state.admission !== null) document.admission = { scope: 'this Kong node', ...state.admission.status() };
   await kong.response.exit(200, JSON.stringify(document), JSON_HEADERS);
 }
 
@@ -511,6 +555,7 @@ export class Plugin {
   }
 
   async access(kong: KongPdk): Promise<void> {
+    const started: { attempt: { id: string; tokens: number } | null; recorded: boolean } = { attempt: null, recorded: false };
     try {
       if (!this.loaded.ok) {
         await kong.log.err('llm-balancer: invalid configuration: ' + formatErrors(this.loaded.errors).replace(/\n/g, '; '));
@@ -544,7 +589,29 @@ export class Plugin {
       // The other nodes' counts, the fleet's ejections and this prompt's prefix slots, read in one
       // round trip just before the pick (bounded by kong.redis.timeout_ms).
       if (state.shared !== null) await state.shared.refresh(replicas, state.consultsPrefixTable ? prefixTableKeys(state.config, view, routed !== null) : undefined);
-      const result = state.balancer.pick(routed !== null ? routed : replicas, view);
+      const pool = routed !== null ? routed : replicas;
+      // The pick and its start in one synchronous step: under admission the dispatcher runs it
+      // while the request waits, and the next waiting request's pick must see this one in flight.
+      const attempt = (): PickResult => {
+        const picked = state.balancer.pick(pool, view);
+        if (picked.ok) {
+          state.balancer.onStart(picked.replicas[0].id, picked.tokens);
+          started.attempt = { id: picked.replicas[0].id, tokens: picked.tokens };
+        }
+        return picked;
+      };
+      let result: PickResult;
+      if (state.admission === null) {
+        result = attempt();
+      } else {
+        const admitted = await state.admission.admit(admissionPool(state, view, routed !== null), state.config.admission.priority, () => tenantOf(kong, state), attempt);
+        if (admitted.kind === 'rejected') {
+          await answerOverloaded(kong, state, admitted.because, admitted.waitedMs);
+          return;
+        }
+        if (admitted.kind === 'failed') throw admitted.error;
+        result = admitted.result;
+      }
       if (!result.ok && result.reason === 'model-not-found') {
         // No replica serves it: OpenAI's 404, not a 503 (retrying cannot help).
         await kong.response.exit(404, JSON.stringify(modelNotFoundError(result.message)), JSON_HEADERS);
@@ -557,12 +624,12 @@ export class Plugin {
       const chosen = result.replicas[0];
       const target = splitAddress(chosen.address);
       // Record the pick before anything else can fail: Kong runs the log phase for every request,
-      // and that is where the start is matched by an end.
+      // and that is where the start is matched by an end (until then, the catch below ends it).
       // The tokens first: once the pick is recorded, the log phase ends an attempt, and it must
       // find the tokens that attempt counted.
       if (result.tokens > 0) await kong.ctx.shared.set(TOKENS_KEY, result.tokens);
       await kong.ctx.shared.set(PICK_KEY, chosen.id);
-      state.balancer.onStart(chosen.id, result.tokens);
+      started.recorded = true;
       if (state.shared !== null) state.shared.flush();
       if (state.service.retries !== state.kong.same_target_retries) await kong.service.setRetries(state.kong.same_target_retries);
       const timeouts = timeoutsFor(state.config.timeouts, requestStreams(view.body));
@@ -572,6 +639,13 @@ export class Plugin {
       const served = state.rewritesModel ? modelRewrite(state.config, view.body) : null;
       if (served !== null) await kong.service.request.setRawBody(JSON.stringify(Object.assign({}, view.body as Record<string, unknown>, { model: served })));
     } catch (error) {
+      // A pick started but never recorded for the log phase: ended here, or its replica would
+      // keep the request in flight for good.
+      if (started.attempt !== null && !started.recorded && this.loaded.ok) {
+        const state = stateFor(this.pluginId, this.loaded.config, this.loaded.kong);
+        state.balancer.onEnd(currentReplicas(state), started.attempt.id, { status: 0, latencyMs: 0, error: 'aborted', tokens: started.attempt.tokens });
+        if (state.admission !== null) state.admission.wake();
+      }
       await kong.log.err('llm-balancer: access failed: ' + String(error));
       // Something failed on the way (an RPC to Kong, say): the next attempt may well pass.
       await answer503(kong, 'internal-error', 'the balancer failed to pick a replica (see the Kong error log)', MIN_RETRY_AFTER_S);
@@ -602,6 +676,8 @@ export class Plugin {
         outcome.tokens = typeof tokens === 'number' && tokens > 0 ? tokens : 0;
       }
       state.balancer.onEnd(replicas, picked, outcome);
+      // A slot freed: the requests waiting for one go now (admission).
+      if (state.admission !== null) state.admission.wake();
       // The counts, an ejection this end decided, and the prefix entries the pick recorded.
       if (state.shared !== null) state.shared.flush(true);
     } catch (error) {

@@ -61,6 +61,11 @@ export function loadBalancerFile(text: string, format: 'yaml' | 'json' = 'yaml')
   }
   // A consumer key must be an identity nginx verified (identity.ts).
   if (checked.ok && nginx) checkIdentity(checked.config, nginx, raw.nginx, errors);
+  // Admission's gateway queue runs in Kong's plugin server so far; the NGINX module would refuse
+  // every request of a saturated pool at once instead of holding it: refused here, not half-done.
+  if (checked.ok && checked.config.admission.enabled) {
+    errors.push({ path: 'admission.enabled', message: 'is not supported by the NGINX module yet (the gateway queue runs on Kong so far): set it to false, got true' });
+  }
   if (checked.ok && checked.config.replicas.length === 0 && !(nginx && nginx.plus_api)) {
     errors.push({ path: 'replicas', message: 'must list at least one replica (or set nginx.plus_api to read them from NGINX Plus), got none' });
   }
