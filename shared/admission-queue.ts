@@ -34,8 +34,11 @@ export interface Offered<T> {
 }
 
 export interface AdmissionQueue<T> {
-  /** Lets a waiter in (see Offered). A sheddable band (< 0) is never queued. */
-  offer(waiter: Waiter<T>): Offered<T>;
+  /**
+   * Lets a waiter in (see Offered). A sheddable band (< 0) is never queued. `maxSize`: the cap
+   * for this newcomer instead of the queue's own (callers sharing a queue may each have theirs).
+   */
+  offer(waiter: Waiter<T>, maxSize?: number): Offered<T>;
   /** Who would go next, without taking it; null when nobody waits. */
   peek(): Waiter<T> | null;
   /** Takes the next waiter (strict priority, then round robin over tenants, FIFO within one). */
@@ -140,10 +143,10 @@ export function createAdmissionQueue<T>(maxSize: number): AdmissionQueue<T> {
   }
 
   return {
-    offer(waiter: Waiter<T>): Offered<T> {
+    offer(waiter: Waiter<T>, cap?: number): Offered<T> {
       if (waiter.band < 0) return { queued: false, displaced: null };
       let displaced: Waiter<T> | null = null;
-      if (size >= maxSize) {
+      if (size >= (cap === undefined ? maxSize : cap)) {
         displaced = displaceBelow(waiter.band);
         if (displaced === null) return { queued: false, displaced: null };
       }

@@ -23,10 +23,18 @@ function pool(free: number) {
   return { state, attempt };
 }
 
-function gate(maxQueue = 10, maxWaitMs = 60_000): AdmissionGate {
-  const g = createAdmissionGate({ maxQueue, maxWaitMs });
+/** A gate whose requests all bring these limits (their plugin instance's max_queue and max_wait_s). */
+function gate(maxQueue = 10, maxWaitMs = 60_000) {
+  const g = createAdmissionGate();
   gates.push(g);
-  return g;
+  return {
+    admit: (pool: string, band: number, tenant: () => Promise<string>, attempt: () => PickResult) => g.admit(pool, () => Promise.resolve(band), tenant, attempt, { maxQueue, maxWaitMs }),
+    wake: () => g.wake(),
+    status: () => g.status(),
+    stop: () => g.stop(),
+    /** The same gate with other limits (another plugin instance sharing it). */
+    withLimits: (queue: number, waitMs: number) => ({ admit: (pool: string, band: number, tenant: () => Promise<string>, attempt: () => PickResult) => g.admit(pool, () => Promise.resolve(band), tenant, attempt, { maxQueue: queue, maxWaitMs: waitMs }) }),
+  };
 }
 
 const tenant = (name: string) => () => Promise.resolve(name);
@@ -124,6 +132,19 @@ describe('the Kong admission gate', () => {
     g.wake();
     expect(await bad).toMatchObject({ kind: 'failed' });
     expect((await good).kind).toBe('picked');
+  });
+
+  it('instances sharing a gate keep their own deadlines and caps', async () => {
+    const g = gate(10, 60_000);
+    const strict = g.withLimits(1, 100);
+    const p = pool(0);
+    const patient = g.admit('', 0, tenant('a'), p.attempt('patient'));
+    // The strict instance's cap of 1 is already reached by the patient request.
+    expect(await strict.admit('', 0, tenant('b'), p.attempt('refused'))).toMatchObject({ kind: 'rejected', because: 'full' });
+    expect(await g.withLimits(5, 100).admit('', 0, tenant('b'), p.attempt('short'))).toMatchObject({ kind: 'rejected', because: 'timeout' });
+    p.state.free = 1;
+    g.wake();
+    expect((await patient).kind).toBe('picked');
   });
 
   it('times a waiter out at its deadline (the gate polls while anyone waits)', async () => {

@@ -39,6 +39,8 @@ async function gateway(admission: Record<string, unknown> = {}): Promise<KongGat
       admission: { enabled: true, saturation: 'concurrency', max_concurrency: 1, ...admission },
       kong: { status_path: STATUS },
     },
+    // Every waiting access phase holds its RPC connection, as each Kong request holds its own.
+    connections: 16,
   });
   gateways.push(g);
   return g;
@@ -59,6 +61,34 @@ async function saturate(g: KongGateway): Promise<Array<Promise<Reply>>> {
   const held = [chat(g), chat(g)];
   await waitFor('one request held on each replica', () => backends.list.every((b) => b.open === 1));
   return held;
+}
+
+/** Holds one request on each backend through `g` at `path` (the pool is then saturated). */
+async function saturateAt(g: KongGateway, path: string): Promise<Array<Promise<Reply>>> {
+  for (const b of backends.list) b.behave({ mode: 'hold' });
+  const held = [request(g.url + path, { method: 'POST', body: '{}' }), request(g.url + path, { method: 'POST', body: '{}' })];
+  await waitFor('one request held on each replica', () => backends.list.every((b) => b.open === 1));
+  return held;
+}
+
+/** Frees one slot at a time (b1 answers its held request, then holds the next) and lists who got each. */
+async function drainInOrder(waiting: Array<{ name: string; reply: Promise<Reply> }>): Promise<string[]> {
+  const order: string[] = [];
+  const b1 = backends.list[1];
+  const done = new Set<string>();
+  for (const w of waiting) void w.reply.then(() => done.add(w.name));
+  for (let i = 0; i < waiting.length; i++) {
+    const before = b1.requests;
+    b1.release();
+    await waitFor('the next waiting request at b1', () => b1.requests > before);
+    // The request that reached b1: the one whose body names it.
+    const body = b1.bodies[b1.bodies.length - 1];
+    order.push((JSON.parse(body) as { who: string }).who);
+  }
+  b1.behave({ mode: 'json' });
+  b1.release();
+  await Promise.all(waiting.map((w) => w.reply));
+  return order;
 }
 
 describe('admission on Kong (real plugin server)', () => {
@@ -128,4 +158,46 @@ describe('admission on Kong (real plugin server)', () => {
     }
     for (const r of await Promise.all(held)) expect(r.status).toBe(200);
   });
+
+  it("strict priority by the route Kong matched, turns across the consumers Kong verified within a band", async () => {
+    const g = await startKongGateway({
+      config: {
+        strategy: 'least-connections',
+        replicas: backends.list.map((b) => ({ address: b.address })),
+        admission: { enabled: true, saturation: 'concurrency', max_concurrency: 1, max_wait_s: 30, route_priorities: [{ route: 'premium-chat', priority: 5 }] },
+        kong: { status_path: STATUS },
+      },
+      routes: [{ prefix: '/premium', name: 'premium-chat' }],
+      consumerHeader: 'x-consumer',
+      // Every waiting access phase holds its RPC connection, as each Kong request holds its own.
+      connections: 16,
+    });
+    gateways.push(g);
+    const held = await saturateAt(g, '/v1/chat/completions');
+    const send = (path: string, consumer: string, who: string) => request(g.url + path, { method: 'POST', body: JSON.stringify({ who }), headers: { 'x-consumer': consumer, 'content-type': 'application/json' } });
+    const waiting: Array<{ name: string; reply: Promise<Reply> }> = [];
+    const enqueue = async (path: string, consumer: string, who: string) => {
+      waiting.push({ name: who, reply: send(path, consumer, who) });
+      await waitFor(who + ' waiting', async () => (await admissionStatus(g)).waiting.reduce((n, w) => n + w.waiting, 0) === waiting.length);
+    };
+    // Arrival order: three from a noisy consumer, one from a quiet one, then one on the premium route.
+    await enqueue('/v1/chat/completions', 'noisy', 'noisy-1');
+    await enqueue('/v1/chat/completions', 'noisy', 'noisy-2');
+    await enqueue('/v1/chat/completions', 'noisy', 'noisy-3');
+    await enqueue('/v1/chat/completions', 'quiet', 'quiet-1');
+    await enqueue('/premium/v1/chat/completions', 'noisy', 'premium-1');
+    expect((await admissionStatus(g)).waiting).toEqual([
+      { band: 5, waiting: 1 },
+      { band: 0, waiting: 4 },
+    ]);
+    // b1 takes one at a time: it answers its held request, then holds the next one dispatched to it.
+    const order = await drainInOrder(waiting);
+    expect(order).toEqual(['premium-1', 'noisy-1', 'quiet-1', 'noisy-2', 'noisy-3']);
+    for (const r of waiting) expect((await r.reply).status).toBe(200);
+    backends.list[0].behave({ mode: 'json' });
+    backends.list[0].release();
+    for (const r of await Promise.all(held)) expect(r.status).toBe(200);
+    expect(g.errors()).toEqual([]);
+  });
 });
+

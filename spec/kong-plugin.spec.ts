@@ -47,6 +47,7 @@ function fakeKong(
       getRawBody: record<Uint8Array | null>('request.getRawBody', new TextEncoder().encode(overrides.body ?? '')),
     },
     client: { getIp: record('client.getIp', '192.0.2.1'), getConsumer: record<{ id?: string } | null>('client.getConsumer', null) },
+    router: { getRoute: record<{ id?: string; name?: string } | null>('router.getRoute', { id: 'route-id', name: 'llm-route' }) },
     service: {
       setTarget: async (...args: unknown[]) => {
         calls.push({ method: 'service.setTarget', args });

@@ -35,13 +35,20 @@ export interface AdmissionGate {
   /**
    * Picks now, or waits its turn while the pool is saturated. `attempt` picks (and starts the
    * pick) synchronously; it runs again each time the request is at the head and capacity may have freed.
+   * `band` and `tenant` are read only for a request that cannot go at once (each may be a PDK call).
    */
-  admit(pool: string, band: number, tenant: () => Promise<string>, attempt: () => PickResult): Promise<Admitted>;
+  admit(pool: string, band: () => Promise<number>, tenant: () => Promise<string>, attempt: () => PickResult, limits: AdmissionLimits): Promise<Admitted>;
   /** Capacity may have freed: dispatch the heads that can go now. */
   wake(): void;
   status(): AdmissionStatus;
   /** Rejects everyone waiting (the plugin state is released) and stops the timer. */
   stop(): void;
+}
+
+/** The waiting bounds of one request (its plugin instance's admission.max_wait_s and max_queue). */
+export interface AdmissionLimits {
+  maxWaitMs: number;
+  maxQueue: number;
 }
 
 interface Ticket {
@@ -57,7 +64,11 @@ function saturatedResult(result: PickResult): boolean {
   return !result.ok && result.reason === 'saturated';
 }
 
-export function createAdmissionGate(options: { maxQueue: number; maxWaitMs: number; now?: () => number }): AdmissionGate {
+/**
+ * One waiting room. Every plugin instance balancing the same replicas shares one (index.ts keys
+ * them by the upstream): a route's priority band then competes with the other routes' bands.
+ */
+export function createAdmissionGate(options: { now?: () => number } = {}): AdmissionGate {
   const now = options.now !== undefined ? options.now : Date.now;
   const pools: Record<string, AdmissionQueue<Ticket>> = Object.create(null);
   const rejected: Record<RejectedBecause, number> = { shed: 0, full: 0, timeout: 0, displaced: 0 };
@@ -68,7 +79,8 @@ export function createAdmissionGate(options: { maxQueue: number; maxWaitMs: numb
   function queueOf(pool: string): AdmissionQueue<Ticket> {
     let queue = pools[pool];
     if (queue === undefined) {
-      queue = createAdmissionQueue<Ticket>(options.maxQueue);
+      // Each newcomer brings its own cap (offer's maxSize); this one is never reached.
+      queue = createAdmissionQueue<Ticket>(Infinity);
       pools[pool] = queue;
     }
     return queue;
@@ -123,21 +135,22 @@ export function createAdmissionGate(options: { maxQueue: number; maxWaitMs: numb
   }
 
   return {
-    async admit(pool, band, tenant, attempt) {
+    async admit(pool, band, tenant, attempt, limits) {
       const queue = queueOf(pool);
       if (queue.size() === 0) {
         const result = attempt();
         if (!saturatedResult(result)) return { kind: 'picked', result: result, waitedMs: 0 };
       }
       const since = now();
+      const level = await band();
       // Sheddable bands never wait (and need no tenant).
-      if (band < 0) {
+      if (level < 0) {
         rejected.shed++;
         return { kind: 'rejected', because: 'shed', waitedMs: 0 };
       }
       const who = await tenant();
       return new Promise<Admitted>((resolve) => {
-        const offered = queue.offer({ key: nextKey++, band: band, tenant: who, deadline: since + options.maxWaitMs, value: { attempt: attempt, resolve: resolve, since: since } });
+        const offered = queue.offer({ key: nextKey++, band: level, tenant: who, deadline: since + limits.maxWaitMs, value: { attempt: attempt, resolve: resolve, since: since } }, limits.maxQueue);
         if (offered.displaced !== null) reject(offered.displaced, 'displaced');
         if (!offered.queued) {
           rejected.full++;

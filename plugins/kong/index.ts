@@ -149,8 +149,44 @@ interface PluginState {
   connectErrorAt: Record<string, number>;
   /** When a phase of this plugin last ran (Date.now()): idle states are released (releaseIdleStates). */
   lastUsedAt: number;
-  /** admission.enabled: the waiting room of this node's requests while the pool is saturated (admission.ts); else null. */
+  /**
+   * admission.enabled: the waiting room of this node's requests while the pool is saturated
+   * (admission.ts), shared with every plugin instance balancing the same replicas (admissionKey);
+   * else null.
+   */
   admission: AdmissionGate | null;
+  admissionKey: string;
+}
+
+/** The waiting rooms of this node by the replicas they wait for, and how many plugin states use each. */
+const gates: Record<string, { gate: AdmissionGate; users: number }> = Object.create(null);
+
+/**
+ * What a waiting room is shared by: the Kong upstream whose targets are balanced, or the static
+ * replicas' addresses. Routes (plugin instances) balancing the same replicas then wait in one
+ * queue, where a route's admission.priority band outranks another's.
+ */
+function admissionKey(config: BalancerConfig, kong: KongOptions): string {
+  if (kong.upstream !== null) return 'upstream:' + kong.upstream;
+  return 'replicas:' + config.replicas.map((r) => r.address).sort().join(',');
+}
+
+function acquireGate(key: string): AdmissionGate {
+  let entry = gates[key];
+  if (entry === undefined) {
+    entry = { gate: createAdmissionGate(), users: 0 };
+    gates[key] = entry;
+  }
+  entry.users++;
+  return entry.gate;
+}
+
+/** The last user of a waiting room gone: whoever still waits there is answered (timeout). */
+function releaseGate(key: string): void {
+  const entry = gates[key];
+  if (entry === undefined || --entry.users > 0) return;
+  entry.gate.stop();
+  delete gates[key];
 }
 
 /**
@@ -231,7 +267,7 @@ function stopState(state: PluginState): void {
   if (state.prober) state.prober.stop();
   if (state.discovery) state.discovery.stop();
   if (state.shared) void state.shared.stop();
-  if (state.admission) state.admission.stop();
+  if (state.admission) releaseGate(state.admissionKey);
 }
 
 /** Releases every plugin state unused for `idleMs`; returns the released plugin ids. */
@@ -257,7 +293,6 @@ function stateFor(pluginId: string, config: BalancerConfig, kong: KongOptions): 
     known.lastUsedAt = Date.now();
     return known;
   }
-  if (known) stopState(known);
   if (sweepTimer === null) {
     sweepTimer = setInterval(() => releaseIdleStates(), SWEEP_EVERY_MS);
     // Never keeps the plugin server alive on its own.
@@ -311,8 +346,11 @@ function stateFor(pluginId: string, config: BalancerConfig, kong: KongOptions): 
     consultsPrefixTable: consultsPrefixTable(config),
     connectErrorAt: Object.create(null),
     lastUsedAt: Date.now(),
-    admission: config.admission.enabled ? createAdmissionGate({ maxQueue: config.admission.max_queue, maxWaitMs: config.admission.max_wait_s * 1000 }) : null,
+    // The new state takes its waiting room before the old one lets go: a config change keeps who waits.
+    admission: config.admission.enabled ? acquireGate(admissionKey(config, kong)) : null,
+    admissionKey: admissionKey(config, kong),
   };
+  if (known) stopState(known);
   if (readsReplicaLoad(config)) {
     state.scraper = startMetricsScraper({
       path: config.replica_metrics.path,
@@ -465,6 +503,20 @@ function admissionPool(state: PluginState, view: RequestView, routed: boolean): 
 }
 
 /**
+ * A waiting request's priority band: its route's in admission.route_priorities (by the name or id
+ * of the route Kong's router matched), else admission.priority. Read only for a request that waits.
+ */
+async function bandOf(kong: KongPdk, state: PluginState): Promise<number> {
+  const admission = state.config.admission;
+  if (admission.route_priorities.length === 0) return admission.priority;
+  const route = await kong.router.getRoute();
+  if (route) {
+    for (const entry of admission.route_priorities) if (entry.route === route.name || entry.route === route.id) return entry.priority;
+  }
+  return admission.priority;
+}
+
+/**
  * Whose turn it is within a band (admission.fairness consumer): the consumer Kong's auth verified
  * (its id), '' for anonymous requests (one tenant together). Read only for a request that waits.
  */
@@ -538,8 +590,8 @@ async function answerStatus(kong: KongPdk, state: PluginState): Promise<void> {
   }
   const document = statusDocument(rows, null, state.config.strategy, Date.now(), withoutBody);
   document.shared_state = sharedStateStatus(state);
-  // The waiting room of this node (admission.enabled): it is per Kong node, never shared.
-  if (state.admission !== null) document.admission = { scope: 'this Kong node', ...state.admission.status() };
+  // The waiting room of this node (admission.enabled): per Kong node, shared by the routes balancing these replicas.
+  if (state.admission !== null) document.admission = { scope: 'this Kong node, every route balancing these replicas', ...state.admission.status() };
   await kong.response.exit(200, JSON.stringify(document), JSON_HEADERS);
 }
 
@@ -604,7 +656,8 @@ export class Plugin {
       if (state.admission === null) {
         result = attempt();
       } else {
-        const admitted = await state.admission.admit(admissionPool(state, view, routed !== null), state.config.admission.priority, () => tenantOf(kong, state), attempt);
+        const limits = { maxWaitMs: state.config.admission.max_wait_s * 1000, maxQueue: state.config.admission.max_queue };
+        const admitted = await state.admission.admit(admissionPool(state, view, routed !== null), () => bandOf(kong, state), () => tenantOf(kong, state), attempt, limits);
         if (admitted.kind === 'rejected') {
           await answerOverloaded(kong, state, admitted.because, admitted.waitedMs);
           return;

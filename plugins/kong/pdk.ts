@@ -15,6 +15,10 @@ export interface KongPdk {
     getIp(): Promise<string>;
     getConsumer(): Promise<{ id?: string; username?: string } | null>;
   };
+  router: {
+    /** The route Kong's router matched (admission.route_priorities reads its name and id). */
+    getRoute(): Promise<{ id?: string; name?: string | null } | null>;
+  };
   service: {
     setTarget(host: string, port: number): Promise<null>;
     setRetries(retries: number): Promise<null>;

@@ -1006,6 +1006,21 @@ export const schema: FieldEntry[] = [
           },
         },
         {
+          route_priorities: {
+            type: 'array',
+            default: [],
+            len_max: 256,
+            description: "Kong: the band of requests on these routes (matched by Kong's router), instead of priority.",
+            elements: {
+              type: 'record',
+              fields: [
+                { route: { type: 'string', required: true, len_min: 1, len_max: 256, format: 'printable', description: 'A Kong route name or id.' } },
+                { priority: { type: 'integer', required: true, between: [-100, 100], description: 'The band of its requests (higher first; below 0 sheddable).' } },
+              ],
+            },
+          },
+        },
+        {
           fairness: {
             type: 'string',
             default: 'consumer',

@@ -130,5 +130,6 @@ export interface AdmissionConfig {
   max_queue: number;
   reject_status: number;
   priority: number;
+  route_priorities: Array<{ route: string; priority: number }>;
   fairness: 'consumer' | 'none';
 }

@@ -30,6 +30,7 @@ import {
   KongSide,
   NO_RUN,
   createFakeRequestState,
+  pluginUuid,
   fakePdkHandlers,
   flatHeaders,
   markRetriedTry,
@@ -60,6 +61,17 @@ export interface KongGatewayOptions {
   serviceTimeoutsMs?: { connect: number; write: number; read: number };
   /** The plugin bundle (default dist/kong/llm-balancer.js). */
   pluginFile?: string;
+  /**
+   * Kong's routes in front of the plugin (on the Service): a request whose path starts with
+   * `prefix` matched the route `name` (kong.router.get_route; the longest prefix wins), every other
+   * request the default route llm-route.
+   */
+  routes?: Array<{ prefix: string; name: string }>;
+  /**
+   * Plays Kong's authentication (key-auth and friends, which run before the plugin): the value of
+   * this request header, when present, is the consumer id Kong verified (kong.client.get_consumer).
+   */
+  consumerHeader?: string;
 }
 
 export interface KongGateway {
@@ -98,6 +110,13 @@ function clientAddress(req: http.IncomingMessage): string {
   return address.startsWith('::ffff:') ? address.slice(7) : address;
 }
 
+/** The consumer Kong's auth would have verified: the consumer header's value (KongGatewayOptions.consumerHeader). */
+function consumerOf(req: http.IncomingMessage, header: string | undefined): { id: string } | null {
+  if (header === undefined) return null;
+  const value = req.headers[header.toLowerCase()];
+  return typeof value === 'string' && value !== '' ? { id: value } : null;
+}
+
 function exitBody(body: unknown): string {
   if (body === undefined || body === null) return '';
   if (typeof body === 'string') return body;
@@ -126,6 +145,7 @@ export async function startKongGateway(options: KongGatewayOptions): Promise<Kon
   const rpcs: KongRpc[] = [];
   const sides: KongSide[] = [];
   let instanceId = 0;
+  const routes = (options.routes ?? []).slice().sort((a, b) => b.prefix.length - a.prefix.length);
   try {
     for (let i = 0; i < (options.connections ?? 4); i++) {
       const rpc = await KongRpc.connect(server.socketPath, { callTimeoutMs: 30_000 });
@@ -178,9 +198,15 @@ export async function startKongGateway(options: KongGatewayOptions): Promise<Kon
       headers: flatHeaders(req.headers),
       body: body.length > 0 ? body.toString('utf8') : undefined,
       clientIp: clientAddress(req),
-      consumer: null,
+      consumer: consumerOf(req, options.consumerHeader),
       query,
     });
+    // The route Kong's router matched (by path prefix here).
+    const route = routes.find((r) => url.pathname.startsWith(r.prefix));
+    if (route !== undefined) {
+      state.route.name = route.name;
+      state.route.id = pluginUuid('route:' + route.name);
+    }
     state.service.retries = serviceRetries;
     state.service.connect_timeout = serviceTimeouts.connect;
     state.service.write_timeout = serviceTimeouts.write;
