@@ -159,7 +159,7 @@ const SETTINGS: Record<Mode, ModeSettings> = {
 const SLO_AT_SCALE_1: Required<Slo> = { ttftMs: 1000, tpotMs: 50, e2eMs: Number.POSITIVE_INFINITY };
 
 /** Per-request deadline of the measured rows: far past any e2e below saturation. */
-const ROW_TIMEOUT_MS = 120_000;
+export const ROW_TIMEOUT_MS = 120_000;
 
 export interface Emulators {
   addresses: string[];
@@ -181,7 +181,7 @@ export function emulatorModelArgs(mix: string): string[] {
  * Wait after a gateway starts before a trace that names models: one models.refresh_s and one
  * replica_metrics.interval_s (1 s each in the bench: the model lists, the LoRA slots) and a margin.
  */
-const MODEL_LIST_WARMUP_MS = 1500;
+export const MODEL_LIST_WARMUP_MS = 1500;
 
 /** The row that calibrates capacity: nginx's own round robin, or ours where requests must be routed by model. */
 export function calibrationRow(mix: string): string {
@@ -379,7 +379,7 @@ export function traceWithSessions(options: { seed: number; ratePerS: number; dur
   return trace;
 }
 
-function scaledSlo(timeScale: number): Slo {
+export function scaledSlo(timeScale: number): Slo {
   return { ttftMs: SLO_AT_SCALE_1.ttftMs * timeScale, tpotMs: SLO_AT_SCALE_1.tpotMs * timeScale };
 }
 
@@ -387,7 +387,7 @@ function scaledSlo(timeScale: number): Slo {
  * Replays the trace against one gateway, or splits it between several (request i to gateway
  * i mod n, all started together, each at its own schedule time) and merges the records in trace order.
  */
-async function executeSplit(trace: Trace, urls: string[], timeoutMs: number): Promise<{ records: RequestRecord[]; windowMs: number }> {
+export async function executeSplit(trace: Trace, urls: string[], timeoutMs: number): Promise<{ records: RequestRecord[]; windowMs: number }> {
   if (urls.length === 1) return executeTrace(trace, { baseUrl: urls[0], timeoutMs });
   const parts = urls.map((_, part) => Object.assign({}, trace, { entries: trace.entries.filter((_, index) => index % urls.length === part) }));
   const results = await Promise.all(parts.map((part, i) => executeTrace(part, { baseUrl: urls[i], timeoutMs })));
@@ -426,7 +426,7 @@ async function cacheStats(addresses: string[]): Promise<CacheStats | null> {
   return { queriedTokens: queried, hitTokens: hits, hitRate: queried > 0 ? hits / queried : null, adapterLoads: loads };
 }
 
-async function withStack<T>(
+export async function withStack<T>(
   row: string,
   timeScale: number,
   seed: number,
@@ -482,7 +482,7 @@ function steadyCompletionRate(records: RequestRecord[], fromMs: number, toMs: nu
  * they are not counted either. If the rate found is close to the rate offered, the offer did not
  * saturate: it is doubled and the run repeated (at most twice).
  */
-async function calibrate(mode: Mode, timeScale: number, run: RunChoices, log: (line: string) => void): Promise<Calibration> {
+export async function calibrate(mode: Mode, timeScale: number, run: RunChoices, log: (line: string) => void): Promise<Calibration> {
   const durationS = SETTINGS[mode].calibrationS;
   // A first guess of capacity from the profiles (~16 req/s of `mixed` at scale 1), offered 1.5x.
   let offered = Math.round((1.5 * 16) / timeScale);
@@ -642,7 +642,9 @@ function fmt(value: number | null): string {
   return value === null ? '-' : value.toFixed(0);
 }
 
-const USAGE = `usage: npm run bench -- [--quick | --smoke | --nodes [--resume] | --models [--resume]] [--seed N] [--mix NAME] [--rows LIST] [--trace-s N] [--out DIR]
+const USAGE = `usage: npm run bench -- [--quick | --smoke | --nodes [--resume] | --models [--resume] | --capacity [--smoke]] [--seed N] [--mix NAME] [--rows LIST] [--trace-s N] [--out DIR]
+  --capacity     capacity at the SLO (npm run bench:capacity): per row, the highest rate with goodput >= 90%,
+                 mixes mixed and fleet-prefixes, 2 seeds, ratios to nginx round robin (~50 min; --smoke: seconds)
   --quick        the 90% level only, 10 s traces, 5 rows (~2 min)
   --smoke        a seconds-long run of the whole pipeline (CI)
   --nodes        the multi-node suite (~27 min): 1, 2, 4 nginx / Kong / Kong+Redis nodes, mixes
@@ -700,6 +702,7 @@ export async function main(argv: string[]): Promise<void> {
         smoke: { type: 'boolean' },
         nodes: { type: 'boolean' },
         models: { type: 'boolean' },
+        capacity: { type: 'boolean' },
         resume: { type: 'boolean' },
         seed: { type: 'string' },
         mix: { type: 'string' },
@@ -717,6 +720,27 @@ export async function main(argv: string[]): Promise<void> {
   }
   if (values.help) {
     console.log(USAGE);
+    return;
+  }
+  if (values.capacity) {
+    if (values.quick || values.nodes || values.models || values.resume) {
+      console.error(`--capacity runs its own search: leave out --quick, --nodes, --models and --resume\n\n${USAGE}`);
+      process.exitCode = 2;
+      return;
+    }
+    const { runCapacity, CAPACITY_DEFAULTS } = await import('./capacity');
+    const smoke = values.smoke === true;
+    const defaults = smoke ? CAPACITY_DEFAULTS.smoke : CAPACITY_DEFAULTS.full;
+    const narrowed = smoke || Object.keys(choices).length > 0;
+    await runCapacity({
+      mode: smoke ? 'smoke' : 'full',
+      mixes: choices.mix !== undefined ? [choices.mix] : defaults.mixes,
+      seeds: choices.seed !== undefined ? [choices.seed] : defaults.seeds,
+      rows: choices.rows ?? defaults.rows,
+      traceS: choices.traceS ?? defaults.traceS,
+      steps: defaults.steps,
+      outDir: values.out !== undefined ? path.resolve(values.out) : path.join(REPO_ROOT, 'bench', 'results', narrowed ? 'runs' : '', narrowed ? 'capacity-' + (smoke ? 'smoke' : 'custom') : 'capacity'),
+    });
     return;
   }
   if (values.models || values.nodes) {
