@@ -620,26 +620,14 @@ export function createBalancer(config: BalancerConfig, deps: BalancerDeps): Bala
     let candidates = candidatesOf(replicas, now);
     // Admission: a saturated pool takes nothing more now; the adapter holds the request and asks
     // again when capacity frees (the replicas of a panic are failing: no admission there).
+    // "replicas", or "replicas serving the model `m`" when the model narrowed them.
+    const which = replicas.length < allReplicas.length ? 'replicas serving the model `' + routedModel(request) + '`' : 'replicas';
     if (candidates.length > 0 && saturated(candidates, now)) {
-      return {
-        ok: false,
-        reason: 'saturated',
-        message:
-          replicas.length < allReplicas.length
-            ? 'all ' + candidates.length + ' available replicas serving the model `' + routedModel(request) + '` are saturated'
-            : 'all ' + candidates.length + ' available replicas are saturated',
-      };
+      return { ok: false, reason: 'saturated', message: 'all ' + candidates.length + ' available ' + which + ' are saturated' };
     }
     if (candidates.length === 0 && config.on_no_healthy === 'panic') candidates = panicCandidates(replicas, now);
     if (candidates.length === 0) {
-      return {
-        ok: false,
-        reason: 'no-healthy-replica',
-        message:
-          replicas.length < allReplicas.length
-            ? 'none of the ' + replicas.length + ' replicas serving the model `' + routedModel(request) + '` is available (unhealthy, ejected, draining or weight 0)'
-            : 'none of the ' + replicas.length + ' replicas is available (unhealthy, ejected, draining or weight 0)',
-      };
+      return { ok: false, reason: 'no-healthy-replica', message: 'none of the ' + replicas.length + ' ' + which + ' is available (unhealthy, ejected, draining or weight 0)' };
     }
     context.request = request;
     context.hashKey = strategy.reads.hashKey ? resolveHashKey(config.hash_key, request) : null;

@@ -30,6 +30,14 @@ describe('capacity search', () => {
     expect(none.probes.map((p) => p.ratePerS)).toEqual([5, 2.5, 1.3]);
   });
 
+  it('judges against the target it is given (a share of the idle goodput)', async () => {
+    const curve = async (rate: number) => (rate <= 30 ? 0.8 : 0.6);
+    expect((await searchCapacity(curve, 20, 5)).capacityPerS).toBe(0);
+    const found = await searchCapacity(curve, 20, 5, 0.72);
+    expect(found.capacityPerS).toBeGreaterThan(25);
+    expect(found.capacityPerS).toBeLessThanOrEqual(30);
+  });
+
   it('widens the bracket down when the low end misses the target', async () => {
     const found = await searchCapacity(cliff(3), 20, 4);
     expect(found.capacityPerS).toBeGreaterThan(2);
@@ -37,9 +45,9 @@ describe('capacity search', () => {
   });
 
   it('tables the median capacity and the median of per-seed ratios to the reference', () => {
-    const row = (seed: number, name: string, capacityPerS: number, open = false): RowCapacity => ({ mix: 'mixed', seed, row: name, capacityPerS, bracket: [capacityPerS, open ? null : capacityPerS * 1.05], probes: [] });
+    const row = (seed: number, name: string, capacityPerS: number, open = false): RowCapacity => ({ mix: 'mixed', seed, row: name, capacityPerS, bracket: [capacityPerS, open ? null : capacityPerS * 1.05], probes: [], idleGoodput: 0.9, target: 0.81 });
     const table = renderCapacity([row(1, 'nginx round robin', 10), row(1, 'llm', 15), row(2, 'nginx round robin', 20), row(2, 'llm', 26, true)], 'nginx round robin');
-    expect(table).toContain('| mixed | nginx round robin | 10.0, 20.0 | 15.0 | 1.00x |');
+    expect(table).toContain('| mixed | nginx round robin | 10.0, 20.0 | 15.0 | 1.00x | 81% (90%), 81% (90%) |');
     expect(table).toContain('| mixed | llm | 15.0, 26.0+ | 20.5 | 1.40x |');
   });
 });
