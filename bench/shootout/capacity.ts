@@ -27,8 +27,9 @@ import { median } from './summarize';
 /** The share of what idle replicas achieve that must still meet the SLO at a feasible rate. */
 export const GOODPUT_TARGET = 0.9;
 
-/** The rate (fraction of calibrated capacity) at which the idle goodput is measured. */
+/** The rate (fraction of calibrated capacity) at which the idle goodput is measured, over this many traces' length. */
 const IDLE_LOAD = 0.1;
+const IDLE_TRACES = 3;
 
 export interface CapacityOptions {
   mode: Mode;
@@ -162,7 +163,8 @@ export async function runCapacity(options: CapacityOptions): Promise<RowCapacity
     for (const seed of options.seeds) {
       const calibration = await calibrate(options.mode, timeScale, { seed, mix, rows: options.rows, traceS: options.traceS, levels: [] }, log);
       const idleRate = Math.max(0.1, Math.round(calibration.capacityPerS * IDLE_LOAD * 10) / 10);
-      const idleGoodput = await goodputAt(calibration.row, mix, seed, idleRate, options.traceS, timeScale);
+      // Three traces' length: at a tenth of capacity one trace holds few requests (15 s x 1 req/s).
+      const idleGoodput = await goodputAt(calibration.row, mix, seed, idleRate, options.traceS * IDLE_TRACES, timeScale);
       const target = GOODPUT_TARGET * idleGoodput;
       log(
         `capacity at the SLO: mix ${mix}, seed ${seed}, calibrated ${calibration.capacityPerS.toFixed(1)} req/s through ${calibration.row}; ` +
