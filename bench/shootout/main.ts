@@ -642,7 +642,8 @@ function fmt(value: number | null): string {
   return value === null ? '-' : value.toFixed(0);
 }
 
-const USAGE = `usage: npm run bench -- [--quick | --smoke | --nodes [--resume] | --models [--resume] | --capacity [--smoke]] [--seed N] [--mix NAME] [--rows LIST] [--trace-s N] [--out DIR]
+const USAGE = `usage: npm run bench -- [--quick | --smoke | --nodes [--resume] | --models [--resume] | --capacity [--smoke] | --overload] [--seed N] [--mix NAME] [--rows LIST] [--trace-s N] [--out DIR]
+  --overload     150% of capacity, two tenants 4:1, two bands, through Kong with and without admission (~4 min)
   --capacity     capacity at the SLO (npm run bench:capacity): per row, the highest rate with goodput >= 90%,
                  mixes mixed and fleet-prefixes, 2 seeds, ratios to nginx round robin (~50 min; --smoke: seconds)
   --quick        the 90% level only, 10 s traces, 5 rows (~2 min)
@@ -703,6 +704,7 @@ export async function main(argv: string[]): Promise<void> {
         nodes: { type: 'boolean' },
         models: { type: 'boolean' },
         capacity: { type: 'boolean' },
+        overload: { type: 'boolean' },
         resume: { type: 'boolean' },
         seed: { type: 'string' },
         mix: { type: 'string' },
@@ -720,6 +722,15 @@ export async function main(argv: string[]): Promise<void> {
   }
   if (values.help) {
     console.log(USAGE);
+    return;
+  }
+  if (values.overload) {
+    const { runOverload } = await import('./overload');
+    await runOverload({
+      seed: choices.seed ?? DEFAULT_SEED,
+      traceS: choices.traceS ?? 20,
+      outDir: values.out !== undefined ? path.resolve(values.out) : path.join(REPO_ROOT, 'bench', 'results', 'overload'),
+    });
     return;
   }
   if (values.capacity) {

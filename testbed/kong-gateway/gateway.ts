@@ -63,10 +63,11 @@ export interface KongGatewayOptions {
   pluginFile?: string;
   /**
    * Kong's routes in front of the plugin (on the Service): a request whose path starts with
-   * `prefix` matched the route `name` (kong.router.get_route; the longest prefix wins), every other
+   * `prefix` (the longest wins), or that carries `header` with its value (Kong routes match on
+   * headers too; checked first), matched the route `name` (kong.router.get_route); every other
    * request the default route llm-route.
    */
-  routes?: Array<{ prefix: string; name: string }>;
+  routes?: Array<{ prefix?: string; header?: { name: string; value: string }; name: string }>;
   /**
    * Plays Kong's authentication (key-auth and friends, which run before the plugin): the value of
    * this request header, when present, is the consumer id Kong verified (kong.client.get_consumer).
@@ -145,7 +146,8 @@ export async function startKongGateway(options: KongGatewayOptions): Promise<Kon
   const rpcs: KongRpc[] = [];
   const sides: KongSide[] = [];
   let instanceId = 0;
-  const routes = (options.routes ?? []).slice().sort((a, b) => b.prefix.length - a.prefix.length);
+  const headerRoutes = (options.routes ?? []).filter((r) => r.header !== undefined);
+  const prefixRoutes = (options.routes ?? []).filter((r) => r.prefix !== undefined).sort((a, b) => (b.prefix as string).length - (a.prefix as string).length);
   try {
     for (let i = 0; i < (options.connections ?? 4); i++) {
       const rpc = await KongRpc.connect(server.socketPath, { callTimeoutMs: 30_000 });
@@ -202,7 +204,9 @@ export async function startKongGateway(options: KongGatewayOptions): Promise<Kon
       query,
     });
     // The route Kong's router matched (by path prefix here).
-    const route = routes.find((r) => url.pathname.startsWith(r.prefix));
+    const route =
+      headerRoutes.find((r) => req.headers[(r.header as { name: string }).name.toLowerCase()] === (r.header as { value: string }).value) ??
+      prefixRoutes.find((r) => url.pathname.startsWith(r.prefix as string));
     if (route !== undefined) {
       state.route.name = route.name;
       state.route.id = pluginUuid('route:' + route.name);
