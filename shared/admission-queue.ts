@@ -14,6 +14,12 @@
 // Every waiter leaves exactly once: taken (dispatched), expired, displaced or removed (its client
 // went away). Written in the njs subset: plain objects and arrays, index loops.
 
+/**
+ * Why a request got no replica from the waiting room: its band is sheddable, the queue was full,
+ * it waited past its deadline, or a higher band displaced it.
+ */
+export type RejectedBecause = 'shed' | 'full' | 'timeout' | 'displaced';
+
 export interface Waiter<T> {
   /** The adapter's own handle for the request (unique while it waits). */
   key: number;

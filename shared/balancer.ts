@@ -601,10 +601,11 @@ export function createBalancer(config: BalancerConfig, deps: BalancerDeps): Bala
     return poolSaturated(signals, admission);
   }
 
-  /** The model a routed request asked for (forModel filtered by it). */
-  function routedModel(request: RequestView): string {
+  /** "replicas", or "replicas serving the model `m`" when the request's model narrowed them (error messages only). */
+  function poolWords(replicas: Replica[], allReplicas: Replica[], request: RequestView): string {
+    if (replicas.length === allReplicas.length) return 'replicas';
     const model = modelOf(request);
-    return model === null ? '' : model;
+    return 'replicas serving the model `' + (model === null ? '' : model) + '`';
   }
 
   function pick(allReplicas: Replica[], request: RequestView): PickResult {
@@ -620,14 +621,12 @@ export function createBalancer(config: BalancerConfig, deps: BalancerDeps): Bala
     let candidates = candidatesOf(replicas, now);
     // Admission: a saturated pool takes nothing more now; the adapter holds the request and asks
     // again when capacity frees (the replicas of a panic are failing: no admission there).
-    // "replicas", or "replicas serving the model `m`" when the model narrowed them.
-    const which = replicas.length < allReplicas.length ? 'replicas serving the model `' + routedModel(request) + '`' : 'replicas';
     if (candidates.length > 0 && saturated(candidates, now)) {
-      return { ok: false, reason: 'saturated', message: 'all ' + candidates.length + ' available ' + which + ' are saturated' };
+      return { ok: false, reason: 'saturated', message: 'all ' + candidates.length + ' available ' + poolWords(replicas, allReplicas, request) + ' are saturated' };
     }
     if (candidates.length === 0 && config.on_no_healthy === 'panic') candidates = panicCandidates(replicas, now);
     if (candidates.length === 0) {
-      return { ok: false, reason: 'no-healthy-replica', message: 'none of the ' + replicas.length + ' ' + which + ' is available (unhealthy, ejected, draining or weight 0)' };
+      return { ok: false, reason: 'no-healthy-replica', message: 'none of the ' + replicas.length + ' ' + poolWords(replicas, allReplicas, request) + ' is available (unhealthy, ejected, draining or weight 0)' };
     }
     context.request = request;
     context.hashKey = strategy.reads.hashKey ? resolveHashKey(config.hash_key, request) : null;

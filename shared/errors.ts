@@ -2,6 +2,7 @@
 // clients (openai-python, LangChain, ...) surface the message instead of a parse error.
 
 import type { NoReplicaReason } from './types';
+import type { RejectedBecause } from './admission-queue';
 
 export interface OpenAiError {
   error: { message: string; type: string; code: string; param: null };
@@ -23,7 +24,7 @@ export function noReplicaError(reason: NoReplicaReason | 'internal-error', messa
  * waited past admission.max_wait_s, the queue was full, a higher band displaced it, or its band is
  * sheddable. OpenAI SDKs raise RateLimitError on a 429 and retry it after Retry-After.
  */
-export function overloadedError(because: 'shed' | 'full' | 'timeout' | 'displaced', message: string, status: number): OpenAiError {
+export function overloadedError(because: RejectedBecause, message: string, status: number): OpenAiError {
   return {
     error: {
       message: 'llm-balancer: ' + message,
@@ -35,7 +36,7 @@ export function overloadedError(because: 'shed' | 'full' | 'timeout' | 'displace
 }
 
 /** Why admission turned a request away, for its message. */
-export function overloadedMessage(because: 'shed' | 'full' | 'timeout' | 'displaced', waitedMs: number): string {
+export function overloadedMessage(because: RejectedBecause, waitedMs: number): string {
   if (because === 'timeout') return 'every replica stayed saturated for the ' + (waitedMs / 1000).toFixed(1) + ' s this request waited (admission.max_wait_s)';
   if (because === 'full') return 'every replica is saturated and the gateway queue is full (admission.max_queue)';
   if (because === 'shed') return 'every replica is saturated and this request is sheddable (admission.priority below 0)';

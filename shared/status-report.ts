@@ -2,6 +2,7 @@
 // kong.status_path): the core's per-replica rows (balancer.status) as JSON, and the same numbers
 // in the Prometheus text exposition format (version 0.0.4). Pure rendering from plain rows.
 
+import type { RejectedBecause } from './admission-queue';
 import type { ReplicaStatus } from './balancer';
 
 export const PROMETHEUS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
@@ -149,7 +150,7 @@ export interface AdmissionReport {
   /** Requests that waited and were then dispatched. */
   admittedAfterWait: number;
   /** Requests turned away, by why: shed (sheddable band), full (queue cap), timeout (max_wait_s), displaced (by a higher band). */
-  rejected: { shed: number; full: number; timeout: number; displaced: number };
+  rejected: Record<RejectedBecause, number>;
 }
 
 /** The admission families in Prometheus text: waiting per band, dispatched after a wait, rejected by why. */
@@ -171,7 +172,7 @@ export function admissionPrometheus(report: AdmissionReport): string {
   lines.push('llm_balancer_admission_admitted_after_wait_total ' + report.admittedAfterWait);
   lines.push('# HELP llm_balancer_admission_rejected_total Requests admission turned away (admission.reject_status), by why.');
   lines.push('# TYPE llm_balancer_admission_rejected_total counter');
-  const reasons: Array<'shed' | 'full' | 'timeout' | 'displaced'> = ['shed', 'full', 'timeout', 'displaced'];
+  const reasons: RejectedBecause[] = ['shed', 'full', 'timeout', 'displaced'];
   for (let i = 0; i < reasons.length; i++) lines.push('llm_balancer_admission_rejected_total{reason="' + reasons[i] + '"} ' + report.rejected[reasons[i]]);
   return lines.join('\n') + '\n';
 }

@@ -15,12 +15,10 @@
 // so the next head's pick sees it in flight.
 
 import { createAdmissionQueue } from '../../shared/admission-queue';
-import type { AdmissionQueue, Waiter } from '../../shared/admission-queue';
+import type { AdmissionQueue, RejectedBecause, Waiter } from '../../shared/admission-queue';
 import type { PickResult } from '../../shared/types';
 import type { AdmissionReport } from '../../shared/status-report';
 
-/** Why a request got no replica from the queue. */
-export type RejectedBecause = 'shed' | 'full' | 'timeout' | 'displaced';
 
 export type Admitted =
   | { kind: 'picked'; result: PickResult; waitedMs: number }

@@ -40,7 +40,9 @@ import {
 import { PROMETHEUS_CONTENT_TYPE, STATE_KINDS, admissionPrometheus, localStateKinds, prometheusText, sharedStatePrometheus as sharedStateFamily, statusDocument } from '../../shared/status-report';
 import type { Balancer, BalancerConfig, ConfigError, PickResult, Replica, RequestView } from '../../shared/index';
 import { createAdmissionGate } from './admission';
-import type { AdmissionGate, RejectedBecause } from './admission';
+import type { AdmissionGate } from './admission';
+import type { RejectedBecause } from '../../shared/admission-queue';
+import { bodyModel } from '../../shared/model-routing';
 import { kongOptionsFields, kongOptionsSchema } from './options';
 import type { KongOptions } from './options';
 import { answeredBeforeRefusal, lastTriedAddress, needsResponseSource, outcomeFromLogEntry } from './outcome';
@@ -311,6 +313,7 @@ function stateFor(pluginId: string, config: BalancerConfig, kong: KongOptions): 
           ejectionRecordMs: 2 * config.passive_health.max_ejection_s * 1000,
         });
   const store = shared === null ? local : shared.store;
+  const gateKey = admissionKey(config, kong);
   const state: PluginState = {
     signature,
     config,
@@ -347,8 +350,8 @@ function stateFor(pluginId: string, config: BalancerConfig, kong: KongOptions): 
     connectErrorAt: Object.create(null),
     lastUsedAt: Date.now(),
     // The new state takes its waiting room before the old one lets go: a config change keeps who waits.
-    admission: config.admission.enabled ? acquireGate(admissionKey(config, kong)) : null,
-    admissionKey: admissionKey(config, kong),
+    admission: config.admission.enabled ? acquireGate(gateKey) : null,
+    admissionKey: gateKey,
   };
   if (known) stopState(known);
   if (readsReplicaLoad(config)) {
@@ -493,13 +496,14 @@ async function answerOverloaded(kong: KongPdk, state: PluginState, because: Reje
 }
 
 /**
- * The admission pool of a request: its model when requests are routed by model (each model's
- * replicas saturate on their own, and one model's queue must not hold another's), else one pool.
+ * The admission pool of a request: the served model it routes to (aliases and the default applied,
+ * as the pick resolves it) when requests are routed by model — each model's replicas saturate on
+ * their own, and one model's queue must not hold another's — else one pool.
  */
 function admissionPool(state: PluginState, view: RequestView, routed: boolean): string {
   if (!routed && !routesByModel(state.config)) return '';
-  const model = view.body !== null && typeof view.body === 'object' ? (view.body as { model?: unknown }).model : undefined;
-  return typeof model === 'string' ? model : '';
+  const model = view.model !== undefined ? view.model : bodyModel(view.body, state.config.models.aliases, state.config.models.default);
+  return model === null ? '' : model;
 }
 
 /**
