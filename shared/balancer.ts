@@ -26,7 +26,7 @@ import { ADAPTER_SLOTS_FULL, adapterBase, adapterFilter, adapterScores, bodyMode
 import type { ServedModels } from './model-discovery';
 import type { AdapterCandidate, ModelCard, ReplicaModels } from './model-routing';
 import { MAX_TRACKED_SLOTS, adapterTag, recordSentAdapter, sentAdapters } from './adapter-slots';
-import { poolSaturated } from './saturation';
+import { poolRoom, poolSaturated } from './saturation';
 import type { LoadSignals, SaturationLimits } from './saturation';
 
 export interface ModelListDocument {
@@ -91,8 +91,18 @@ export interface Balancer {
   readonly config: BalancerConfig;
   /** What the configured strategy reads (readsTokens(config) and friends, without building it again). */
   readonly reads: MetricReads;
-  /** The replica to use first, then up to `retries` distinct alternates; or why there is none. */
-  pick(replicas: Replica[], request: RequestView): PickResult;
+  /**
+   * The replica to use first, then up to `retries` distinct alternates; or why there is none.
+   * `admitted`: a waiting room granted the request its place (room() counted it in), so the
+   * pool's saturation is not judged again: it would send the request back to the end of the wait.
+   */
+  pick(replicas: Replica[], request: RequestView, admitted?: boolean): PickResult;
+  /**
+   * admission.*: how many more requests the request's pool takes before it is saturated
+   * (shared/saturation.ts poolRoom); Infinity without admission, or when the pool has no candidate
+   * to wait for (its requests then get the pick's own answer).
+   */
+  room(replicas: Replica[], request: RequestView): number;
   /**
    * An attempt on this replica (or replica id) begins: call for the pick and each failover attempt,
    * with the pick's `tokens` (counted until the Outcome hands them back to onEnd).
@@ -608,7 +618,19 @@ export function createBalancer(config: BalancerConfig, deps: BalancerDeps): Bala
     return 'replicas serving the model `' + (model === null ? '' : model) + '`';
   }
 
-  function pick(allReplicas: Replica[], request: RequestView): PickResult {
+  function room(allReplicas: Replica[], request: RequestView): number {
+    if (admission === null) return Infinity;
+    const routed = forModel(allReplicas, request, attachedModels(allReplicas));
+    if (!isArray(routed)) return Infinity;
+    const now = deps.clock.now();
+    const candidates = candidatesOf(routed, now);
+    if (candidates.length === 0) return Infinity;
+    const signals: LoadSignals[] = [];
+    for (let i = 0; i < candidates.length; i++) signals.push(loadSignals(store, keysOf(candidates[i].id), candidates[i].weight, now, loadFreshMs));
+    return poolRoom(signals, admission);
+  }
+
+  function pick(allReplicas: Replica[], request: RequestView, admitted?: boolean): PickResult {
     if (allReplicas.length === 0) {
       return { ok: false, reason: 'no-replicas', message: 'no replicas are configured for this upstream' };
     }
@@ -621,7 +643,7 @@ export function createBalancer(config: BalancerConfig, deps: BalancerDeps): Bala
     let candidates = candidatesOf(replicas, now);
     // Admission: a saturated pool takes nothing more now; the adapter holds the request and asks
     // again when capacity frees (the replicas of a panic are failing: no admission there).
-    if (candidates.length > 0 && saturated(candidates, now)) {
+    if (candidates.length > 0 && admitted !== true && saturated(candidates, now)) {
       return { ok: false, reason: 'saturated', message: 'all ' + candidates.length + ' available ' + poolWords(replicas, allReplicas, request) + ' are saturated' };
     }
     if (candidates.length === 0 && config.on_no_healthy === 'panic') candidates = panicCandidates(replicas, now);
@@ -742,6 +764,7 @@ export function createBalancer(config: BalancerConfig, deps: BalancerDeps): Bala
     config: config,
     reads: strategy.reads,
     pick: pick,
+    room: room,
     onStart: (replica, tokens) => recordStart(store, keysFor(replica), tokens === undefined ? 0 : tokens, stuckMs > 0 ? deps.clock.now() : undefined),
     onProgress(replica: Replica | string): void {
       if (stuckMs > 0) store.set(keysFor(replica).progressAt, deps.clock.now());

@@ -60,3 +60,28 @@ export function poolSaturated(replicas: LoadSignals[], limits: SaturationLimits)
   for (let i = 0; i < replicas.length; i++) if (saturationOf(replicas[i], limits) === null) return false;
   return true;
 }
+
+/**
+ * How many more requests the replica takes before it is saturated (0: saturated now). Infinity
+ * when nothing limits it (no in-flight bound, and a fresh scrape without a waiting count and below
+ * the KV threshold). The waiting room (NGINX) grants that many waiting requests at once.
+ */
+export function replicaRoom(replica: LoadSignals, limits: SaturationLimits): number {
+  if (saturationOf(replica, limits) !== null) return 0;
+  let room = Infinity;
+  if (limits.maxConcurrency > 0) room = Math.ceil(limits.maxConcurrency * replica.weight - replica.inFlight);
+  if (limits.metrics && replica.waiting !== null) {
+    const delta = replica.inFlight - replica.inFlightAtScrape;
+    const waiting = replica.waiting + (delta > 0 ? delta : 0);
+    const byQueue = Math.ceil(limits.queueThreshold * replica.weight - waiting);
+    if (byQueue < room) room = byQueue;
+  }
+  return room > 0 ? room : 0;
+}
+
+/** The pool's room: the sum of its replicas' (Infinity when one is unbounded; 0 for an empty pool). */
+export function poolRoom(replicas: LoadSignals[], limits: SaturationLimits): number {
+  let room = 0;
+  for (let i = 0; i < replicas.length; i++) room += replicaRoom(replicas[i], limits);
+  return room;
+}

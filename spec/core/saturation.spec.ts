@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { createBalancer, readsReplicaLoad, saturationLimits } from '../../shared/balancer';
 import { createMemoryStore } from '../../shared/memory-store';
-import { poolSaturated, saturationOf } from '../../shared/saturation';
+import { poolRoom, poolSaturated, replicaRoom, saturationOf } from '../../shared/saturation';
 import type { LoadSignals, SaturationLimits } from '../../shared/saturation';
 import type { Replica } from '../../shared/types';
 import { configOf, fakeClock, replicas, seededRandom } from '../helpers/core';
@@ -45,6 +45,30 @@ describe('saturationOf', () => {
     expect(poolSaturated([signals({ waiting: 9 }), signals({ kvUsage: 0.9 })], METRICS)).toBe(true);
     expect(poolSaturated([signals({ waiting: 9 }), signals()], METRICS)).toBe(false);
     expect(poolSaturated([], METRICS)).toBe(false);
+  });
+});
+
+describe('room before saturation', () => {
+  it.each<[string, Partial<LoadSignals>, SaturationLimits, number]>([
+    ['queue: up to the threshold', { waiting: 2 }, METRICS, 3],
+    ["queue: this gateway's requests since the scrape use it up", { waiting: 2, inFlight: 3, inFlightAtScrape: 1 }, METRICS, 1],
+    ['queue: a weight-2 replica holds twice', { waiting: 2, weight: 2 }, METRICS, 8],
+    ['saturated: none', { waiting: 5 }, METRICS, 0],
+    ['stale: none', { fresh: false }, METRICS, 0],
+    ['KV reported alone, below its threshold: unbounded', { waiting: null }, METRICS, Infinity],
+    ['concurrency: the rest of the bound', { inFlight: 1 }, CONCURRENCY, 3],
+    ['concurrency: weighted', { inFlight: 1, weight: 2 }, CONCURRENCY, 7],
+    ['both: the smaller', { waiting: 4, inFlight: 1, inFlightAtScrape: 1 }, { ...METRICS, maxConcurrency: 4 }, 1],
+  ])('%s', (_, fields, limits, expected) => {
+    expect(replicaRoom(signals(fields), limits)).toBe(expected);
+  });
+
+  it('is zero exactly when saturated, and a pool has the sum of its replicas', () => {
+    for (const fields of [{}, { waiting: 5 }, { waiting: 4 }, { fresh: false }, { kvUsage: 0.9 }, { waiting: 3, inFlight: 4, inFlightAtScrape: 2 }]) {
+      expect(replicaRoom(signals(fields), METRICS) === 0).toBe(saturationOf(signals(fields), METRICS) !== null);
+    }
+    expect(poolRoom([signals({ waiting: 1 }), signals({ waiting: 3 }), signals({ fresh: false })], METRICS)).toBe(6);
+    expect(poolRoom([], METRICS)).toBe(0);
   });
 });
 
@@ -140,6 +164,33 @@ describe('the admission gate in pick', () => {
     });
     const qwen = balancer.pick(fleet, { body: { model: 'qwen', messages: [] } });
     expect(qwen.ok && qwen.replicas[0].id).toBe('b');
+  });
+
+  it('room(): what the request\'s pool takes before saturation; an admitted pick is not held again', () => {
+    const { balancer } = setup(
+      { saturation: 'concurrency', max_concurrency: 2 },
+      { models: { declared: [{ replica: 'a', models: ['llama'] }, { replica: 'b', models: ['qwen'] }] }, replicas: [{ id: 'a', address: 'a:1' }, { id: 'b', address: 'b:1' }] },
+    );
+    const fleet: Replica[] = [
+      { id: 'a', address: 'a:1', weight: 1 },
+      { id: 'b', address: 'b:1', weight: 1 },
+    ];
+    balancer.onStart('a');
+    expect(balancer.room(fleet, { model: 'llama' })).toBe(1);
+    expect(balancer.room(fleet, { model: 'qwen' })).toBe(2);
+    balancer.onStart('a');
+    expect(balancer.room(fleet, { model: 'llama' })).toBe(0);
+    expect(balancer.pick(fleet, { model: 'llama' })).toMatchObject({ ok: false, reason: 'saturated' });
+    const admitted = balancer.pick(fleet, { model: 'llama' }, true);
+    expect(admitted.ok && admitted.replicas[0].id).toBe('a');
+    // Nothing to wait for: an unknown model, or no healthy candidate, is not held.
+    expect(balancer.room(fleet, { model: 'mistral' })).toBe(Infinity);
+    expect(balancer.room([{ id: 'a', address: 'a:1', weight: 1, health: 'unhealthy' }], { model: 'llama' })).toBe(Infinity);
+  });
+
+  it('room() is unbounded without admission', () => {
+    const balancer = createBalancer(configOf({ strategy: 'least-connections' }), { store: createMemoryStore(), clock: fakeClock(), random: seededRandom(1) });
+    expect(balancer.room([{ id: 'a', address: 'a:1', weight: 1 }], {})).toBe(Infinity);
   });
 
   it('leaves a failing pool to its own answers: no healthy replica is not saturation', () => {
