@@ -35,6 +35,27 @@ export function overloadedError(because: RejectedBecause, message: string, statu
   };
 }
 
+/** The 429/503 of a request admission turned away: admission.reject_status, its JSON body, and Retry-After in seconds. */
+export interface OverloadedAnswer {
+  status: number;
+  body: string;
+  retryAfterS: number;
+}
+
+/**
+ * What both gateways answer a request admission turned away. Retry-After is the longest a retry
+ * would wait in the queue (admission.max_wait_s, at least 1 s): by then the pool has either
+ * drained or is still saturated for a reason a quicker retry would not change.
+ */
+export function overloadedAnswer(admission: { reject_status: number; max_wait_s: number }, because: RejectedBecause, waitedMs: number): OverloadedAnswer {
+  const status = admission.reject_status;
+  return {
+    status: status,
+    body: JSON.stringify(overloadedError(because, overloadedMessage(because, waitedMs), status)),
+    retryAfterS: Math.max(1, Math.ceil(admission.max_wait_s)),
+  };
+}
+
 /** Why admission turned a request away, for its message. */
 export function overloadedMessage(because: RejectedBecause, waitedMs: number): string {
   if (because === 'timeout') return 'every replica stayed saturated for the ' + (waitedMs / 1000).toFixed(1) + ' s this request waited (admission.max_wait_s)';

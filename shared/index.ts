@@ -2,7 +2,8 @@
 
 export { consultsPrefixTable, createBalancer, modelRewrite, needsRequestBody, placesAdapters, prefixTableKeys, rewritesModel, routesByModel, readsBody, readsHashKey, readsReplicaLoad, readsTokens, replicasFromConfig } from './balancer';
 export type { Balancer, BalancerDeps, ReplicaState, ReplicaStatus } from './balancer';
-export { modelNotFoundError, noReplicaError, overloadedError, overloadedMessage } from './errors';
+export { modelNotFoundError, noReplicaError, overloadedAnswer, overloadedError, overloadedMessage } from './errors';
+export type { OverloadedAnswer } from './errors';
 export type { OpenAiError } from './errors';
 export { createMemoryStore } from './memory-store';
 export type { MemoryStore } from './memory-store';

@@ -145,6 +145,8 @@ export function sharedStatePrometheus(shared: string[]): string {
 
 /** What admission reports on the status page and in Prometheus (an adapter's gate, shared/admission-queue.ts). */
 export interface AdmissionReport {
+  /** Requests whose client left while they waited (NGINX sees the close; Kong's plugin server cannot): absent where unknown. */
+  left?: number;
   /** Requests waiting now, per priority band (highest first). */
   waiting: Array<{ band: number; waiting: number }>;
   /** Requests that waited and were then dispatched. */
@@ -174,5 +176,10 @@ export function admissionPrometheus(report: AdmissionReport): string {
   lines.push('# TYPE llm_balancer_admission_rejected_total counter');
   const reasons: RejectedBecause[] = ['shed', 'full', 'timeout', 'displaced'];
   for (let i = 0; i < reasons.length; i++) lines.push('llm_balancer_admission_rejected_total{reason="' + reasons[i] + '"} ' + report.rejected[reasons[i]]);
+  if (report.left !== undefined) {
+    lines.push('# HELP llm_balancer_admission_left_total Requests whose client closed the connection while they waited.');
+    lines.push('# TYPE llm_balancer_admission_left_total counter');
+    lines.push('llm_balancer_admission_left_total ' + report.left);
+  }
   return lines.join('\n') + '\n';
 }

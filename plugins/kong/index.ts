@@ -22,8 +22,7 @@ import {
   modelNotFoundError,
   modelRewrite,
   noReplicaError,
-  overloadedError,
-  overloadedMessage,
+  overloadedAnswer,
   prefixTableKeys,
   readsBody,
   readsHashKey,
@@ -490,9 +489,8 @@ async function answer503(kong: KongPdk, reason: Parameters<typeof noReplicaError
  * is about a queue's wait away) and OpenAI's error shape.
  */
 async function answerOverloaded(kong: KongPdk, state: PluginState, because: RejectedBecause, waitedMs: number): Promise<void> {
-  const retryAfter = Math.max(MIN_RETRY_AFTER_S, Math.ceil(state.config.admission.max_wait_s));
-  const body = overloadedError(because, overloadedMessage(because, waitedMs), state.config.admission.reject_status);
-  await kong.response.exit(state.config.admission.reject_status, JSON.stringify(body), { 'Content-Type': 'application/json', 'Retry-After': String(retryAfter) });
+  const answer = overloadedAnswer(state.config.admission, because, waitedMs);
+  await kong.response.exit(answer.status, answer.body, { 'Content-Type': 'application/json', 'Retry-After': String(answer.retryAfterS) });
 }
 
 /**

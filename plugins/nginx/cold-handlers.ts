@@ -5,6 +5,7 @@ import type { NjsRequest } from './runtime';
 export interface ColdHandlers {
   status(r: NjsRequest): void;
   metrics(r: NjsRequest): void;
+  wait(r: NjsRequest): void;
   healthCheck(session?: unknown): Promise<void>;
   healthReport(session?: unknown): Promise<void>;
   scrapeMetrics(session?: unknown): Promise<void>;

@@ -21,6 +21,7 @@ import { scrapeMetrics } from './metrics-scrape';
 import { discoverModels } from './model-discovery';
 import { syncPeers } from './peers';
 import { systemClock, systemRandom } from './runtime';
+import { wait } from './waiting';
 
 /**
  * Picks once for `requestJson` (a RequestView) from a fresh in-memory state, with the config of
@@ -38,4 +39,4 @@ function pickForTest(preloadedJson: string, requestJson: string): string {
 // calls): the handlers are handed over through it, since the bundle has no exports.
 declare function llmBalancerColdHandOver(handlers: ColdHandlers): void;
 
-llmBalancerColdHandOver({ status, metrics, healthCheck, healthReport, scrapeMetrics, discoverModels, syncPeers, pickForTest });
+llmBalancerColdHandOver({ status, metrics, wait, healthCheck, healthReport, scrapeMetrics, discoverModels, syncPeers, pickForTest });

@@ -38,15 +38,18 @@ import type { PreloadedConfig } from './names';
 import type { LoraSlots, ServedModels } from '../../shared/model-discovery';
 import type { TextHash } from '../../shared/prefix-blocks';
 import { attemptOutcome, describeOutcome } from './outcome';
+import { admissionPoolOf, admissionReport, admittedAfterWait, bandOf, hold, leaveIfWaiting, tenantOf, ticketOf } from './admission';
+import { someoneWaits } from '../../shared/waiting-room';
+import type { WaitingEntry } from '../../shared/waiting-room';
 import type { ResponseVariables } from './outcome';
 import { linkPeers, readPeers, storedSyncedAt } from './peers';
 import { joinIdsOf, nextInPlan, parseIds, singleId } from './plan';
 import { DEFAULT_CONSUMER_VARIABLE, parseBody, requestViewOf } from './request-view';
-import { describeError, modelsDict, preloadedObject, stateDict, systemClock, systemRandom } from './runtime';
+import { describeError, modelsDict, preloadedObject, stateDict, systemClock, systemRandom, waitingDict } from './runtime';
 import type { NjsRequest } from './runtime';
 import { createSharedDictStore } from './shared-dict-store';
 import { splitsByStreaming, streamRequested } from './streaming';
-import { PROMETHEUS_CONTENT_TYPE, STATE_KINDS, prometheusText, sharedStatePrometheus, statusDocument } from '../../shared/status-report';
+import { PROMETHEUS_CONTENT_TYPE, STATE_KINDS, admissionPrometheus, prometheusText, sharedStatePrometheus, statusDocument } from '../../shared/status-report';
 
 export interface Context {
   config: BalancerConfig;
@@ -76,6 +79,10 @@ export interface Context {
   rewritesModel: boolean;
   /** Picks place LoRA adapters (llm.adapter_weight, models.adapter_filter) and discovery is on: the LoRA slots the /metrics scrape keeps are attached to the replicas. */
   placesAdapters: boolean;
+  /** admission.enabled: saturated pools hold requests in the waiting room (admission.ts); $llm_balancer_ticket is declared. */
+  admits: boolean;
+  /** nginx.priority_variable: the variable holding a request's priority band, or null (admission.priority for all). */
+  priorityVariable: string | null;
 }
 
 let current: Context | null = null;
@@ -162,6 +169,8 @@ export function context(): Context {
     routesByModel: routesByModel(config),
     rewritesModel: rewritesModel(config),
     placesAdapters: placesAdapters(config) && config.models.discovery,
+    admits: config.admission.enabled,
+    priorityVariable: typeof preloaded.priorityVariable === 'string' && preloaded.priorityVariable !== '' ? preloaded.priorityVariable : null,
   };
   return current;
 }
@@ -436,7 +445,12 @@ export function outcome(r: NjsRequest): string {
     const only = singleId(list);
     if (only !== null) return endAttempt(r, context(), only, 0, response);
     const tried = parseIds(list);
-    if (tried.length === 0) return '';
+    if (tried.length === 0) {
+      // No attempt started: with admission the request may have left while it waited.
+      const ctx = context();
+      if (ctx.admits) leaveIfWaiting(r, ctx.store);
+      return '';
+    }
     return endAttempt(r, context(), tried[tried.length - 1], tried.length - 1, response);
   } catch (e) {
     r.error('llm-balancer: recording the outcome failed: ' + describeError(e));
@@ -450,7 +464,7 @@ export function outcome(r: NjsRequest): string {
  * list (MODELS_LISTS_KEY); for llm, the LoRA slots the /metrics scrape found too. null when there is
  * nothing to attach. One or two string reads from the zone per pick.
  */
-function discoveredReplicas(ctx: Context, key: string): Replica[] | null {
+export function discoveredReplicas(ctx: Context, key: string): Replica[] | null {
   let listsText: string | undefined;
   let loraText: string | undefined;
   try {
@@ -501,11 +515,21 @@ function requestBody(r: NjsRequest): string | null {
 
 /**
  * js_content of the balanced location when the pick needs the JSON body (a body hash key, a
- * strategy that reads it) or the read bound does (streaming requests have their own, streaming.ts):
- * the body is read first (nginx buffers it in memory), then the pick, then an internal redirect to
- * the proxy location of the request's kind, which forwards the same body and streams the answer.
+ * strategy that reads it), the read bound does (streaming requests have their own, streaming.ts),
+ * or admission may hold the request: the body is read first (nginx buffers it in memory), then the
+ * pick, then an internal redirect to the proxy location of the request's kind, which forwards the
+ * same body and streams the answer. A saturated pool sends the request to wait (admission.ts).
  */
 export function route(r: NjsRequest): void {
+  routeRequest(r, false);
+}
+
+/** js_content of @llm_balancer_admitted: the waiting room said it is this request's turn. */
+export function admitted(r: NjsRequest): void {
+  routeRequest(r, true);
+}
+
+function routeRequest(r: NjsRequest, afterWait: boolean): void {
   let target = '';
   let streaming = false;
   try {
@@ -528,7 +552,30 @@ export function route(r: NjsRequest): void {
     const discovered = ctx.config.models.discovery ? discoveredReplicas(ctx, MODELS_ROUTING_KEY) : null;
     if (view.body === undefined && (ctx.balancer.reads.body || ctx.balancer.reads.tokens || ctx.routesByModel || discovered !== null)) view.body = parseBody(bodyText);
     if (splitsByStreaming(ctx.config.timeouts)) streaming = streamRequested(view.body, bodyText);
-    const result = ctx.balancer.pick(discovered !== null ? discovered : ctx.replicas, view);
+    // Admission: the request's pool, and its ticket when it comes back from the waiting room.
+    let pool = '';
+    let ticket: WaitingEntry | null = null;
+    if (ctx.admits) {
+      pool = admissionPoolOf(ctx.config, view, ctx.routesByModel || discovered !== null);
+      if (afterWait) ticket = ticketOf(r);
+      else if (someoneWaits(waitingDict(), pool)) {
+        // Others wait for this pool: no overtaking, the room's order decides.
+        hold(r, ctx.config, ctx.store, pool, bandOf(r, ctx.config, ctx.priorityVariable), tenantOf(r, ctx.config, ctx.consumerVariable));
+        return;
+      }
+    }
+    const replicas = discovered !== null ? discovered : ctx.replicas;
+    let result: PickResult;
+    try {
+      result = ctx.balancer.pick(replicas, view, ticket !== null);
+    } finally {
+      // The grant is spent whatever the pick says: the in-flight count of a started pick holds its place now.
+      if (ticket !== null) admittedAfterWait(ctx.store, ticket);
+    }
+    if (!result.ok && result.reason === 'saturated') {
+      hold(r, ctx.config, ctx.store, pool, bandOf(r, ctx.config, ctx.priorityVariable), tenantOf(r, ctx.config, ctx.consumerVariable));
+      return;
+    }
     if (!result.ok && result.reason === 'model-not-found') {
       // No replica serves it: OpenAI's 404, not a 503 (retrying cannot help).
       r.headersOut['Content-Type'] = 'application/json';
@@ -579,6 +626,7 @@ function sendMetrics(r: NjsRequest, prometheus: boolean): void {
     if (prometheus) {
       // Nothing is shared with other nginx nodes (every state is this nginx's, shared by its workers).
       let text = prometheusText(rows, withoutLlmBody(ctx)) + sharedStatePrometheus([]);
+      if (ctx.admits) text += admissionPrometheus(admissionReport(ctx.store));
       if (peers !== null && peers.syncedAt !== null) {
         text +=
           '# HELP llm_balancer_peers_synced_timestamp_seconds When the replica list was last read from the NGINX Plus API.\n' +
@@ -593,6 +641,8 @@ function sendMetrics(r: NjsRequest, prometheus: boolean): void {
       // other gateway nodes (the shape of Kong's shared_state, whose kong.redis can share them).
       // New prompt prefixes are placed the same way on every node (prefix_affinity.placement).
       doc.shared_state = { redis: false, shared: [], local: STATE_KINDS, mode: 'local', scope: 'this nginx, all its workers', prefix_placement: ctx.config.prefix_affinity.placement };
+      // The waiting room is this nginx's: another gateway node queues its own requests.
+      if (ctx.admits) doc.admission = Object.assign({ scope: 'this nginx, all its workers' }, admissionReport(ctx.store));
       if (peers !== null) {
         // Where the replicas come from: null synced_at means not read yet (routing on the static replicas).
         doc.peers = { source: 'nginx-plus-api', upstream: peers.upstream, synced_at: peers.syncedAt === null ? null : new Date(peers.syncedAt).toISOString() };

@@ -1,6 +1,6 @@
 // The NGINX njs module (built to dist/nginx/llm_balancer.js, loaded with `js_import`).
 // nginx calls the handlers through the configuration plugins/nginx/generator renders (names in
-// names.ts): js_set pick / retry / outcome, js_content route / status / metrics, js_body_filter
+// names.ts): js_set pick / retry / outcome, js_content route / admitted / wait / status / metrics, js_body_filter
 // firstByte, js_periodic healthCheck / healthReport / scrapeMetrics / discoverModels / syncPeers.
 // njs loads only `export default {...}`. `pickForTest` runs the core once outside nginx (the njs
 // CLI smoke test, `npm start`).
@@ -12,7 +12,7 @@
 
 import crypto from 'crypto';
 import type { ColdHandlers } from './cold-handlers';
-import { firstByte, outcome, pick, retry, route, useTextHash } from './handlers';
+import { admitted, firstByte, outcome, pick, retry, route, useTextHash } from './handlers';
 import type { NjsRequest } from './runtime';
 
 /** njs's built-in crypto module (both engines; Node's in specs), as far as it is used here. */
@@ -43,6 +43,10 @@ function metrics(r: NjsRequest): void {
   llmBalancerCold().metrics(r);
 }
 
+function wait(r: NjsRequest): void {
+  llmBalancerCold().wait(r);
+}
+
 function healthCheck(session?: unknown): Promise<void> {
   return llmBalancerCold().healthCheck(session);
 }
@@ -67,4 +71,4 @@ function pickForTest(preloadedJson: string, requestJson: string): string {
   return llmBalancerCold().pickForTest(preloadedJson, requestJson);
 }
 
-export default { pick, retry, outcome, route, status, metrics, firstByte, healthCheck, healthReport, scrapeMetrics, discoverModels, syncPeers, pickForTest };
+export default { pick, retry, outcome, route, admitted, wait, status, metrics, firstByte, healthCheck, healthReport, scrapeMetrics, discoverModels, syncPeers, pickForTest };

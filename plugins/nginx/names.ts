@@ -61,6 +61,35 @@ export const PROXY_LOCATION = '@llm_balancer_proxy';
 /** Named location that proxies a streaming request after `route` read the body: its read bound is timeouts.stream_idle_s (streaming.ts). */
 export const PROXY_STREAM_LOCATION = '@llm_balancer_proxy_stream';
 
+/**
+ * `js_shared_dict_zone zone=llm_balancer_waiting:<size> type=number timeout=<max_wait_s + 60 s>;`
+ * (admission.enabled only) — the waiting room of saturated pools, shared by the workers (shared/waiting-room.ts).
+ */
+export const WAITING_ZONE = 'llm_balancer_waiting';
+
+/** js_var (admission.enabled only): a waiting request's ticket, its key in the waiting zone. */
+export const TICKET_VAR = 'llm_balancer_ticket';
+
+/** The header that carries the ticket to the waiting room's server. */
+export const TICKET_HEADER = 'X-Llm-Balancer-Ticket';
+
+/**
+ * Named location where a request of a saturated pool waits: it proxies (headers only) to the
+ * waiting room's own server on a unix socket, which answers when the request's turn comes. Waiting
+ * behind a proxy is what lets nginx notice a client that leaves (499): a js_content handler waiting
+ * on a timer never learns it.
+ */
+export const WAIT_LOCATION = '@llm_balancer_wait';
+
+/** Named location the waiting room's "your turn" answer (TURN_STATUS, intercepted) leads to: picks and proxies. */
+export const ADMITTED_LOCATION = '@llm_balancer_admitted';
+
+/** Named location answering a 503 JSON when the waiting room's server cannot be reached. */
+export const WAIT_FAILED_LOCATION = '@llm_balancer_wait_failed';
+
+/** The waiting room server's "your turn" status: intercepted by error_page, never sent to a client. */
+export const TURN_STATUS = 409;
+
 /** `js_shared_dict_zone zone=llm_balancer:<size> type=number;` — the core's Store. */
 export const STATE_ZONE = 'llm_balancer';
 
@@ -88,6 +117,11 @@ export const NAMES = {
   /** js_import name of the generated config module (js_engine qjs). */
   configModule: 'llm_balancer_preload',
   stateZone: STATE_ZONE,
+  waitingZone: WAITING_ZONE,
+  ticketVar: TICKET_VAR,
+  waitLocation: WAIT_LOCATION,
+  admittedLocation: ADMITTED_LOCATION,
+  waitFailedLocation: WAIT_FAILED_LOCATION,
   peersZone: PEERS_ZONE,
   modelsZone: MODELS_ZONE,
   /** Named location holding `js_periodic` for model discovery (models.discovery). */
@@ -152,6 +186,8 @@ export interface PreloadedConfig {
   plusApi: PlusApiOptions | null;
   /** The nginx variable (without $) read as the caller identity for `hash_key.source: consumer`. */
   consumerVariable: string;
+  /** The nginx variable (without $) holding a request's admission priority band (nginx.priority_variable); absent: admission.priority for all. */
+  priorityVariable?: string | null;
 }
 
 export interface PlusApiOptions {

@@ -10,7 +10,8 @@
 import { fmix32 } from '../../shared/hash';
 import { createSeededRandom } from '../../shared/random';
 import type { Clock, Random } from '../../shared/types';
-import { CONFIG_OBJECT, MODELS_ZONE, PEERS_ZONE, STATE_ZONE } from './names';
+import { CONFIG_OBJECT, MODELS_ZONE, PEERS_ZONE, STATE_ZONE, WAITING_ZONE } from './names';
+import type { WaitingDict } from '../../shared/waiting-room';
 
 export const systemClock: Clock = { now: () => Date.now() };
 
@@ -121,6 +122,15 @@ export function stateDict(): NumberDict {
     throw new Error('llm-balancer: no shared dict "' + STATE_ZONE + '" (js_shared_dict_zone zone=' + STATE_ZONE + ':4m type=number;)');
   }
   return dict as NumberDict;
+}
+
+/** The waiting room zone (admission.enabled); throws a message naming the directive when it is missing. */
+export function waitingDict(): WaitingDict {
+  const dict = ngx.shared[WAITING_ZONE];
+  if (dict === undefined) {
+    throw new Error('llm-balancer: no shared dict "' + WAITING_ZONE + '" (js_shared_dict_zone zone=' + WAITING_ZONE + ':1m type=number timeout=70s;)');
+  }
+  return dict as unknown as WaitingDict;
 }
 
 /** The model-list zone (models.discovery); throws a message naming the directive when it is missing. */

@@ -18,8 +18,8 @@ import { fileURLToPath } from 'node:url';
 import { formatErrors, quote } from '../../../shared/config/validate';
 import type { ConfigError } from '../../../shared/config/validate';
 import { loadBalancerFile } from './load';
-import { configModule, preloadedConfig, renderNginxConfig } from './generate';
-import { checkPath } from './nginx-values';
+import { configModule, preloadedConfig, renderNginxConfig, waitingRoomSocket } from './generate';
+import { checkPath, checkSocketPath } from './nginx-values';
 
 const USAGE = `usage: llm-balancer nginx-config <balancer.yaml|json> [-o FILE] [--snippet] [--module-path PATH]
 
@@ -110,6 +110,9 @@ export function planGeneration(request: GenerationRequest): GenerationPlan {
   if (loaded.nginx.js_path === null) checkPath('nginx.js_path', jsPath, errors, "the default: this package's dist/nginx");
   if (request.modulePath !== null) checkPath('--module-path', modulePath, errors);
   if (loaded.nginx.config_json === null) checkPath('nginx.config_json', jsonPath, errors, 'the default: named after ' + (output === null ? 'the input' : 'the output'));
+  if (loaded.config.admission.enabled && loaded.nginx.waiting_room_socket === null) {
+    checkSocketPath('nginx.waiting_room_socket', waitingRoomSocket({ waiting_room_socket: null, config_json: jsonPath }), errors, 'the default: the preloaded config\'s path + .sock');
+  }
   if (output === file) errors.push({ path: '-o', message: 'must not be the input file, got ' + quote(output) });
   if (jsonPath === file) errors.push({ path: 'nginx.config_json', message: 'must not be the input file, got ' + quote(jsonPath) });
   if (jsonPath === output) errors.push({ path: 'nginx.config_json', message: 'must not be the -o file, got ' + quote(jsonPath) });

@@ -15,11 +15,11 @@ import type { BalancerConfig } from '../../../shared/config/types';
 import { needsRequestBody, rewritesModel } from '../../../shared/balancer';
 import { buildKeys } from '../../../shared/replica-state';
 import { readsReplicaLoad, readsTokens, replicasFromConfig } from '../../../shared/balancer';
-import { exhaustedError } from '../errors';
+import { exhaustedError, internalError } from '../errors';
 import { AUTH_LOCATION, upstreamHeaderVariable } from './identity';
 import { ERROR_PAGE_PREFIX, INTERCEPT_SAFE, errorPageLines, errorPageLocations, errorPages } from './error-pages';
 import { scrapeTimeoutMs } from '../metrics-scrape';
-import { NAMES } from '../names';
+import { NAMES, TICKET_HEADER, TURN_STATUS } from '../names';
 import { syncTimeoutMs } from '../peers';
 import { splitsByStreaming } from '../streaming';
 import type { PreloadedConfig } from '../names';
@@ -88,14 +88,81 @@ export function configModule(preloaded: PreloadedConfig): string {
 }
 
 /** The JSON nginx preloads for the njs module (js_preload_object). */
-export function preloadedConfig(config: BalancerConfig, nginx: Pick<NginxOptions, 'plus_api' | 'consumer_variable'>): PreloadedConfig {
+export function preloadedConfig(config: BalancerConfig, nginx: Pick<NginxOptions, 'plus_api' | 'consumer_variable'> & { priority_variable?: string | null }): PreloadedConfig {
   const upstreams: string[] = [];
   const replicas = replicasFromConfig(config);
   for (let i = 0; i < replicas.length; i++) {
     upstreams.push(upstreamName(i));
     replicas[i].keys = buildKeys(replicas[i].id);
   }
-  return { config: config, upstreams: upstreams, replicas: replicas, plusApi: nginx.plus_api, consumerVariable: nginx.consumer_variable };
+  const preloaded: PreloadedConfig = { config: config, upstreams: upstreams, replicas: replicas, plusApi: nginx.plus_api, consumerVariable: nginx.consumer_variable };
+  if (config.admission.enabled && nginx.priority_variable) preloaded.priorityVariable = nginx.priority_variable;
+  return preloaded;
+}
+
+/** The waiting room server's unix socket (admission): nginx.waiting_room_socket, else next to the preloaded config. */
+export function waitingRoomSocket(nginx: { waiting_room_socket: string | null; config_json: string }): string {
+  return nginx.waiting_room_socket !== null ? nginx.waiting_room_socket : nginx.config_json + '.sock';
+}
+
+/** The upstream {} of the waiting room's server. */
+const WAITING_ROOM_UPSTREAM = 'llm_balancer_waiting_room';
+
+/**
+ * The waiting zone: ~1 KB per waiting request (its entry, its grant, its tenant's tag) and at
+ * least 1 MB. Entries expire a minute after the longest wait (a worker that died mid-wait).
+ */
+function waitingZone(config: BalancerConfig): string {
+  const megabytes = Math.max(1, Math.ceil(config.admission.max_queue / 1000));
+  return 'zone=' + NAMES.waitingZone + ':' + megabytes + 'm type=number timeout=' + (Math.ceil(config.admission.max_wait_s) + 60) + 's';
+}
+
+/**
+ * The locations of a request that waits (admission): @llm_balancer_wait proxies its headers to the
+ * waiting room's server, whose "your turn" (TURN_STATUS) leads to @llm_balancer_admitted; its
+ * rejections (admission.reject_status, JSON, Retry-After) pass through; an unreachable room is a 503.
+ */
+function waitingLocations(lines: string[], input: RenderInput): void {
+  const admission = input.config.admission;
+  lines.push('');
+  lines.push('    location ' + NAMES.waitLocation + ' {');
+  lines.push('      proxy_pass http://' + WAITING_ROOM_UPSTREAM + ';');
+  lines.push('      proxy_method GET;');
+  lines.push('      proxy_pass_request_body off;');
+  lines.push('      proxy_pass_request_headers off;');
+  lines.push('      proxy_set_header Content-Length "";');
+  lines.push('      proxy_set_header ' + TICKET_HEADER + ' $' + NAMES.ticketVar + ';');
+  lines.push('      proxy_read_timeout ' + milliseconds(admission.max_wait_s + 10) + ';');
+  lines.push('      proxy_intercept_errors on;');
+  lines.push('      error_page ' + TURN_STATUS + ' = ' + NAMES.admittedLocation + ';');
+  lines.push('      error_page 502 504 = ' + NAMES.waitFailedLocation + ';');
+  lines.push('    }');
+  lines.push('');
+  lines.push('    location ' + NAMES.admittedLocation + ' {');
+  lines.push('      js_content ' + NAMES.module + '.admitted;');
+  lines.push('    }');
+  lines.push('');
+  lines.push('    location ' + NAMES.waitFailedLocation + ' {');
+  // The body is a single-quoted nginx string: the JSON never contains a single quote.
+  lines.push("      return 503 '" + internalError('the waiting room could not be reached (see the nginx error log)') + "';");
+  lines.push('    }');
+}
+
+/** The waiting room's own server (admission): listens on a unix socket only. */
+function waitingServer(lines: string[], input: RenderInput): void {
+  const socket = 'unix:' + waitingRoomSocket(input.nginx);
+  lines.push('');
+  lines.push('  upstream ' + WAITING_ROOM_UPSTREAM + ' {');
+  lines.push('    server ' + quote(socket) + ';');
+  lines.push('  }');
+  lines.push('  # The waiting room (admission): a request of a saturated pool waits here for its turn.');
+  lines.push('  server {');
+  lines.push('    listen ' + quote(socket) + ';');
+  lines.push('    access_log off;');
+  lines.push('    location / {');
+  lines.push('      js_content ' + NAMES.module + '.wait;');
+  lines.push('    }');
+  lines.push('  }');
 }
 
 /**
@@ -236,7 +303,9 @@ function httpBody(input: RenderInput): string[] {
   // Streaming requests get their own proxy locations when their read bound differs (streaming.ts);
   // telling them apart needs the body, as does a strategy that reads it.
   const byStreaming = splitsByStreaming(config.timeouts);
-  const routes = needsRequestBody(config) || byStreaming;
+  // Admission holds requests in js_content (the waiting room), so it takes the body path too.
+  const admits = config.admission.enabled;
+  const routes = needsRequestBody(config) || byStreaming || admits;
   // The kinds of proxy locations rendered: streaming (true) and non-streaming (false), or one.
   const kinds = byStreaming ? [false, true] : [false];
   const lines: string[] = [];
@@ -257,6 +326,7 @@ function httpBody(input: RenderInput): string[] {
   // Model discovery feeds only picks that read the body (the route path).
   const discovers = config.models.discovery && routes;
   if (discovers) lines.push('  js_shared_dict_zone zone=' + NAMES.modelsZone + ':1m type=string;');
+  if (admits) lines.push('  js_shared_dict_zone ' + waitingZone(config) + ';');
   lines.push('');
   lines.push('  js_set $' + NAMES.upstreamVar + ' ' + NAMES.module + '.pick;');
   for (let attempt = 1; attempt <= config.retries; attempt++) {
@@ -278,6 +348,7 @@ function httpBody(input: RenderInput): string[] {
   if (config.response_time.latency_metric === 'tpot') lines.push('  js_var $' + NAMES.outputTokensVar + ';');
   if (byStreaming) lines.push('  js_var $' + NAMES.bodyStateVar + ';');
   if (rewritesModel(config)) lines.push('  js_var $' + NAMES.requestBodyVar + ';');
+  if (admits) lines.push('  js_var $' + NAMES.ticketVar + ';');
   // Referenced only here, the outcome variable is evaluated in the LOG phase, after the response:
   // it sees every attempt's $upstream_status and timings, client aborts (499) included.
   lines.push("  log_format " + NAMES.logFormat + " '$" + NAMES.outcomeVar + "';");
@@ -321,6 +392,7 @@ function httpBody(input: RenderInput): string[] {
       proxyBlock(lines, '      ', NAMES.targetVar, 0, kinds[k], input);
       lines.push('    }');
     }
+    if (admits) waitingLocations(lines, input);
   } else {
     // The pick runs where proxy_pass first reads the variable: in the content phase, after
     // nginx's own access checks (auth_request, auth_basic, limit_req, allow/deny).
@@ -404,6 +476,7 @@ function httpBody(input: RenderInput): string[] {
     lines.push('    }');
   }
   lines.push('  }');
+  if (admits) waitingServer(lines, input);
   return lines;
 }
 

@@ -58,13 +58,26 @@ export function checkIdentity(config: BalancerConfig, nginx: NginxOptions, rawNg
   if (auth && nginx.auth_basic_user_file) {
     errors.push({ path: 'nginx.auth_basic_user_file', message: 'must be unset with nginx.auth_request: choose one way to authenticate callers' });
   }
-  if (config.hash_key === null || config.hash_key.source !== 'consumer') return;
+  const keyed = config.hash_key !== null && config.hash_key.source === 'consumer';
+  // admission.fairness consumer shares the wait per consumer: a client naming itself could take
+  // one share per name it invents.
+  const fair = config.admission.enabled && config.admission.fairness === 'consumer';
+  if (!keyed && !fair) return;
   const verified = auth !== null || (nginx.auth_basic_user_file !== null && nginx.consumer_variable === 'remote_user') || nginx.consumer_variable_verified === true;
   if (verified) return;
   const variable = nginx.consumer_variable;
-  const why =
-    variable === 'remote_user'
-      ? 'nginx fills $remote_user from the client\'s own Authorization: Basic header without checking it unless auth_basic verifies it, so any client would pick its own consumer and the replica it lands on'
-      : 'nothing here verifies $' + variable + ', so it may hold what the client sent';
-  errors.push({ path: 'hash_key.source', message: 'consumer needs a verified identity on NGINX: ' + why + '; ' + HOW });
+  if (keyed) {
+    const why =
+      variable === 'remote_user'
+        ? 'nginx fills $remote_user from the client\'s own Authorization: Basic header without checking it unless auth_basic verifies it, so any client would pick its own consumer and the replica it lands on'
+        : 'nothing here verifies $' + variable + ', so it may hold what the client sent';
+    errors.push({ path: 'hash_key.source', message: 'consumer needs a verified identity on NGINX: ' + why + '; ' + HOW });
+  }
+  if (fair) {
+    const why =
+      variable === 'remote_user'
+        ? 'nginx fills $remote_user from the client\'s own Authorization: Basic header without checking it unless auth_basic verifies it, so a client could claim many consumers and take a share of the wait for each'
+        : 'nothing here verifies $' + variable + ', so a client could claim many consumers and take a share of the wait for each';
+    errors.push({ path: 'admission.fairness', message: 'consumer needs a verified identity on NGINX: ' + why + '; ' + HOW + '; or set admission.fairness: none (first come, first served within a band)' });
+  }
 }

@@ -9,7 +9,7 @@ import type { BalancerConfig } from '../../../shared/config/types';
 import { checkIdentity } from './identity';
 import { nginxOptionsSchema, REMOVED_NGINX_OPTIONS, SIZE_PATTERN } from './options';
 import type { NginxOptions } from './options';
-import { checkNginxValues } from './nginx-values';
+import { checkNginxValues, checkSocketPath } from './nginx-values';
 import { jsonSyntaxError } from './json-syntax';
 
 export type LoadResult = { ok: true; config: BalancerConfig; nginx: NginxOptions } | { ok: false; errors: ConfigError[] };
@@ -53,18 +53,22 @@ export function loadBalancerFile(text: string, format: 'yaml' | 'json' = 'yaml')
         errors.push({ path: 'nginx.' + field, message: 'must be an nginx size such as 512k or 4m, got ' + quote(nginx[field]) });
       }
     }
-    if (typeof nginx.consumer_variable === 'string' && !/^[A-Za-z_][A-Za-z0-9_]*$/.test(nginx.consumer_variable)) {
-      errors.push({ path: 'nginx.consumer_variable', message: 'must be an nginx variable name without $ (letters, digits, _), got ' + quote(nginx.consumer_variable) });
+    for (const field of ['consumer_variable', 'priority_variable'] as const) {
+      const name = nginx[field];
+      if (typeof name === 'string' && !/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) {
+        errors.push({ path: 'nginx.' + field, message: 'must be an nginx variable name without $ (letters, digits, _), got ' + quote(name) });
+      }
     }
+    if (typeof nginx.waiting_room_socket === 'string') checkSocketPath('nginx.waiting_room_socket', nginx.waiting_room_socket, errors);
     // Every string that lands in nginx.conf, against what its directive takes.
     checkNginxValues(nginx, errors);
   }
   // A consumer key must be an identity nginx verified (identity.ts).
   if (checked.ok && nginx) checkIdentity(checked.config, nginx, raw.nginx, errors);
-  // Admission's gateway queue runs in Kong's plugin server so far; the NGINX module would refuse
-  // every request of a saturated pool at once instead of holding it: refused here, not half-done.
-  if (checked.ok && checked.config.admission.enabled) {
-    errors.push({ path: 'admission.enabled', message: 'is not supported by the NGINX module yet (the gateway queue runs on Kong so far): set it to false, got true' });
+  if (checked.ok && nginx && !checked.config.admission.enabled) {
+    for (const field of ['priority_variable', 'waiting_room_socket'] as const) {
+      if (nginx[field] !== null) errors.push({ path: 'nginx.' + field, message: 'applies only with admission.enabled: true (nothing waits otherwise), got ' + quote(String(nginx[field])) });
+    }
   }
   if (checked.ok && checked.config.replicas.length === 0 && !(nginx && nginx.plus_api)) {
     errors.push({ path: 'replicas', message: 'must list at least one replica (or set nginx.plus_api to read them from NGINX Plus), got none' });

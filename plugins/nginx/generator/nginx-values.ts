@@ -186,6 +186,19 @@ export function checkPath(fieldPath: string, value: string, errors: ConfigError[
   });
 }
 
+/** Longest unix socket path (sun_path is 108 bytes on Linux, with its NUL; a margin for other systems). */
+export const MAX_SOCKET_PATH = 100;
+
+/** A unix socket path written into nginx.conf (listen unix:..., server unix:...). */
+export function checkSocketPath(fieldPath: string, value: string, errors: ConfigError[], origin?: string): void {
+  const suffix = origin ? ' (' + origin + ')' : '';
+  if (!PATH.test(value) || value.indexOf(':') >= 0 || value.charAt(0) !== '/') {
+    errors.push({ path: fieldPath, message: 'must be an absolute file path without control characters, quotes, backslashes, : ; { } $ # ` or spaces, got ' + quote(value) + suffix });
+  } else if (Buffer.byteLength(value) > MAX_SOCKET_PATH) {
+    errors.push({ path: fieldPath, message: 'must be at most ' + MAX_SOCKET_PATH + ' bytes (a unix socket path), got ' + Buffer.byteLength(value) + ' bytes: ' + quote(value) + suffix + '; set nginx.waiting_room_socket to a shorter path' });
+  }
+}
+
 function plusUrlProblem(url: string): string | null {
   const match = /^https?:\/\/(\[[^\]]*\]|[^/:[\]]+)(:[0-9]+)?(\/.*)?$/.exec(url);
   if (!match) return 'scheme://host[:port][/path]';

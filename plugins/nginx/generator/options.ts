@@ -23,6 +23,8 @@ export interface NginxOptions {
   plus_api: PlusApiOptions | null;
   js_engine: 'njs' | 'qjs';
   js_context_reuse: number | null;
+  priority_variable: string | null;
+  waiting_room_socket: string | null;
 }
 
 /** An auth service nginx asks about every balanced request (auth_request); its answer names the caller. */
@@ -127,6 +129,22 @@ export const nginxOptionsSchema: FieldEntry[] = [
       default: false,
       description:
         'Say that your own configuration verifies consumer_variable (auth_basic with a user file, your own auth_request_set): hash_key source consumer is refused without it, auth_request or auth_basic_user_file.',
+    },
+  },
+  {
+    priority_variable: {
+      type: 'string',
+      len_min: 1,
+      description:
+        "admission: nginx variable (without $) holding a request's priority band, an integer from -100 (sheddable below 0) to 100; set it from what your auth verified (e.g. a map of the consumer), never from a client header. Unset, empty or invalid: admission.priority.",
+    },
+  },
+  {
+    waiting_room_socket: {
+      type: 'string',
+      len_min: 1,
+      description:
+        "admission: the unix socket of the waiting room's own server (requests of a saturated pool wait behind a proxy to it, so nginx notices a client that leaves). An absolute path of at most 100 bytes without ':'; unset: the preloaded config's path + .sock.",
     },
   },
   {
