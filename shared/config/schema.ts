@@ -986,7 +986,7 @@ export const schema: FieldEntry[] = [
             type: 'integer',
             default: 256,
             between: [1, 1000000],
-            description: 'Requests waiting per gateway node at most; past it a newcomer displaces a lower band or is rejected.',
+            description: 'Requests waiting per model pool on one gateway node at most; past it a newcomer displaces a lower band or is rejected.',
           },
         },
         {
