@@ -178,7 +178,7 @@ describe('bad input is refused with the field path, before anything is written',
   it.each<[string, string, string[]]>([
     ['a misspelt strategy', 'strategy: least-conn' + REPLICAS, ['strategy: must be one of']],
     ['no replicas', 'strategy: round-robin', ['replicas: must list at least one replica']],
-    ['admission, which the module does not run yet', 'admission:\n  enabled: true' + REPLICAS, ['admission.enabled: is not supported by the NGINX module yet (the gateway queue runs on Kong so far): set it to false, got true']],
+    ['admission fair by an unverified consumer', 'admission:\n  enabled: true' + REPLICAS, ['admission.fairness: consumer needs a verified identity on NGINX', 'or set admission.fairness: none']],
     ['a replica without a port', 'replicas:\n  - address: 10.0.0.1', ['replicas[0].address: must be host:port']],
     ['nginx options of the wrong type', 'nginx:\n  keepalive: 0\n  state_zone_size: lots\n  location: v1' + REPLICAS, ['nginx.keepalive: must be an integer between 1 and 10000, got 0', 'nginx.state_zone_size: must be an nginx size', 'nginx.location: must be a URI prefix']],
     ['an unknown nginx option', 'nginx:\n  listne: 80' + REPLICAS, ['nginx.listne: unknown field (did you mean "listen"?)']],

@@ -643,7 +643,7 @@ function fmt(value: number | null): string {
 }
 
 const USAGE = `usage: npm run bench -- [--quick | --smoke | --nodes [--resume] | --models [--resume] | --capacity [--smoke] | --overload] [--seed N] [--mix NAME] [--rows LIST] [--trace-s N] [--out DIR]
-  --overload     150% of capacity, two tenants 4:1, two bands, through Kong with and without admission (~4 min)
+  --overload     150% of capacity, two tenants 4:1, two bands, through Kong and NGINX with and without admission (~10 min)
   --capacity     capacity at the SLO (npm run bench:capacity): per row, the highest rate with goodput >= 90%,
                  mixes mixed and fleet-prefixes, 2 seeds, ratios to nginx round robin (~50 min; --smoke: seconds)
   --quick        the 90% level only, 10 s traces, 5 rows (~2 min)
