@@ -211,3 +211,52 @@ describe('admission on NGINX: the waiting room in real nginx', () => {
     expect(b.moduleErrors()).toEqual([]);
   });
 });
+
+describe('admission on NGINX: turns across tenants', () => {
+  let backends: Backends;
+  let replica: Backend;
+  let b: Balancer;
+
+  beforeAll(async () => {
+    backends = await startBackends(1);
+    replica = backends.list[0];
+    b = await startBalancer(
+      {
+        replicas: [{ id: 'a', address: replica.address }],
+        strategy: 'least-connections',
+        active_health: { enabled: false },
+        admission: { enabled: true, saturation: 'concurrency', max_concurrency: 1, max_wait_s: 10, fairness: 'consumer' },
+        // The test's stand-in for an auth layer that verified the tenant.
+        nginx: { consumer_variable: 'http_x_test_tenant', consumer_variable_verified: true },
+      },
+      'admission-fair',
+    );
+  }, 30_000);
+
+  afterAll(async () => {
+    await b?.stop();
+    await backends?.close();
+  });
+
+  it('a tenant with three waiting and one with one take turns: the quiet one goes second, not last', async () => {
+    const url = `http://127.0.0.1:${b.port}/v1/chat/completions`;
+    const send = (tag: string, tenant: string) =>
+      request(url, { body: JSON.stringify({ model: 'm', tag, messages: [] }), headers: { 'content-type': 'application/json', 'x-test-tenant': tenant }, timeoutMs: 15_000 });
+    replica.behave({ mode: 'hold' });
+    const first = send('first', 'noisy');
+    await waitFor('the replica to hold the first request', () => replica.open === 1);
+    const waiting: Array<Promise<Reply>> = [];
+    for (const [tag, tenant] of [['noisy-1', 'noisy'], ['noisy-2', 'noisy'], ['noisy-3', 'noisy'], ['quiet-1', 'quiet']]) {
+      const count = waiting.length + 1;
+      waiting.push(send(tag, tenant));
+      await waitFor(`${count} to wait`, async () => waitingNow(await admissionOf(b)) === count);
+    }
+    replica.behave({ mode: 'json' });
+    replica.release();
+    expect((await first).status).toBe(200);
+    for (const reply of await Promise.all(waiting)) expect(reply.status).toBe(200);
+    const order = replica.bodies.map((text) => (JSON.parse(text) as { tag: string }).tag);
+    expect(order).toEqual(['first', 'noisy-1', 'quiet-1', 'noisy-2', 'noisy-3']);
+    expect(b.moduleErrors()).toEqual([]);
+  });
+});
