@@ -226,3 +226,16 @@ export function createAdmissionQueue<T>(maxSize: number): AdmissionQueue<T> {
     },
   };
 }
+
+/**
+ * The band admission.consumer_priorities gives a consumer known by these names (a Kong consumer's
+ * id and username; on NGINX the verified consumer variable's value), or null when none is listed.
+ */
+export function consumerBand(priorities: Array<{ consumer: string; priority: number }>, names: Array<string | null | undefined>): number | null {
+  for (let i = 0; i < priorities.length; i++) {
+    for (let j = 0; j < names.length; j++) {
+      if (names[j] !== null && names[j] !== undefined && names[j] !== '' && priorities[i].consumer === names[j]) return priorities[i].priority;
+    }
+  }
+  return null;
+}

@@ -59,7 +59,7 @@ const DEFAULTS: BalancerConfig = {
   models: { declared: [], discovery: true, path: '/v1/models', refresh_s: 10, timeout_s: 2, default: null, aliases: [], dynamic_lora: false, adapter_balance_factor: 3, adapter_filter: false },
   replica_metrics: { path: '/metrics', interval_s: 1, timeout_s: 1, stale_after_s: 5 },
   llm: { queue_weight: 2, kv_weight: 2, prefix_weight: 3, tokens_weight: 1, adapter_weight: 8, kv_saturation: 0.95, queue_saturation: 32 },
-  admission: { enabled: false, saturation: 'metrics', queue_threshold: 5, kv_threshold: 0.8, max_concurrency: 0, max_wait_s: 10, max_queue: 256, reject_status: 429, priority: 0, route_priorities: [], fairness: 'consumer' },
+  admission: { enabled: false, saturation: 'metrics', queue_threshold: 5, kv_threshold: 0.8, max_concurrency: 0, max_wait_s: 10, max_queue: 256, reject_status: 429, priority: 0, route_priorities: [], consumer_priorities: [], fairness: 'consumer' },
   active_health: {
     enabled: false,
     path: '/health',
@@ -159,6 +159,8 @@ describe('validate: each invalid field yields exactly its own error', () => {
     ['admission priority 101', { admission: { priority: 101 } }, 'admission.priority', 'must be an integer between -100 and 100, got 101'],
     ['admission route_priorities without a band', { admission: { route_priorities: [{ route: 'premium' }] } }, 'admission.route_priorities[0].priority', 'is required, got nothing'],
     ['admission route_priorities with an empty route', { admission: { route_priorities: [{ route: '', priority: 1 }] } }, 'admission.route_priorities[0].route', 'must be a non-empty string, got ""'],
+    ['admission consumer_priorities with a band out of range', { admission: { consumer_priorities: [{ consumer: 'alice', priority: 101 }] } }, 'admission.consumer_priorities[0].priority', 'must be an integer between -100 and 100, got 101'],
+    ['admission consumer_priorities with an empty consumer', { admission: { consumer_priorities: [{ consumer: '', priority: 1 }] } }, 'admission.consumer_priorities[0].consumer', 'must be a non-empty string, got ""'],
     ['admission fairness misspelt', { admission: { fairness: 'tenant' } }, 'admission.fairness', 'must be one of consumer, none, got "tenant"'],
     ['prefix balance_factor 0.5', { prefix_affinity: { balance_factor: 0.5 } }, 'prefix_affinity.balance_factor', 'must be 0 or a number between 1 and 10, got 0.5 (0 disables the bound)'],
     ...[0, 0.05, 601].map((half): [string, unknown, string, string] => [

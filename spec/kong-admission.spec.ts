@@ -159,18 +159,18 @@ describe('admission on Kong (real plugin server)', () => {
     for (const r of await Promise.all(held)) expect(r.status).toBe(200);
   });
 
-  it("strict priority by the route Kong matched, turns across the consumers Kong verified within a band", async () => {
+  it("strict priority by the consumer, then the route Kong matched; turns across the consumers Kong verified within a band", async () => {
     const g = await startKongGateway({
       config: {
         strategy: 'least-connections',
         replicas: backends.list.map((b) => ({ address: b.address })),
-        admission: { enabled: true, saturation: 'concurrency', max_concurrency: 1, max_wait_s: 30, route_priorities: [{ route: 'premium-chat', priority: 5 }] },
+        admission: { enabled: true, saturation: 'concurrency', max_concurrency: 1, max_wait_s: 30, route_priorities: [{ route: 'premium-chat', priority: 5 }], consumer_priorities: [{ consumer: 'vip', priority: 7 }] },
         kong: { status_path: STATUS },
       },
       routes: [{ prefix: '/premium', name: 'premium-chat' }],
       consumerHeader: 'x-consumer',
       // Every waiting access phase holds its RPC connection, as each Kong request holds its own.
-      connections: 16,
+      connections: 32,
     });
     gateways.push(g);
     const held = await saturateAt(g, '/v1/chat/completions');
@@ -186,13 +186,16 @@ describe('admission on Kong (real plugin server)', () => {
     await enqueue('/v1/chat/completions', 'noisy', 'noisy-3');
     await enqueue('/v1/chat/completions', 'quiet', 'quiet-1');
     await enqueue('/premium/v1/chat/completions', 'noisy', 'premium-1');
+    // A listed consumer's band applies on any route.
+    await enqueue('/v1/chat/completions', 'vip', 'vip-1');
     expect((await admissionStatus(g)).waiting).toEqual([
+      { band: 7, waiting: 1 },
       { band: 5, waiting: 1 },
       { band: 0, waiting: 4 },
     ]);
     // b1 takes one at a time: it answers its held request, then holds the next one dispatched to it.
     const order = await drainInOrder(waiting);
-    expect(order).toEqual(['premium-1', 'noisy-1', 'quiet-1', 'noisy-2', 'noisy-3']);
+    expect(order).toEqual(['vip-1', 'premium-1', 'noisy-1', 'quiet-1', 'noisy-2', 'noisy-3']);
     for (const r of waiting) expect((await r.reply).status).toBe(200);
     backends.list[0].behave({ mode: 'json' });
     backends.list[0].release();

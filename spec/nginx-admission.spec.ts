@@ -63,9 +63,13 @@ describe('admission on NGINX: generated config', () => {
     expect(!off.ok && off.errors[0]).toMatchObject({ path: 'nginx.priority_variable', message: expect.stringMatching(/only with admission.enabled/) });
   });
 
-  it('refuses fairness by consumer without a verified identity, and says how', () => {
+  it('refuses fairness or bands by consumer without a verified identity, and says how; route bands are Kong\'s', () => {
     const unverified = load({ admission: { ...base.admission, fairness: 'consumer' } });
     expect(!unverified.ok && unverified.errors[0]).toMatchObject({ path: 'admission.fairness', message: expect.stringMatching(/verified identity.*admission.fairness: none/) });
+    const ranked = load({ admission: { ...base.admission, consumer_priorities: [{ consumer: 'vip', priority: 5 }] } });
+    expect(!ranked.ok && ranked.errors[0]).toMatchObject({ path: 'admission.consumer_priorities', message: expect.stringMatching(/could name a listed consumer/) });
+    const routes = load({ admission: { ...base.admission, route_priorities: [{ route: 'premium', priority: 5 }] } });
+    expect(!routes.ok && routes.errors[0]).toMatchObject({ path: 'admission.route_priorities', message: expect.stringMatching(/Kong's.*nginx.priority_variable/) });
     expect(load({ admission: { ...base.admission, fairness: 'consumer' }, nginx: { consumer_variable_verified: true } }).ok).toBe(true);
   });
 });
@@ -225,7 +229,7 @@ describe('admission on NGINX: turns across tenants', () => {
         replicas: [{ id: 'a', address: replica.address }],
         strategy: 'least-connections',
         active_health: { enabled: false },
-        admission: { enabled: true, saturation: 'concurrency', max_concurrency: 1, max_wait_s: 10, fairness: 'consumer' },
+        admission: { enabled: true, saturation: 'concurrency', max_concurrency: 1, max_wait_s: 10, fairness: 'consumer', consumer_priorities: [{ consumer: 'vip', priority: 7 }] },
         // The test's stand-in for an auth layer that verified the tenant.
         nginx: { consumer_variable: 'http_x_test_tenant', consumer_variable_verified: true },
       },
@@ -238,7 +242,7 @@ describe('admission on NGINX: turns across tenants', () => {
     await backends?.close();
   });
 
-  it('a tenant with three waiting and one with one take turns: the quiet one goes second, not last', async () => {
+  it('a tenant with three waiting and one with one take turns (the quiet one goes second, not last); a listed consumer goes first', async () => {
     const url = `http://127.0.0.1:${b.port}/v1/chat/completions`;
     const send = (tag: string, tenant: string) =>
       request(url, { body: JSON.stringify({ model: 'm', tag, messages: [] }), headers: { 'content-type': 'application/json', 'x-test-tenant': tenant }, timeoutMs: 15_000 });
@@ -246,7 +250,7 @@ describe('admission on NGINX: turns across tenants', () => {
     const first = send('first', 'noisy');
     await waitFor('the replica to hold the first request', () => replica.open === 1);
     const waiting: Array<Promise<Reply>> = [];
-    for (const [tag, tenant] of [['noisy-1', 'noisy'], ['noisy-2', 'noisy'], ['noisy-3', 'noisy'], ['quiet-1', 'quiet']]) {
+    for (const [tag, tenant] of [['noisy-1', 'noisy'], ['noisy-2', 'noisy'], ['noisy-3', 'noisy'], ['quiet-1', 'quiet'], ['vip-1', 'vip']]) {
       const count = waiting.length + 1;
       waiting.push(send(tag, tenant));
       await waitFor(`${count} to wait`, async () => waitingNow(await admissionOf(b)) === count);
@@ -256,7 +260,7 @@ describe('admission on NGINX: turns across tenants', () => {
     expect((await first).status).toBe(200);
     for (const reply of await Promise.all(waiting)) expect(reply.status).toBe(200);
     const order = replica.bodies.map((text) => (JSON.parse(text) as { tag: string }).tag);
-    expect(order).toEqual(['first', 'noisy-1', 'quiet-1', 'noisy-2', 'noisy-3']);
+    expect(order).toEqual(['first', 'vip-1', 'noisy-1', 'quiet-1', 'noisy-2', 'noisy-3']);
     expect(b.moduleErrors()).toEqual([]);
   });
 });

@@ -40,6 +40,7 @@ import { PROMETHEUS_CONTENT_TYPE, STATE_KINDS, admissionPrometheus, localStateKi
 import type { Balancer, BalancerConfig, ConfigError, PickResult, Replica, RequestView } from '../../shared/index';
 import { createAdmissionGate } from './admission';
 import type { AdmissionGate } from './admission';
+import { consumerBand } from '../../shared/admission-queue';
 import type { RejectedBecause } from '../../shared/admission-queue';
 import { bodyModel } from '../../shared/model-routing';
 import { kongOptionsFields, kongOptionsSchema } from './options';
@@ -504,12 +505,21 @@ function admissionPool(state: PluginState, view: RequestView, routed: boolean): 
   return model === null ? '' : model;
 }
 
+type ConsumerRead = () => Promise<{ id?: string; username?: string } | null>;
+
 /**
- * A waiting request's priority band: its route's in admission.route_priorities (by the name or id
- * of the route Kong's router matched), else admission.priority. Read only for a request that waits.
+ * A waiting request's priority band: its consumer's in admission.consumer_priorities (by the id or
+ * username of the consumer Kong's auth verified), else its route's in admission.route_priorities
+ * (by the name or id of the route Kong's router matched), else admission.priority. Read only for a
+ * request that waits.
  */
-async function bandOf(kong: KongPdk, state: PluginState): Promise<number> {
+async function bandOf(kong: KongPdk, state: PluginState, consumer: ConsumerRead): Promise<number> {
   const admission = state.config.admission;
+  if (admission.consumer_priorities.length > 0) {
+    const who = await consumer();
+    const band = who ? consumerBand(admission.consumer_priorities, [who.id, who.username]) : null;
+    if (band !== null) return band;
+  }
   if (admission.route_priorities.length === 0) return admission.priority;
   const route = await kong.router.getRoute();
   if (route) {
@@ -522,10 +532,10 @@ async function bandOf(kong: KongPdk, state: PluginState): Promise<number> {
  * Whose turn it is within a band (admission.fairness consumer): the consumer Kong's auth verified
  * (its id), '' for anonymous requests (one tenant together). Read only for a request that waits.
  */
-async function tenantOf(kong: KongPdk, state: PluginState): Promise<string> {
+async function tenantOf(state: PluginState, consumer: ConsumerRead): Promise<string> {
   if (state.config.admission.fairness !== 'consumer') return '';
-  const consumer = await kong.client.getConsumer();
-  return consumer && typeof consumer.id === 'string' ? consumer.id : '';
+  const who = await consumer();
+  return who && typeof who.id === 'string' ? who.id : '';
 }
 
 /** A retry within a second can already meet a recovered replica, a finished trial, a new read. */
@@ -659,7 +669,10 @@ export class Plugin {
         result = attempt();
       } else {
         const limits = { maxWaitMs: state.config.admission.max_wait_s * 1000, maxQueue: state.config.admission.max_queue };
-        const admitted = await state.admission.admit(admissionPool(state, view, routed !== null), () => bandOf(kong, state), () => tenantOf(kong, state), attempt, limits);
+        // One PDK call for the consumer, shared by the band and the tenant.
+        let consumerRead: ReturnType<ConsumerRead> | null = null;
+        const consumer: ConsumerRead = () => (consumerRead === null ? (consumerRead = kong.client.getConsumer()) : consumerRead);
+        const admitted = await state.admission.admit(admissionPool(state, view, routed !== null), () => bandOf(kong, state, consumer), () => tenantOf(state, consumer), attempt, limits);
         if (admitted.kind === 'rejected') {
           await answerOverloaded(kong, state, admitted.because, admitted.waitedMs);
           return;

@@ -13,6 +13,7 @@
 // Counters (the status page, Prometheus) are in the state zone: the waiting zone's entries expire.
 
 import { overloadedAnswer } from '../../shared/errors';
+import { consumerBand } from '../../shared/admission-queue';
 import type { RejectedBecause } from '../../shared/admission-queue';
 import { bodyModel } from '../../shared/model-routing';
 import type { RequestView } from '../../shared/types';
@@ -46,13 +47,16 @@ export function admissionPoolOf(config: BalancerConfig, view: RequestView, route
 const BAND_TEXT = /^-?[0-9]{1,3}$/;
 
 /**
- * The request's priority band: the value of nginx.priority_variable (set by the user's auth layer,
- * e.g. a map of the verified consumer) when it holds one, else admission.priority.
+ * The request's priority band: the value of nginx.priority_variable (set by the user's auth layer)
+ * when it holds one, else the verified consumer's in admission.consumer_priorities, else
+ * admission.priority.
  */
-export function bandOf(r: NjsRequest, config: BalancerConfig, priorityVariable: string | null): number {
-  if (priorityVariable === null) return config.admission.priority;
-  const text = r.variables[priorityVariable];
-  if (text === undefined || text === '') return config.admission.priority;
+export function bandOf(r: NjsRequest, config: BalancerConfig, priorityVariable: string | null, consumerVariable: string): number {
+  const text = priorityVariable === null ? undefined : r.variables[priorityVariable];
+  if (priorityVariable === null || text === undefined || text === '') {
+    const listed = config.admission.consumer_priorities.length > 0 ? consumerBand(config.admission.consumer_priorities, [r.variables[consumerVariable]]) : null;
+    return listed !== null ? listed : config.admission.priority;
+  }
   const band = BAND_TEXT.test(text) ? Number(text) : NaN;
   if (!(band >= -100 && band <= 100)) {
     r.warn('llm-balancer: $' + priorityVariable + ' is "' + text + '", not a priority band from -100 to 100: admission.priority ' + config.admission.priority + ' applies');

@@ -560,7 +560,7 @@ function routeRequest(r: NjsRequest, afterWait: boolean): void {
       if (afterWait) ticket = ticketOf(r);
       else if (someoneWaits(waitingDict(), pool)) {
         // Others wait for this pool: no overtaking, the room's order decides.
-        hold(r, ctx.config, ctx.store, pool, bandOf(r, ctx.config, ctx.priorityVariable), tenantOf(r, ctx.config, ctx.consumerVariable));
+        hold(r, ctx.config, ctx.store, pool, bandOf(r, ctx.config, ctx.priorityVariable, ctx.consumerVariable), tenantOf(r, ctx.config, ctx.consumerVariable));
         return;
       }
     }
@@ -573,7 +573,7 @@ function routeRequest(r: NjsRequest, afterWait: boolean): void {
       if (ticket !== null) admittedAfterWait(ctx.store, ticket);
     }
     if (!result.ok && result.reason === 'saturated') {
-      hold(r, ctx.config, ctx.store, pool, bandOf(r, ctx.config, ctx.priorityVariable), tenantOf(r, ctx.config, ctx.consumerVariable));
+      hold(r, ctx.config, ctx.store, pool, bandOf(r, ctx.config, ctx.priorityVariable, ctx.consumerVariable), tenantOf(r, ctx.config, ctx.consumerVariable));
       return;
     }
     if (!result.ok && result.reason === 'model-not-found') {

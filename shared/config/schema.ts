@@ -1021,6 +1021,22 @@ export const schema: FieldEntry[] = [
           },
         },
         {
+          consumer_priorities: {
+            type: 'array',
+            default: [],
+            len_max: 10000,
+            description:
+              "The band of these consumers' requests (the identity the gateway's auth verified: a Kong consumer's id or username; on NGINX the consumer variable), before route_priorities and priority.",
+            elements: {
+              type: 'record',
+              fields: [
+                { consumer: { type: 'string', required: true, len_min: 1, len_max: 256, format: 'printable', description: 'A consumer id or username (Kong), or the verified consumer variable\'s value (NGINX).' } },
+                { priority: { type: 'integer', required: true, between: [-100, 100], description: 'The band of its requests (higher first; below 0 sheddable).' } },
+              ],
+            },
+          },
+        },
+        {
           fairness: {
             type: 'string',
             default: 'consumer',

@@ -131,5 +131,6 @@ export interface AdmissionConfig {
   reject_status: number;
   priority: number;
   route_priorities: Array<{ route: string; priority: number }>;
+  consumer_priorities: Array<{ consumer: string; priority: number }>;
   fairness: 'consumer' | 'none';
 }

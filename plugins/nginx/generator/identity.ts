@@ -62,7 +62,9 @@ export function checkIdentity(config: BalancerConfig, nginx: NginxOptions, rawNg
   // admission.fairness consumer shares the wait per consumer: a client naming itself could take
   // one share per name it invents.
   const fair = config.admission.enabled && config.admission.fairness === 'consumer';
-  if (!keyed && !fair) return;
+  // admission.consumer_priorities: a client naming a listed consumer would take its band.
+  const ranked = config.admission.enabled && config.admission.consumer_priorities.length > 0;
+  if (!keyed && !fair && !ranked) return;
   const verified = auth !== null || (nginx.auth_basic_user_file !== null && nginx.consumer_variable === 'remote_user') || nginx.consumer_variable_verified === true;
   if (verified) return;
   const variable = nginx.consumer_variable;
@@ -79,5 +81,8 @@ export function checkIdentity(config: BalancerConfig, nginx: NginxOptions, rawNg
         ? 'nginx fills $remote_user from the client\'s own Authorization: Basic header without checking it unless auth_basic verifies it, so a client could claim many consumers and take a share of the wait for each'
         : 'nothing here verifies $' + variable + ', so a client could claim many consumers and take a share of the wait for each';
     errors.push({ path: 'admission.fairness', message: 'consumer needs a verified identity on NGINX: ' + why + '; ' + HOW + '; or set admission.fairness: none (first come, first served within a band)' });
+  }
+  if (ranked) {
+    errors.push({ path: 'admission.consumer_priorities', message: 'needs a verified identity on NGINX: nothing verifies $' + variable + ', so a client could name a listed consumer and take its band; ' + HOW });
   }
 }

@@ -65,6 +65,10 @@ export function loadBalancerFile(text: string, format: 'yaml' | 'json' = 'yaml')
   }
   // A consumer key must be an identity nginx verified (identity.ts).
   if (checked.ok && nginx) checkIdentity(checked.config, nginx, raw.nginx, errors);
+  // Kong's router matches routes; nginx has no route names to match.
+  if (checked.ok && checked.config.admission.route_priorities.length > 0) {
+    errors.push({ path: 'admission.route_priorities', message: "is Kong's (the route Kong's router matched): on NGINX set nginx.priority_variable from your auth layer, or admission.consumer_priorities; got " + checked.config.admission.route_priorities.length + ' entries' });
+  }
   if (checked.ok && nginx && !checked.config.admission.enabled) {
     for (const field of ['priority_variable', 'waiting_room_socket'] as const) {
       if (nginx[field] !== null) errors.push({ path: 'nginx.' + field, message: 'applies only with admission.enabled: true (nothing waits otherwise), got ' + quote(String(nginx[field])) });
