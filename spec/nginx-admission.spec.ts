@@ -7,6 +7,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { renderNginxConfig } from '../plugins/nginx/generator/generate';
 import { loadBalancerFile } from '../plugins/nginx/generator/load';
+import { bandOf } from '../plugins/nginx/admission';
+import { configOf } from './helpers/core';
+import { fakeRequest } from './helpers/njs-request';
 import { startBackends } from './helpers/backends';
 import type { Backend, Backends } from './helpers/backends';
 import { readStatus, request, startBalancer, waitFor } from './helpers/nginx-balancer';
@@ -29,6 +32,22 @@ function waitingNow(section: AdmissionSection): number {
 }
 
 const MAX_WAIT_S = 2;
+
+describe('admission on NGINX: a request\'s band', () => {
+  const config = configOf({ admission: { enabled: true, priority: 2, consumer_priorities: [{ consumer: 'vip', priority: 9 }] } });
+  it.each<[string, Record<string, string>, number, boolean]>([
+    ['the variable when it holds a band', { band: '-7', who: 'vip' }, -7, false],
+    ['the listed consumer when the variable is empty', { band: '', who: 'vip' }, 9, false],
+    ['admission.priority for anyone else', { who: 'alice' }, 2, false],
+    ['admission.priority, with a warning, for a value that is no band', { band: '150' }, 2, true],
+    ['admission.priority, with a warning, for text', { band: 'gold' }, 2, true],
+  ])('%s', (_, variables, band, warns) => {
+    const warnings: string[] = [];
+    const r = { ...fakeRequest(variables), warn: (m: string) => void warnings.push(m) };
+    expect(bandOf(r, config, 'band', 'who')).toBe(band);
+    expect(warnings.length > 0).toBe(warns);
+  });
+});
 
 describe('admission on NGINX: generated config', () => {
   const base = { replicas: [{ id: 'a', address: '127.0.0.1:9001' }], admission: { enabled: true, saturation: 'concurrency', max_concurrency: 2, fairness: 'none' } };
@@ -74,26 +93,32 @@ describe('admission on NGINX: generated config', () => {
   });
 });
 
+/** One replica behind real nginx whose pool saturates at one request in flight. */
+async function oneSlotRoom(admission: Record<string, unknown>, nginx: Record<string, unknown>, label: string, httpDirectives?: string[]): Promise<{ backends: Backends; replica: Backend; b: Balancer }> {
+  const backends = await startBackends(1);
+  const replica = backends.list[0];
+  const b = await startBalancer(
+    {
+      replicas: [{ id: 'a', address: replica.address }],
+      strategy: 'least-connections',
+      active_health: { enabled: false },
+      admission: { enabled: true, saturation: 'concurrency', max_concurrency: 1, ...admission },
+      nginx,
+    },
+    label,
+    httpDirectives ? { httpDirectives } : {},
+  );
+  return { backends, replica, b };
+}
+
 describe('admission on NGINX: the waiting room in real nginx', () => {
   let backends: Backends;
   let replica: Backend;
   let b: Balancer;
 
   beforeAll(async () => {
-    backends = await startBackends(1);
-    replica = backends.list[0];
-    b = await startBalancer(
-      {
-        replicas: [{ id: 'a', address: replica.address }],
-        strategy: 'least-connections',
-        active_health: { enabled: false },
-        admission: { enabled: true, saturation: 'concurrency', max_concurrency: 1, max_wait_s: MAX_WAIT_S, fairness: 'none' },
-        nginx: { priority_variable: 'llmb_priority' },
-      },
-      'admission',
-      // The test's stand-in for an auth layer that sets the band (never a client header in production).
-      { httpDirectives: ['  map $http_x_test_band $llmb_priority { default $http_x_test_band; }'] },
-    );
+    // The test's stand-in for an auth layer that sets the band (never a client header in production).
+    ({ backends, replica, b } = await oneSlotRoom({ max_wait_s: MAX_WAIT_S, fairness: 'none' }, { priority_variable: 'llmb_priority' }, 'admission', ['  map $http_x_test_band $llmb_priority { default $http_x_test_band; }']));
   }, 30_000);
 
   afterAll(async () => {
@@ -222,19 +247,12 @@ describe('admission on NGINX: turns across tenants', () => {
   let b: Balancer;
 
   beforeAll(async () => {
-    backends = await startBackends(1);
-    replica = backends.list[0];
-    b = await startBalancer(
-      {
-        replicas: [{ id: 'a', address: replica.address }],
-        strategy: 'least-connections',
-        active_health: { enabled: false },
-        admission: { enabled: true, saturation: 'concurrency', max_concurrency: 1, max_wait_s: 10, fairness: 'consumer', consumer_priorities: [{ consumer: 'vip', priority: 7 }] },
-        // The test's stand-in for an auth layer that verified the tenant.
-        nginx: { consumer_variable: 'http_x_test_tenant', consumer_variable_verified: true },
-      },
+    // The test's stand-in for an auth layer that verified the tenant.
+    ({ backends, replica, b } = await oneSlotRoom(
+      { max_wait_s: 10, fairness: 'consumer', consumer_priorities: [{ consumer: 'vip', priority: 7 }] },
+      { consumer_variable: 'http_x_test_tenant', consumer_variable_verified: true },
       'admission-fair',
-    );
+    ));
   }, 30_000);
 
   afterAll(async () => {
