@@ -25,7 +25,7 @@ const NOISY_PER_QUIET = 4;
 const HIGH_BAND_SHARE = 0.25;
 const PREMIUM_HEADER = 'x-tier';
 /** admission.max_concurrency of the bounded configurations: requests in flight per unit of weight. */
-const CONCURRENCY_PER_WEIGHT = [8, 4];
+const CONCURRENCY_PER_WEIGHT = [8, 4, 2];
 
 interface Tagged {
   tenant: 'noisy' | 'quiet';

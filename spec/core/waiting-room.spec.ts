@@ -100,6 +100,26 @@ describe('waiting room', () => {
     expect(dispatchRound(dict, clock.now, () => 2).length).toBe(2);
   });
 
+  it("the waiter of a request whose client left sees it gone (after one tick's grace), and a grant it never used stops holding room", () => {
+    const clock = { now: 0 };
+    const dict = fakeDict(clock);
+    const r = enter(dict, 'p', 0, '', 1e9, 10);
+    if (!r.queued) throw new Error('not queued');
+    expect(leave(dict, r.entry)).toBe(true);
+    expect(leave(dict, r.entry)).toBe(false);
+    // The verdict of a removal by another worker is written right after it: one tick of grace.
+    expect(verdictOf(dict, r.entry, 0, false)).toBe('waiting');
+    expect(entryMissing(dict, r.entry)).toBe(true);
+    expect(verdictOf(dict, r.entry, 25, true)).toBe('gone');
+    // Granted, then the client left before its pick: the grant is withdrawn with it.
+    const g = enter(dict, 'p', 0, '', 1e9, 10);
+    if (!g.queued) throw new Error('not queued');
+    expect(dispatchRound(dict, 0, () => 1).map((e) => e.key)).toEqual([g.entry.key]);
+    expect(leave(dict, g.entry)).toBe(false);
+    const h = enter(dict, 'p', 0, '', 1e9, 10);
+    expect(dispatchRound(dict, 0, () => 1).map((e) => e.key)).toEqual([h.queued && h.entry.key]);
+  });
+
   it('one round per ROUND_MS across all workers', () => {
     const clock = { now: 0 };
     const dict = fakeDict(clock);
