@@ -65,7 +65,7 @@ export interface RowCapacity {
 
 /** What `npm run bench:capacity` runs (the first row is the reference of the ratios). */
 export const CAPACITY_DEFAULTS: Record<'full' | 'smoke', { mixes: string[]; seeds: number[]; rows: string[]; traceS: number; steps: number }> = {
-  // 2 mixes x 2 seeds x 4 rows x (2 + 4) probes of ~30 s: ~50 minutes on 2 cores.
+  // 2 mixes x 2 seeds x 4 rows x (2 + 4) probes of ~30 s: ~65 minutes on 2 cores (measured).
   full: { mixes: ['mixed', 'fleet-prefixes'], seeds: [42, 43], rows: ['nginx round robin', 'least-connections', 'llm', 'prefix-affinity'], traceS: 20, steps: 4 },
   smoke: { mixes: ['mixed'], seeds: [42], rows: ['nginx round robin', 'least-connections'], traceS: 2, steps: 1 },
 };

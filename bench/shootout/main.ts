@@ -645,7 +645,7 @@ function fmt(value: number | null): string {
 const USAGE = `usage: npm run bench -- [--quick | --smoke | --nodes [--resume] | --models [--resume] | --capacity [--smoke] | --overload] [--seed N] [--mix NAME] [--rows LIST] [--trace-s N] [--out DIR]
   --overload     150% of capacity, two tenants 4:1, two bands, through Kong and NGINX with and without admission (~10 min)
   --capacity     capacity at the SLO (npm run bench:capacity): per row, the highest rate with goodput >= 90%,
-                 mixes mixed and fleet-prefixes, 2 seeds, ratios to nginx round robin (~50 min; --smoke: seconds)
+                 mixes mixed and fleet-prefixes, 2 seeds, ratios to nginx round robin (~65 min; --smoke: seconds)
   --quick        the 90% level only, 10 s traces, 5 rows (~2 min)
   --smoke        a seconds-long run of the whole pipeline (CI)
   --nodes        the multi-node suite (~27 min): 1, 2, 4 nginx / Kong / Kong+Redis nodes, mixes
