@@ -240,8 +240,14 @@ export function dispatchRound(dict: WaitingDict, now: number, roomOf: (pool: str
   const byPool: Record<string, WaitingEntry[]> = Object.create(null);
   const outstanding: Record<string, number> = Object.create(null);
   const pools: string[] = [];
+  // The n| counts seen: each is set to what the scan found once the round is done.
+  const counted: string[] = [];
   for (let i = 0; i < keys.length; i++) {
     const key = keys[i];
+    if (key.charAt(0) === 'n' && key.charAt(1) === '|') {
+      counted.push(key);
+      continue;
+    }
     if (key.charAt(0) === 'g' && key.charAt(1) === '|') {
       const cut = key.indexOf('|', 2);
       let pool = '';
@@ -255,11 +261,6 @@ export function dispatchRound(dict: WaitingDict, now: number, roomOf: (pool: str
     }
     const entry = parseTicket(key);
     if (entry === null) continue;
-    if (now >= entry.deadline) {
-      // The waiter answers its own timeout; an entry far past it has no waiter left.
-      if (now >= entry.deadline + GRANT_TTL_MS) takeOut(dict, entry);
-      continue;
-    }
     if (byPool[entry.pool] === undefined) {
       byPool[entry.pool] = [];
       pools.push(entry.pool);
@@ -267,9 +268,19 @@ export function dispatchRound(dict: WaitingDict, now: number, roomOf: (pool: str
     byPool[entry.pool].push(entry);
   }
   const granted: WaitingEntry[] = [];
+  const remaining: Record<string, number> = Object.create(null);
   for (let p = 0; p < pools.length; p++) {
     const pool = pools[p];
-    const queue = byPool[pool];
+    const queue: WaitingEntry[] = [];
+    // Past their deadline: the waiter answers its own timeout; an entry far past it has no waiter
+    // left and is dropped. Neither is granted.
+    let late = 0;
+    for (let i = 0; i < byPool[pool].length; i++) {
+      const entry = byPool[pool][i];
+      if (now < entry.deadline) queue.push(entry);
+      else if (now < entry.deadline + GRANT_TTL_MS || !takeOut(dict, entry)) late++;
+    }
+    remaining[pool] = queue.length + late;
     const used = outstanding[pool] === undefined ? 0 : outstanding[pool];
     let room = roomOf(pool) - used;
     if (room <= 0) continue;
@@ -282,8 +293,22 @@ export function dispatchRound(dict: WaitingDict, now: number, roomOf: (pool: str
       const vt = dict.get(vtKey);
       if (vt === undefined || entry.tag > vt) dict.set(vtKey, entry.tag);
       granted.push(entry);
+      remaining[pool]--;
       room--;
     }
+  }
+  // The counts behind someoneWaits, set to what this round saw: a count a worker left wrong (it
+  // died between an entry and its count) would otherwise send every newcomer of a healthy pool
+  // through the room for good. A newcomer entering during the round is off by one until the next.
+  for (let i = 0; i < counted.length; i++) {
+    let pool: string;
+    try {
+      pool = decodeURIComponent(counted[i].substring(2));
+    } catch (e) {
+      continue;
+    }
+    if (remaining[pool] === undefined || remaining[pool] <= 0) dict.delete(counted[i]);
+    else dict.set(counted[i], remaining[pool]);
   }
   return granted;
 }

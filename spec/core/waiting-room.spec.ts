@@ -120,6 +120,20 @@ describe('waiting room', () => {
     expect(dispatchRound(dict, 0, () => 1).map((e) => e.key)).toEqual([h.queued && h.entry.key]);
   });
 
+  it('a round corrects the waiting counts a dead worker left wrong, so a healthy pool stops queueing newcomers', () => {
+    const clock = { now: 0 };
+    const dict = fakeDict(clock);
+    dict.set('n|p', 5);
+    expect(someoneWaits(dict, 'p')).toBe(true);
+    dispatchRound(dict, 0, () => 0);
+    expect(someoneWaits(dict, 'p')).toBe(false);
+    enter(dict, 'q', 0, '', 1e9, 10);
+    enter(dict, 'q', 0, '', 1e9, 10);
+    dict.set('n|q', 7);
+    dispatchRound(dict, 0, () => 1);
+    expect(dict.get('n|q')).toBe(1);
+  });
+
   it('one round per ROUND_MS across all workers', () => {
     const clock = { now: 0 };
     const dict = fakeDict(clock);
