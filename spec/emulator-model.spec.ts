@@ -125,6 +125,31 @@ describe('prefix cache', () => {
     expect(trace.sequence.cachedPromptTokens).toBe(hits);
   });
 
+  it('cachedPrefixTokens tells what a prompt would hit, counting waiting prompts, and touches nothing', () => {
+    const r = rig({ maxNumSeqs: 1 });
+    expect(r.engine.cachedPrefixTokens(A)).toBe(0);
+    r.submit(A, 1);
+    r.clock.runUntilIdle();
+    expect(r.engine.cachedPrefixTokens(A)).toBe(48);
+    expect(r.engine.cachedPrefixTokens(A.slice(0, 32).concat(ids(17, 5000)))).toBe(32);
+    // A long one runs; B waits behind it (one sequence at a time): B's blocks count as cached for a
+    // prompt that shares them, since B is admitted first.
+    const B = ids(49, 3000);
+    r.submit(ids(20, 8000), 50);
+    r.clock.advance(1);
+    r.submit(B, 1);
+    expect(r.engine.stats()).toMatchObject({ running: 1, waiting: 1 });
+    expect(r.engine.cachedPrefixTokens(B.slice(0, 33))).toBe(32);
+    // Peeking counted no query and moved nothing: A still hits in full.
+    const before = r.engine.stats().prefixQueries;
+    r.engine.cachedPrefixTokens(A);
+    expect(r.engine.stats().prefixQueries).toBe(before);
+    r.clock.runUntilIdle();
+    const again = r.submit(A, 1);
+    r.clock.runUntilIdle();
+    expect(again.sequence.cachedPromptTokens).toBe(48);
+  });
+
   it('chat conversations sharing a system prompt share its blocks and the next role tokens', () => {
     const system: ChatMessage = { role: 'system', content: 'x'.repeat(200) };
     const r = rig();

@@ -280,6 +280,34 @@ describe('non-streaming', () => {
   });
 });
 
+describe('the true state for an oracle', () => {
+  it('cachedPrefix reads what a request would find cached, per replica, without counting a query', async () => {
+    const pair = await startEmulatedReplicas(
+      [
+        { name: 'warm', profile: 'h100', seed: 1 },
+        { name: 'cold', profile: 'h100', seed: 1 },
+      ],
+      { timeScale: TIME_SCALE },
+    );
+    try {
+      const [warm, cold] = pair.replicas;
+      const body = { messages: [{ role: 'system', content: 'y'.repeat(400) }, { role: 'user', content: 'hello there' }], max_tokens: 2 };
+      const promptTokens = countChatTokens(body.messages);
+      expect(warm.cachedPrefix(body)).toEqual({ promptTokens, cachedTokens: 0 });
+      expect((await post(warm.port, '/v1/chat/completions', body)).status).toBe(200);
+      const queries = warm.stats().prefixQueries;
+      const seen = warm.cachedPrefix(body);
+      expect(seen?.cachedTokens).toBeGreaterThan(promptTokens - 32);
+      expect(cold.cachedPrefix(body)?.cachedTokens).toBe(0);
+      expect(warm.stats().prefixQueries).toBe(queries);
+      expect(warm.cachedPrefix({ prompt: 'plain text completion' })).toMatchObject({ cachedTokens: 0 });
+      expect(warm.cachedPrefix('not an object')).toBeNull();
+    } finally {
+      await pair.close();
+    }
+  });
+});
+
 describe('models, health, metrics', () => {
   it('GET /v1/models lists the served model', async () => {
     const reply = await request(alpha.port, 'GET', '/v1/models');

@@ -189,6 +189,12 @@ export interface Engine {
   /** true freezes the engine (a hung GPU); false resumes it, ending a held step at once. */
   setStalled(stalled: boolean): void;
   stats(): EngineStats;
+  /**
+   * What a prompt would find cached here if it arrived now, without touching the cache (for an
+   * oracle router that reads the true state): the leading prompt tokens in the prefix cache, or in
+   * a waiting sequence's prompt (cached once it is admitted, before this one could be).
+   */
+  cachedPrefixTokens(promptTokenIds: readonly number[]): number;
   /** Cancels every timer and forgets every sequence, without callbacks. The engine is unusable after. */
   close(): void;
 }
@@ -236,12 +242,19 @@ export function chainBlockHashes(ids: readonly number[]): number[] {
 interface PrefixCache {
   /** Counts the leading cached blocks (at most maxHitBlocks), then records all blocks as recently used. */
   admit(hashes: readonly number[], maxHitBlocks: number): number;
+  /** The leading cached blocks (at most maxHitBlocks), touching nothing. */
+  peek(hashes: readonly number[], maxHitBlocks: number): number;
 }
 
 function createPrefixCache(capacityBlocks: number): PrefixCache {
   // A Map iterates in insertion order: delete + set moves a key to the newest end.
   const lru = new Map<number, true>();
   return {
+    peek(hashes, maxHitBlocks) {
+      let hits = 0;
+      while (hits < hashes.length && hits < maxHitBlocks && lru.has(hashes[hits])) hits++;
+      return hits;
+    },
     admit(hashes, maxHitBlocks) {
       let hits = 0;
       while (hits < hashes.length && hits < maxHitBlocks && lru.has(hashes[hits])) hits++;
@@ -505,6 +518,17 @@ export function createEngine(options: EngineOptions): Engine {
       else kick();
     },
 
+    cachedPrefixTokens(promptTokenIds) {
+      const hashes = chainBlockHashes(promptTokenIds);
+      const maxHitBlocks = Math.floor((promptTokenIds.length - 1) / BLOCK_TOKENS);
+      let hits = prefixCache.peek(hashes, maxHitBlocks);
+      for (const sequence of waiting) {
+        let shared = 0;
+        while (shared < hashes.length && shared < maxHitBlocks && shared < sequence.hashes.length && sequence.hashes[shared] === hashes[shared]) shared++;
+        if (shared > hits) hits = shared;
+      }
+      return hits * BLOCK_TOKENS;
+    },
     stats() {
       return {
         running: running.length,

@@ -110,6 +110,12 @@ export interface EmulatedReplica {
   setFaults(patch: FaultsPatch): Promise<Faults>;
   faults(): Faults;
   stats(): ReplicaStats;
+  /**
+   * The true prefix-cache state for an OpenAI request body (chat `messages` or completion `prompt`),
+   * read without touching it, for an oracle router: its prompt tokens and how many of them this
+   * replica would find cached now (Engine.cachedPrefixTokens); null for a body it would refuse.
+   */
+  cachedPrefix(body: unknown): { promptTokens: number; cachedTokens: number } | null;
   /** Stops listening, destroys connections, stops the engine. */
   close(): Promise<void>;
 }
@@ -504,6 +510,11 @@ export async function startReplicaServer(options: ReplicaServerOptions): Promise
     setFaults,
     faults: () => Object.assign({}, faults),
     stats: () => Object.assign(engine.stats(), counters),
+    cachedPrefix(body: unknown) {
+      const parsed = parseCompletionRequest(isObject(body) && body.messages !== undefined ? 'chat' : 'text', body);
+      if (!parsed.ok) return null;
+      return { promptTokens: parsed.request.promptTokenIds.length, cachedTokens: engine.cachedPrefixTokens(parsed.request.promptTokenIds) };
+    },
     async close() {
       closed = true;
       await queue;
