@@ -45,7 +45,7 @@ describe('parseReplicaMetrics: real /metrics bodies', () => {
   const stats = (over: Partial<EngineStats>): EngineStats =>
     Object.assign(
       {
-        running: 0, waiting: 0, kvBlocksUsed: 0, kvBlocksTotal: 1000, kvUsage: 0, prefixQueries: 0, prefixHits: 0,
+        running: 0, waiting: 0, kvBlocksUsed: 0, kvBlocksWaiting: 0, kvBlocksTotal: 1000, kvUsage: 0, prefixQueries: 0, prefixHits: 0,
         promptTokens: 0, generationTokens: 0, completed: 0, cancelled: 0, steps: 0, lastStepMs: 0, lastStepBatch: 0,
         lastStepPrefills: 0, slowdown: 1, stalled: false, lora: null,
       },

@@ -145,6 +145,8 @@ export interface EngineStats {
   running: number;
   waiting: number;
   kvBlocksUsed: number;
+  /** KV blocks the waiting sequences will take when admitted (not yet in kvBlocksUsed). */
+  kvBlocksWaiting: number;
   kvBlocksTotal: number;
   /** kvBlocksUsed / kvBlocksTotal, 0..1. */
   kvUsage: number;
@@ -534,6 +536,7 @@ export function createEngine(options: EngineOptions): Engine {
         running: running.length,
         waiting: waiting.length,
         kvBlocksUsed: usedBlocks,
+        kvBlocksWaiting: waiting.reduce((sum, sequence) => sum + sequence.blocks, 0),
         kvBlocksTotal: totalBlocks,
         kvUsage: usedBlocks / totalBlocks,
         prefixQueries: counters.prefixQueries,

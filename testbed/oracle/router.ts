@@ -1,0 +1,92 @@
+// The yardstick router (issue 16): routes each request to emulated replicas by their TRUE state,
+// which no gateway can see — the exact prefix each replica holds in its cache (and the prompts
+// waiting to be admitted there), the KV blocks in use and waiting — with the cost Dynamo's KV
+// router uses: the prefill blocks the request would compute there plus the decode blocks the
+// replica already carries, per unit of weight. The shootout can report every strategy as a share of
+// what this achieves. Bench-only: it lives beside the emulator, reads it in process, and proxies the
+// request (streaming passes through) to the replica it chose.
+
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { BLOCK_TOKENS } from '../emulator/model';
+import type { EmulatedReplica } from '../emulator/server';
+
+export interface OracleRouter {
+  /** http://127.0.0.1:<port> */
+  readonly url: string;
+  readonly port: number;
+  /** Requests routed to each replica, in the replicas' order. */
+  picks(): number[];
+  stop(): Promise<void>;
+}
+
+/** What the oracle weighs for one replica: blocks to prefill here + blocks already carried, per weight. */
+export function oracleCost(replica: EmulatedReplica, weight: number, body: unknown): number {
+  const stats = replica.stats();
+  const prefix = replica.cachedPrefix(body);
+  const prefillBlocks = prefix === null ? 0 : Math.ceil((prefix.promptTokens - prefix.cachedTokens) / BLOCK_TOKENS);
+  return (prefillBlocks + stats.kvBlocksUsed + stats.kvBlocksWaiting) / weight;
+}
+
+/** The replica the oracle picks for `body` (the first of the cheapest; a body it cannot read goes by load alone). */
+export function oraclePick(replicas: readonly EmulatedReplica[], weights: readonly number[], body: unknown): number {
+  let best = 0;
+  let bestCost = Infinity;
+  for (let i = 0; i < replicas.length; i++) {
+    const cost = oracleCost(replicas[i], weights[i], body);
+    if (cost < bestCost) {
+      best = i;
+      bestCost = cost;
+    }
+  }
+  return best;
+}
+
+export async function startOracleRouter(replicas: readonly EmulatedReplica[], weights: readonly number[] = replicas.map(() => 1)): Promise<OracleRouter> {
+  if (replicas.length === 0) throw new Error('the oracle needs at least one replica');
+  if (weights.length !== replicas.length) throw new Error(`${replicas.length} replicas but ${weights.length} weights`);
+  const counts = replicas.map(() => 0);
+  const server = http.createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (chunk: Buffer) => chunks.push(chunk));
+    req.on('end', () => {
+      const raw = Buffer.concat(chunks);
+      let body: unknown = null;
+      try {
+        body = raw.length > 0 ? JSON.parse(raw.toString('utf8')) : null;
+      } catch {
+        body = null;
+      }
+      const chosen = oraclePick(replicas, weights, body);
+      counts[chosen]++;
+      const headers = Object.assign({}, req.headers, { 'content-length': String(raw.length) });
+      const upstream = http.request({ host: '127.0.0.1', port: replicas[chosen].port, method: req.method, path: req.url, headers, agent: false }, (answer) => {
+        res.writeHead(answer.statusCode ?? 502, answer.headers);
+        answer.pipe(res);
+      });
+      upstream.on('error', (error) => {
+        if (res.headersSent) {
+          res.destroy();
+          return;
+        }
+        res.writeHead(502, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ error: { message: 'oracle: ' + error.message, type: 'bad_gateway', code: 'replica_unreachable', param: null } }));
+      });
+      // A client that leaves takes its request at the replica with it.
+      res.on('close', () => upstream.destroy());
+      upstream.end(raw);
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as AddressInfo).port;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    port,
+    picks: () => counts.slice(),
+    stop: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
