@@ -24,6 +24,7 @@
 import { adapterTag } from './adapter-slots';
 import { loadCeiling } from './strategies/consistent-hash';
 import type { LoraSlots, ServedModels } from './model-discovery';
+import type { RequestView } from './types';
 
 /** What one replica serves, as far as the gateway knows. */
 export interface ReplicaModels {
@@ -67,6 +68,18 @@ export function requestedModel(body: unknown): string | null {
 export function bodyModel(body: unknown, aliases: ModelAlias[], defaultModel: string | null): string | null {
   if (body === null || typeof body !== 'object' || Array.isArray(body)) return null;
   return resolveModel(requestedModel(body), aliases, defaultModel);
+}
+
+/**
+ * The admission pool of a request (both gateways' waiting rooms): the served model it routes to
+ * (the adapter's resolved `view.model`, else the body's through aliases and the default, as the
+ * pick resolves it) when requests are routed by model — each model's replicas saturate on their
+ * own, and one model's queue must not hold another's — else the one pool ''.
+ */
+export function admissionPool(aliases: ModelAlias[], defaultModel: string | null, view: RequestView, routed: boolean): string {
+  if (!routed) return '';
+  const model = view.model !== undefined ? view.model : bodyModel(view.body, aliases, defaultModel);
+  return model === null || model === undefined ? '' : model;
 }
 
 /**

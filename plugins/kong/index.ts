@@ -37,12 +37,12 @@ import {
   validateFields,
 } from '../../shared/index';
 import { PROMETHEUS_CONTENT_TYPE, STATE_KINDS, admissionPrometheus, localStateKinds, prometheusText, sharedStatePrometheus as sharedStateFamily, statusDocument } from '../../shared/status-report';
-import type { Balancer, BalancerConfig, ConfigError, PickResult, Replica, RequestView } from '../../shared/index';
+import type { Balancer, BalancerConfig, ConfigError, PickResult, Replica } from '../../shared/index';
 import { createAdmissionGate } from './admission';
 import type { AdmissionGate } from './admission';
 import { consumerBand } from '../../shared/admission-queue';
 import type { RejectedBecause } from '../../shared/admission-queue';
-import { bodyModel } from '../../shared/model-routing';
+import { admissionPool } from '../../shared/model-routing';
 import { kongOptionsFields, kongOptionsSchema } from './options';
 import type { KongOptions } from './options';
 import { answeredBeforeRefusal, lastTriedAddress, needsResponseSource, outcomeFromLogEntry } from './outcome';
@@ -494,17 +494,6 @@ async function answerOverloaded(kong: KongPdk, state: PluginState, because: Reje
   await kong.response.exit(answer.status, answer.body, { 'Content-Type': 'application/json', 'Retry-After': String(answer.retryAfterS) });
 }
 
-/**
- * The admission pool of a request: the served model it routes to (aliases and the default applied,
- * as the pick resolves it) when requests are routed by model — each model's replicas saturate on
- * their own, and one model's queue must not hold another's — else one pool.
- */
-function admissionPool(state: PluginState, view: RequestView, routed: boolean): string {
-  if (!routed && !routesByModel(state.config)) return '';
-  const model = view.model !== undefined ? view.model : bodyModel(view.body, state.config.models.aliases, state.config.models.default);
-  return model === null ? '' : model;
-}
-
 type ConsumerRead = () => Promise<{ id?: string; username?: string } | null>;
 
 /**
@@ -672,7 +661,7 @@ export class Plugin {
         // One PDK call for the consumer, shared by the band and the tenant.
         let consumerRead: ReturnType<ConsumerRead> | null = null;
         const consumer: ConsumerRead = () => (consumerRead === null ? (consumerRead = kong.client.getConsumer()) : consumerRead);
-        const admitted = await state.admission.admit(admissionPool(state, view, routed !== null), () => bandOf(kong, state, consumer), () => tenantOf(state, consumer), attempt, limits);
+        const admitted = await state.admission.admit(admissionPool(state.config.models.aliases, state.config.models.default, view, routed !== null || routesByModel(state.config)), () => bandOf(kong, state, consumer), () => tenantOf(state, consumer), attempt, limits);
         if (admitted.kind === 'rejected') {
           await answerOverloaded(kong, state, admitted.because, admitted.waitedMs);
           return;

@@ -15,8 +15,6 @@
 import { overloadedAnswer } from '../../shared/errors';
 import { consumerBand } from '../../shared/admission-queue';
 import type { RejectedBecause } from '../../shared/admission-queue';
-import { bodyModel } from '../../shared/model-routing';
-import type { RequestView } from '../../shared/types';
 import type { WaitingEntry } from '../../shared/waiting-room';
 import { consumeGrant, enter, leave, parseTicket, waitingByBand } from '../../shared/waiting-room';
 import type { AdmissionReport } from '../../shared/status-report';
@@ -31,16 +29,6 @@ export const ADMITTED_AFTER_WAIT_KEY = 'adm:admitted';
 export const LEFT_WHILE_WAITING_KEY = 'adm:left';
 export function rejectedKey(because: RejectedBecause): string {
   return 'adm:' + because;
-}
-
-/**
- * The request's waiting pool: the served model it routes to (aliases and the default applied, as
- * the pick resolves it) when requests are routed by model, else one pool ('').
- */
-export function admissionPoolOf(config: BalancerConfig, view: RequestView, routed: boolean): string {
-  if (!routed) return '';
-  const model = bodyModel(view.body, config.models.aliases, config.models.default);
-  return model === null ? '' : model;
 }
 
 /** A priority band as the variable holds it: an integer from -100 to 100. */

@@ -24,6 +24,7 @@
 // by the retry that follows it (at once, so a dead replica is ejected while the failover's stream
 // is still running), the last one by `outcome` in the log phase.
 
+import { admissionPool } from '../../shared/model-routing';
 import { createBalancer, modelRewrite, placesAdapters, replicasFromConfig, rewritesModel, routesByModel } from '../../shared/balancer';
 import type { Balancer } from '../../shared/balancer';
 import type { BalancerConfig } from '../../shared/config/types';
@@ -38,7 +39,7 @@ import type { PreloadedConfig } from './names';
 import type { LoraSlots, ServedModels } from '../../shared/model-discovery';
 import type { TextHash } from '../../shared/prefix-blocks';
 import { attemptOutcome, describeOutcome } from './outcome';
-import { admissionPoolOf, admissionReport, admittedAfterWait, bandOf, hold, leaveIfWaiting, tenantOf, ticketOf } from './admission';
+import { admissionReport, admittedAfterWait, bandOf, hold, leaveIfWaiting, tenantOf, ticketOf } from './admission';
 import { someoneWaits } from '../../shared/waiting-room';
 import type { WaitingEntry } from '../../shared/waiting-room';
 import type { ResponseVariables } from './outcome';
@@ -529,6 +530,11 @@ export function admitted(r: NjsRequest): void {
   routeRequest(r, true);
 }
 
+/** Sends the request to wait in the room for `pool`, with the band and tenant its variables give. */
+function holdRequest(r: NjsRequest, ctx: Context, pool: string): void {
+  hold(r, ctx.config, ctx.store, pool, bandOf(r, ctx.config, ctx.priorityVariable, ctx.consumerVariable), tenantOf(r, ctx.config, ctx.consumerVariable));
+}
+
 function routeRequest(r: NjsRequest, afterWait: boolean): void {
   let target = '';
   let streaming = false;
@@ -556,11 +562,11 @@ function routeRequest(r: NjsRequest, afterWait: boolean): void {
     let pool = '';
     let ticket: WaitingEntry | null = null;
     if (ctx.admits) {
-      pool = admissionPoolOf(ctx.config, view, ctx.routesByModel || discovered !== null);
+      pool = admissionPool(ctx.config.models.aliases, ctx.config.models.default, view, ctx.routesByModel || discovered !== null);
       if (afterWait) ticket = ticketOf(r);
       else if (someoneWaits(waitingDict(), pool)) {
         // Others wait for this pool: no overtaking, the room's order decides.
-        hold(r, ctx.config, ctx.store, pool, bandOf(r, ctx.config, ctx.priorityVariable, ctx.consumerVariable), tenantOf(r, ctx.config, ctx.consumerVariable));
+        holdRequest(r, ctx, pool);
         return;
       }
     }
@@ -573,7 +579,7 @@ function routeRequest(r: NjsRequest, afterWait: boolean): void {
       if (ticket !== null) admittedAfterWait(ctx.store, ticket);
     }
     if (!result.ok && result.reason === 'saturated') {
-      hold(r, ctx.config, ctx.store, pool, bandOf(r, ctx.config, ctx.priorityVariable, ctx.consumerVariable), tenantOf(r, ctx.config, ctx.consumerVariable));
+      holdRequest(r, ctx, pool);
       return;
     }
     if (!result.ok && result.reason === 'model-not-found') {
