@@ -14,6 +14,16 @@
 // - SGLang (--enable-metrics): gauges sglang:num_running_reqs, sglang:num_queue_reqs and
 //   sglang:token_usage (tokens held / token capacity, already a 0..1 fraction). SGLang has no
 //   prefix-cache query/hit counters under these names: prefixQueries/prefixHits stay null.
+// - llama.cpp's llama-server (--metrics): gauges llamacpp:requests_processing (slots busy) and
+//   llamacpp:requests_deferred (requests waiting for a free slot); counters
+//   llamacpp:prompt_tokens_total (prompt tokens COMPUTED, i.e. cached ones excluded) and
+//   llamacpp:prompt_tokens_cached_total (prompt tokens reused from a slot's cache; recent builds).
+//   Tokens looked up are then computed + cached, so prefixQueries is their sum and prefixHits the
+//   cached ones; a server without the cached counter gives no hit rate (both null). KV usage:
+//   llamacpp:kv_cache_usage_ratio, which older builds exported and current ones (0.7.0, checked
+//   against the real server in spec/llama-server.spec.ts) no longer do.
+// - Hugging Face TGI: gauges tgi_batch_current_size (running) and tgi_queue_size (waiting), from
+//   its metrics reference; it exports no KV usage and no prefix-cache counters.
 // Only the listed names are read: `_total`-less counter spellings, `_created` series and every
 // other family are skipped.
 //
@@ -35,22 +45,23 @@
 // [0, 1]. Whatever follows the value (a timestamp, an OpenMetrics exemplar) is ignored.
 //
 // `server` says whose names were read: 'vllm' if any of the vLLM names above has a well-formed
-// sample line (whatever its value), else 'sglang' for any SGLang one, else 'unknown'. Fields are then
-// read from that family only, so an odd text mixing both never blends a vLLM count with an SGLang one.
+// sample line (whatever its value), else 'sglang' for any SGLang one, else 'llamacpp', else 'tgi',
+// else 'unknown'. Fields are then read from that family only, so an odd text mixing two never blends
+// a vLLM count with an SGLang one.
 
 /** The load of one replica as its /metrics text reports it; null where the text has no usable series. */
 export interface ReplicaLoad {
-  /** Requests in the running batch (vLLM vllm:num_requests_running; SGLang sglang:num_running_reqs). null when the text has no such metric. */
+  /** Requests in the running batch (vLLM vllm:num_requests_running; SGLang sglang:num_running_reqs; llama.cpp llamacpp:requests_processing; TGI tgi_batch_current_size). null when the text has no such metric. */
   running: number | null;
-  /** Requests queued (vLLM vllm:num_requests_waiting; SGLang sglang:num_queue_reqs). */
+  /** Requests queued (vLLM vllm:num_requests_waiting; SGLang sglang:num_queue_reqs; llama.cpp llamacpp:requests_deferred; TGI tgi_queue_size). */
   waiting: number | null;
   /** KV-cache usage as a fraction 0..1 (vLLM vllm:kv_cache_usage_perc, or the older vllm:gpu_cache_usage_perc; SGLang sglang:token_usage). */
   kvUsage: number | null;
-  /** Prefix-cache counters when present (vLLM vllm:prefix_cache_queries_total / vllm:prefix_cache_hits_total; older vllm:gpu_prefix_cache_queries_total / _hits_total). */
+  /** Prefix-cache counters when present, in tokens (vLLM vllm:prefix_cache_queries_total / vllm:prefix_cache_hits_total; older vllm:gpu_prefix_cache_queries_total / _hits_total; llama.cpp computed + cached prompt tokens / cached ones). */
   prefixQueries: number | null;
   prefixHits: number | null;
   /** Which server family the names came from. */
-  server: 'vllm' | 'sglang' | 'unknown';
+  server: 'vllm' | 'sglang' | 'llamacpp' | 'tgi' | 'unknown';
 }
 
 /** The metric names read for each field of ReplicaLoad, in order of preference. */
@@ -74,16 +85,25 @@ export interface MetricNames {
  */
 export function metricNames(): MetricNames {
   return {
-    running: ['vllm:num_requests_running', 'sglang:num_running_reqs'],
-    waiting: ['vllm:num_requests_waiting', 'sglang:num_queue_reqs'],
-    kvUsage: ['vllm:kv_cache_usage_perc', 'vllm:gpu_cache_usage_perc', 'sglang:token_usage'],
-    prefixQueries: ['vllm:prefix_cache_queries_total', 'vllm:gpu_prefix_cache_queries_total'],
-    prefixHits: ['vllm:prefix_cache_hits_total', 'vllm:gpu_prefix_cache_hits_total'],
+    running: ['vllm:num_requests_running', 'sglang:num_running_reqs', 'llamacpp:requests_processing', 'tgi_batch_current_size'],
+    waiting: ['vllm:num_requests_waiting', 'sglang:num_queue_reqs', 'llamacpp:requests_deferred', 'tgi_queue_size'],
+    kvUsage: ['vllm:kv_cache_usage_perc', 'vllm:gpu_cache_usage_perc', 'sglang:token_usage', 'llamacpp:kv_cache_usage_ratio'],
+    // llama.cpp's counts the prompt tokens computed, not looked up: the cached ones are added below.
+    prefixQueries: ['vllm:prefix_cache_queries_total', 'vllm:gpu_prefix_cache_queries_total', 'llamacpp:prompt_tokens_total'],
+    prefixHits: ['vllm:prefix_cache_hits_total', 'vllm:gpu_prefix_cache_hits_total', 'llamacpp:prompt_tokens_cached_total'],
   };
 }
 
 type Field = 'running' | 'waiting' | 'kvUsage' | 'prefixQueries' | 'prefixHits';
-type Family = 'vllm' | 'sglang';
+type Family = 'vllm' | 'sglang' | 'llamacpp' | 'tgi';
+
+/** The server family a metric name belongs to, by its prefix (TGI's names use `_`, the others `:`). */
+function familyOf(name: string): Family {
+  if (name.indexOf('vllm:') === 0) return 'vllm';
+  if (name.indexOf('sglang:') === 0) return 'sglang';
+  if (name.indexOf('llamacpp:') === 0) return 'llamacpp';
+  return 'tgi';
+}
 
 function fields(): Field[] {
   return ['running', 'waiting', 'kvUsage', 'prefixQueries', 'prefixHits'];
@@ -111,8 +131,7 @@ function nameIndexOf(): Record<string, NameEntry | undefined> {
   for (let f = 0; f < all.length; f++) {
     const names = table[all[f]];
     for (let r = 0; r < names.length; r++) {
-      const family: Family = names[r].indexOf('vllm:') === 0 ? 'vllm' : 'sglang';
-      index[names[r]] = { field: all[f], rank: r, family };
+      index[names[r]] = { field: all[f], rank: r, family: familyOf(names[r]) };
     }
   }
   nameIndex = index;
@@ -174,6 +193,8 @@ export function parseReplicaMetrics(text: string): ReplicaLoad {
   const pattern = decimalPattern();
   let sawVllm = false;
   let sawSglang = false;
+  let sawLlamacpp = false;
+  let sawTgi = false;
   const length = text.length;
   let lineStart = 0;
   while (lineStart < length) {
@@ -197,7 +218,9 @@ export function parseReplicaMetrics(text: string): ReplicaLoad {
     while (i < end && !isBlank(text.charAt(i))) i++;
     if (i === valueStart) continue;
     if (entry.family === 'vllm') sawVllm = true;
-    else sawSglang = true;
+    else if (entry.family === 'sglang') sawSglang = true;
+    else if (entry.family === 'llamacpp') sawLlamacpp = true;
+    else sawTgi = true;
 
     const valueText = text.slice(valueStart, i);
     if (!pattern.test(valueText)) continue;
@@ -213,7 +236,7 @@ export function parseReplicaMetrics(text: string): ReplicaLoad {
     else slots[entry.rank] = isFraction ? Math.max(previous, value) : previous + value;
   }
 
-  const family: Family | null = sawVllm ? 'vllm' : sawSglang ? 'sglang' : null;
+  const family: Family | null = sawVllm ? 'vllm' : sawSglang ? 'sglang' : sawLlamacpp ? 'llamacpp' : sawTgi ? 'tgi' : null;
   if (family === null) return load;
   load.server = family;
   for (let f = 0; f < all.length; f++) {
@@ -222,10 +245,15 @@ export function parseReplicaMetrics(text: string): ReplicaLoad {
     const slots = totals[field];
     for (let r = 0; r < names.length; r++) {
       const value = slots[r];
-      if (value === null || names[r].indexOf(family + ':') !== 0) continue;
+      if (value === null || familyOf(names[r]) !== family) continue;
       load[field] = field === 'kvUsage' ? Math.min(1, Math.max(0, value)) : value;
       break;
     }
+  }
+  if (family === 'llamacpp') {
+    // Looked up = computed + reused. Without the reused count there is no hit rate to tell.
+    if (load.prefixQueries !== null && load.prefixHits !== null) load.prefixQueries += load.prefixHits;
+    else load.prefixQueries = load.prefixHits = null;
   }
   return load;
 }

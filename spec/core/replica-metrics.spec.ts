@@ -1,4 +1,4 @@
-// shared/replica-metrics.ts: the Prometheus text of vLLM, SGLang and the repository's emulator
+// shared/replica-metrics.ts: the Prometheus text of vLLM, SGLang, llama.cpp, TGI and the repository's emulator
 // parsed into the balancer's load signals. Fixtures under spec/fixtures/metrics/ are realistic
 // /metrics bodies (HELP/TYPE lines, histograms, process metrics, `_created` series); emulator.txt
 // was written by testbed/emulator/metrics.ts's renderMetrics, and a case below renders it afresh so
@@ -33,6 +33,10 @@ describe('parseReplicaMetrics: real /metrics bodies', () => {
     ['vllm-v0.8.txt', { running: 12, waiting: 6, kvUsage: 0.7542, prefixQueries: 2488320, prefixHits: 1105920, server: 'vllm' }],
     ['sglang.txt', { running: 3, waiting: 2, kvUsage: 0.42, prefixQueries: null, prefixHits: null, server: 'sglang' }],
     ['emulator.txt', { running: 5, waiting: 2, kvUsage: 0.4375, prefixQueries: 48213, prefixHits: 30144, server: 'vllm' }],
+    // Captured from the real llama-server 0.7.0 (Debian forky) with one slot busy and one request
+    // deferred: 45 prompt tokens computed and 83 reused, so 128 looked up.
+    ['llamacpp-0.7.txt', { running: 1, waiting: 1, kvUsage: null, prefixQueries: 128, prefixHits: 83, server: 'llamacpp' }],
+    ['tgi.txt', { running: 7, waiting: 4, kvUsage: null, prefixQueries: null, prefixHits: null, server: 'tgi' }],
   ])('%s', (name, expected) => {
     expect(parseReplicaMetrics(fixture(name))).toEqual(expected);
   });
@@ -160,20 +164,37 @@ describe('parseReplicaMetrics: which name wins', () => {
   const fields = Object.keys(metricNames()) as (keyof ReturnType<typeof metricNames>)[];
   for (let f = 0; f < fields.length; f++) {
     const names = metricNames()[fields[f]];
-    for (let n = 0; n < names.length; n++) everyName.push([names[n], fields[f], names[n].slice(0, names[n].indexOf(':'))]);
+    for (let n = 0; n < names.length; n++) everyName.push([names[n], fields[f], names[n].startsWith('tgi_') ? 'tgi' : names[n].slice(0, names[n].indexOf(':'))]);
   }
 
   it.each(everyName)('reads %s alone into %s, server %s', (name, field, server) => {
-    expect(parseReplicaMetrics(`${name}{model_name="m"} 0.5\n`)).toEqual(load({ [field]: 0.5, server: server as ReplicaLoad['server'] }));
+    // llama.cpp's prefix counters only mean something together (looked up = computed + cached).
+    const alone = server === 'llamacpp' && (field === 'prefixQueries' || field === 'prefixHits') ? {} : { [field]: 0.5 };
+    expect(parseReplicaMetrics(`${name}{model_name="m"} 0.5\n`)).toEqual(load(Object.assign({ server: server as ReplicaLoad['server'] }, alone)));
+  });
+
+  it('llama.cpp: tokens looked up are the computed plus the reused ones; the reused ones are the hits', () => {
+    expect(parseReplicaMetrics('llamacpp:prompt_tokens_total 300\nllamacpp:prompt_tokens_cached_total 700\nllamacpp:requests_processing 2\n')).toEqual(
+      load({ server: 'llamacpp', running: 2, prefixQueries: 1000, prefixHits: 700 }),
+    );
+  });
+
+  it('llama.cpp without the reused-token counter (older builds) tells no hit rate, not a 0% one', () => {
+    expect(parseReplicaMetrics('llamacpp:prompt_tokens_total 300\nllamacpp:kv_cache_usage_ratio 0.25\n')).toEqual(load({ server: 'llamacpp', kvUsage: 0.25 }));
+  });
+
+  it('precedence of families: vLLM, SGLang, llama.cpp, TGI', () => {
+    expect(parseReplicaMetrics('tgi_queue_size 3\nllamacpp:requests_deferred 5\n')).toEqual(load({ server: 'llamacpp', waiting: 5 }));
+    expect(parseReplicaMetrics('tgi_queue_size 3\nsglang:num_queue_reqs 5\n')).toEqual(load({ server: 'sglang', waiting: 5 }));
   });
 
   it('lists exactly the documented names, in order of preference', () => {
     expect(metricNames()).toEqual({
-      running: ['vllm:num_requests_running', 'sglang:num_running_reqs'],
-      waiting: ['vllm:num_requests_waiting', 'sglang:num_queue_reqs'],
-      kvUsage: ['vllm:kv_cache_usage_perc', 'vllm:gpu_cache_usage_perc', 'sglang:token_usage'],
-      prefixQueries: ['vllm:prefix_cache_queries_total', 'vllm:gpu_prefix_cache_queries_total'],
-      prefixHits: ['vllm:prefix_cache_hits_total', 'vllm:gpu_prefix_cache_hits_total'],
+      running: ['vllm:num_requests_running', 'sglang:num_running_reqs', 'llamacpp:requests_processing', 'tgi_batch_current_size'],
+      waiting: ['vllm:num_requests_waiting', 'sglang:num_queue_reqs', 'llamacpp:requests_deferred', 'tgi_queue_size'],
+      kvUsage: ['vllm:kv_cache_usage_perc', 'vllm:gpu_cache_usage_perc', 'sglang:token_usage', 'llamacpp:kv_cache_usage_ratio'],
+      prefixQueries: ['vllm:prefix_cache_queries_total', 'vllm:gpu_prefix_cache_queries_total', 'llamacpp:prompt_tokens_total'],
+      prefixHits: ['vllm:prefix_cache_hits_total', 'vllm:gpu_prefix_cache_hits_total', 'llamacpp:prompt_tokens_cached_total'],
     });
   });
 
@@ -278,7 +299,7 @@ describe('parseReplicaMetrics: the exposition format', () => {
 describe('parseReplicaMetrics: properties', () => {
   function wellFormed(result: ReplicaLoad): void {
     expect(Object.keys(result).sort()).toEqual(['kvUsage', 'prefixHits', 'prefixQueries', 'running', 'server', 'waiting']);
-    expect(['vllm', 'sglang', 'unknown']).toContain(result.server);
+    expect(['vllm', 'sglang', 'llamacpp', 'tgi', 'unknown']).toContain(result.server);
     const counts = [result.running, result.waiting, result.prefixQueries, result.prefixHits];
     for (let i = 0; i < counts.length; i++) {
       const c = counts[i];
