@@ -1,0 +1,57 @@
+// Real llama-server replicas for the gateway specs (spec/nginx-llama.spec.ts, spec/kong-llama.spec.ts):
+// started on free ports with the tiny random-weight model, and what the specs ask of them — their
+// own /metrics read into the balancer's load signals, requests that occupy their slots from outside
+// the gateway, and OpenAI bodies.
+import { parseReplicaMetrics } from '../../shared/replica-metrics';
+import type { ReplicaLoad } from '../../shared/replica-metrics';
+import { startLlamaServer } from '../../testbed/lib/llama-process';
+import type { LlamaServer } from '../../testbed/lib/llama-process';
+import { request, stream } from './nginx-balancer';
+import type { Stream } from './nginx-balancer';
+
+export const JSON_HEADERS = { 'content-type': 'application/json' };
+
+/** Replicas A and B serve `random-llama`, C serves `other-llama` (for discovery). Two slots each. */
+export async function startLlamaFleet(): Promise<{ a: LlamaServer; b: LlamaServer; c: LlamaServer; all: LlamaServer[] }> {
+  const [a, b, c] = await Promise.all([
+    startLlamaServer({ alias: 'random-llama' }),
+    startLlamaServer({ alias: 'random-llama' }),
+    startLlamaServer({ alias: 'other-llama' }),
+  ]);
+  return { a, b, c, all: [a, b, c] };
+}
+
+export function address(server: LlamaServer): string {
+  return `127.0.0.1:${server.port}`;
+}
+
+export async function loadOf(server: LlamaServer): Promise<ReplicaLoad> {
+  const reply = await request(server.url + '/metrics');
+  if (reply.status !== 200) throw new Error(`llama-server on ${server.port} answered /metrics with ${reply.status}`);
+  return parseReplicaMetrics(reply.body);
+}
+
+/** A chat completion body; `long` asks for many tokens whatever the random model samples (ignore_eos). */
+export function chatBody(model: string, content: string, options: { maxTokens?: number; stream?: boolean; long?: boolean } = {}): string {
+  const body: Record<string, unknown> = { model, messages: [{ role: 'user', content }], max_tokens: options.maxTokens ?? 8 };
+  if (options.stream) body.stream = true;
+  if (options.long) body.ignore_eos = true;
+  return JSON.stringify(body);
+}
+
+/**
+ * Fills `server`'s two slots and defers one more request, straight to the server (the gateway does
+ * not see them): its /metrics then reports 2 running, 1 waiting. Abort the streams to free it.
+ */
+export function occupy(server: LlamaServer): Stream[] {
+  const body = JSON.stringify({ model: 'random-llama', prompt: 'busy', max_tokens: 1_000_000, ignore_eos: true, stream: true });
+  return [0, 1, 2].map(() => stream(server.url + '/v1/completions', { body, headers: JSON_HEADERS }));
+}
+
+/** The events of an SSE body, `data: ` stripped. */
+export function sseData(body: string): string[] {
+  return body
+    .split('\n')
+    .filter((line) => line.startsWith('data: '))
+    .map((line) => line.slice(6));
+}
