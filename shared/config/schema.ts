@@ -819,7 +819,7 @@ export const schema: FieldEntry[] = [
     replica_metrics: {
       type: 'record',
       required: true,
-      description: "The replicas' own /metrics (vLLM, SGLang), scraped by the gateway when the strategy reads them (llm).",
+      description: "The replicas' own /metrics (vLLM, SGLang, llama.cpp's llama-server with --metrics, TGI), scraped by the gateway when the strategy reads them (llm).",
       fields: [
         {
           path: {
@@ -828,7 +828,7 @@ export const schema: FieldEntry[] = [
             format: 'url-path',
             len_min: 1,
             len_max: 256,
-            description: 'Path of the Prometheus metrics on every replica (vLLM and SGLang serve /metrics).',
+            description: 'Path of the Prometheus metrics on every replica (vLLM, SGLang, llama-server and TGI serve /metrics).',
           },
         },
         {

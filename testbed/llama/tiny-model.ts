@@ -40,10 +40,13 @@ export interface TinyModelShape {
 export const SPEC_MODEL: TinyModelShape = { embedding: 64, layers: 2, heads: 4, kvHeads: 2, feedForward: 128, contextLength: 4096, seed: 1 };
 
 /**
- * For the real-server benchmark: big enough that a long prompt's prefill costs tens to hundreds of
- * milliseconds on one core, so a prompt-cache hit shows in the time to first token (~25 M parameters, ~100 MB).
+ * For the real-server benchmark (bench/llama): big enough that a long prompt's prefill costs
+ * hundreds of milliseconds on one core, so a prompt-cache hit shows in the time to first token,
+ * small enough that two replicas on a 2-core machine answer a few requests per second (~3.4 M
+ * parameters, 14 MB; measured with llama-server 0.7.0 on one thread of this machine: ~2,300 prompt
+ * tokens/s, ~2 ms per output token).
  */
-export const BENCH_MODEL: TinyModelShape = { embedding: 512, layers: 8, heads: 8, kvHeads: 4, feedForward: 1536, contextLength: 8192, seed: 1 };
+export const BENCH_MODEL: TinyModelShape = { embedding: 256, layers: 4, heads: 4, kvHeads: 2, feedForward: 768, contextLength: 16384, seed: 1 };
 
 const COMMON_WORDS = [
   'the', 'of', 'and', 'to', 'in', 'is', 'that', 'for', 'it', 'as', 'with', 'was', 'on', 'be', 'at', 'by', 'this', 'are', 'or', 'from',
