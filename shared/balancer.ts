@@ -810,15 +810,17 @@ export function createBalancer(config: BalancerConfig, deps: BalancerDeps): Bala
     },
     onReplicaMetrics(replica: Replica | string, text: string): boolean {
       const load = parseReplicaMetrics(text);
-      if (!recordReplicaLoad(store, keysFor(replica), load.running, load.waiting, load.kvUsage, deps.clock.now())) return false;
-      // Kept with the load, and gone stale with it: only the status page reads them. A counter the
-      // text does not have is removed, not kept from an older scrape.
+      // No load, no scrape (recordReplicaLoad records nothing): the counters are not kept either.
+      if (load.running === null && load.waiting === null && load.kvUsage === null) return false;
+      // Kept with the load and stale with it: only the status page reads them. Written before the
+      // load's time, so a status read in another worker never shows a new load with old counters.
+      // A counter the text does not have is removed, not kept from an older scrape.
       const prefix = 'r:' + (typeof replica === 'string' ? replica : replica.id);
       if (load.prefixQueries === null) store.delete(prefix + PREFIX_QUERIES_SUFFIX);
       else store.set(prefix + PREFIX_QUERIES_SUFFIX, load.prefixQueries);
       if (load.prefixHits === null) store.delete(prefix + PREFIX_HITS_SUFFIX);
       else store.set(prefix + PREFIX_HITS_SUFFIX, load.prefixHits);
-      return true;
+      return recordReplicaLoad(store, keysFor(replica), load.running, load.waiting, load.kvUsage, deps.clock.now());
     },
   };
 }
