@@ -10,7 +10,7 @@ import type { Clock, MetricReads, Outcome, PickResult, Random, Replica, ReplicaV
 import { activelyUnhealthy, anyActivelyUnhealthy } from './health/active';
 import { claimTrial, classifyOutcome, passiveState, recordVerdict, trialInProgress } from './health/passive';
 import { resolveHashKey } from './hash-key';
-import { blankView, buildView, keysOf, loadSignals, readLatency, readNumber, recordEnd, recordLatency, recordReplicaLoad, recordStart } from './replica-state';
+import { PREFIX_HITS_SUFFIX, PREFIX_QUERIES_SUFFIX, blankView, buildView, keysOf, loadSignals, readLatency, readNumber, recordEnd, recordLatency, recordReplicaLoad, recordStart } from './replica-state';
 import { parseReplicaMetrics } from './replica-metrics';
 import type { ReplicaKeys } from './replica-state';
 import { createStrategy } from './strategies/index';
@@ -82,6 +82,13 @@ export interface ReplicaStatus {
   queue: number | null;
   /** KV-cache usage 0..1 from the replica's /metrics (null: not scraped, not reported, or stale). */
   kvUsage: number | null;
+  /**
+   * The replica's own prefix-cache counters from its /metrics, in tokens: looked up in the cache,
+   * and found there (replica-metrics.ts ReplicaLoad; null: not scraped, not reported, or stale).
+   * Counters since the replica started: a restart starts them over.
+   */
+  prefixQueries: number | null;
+  prefixHits: number | null;
   samples: number;
   picks: number;
   failures: number;
@@ -738,6 +745,11 @@ export function createBalancer(config: BalancerConfig, deps: BalancerDeps): Bala
       const inFlight = readNumber(store, keys.inFlight);
       const tokens = readNumber(store, keys.tokens);
       const load = buildView(store, replica, keys, loadReads, now, halfLifeMs, false, undefined, loadFreshMs);
+      // The prefix-cache counters go stale with the load they were scraped with (onReplicaMetrics).
+      const loadAt = store.get(keys.loadAt);
+      const fresh = loadAt !== undefined && now - loadAt <= loadFreshMs;
+      const prefixQueries = fresh ? store.get('r:' + replica.id + PREFIX_QUERIES_SUFFIX) : undefined;
+      const prefixHits = fresh ? store.get('r:' + replica.id + PREFIX_HITS_SUFFIX) : undefined;
       rows.push({
         id: replica.id,
         address: replica.address,
@@ -752,6 +764,8 @@ export function createBalancer(config: BalancerConfig, deps: BalancerDeps): Bala
         tokens: tokens > 0 ? tokens : 0,
         queue: load.queue,
         kvUsage: load.kvUsage,
+        prefixQueries: prefixQueries === undefined ? null : prefixQueries,
+        prefixHits: prefixHits === undefined ? null : prefixHits,
         samples: readNumber(store, keys.samples),
         picks: readNumber(store, keys.picks),
         failures: readNumber(store, keys.failures),
@@ -796,6 +810,16 @@ export function createBalancer(config: BalancerConfig, deps: BalancerDeps): Bala
     },
     onReplicaMetrics(replica: Replica | string, text: string): boolean {
       const load = parseReplicaMetrics(text);
+      // No load, no scrape (recordReplicaLoad records nothing): the counters are not kept either.
+      if (load.running === null && load.waiting === null && load.kvUsage === null) return false;
+      // Kept with the load and stale with it: only the status page reads them. Written before the
+      // load's time, so a status read in another worker never shows a new load with old counters.
+      // A counter the text does not have is removed, not kept from an older scrape.
+      const prefix = 'r:' + (typeof replica === 'string' ? replica : replica.id);
+      if (load.prefixQueries === null) store.delete(prefix + PREFIX_QUERIES_SUFFIX);
+      else store.set(prefix + PREFIX_QUERIES_SUFFIX, load.prefixQueries);
+      if (load.prefixHits === null) store.delete(prefix + PREFIX_HITS_SUFFIX);
+      else store.set(prefix + PREFIX_HITS_SUFFIX, load.prefixHits);
       return recordReplicaLoad(store, keysFor(replica), load.running, load.waiting, load.kvUsage, deps.clock.now());
     },
   };

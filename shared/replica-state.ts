@@ -94,6 +94,14 @@ export function buildKeys(id: string): ReplicaKeys {
   };
 }
 
+/**
+ * The replica's prefix-cache counters from its /metrics (tokens looked up, tokens found), stored
+ * under `r:<id>` + these. Not in ReplicaKeys: NGINX preloads every replica's keys in the config each
+ * request parses, and only the scrape (balancer.onReplicaMetrics) and the status page touch these.
+ */
+export const PREFIX_QUERIES_SUFFIX = ':lq';
+export const PREFIX_HITS_SUFFIX = ':lh';
+
 // Memoised per id: concatenating key strings on every read was most of a pick's cost under Node
 // (a fresh string must be hashed for each lookup). 4096 ids bound the memo when replicas churn.
 export const keysOf: (id: string) => ReplicaKeys = memoise(buildKeys, 4096);

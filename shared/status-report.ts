@@ -33,6 +33,8 @@ export function statusDocument(rows: ReplicaStatus[], upstreams: string[] | null
       tokens_in_flight: row.tokens,
       queue: row.queue,
       kv_cache_usage: row.kvUsage,
+      prefix_cache_queries: row.prefixQueries,
+      prefix_cache_hits: row.prefixHits,
       latency_ewma_ms: round(row.ewmaMs),
       ttft_ewma_ms: round(row.ttftMs),
       tpot_ewma_ms: round(row.tpotMs),
@@ -61,13 +63,15 @@ interface Metric {
 }
 
 // Built on use, not at module level: njs evaluates the module's top level for every request, and
-// this table (twelve objects, twelve closures) would cost each proxied request for a page few ask for.
+// this table (fifteen objects, fifteen closures) would cost each proxied request for a page few ask for.
 function metricTable(): Metric[] {
   return [
     { name: 'in_flight', type: 'gauge', help: 'Requests in flight to the replica, across all worker processes.', value: (r) => r.inFlight },
     { name: 'tokens_in_flight', type: 'gauge', help: 'Estimated tokens (prompt + expected output) of the requests in flight; counted by least-tokens only.', value: (r) => r.tokens },
     { name: 'queue', type: 'gauge', help: "Running + waiting requests as the replica's own /metrics last reported (absent unless scraped and fresh).", value: (r) => r.queue },
     { name: 'kv_cache_usage', type: 'gauge', help: "KV-cache usage 0..1 as the replica's own /metrics last reported (absent unless scraped and fresh).", value: (r) => r.kvUsage },
+    { name: 'prefix_cache_queries_total', type: 'counter', help: "Prompt tokens the replica looked up in its prefix cache, its own counter as its /metrics last reported (vLLM prefix_cache_queries; llama.cpp computed + cached prompt tokens; absent unless reported, scraped and fresh; a replica restart resets it).", value: (r) => r.prefixQueries },
+    { name: 'prefix_cache_hits_total', type: 'counter', help: "Of those tokens, the ones found in the replica's prefix cache, as its /metrics last reported (vLLM prefix_cache_hits; llama.cpp cached prompt tokens; absent unless reported, scraped and fresh).", value: (r) => r.prefixHits },
     { name: 'picks_total', type: 'counter', help: 'Attempts started on the replica (picks and failover attempts).', value: (r) => r.picks },
     { name: 'failures_total', type: 'counter', help: 'Attempts that failed with a configured failure kind (connect error, timeout, 5xx, 429).', value: (r) => r.failures },
     { name: 'latency_ewma_ms', type: 'gauge', help: 'Time-decayed peak EWMA of response time in milliseconds (absent before the first sample).', value: (r) => round(r.ewmaMs) },

@@ -2,7 +2,8 @@
 // export — read from real nginx (with admission and the NGINX Plus peer source, against the fake
 // Plus API) and from the Kong plugin in the real plugin server (with admission and kong.redis) —
 // and every per-replica family they export has a panel. The gateway-specific panels name the
-// gateway whose endpoint exports their metric.
+// gateway whose endpoint exports their metric. The backend serves vLLM's /metrics (load and
+// prefix-cache counters), so the families the gateways read from it carry real samples.
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -36,29 +37,55 @@ function families(text: string): Set<string> {
 
 const ADMISSION = { enabled: true, saturation: 'concurrency', max_concurrency: 8, fairness: 'none' };
 
+/**
+ * The backend's /metrics: vLLM's load and prefix-cache counters, so both gateways (strategy llm
+ * scrapes it) export samples of the replica families read from it, not only their HELP and TYPE.
+ */
+const VLLM_METRICS = [
+  'vllm:num_requests_running{model_name="m"} 1',
+  'vllm:num_requests_waiting{model_name="m"} 0',
+  'vllm:kv_cache_usage_perc{model_name="m"} 0.25',
+  'vllm:prefix_cache_queries_total{model_name="m"} 4096.0',
+  'vllm:prefix_cache_hits_total{model_name="m"} 1024.0',
+  '',
+].join('\n');
+
+/** The families the replica's scraped /metrics feed: a sample of each once a scrape is recorded. */
+const SCRAPED = ['llm_balancer_replica_queue', 'llm_balancer_replica_kv_cache_usage', 'llm_balancer_replica_prefix_cache_queries_total', 'llm_balancer_replica_prefix_cache_hits_total'];
+
+/** The families of a Prometheus text that have at least one sample. */
+function sampled(text: string): Set<string> {
+  return new Set(Array.from(text.matchAll(/^([a-z_]+)[{ ]/gm), (m) => m[1]));
+}
+
 describe('the Grafana dashboard', () => {
   let backends: Backends;
   let api: FakePlusApi;
   let nginxNames = new Set<string>();
   let kongNames = new Set<string>();
+  let nginxSampled = new Set<string>();
+  let kongSampled = new Set<string>();
 
   beforeAll(async () => {
     backends = await startBackends(1);
+    backends.list[0].behave({ metricsText: VLLM_METRICS });
     api = await startFakePlusApi();
     api.setPeers('llm', [{ server: backends.list[0].address }]);
     const b = await startBalancer({
       strategy: 'llm',
       replicas: [{ id: 'a', address: backends.list[0].address }],
       admission: ADMISSION,
+      replica_metrics: { interval_s: 0.2 },
       nginx: { plus_api: { url: api.url, upstream: 'llm', interval_s: 1 } },
     });
     try {
       let text = '';
-      await waitFor('the NGINX Plus peer list to be read', async () => {
+      await waitFor('the NGINX Plus peer list and the replica\'s /metrics to be read', async () => {
         text = (await request(`http://127.0.0.1:${b.port}/llm-balancer/metrics`)).body;
-        return text.includes('llm_balancer_peers_synced_timestamp_seconds');
+        return text.includes('llm_balancer_peers_synced_timestamp_seconds') && SCRAPED.every((name) => sampled(text).has(name));
       });
       nginxNames = families(text);
+      nginxSampled = sampled(text);
     } finally {
       await b.stop();
     }
@@ -67,12 +94,19 @@ describe('the Grafana dashboard', () => {
         strategy: 'llm',
         replicas: [{ address: backends.list[0].address }],
         admission: ADMISSION,
+        replica_metrics: { interval_s: 0.2 },
         // Nothing listens there: the plugin balances on its own and says so (redis_connected 0).
         kong: { status_path: '/llm-balancer/status', redis: { host: '127.0.0.1', port: 1 } },
       },
     });
     try {
-      kongNames = families((await request(g.url + '/llm-balancer/status?format=prometheus')).body);
+      let text = '';
+      await waitFor("the replica's /metrics to be read", async () => {
+        text = (await request(g.url + '/llm-balancer/status?format=prometheus')).body;
+        return SCRAPED.every((name) => sampled(text).has(name));
+      });
+      kongNames = families(text);
+      kongSampled = sampled(text);
     } finally {
       await g.stop();
     }
@@ -104,6 +138,13 @@ describe('the Grafana dashboard', () => {
         const exporters = q.title.startsWith('Kong:') ? kongNames : q.title.startsWith('NGINX') || q.title.endsWith('(NGINX)') ? nginxNames : new Set([...nginxNames, ...kongNames]);
         expect(exporters.has(name), `${q.title}: ${name} is not exported`).toBe(true);
       }
+    }
+  });
+
+  it("exports samples, not only HELP and TYPE, of the families read from the replica's own /metrics, on both gateways", () => {
+    for (const name of SCRAPED) {
+      expect(nginxSampled.has(name), 'nginx: ' + name).toBe(true);
+      expect(kongSampled.has(name), 'Kong: ' + name).toBe(true);
     }
   });
 

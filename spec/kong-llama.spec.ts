@@ -10,7 +10,7 @@ import { KONG_OUTFILE } from '../build/build.js';
 import { startKongGateway } from '../testbed/kong-gateway/gateway';
 import type { KongGateway } from '../testbed/kong-gateway/gateway';
 import type { LlamaServer } from '../testbed/lib/llama-process';
-import { address, chatBody, JSON_HEADERS, loadOf, occupy, sseData, startLlamaFleet } from './helpers/llama-fleet';
+import { address, chatBody, JSON_HEADERS, loadOf, occupy, SHARED_SYSTEM_PROMPT, sseData, startLlamaFleet, sumOf } from './helpers/llama-fleet';
 import { request, stream, waitFor } from './helpers/nginx-balancer';
 
 let a: LlamaServer;
@@ -62,6 +62,8 @@ interface KongRow {
   picks: number;
   failures: number;
   queue: number | null;
+  prefix_cache_queries: number | null;
+  prefix_cache_hits: number | null;
 }
 
 async function rows(g: KongGateway): Promise<Record<string, KongRow>> {
@@ -136,6 +138,18 @@ describe('the Kong path in front of real llama-server replicas', () => {
       for (const s of busy) s.abort();
     }
     await waitFor('the status page shows a idle', async () => (await rows(g))[address(a)].queue === 0, 10_000);
+
+    // The replicas' own prefix-cache counters (llama.cpp's cached prompt tokens) reach the status
+    // page: requests sharing a long system prompt find it in a slot's cache.
+    const hitsBefore = sumOf(Object.values(await rows(g)).map((row) => row.prefix_cache_hits));
+    let promptTokens = 0;
+    for (let i = 0; i < 3; i++) {
+      const reply = await chat(g, chatBody('random-llama', `shared prompt ${i}?`, { system: SHARED_SYSTEM_PROMPT, maxTokens: 2 }));
+      expect(reply.status, reply.body).toBe(200);
+      promptTokens = (JSON.parse(reply.body) as { usage: { prompt_tokens: number } }).usage.prompt_tokens;
+    }
+    await waitFor('the status page shows the shared prompt\'s cached tokens as prefix-cache hits', async () => sumOf(Object.values(await rows(g)).map((row) => row.prefix_cache_hits)) - hitsBefore > promptTokens / 2, 10_000);
+    for (const row of Object.values(await rows(g))) if (row.prefix_cache_hits !== null) expect(row.prefix_cache_queries).toBeGreaterThanOrEqual(row.prefix_cache_hits);
   });
 
   it('a replica killed mid-run: Kong passes on only the attempts it had on it, the plugin keeps later requests away, and it is back once it restarts', async () => {

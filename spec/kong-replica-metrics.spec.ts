@@ -59,9 +59,16 @@ function replicasOf(set: Backends): Array<{ address: string; weight: number }> {
   return set.list.map((b) => ({ address: b.address, weight: 1 }));
 }
 
-/** vLLM's text for one replica (running, waiting, KV-cache usage 0..1), as vLLM labels it. */
-function vllm(running: number, waiting: number, kv: number): string {
+/** vLLM's text for one replica (running, waiting, KV-cache usage 0..1, optionally its prefix-cache counters [queries, hits]), as vLLM labels it. */
+function vllm(running: number, waiting: number, kv: number, prefix?: [number, number]): string {
+  const counters = prefix === undefined ? [] : [
+    '# TYPE vllm:prefix_cache_queries_total counter',
+    `vllm:prefix_cache_queries_total{engine="0",model_name="m"} ${prefix[0]}.0`,
+    '# TYPE vllm:prefix_cache_hits_total counter',
+    `vllm:prefix_cache_hits_total{engine="0",model_name="m"} ${prefix[1]}.0`,
+  ];
   return [
+    ...counters,
     '# TYPE vllm:num_requests_running gauge',
     `vllm:num_requests_running{model_name="m"} ${running}`,
     '# TYPE vllm:num_requests_waiting gauge',
@@ -154,25 +161,51 @@ describe('strategy llm on the load the replicas report', () => {
 });
 
 describe('kong.status_path', () => {
-  it("shows each replica's scraped queue and KV usage, and the requests placed without an OpenAI body", async () => {
+  it("shows each replica's scraped queue, KV usage and prefix-cache counters, and the requests placed without an OpenAI body", async () => {
     const [b0, b1] = others.list;
-    b0.behave({ metricsText: vllm(6, 2, 0.5) });
+    b0.behave({ metricsText: vllm(6, 2, 0.5, [4096, 3072]) });
     b1.behave({ metricsText: vllm(1, 0, 0.25) });
-    const id = await plugin({ strategy: 'llm', replicas: replicasOf(others), replica_metrics: { interval_s: 0.1 }, kong: { status_path: '/llm-balancer/status' } });
+    const id = await plugin({ strategy: 'llm', replicas: replicasOf(others), replica_metrics: { interval_s: 0.1, stale_after_s: 0.5 }, kong: { status_path: '/llm-balancer/status' } });
     await nextScrapes(others.list, 2);
     servedBy(await kongRequest(kong, id, {}));
-    const status = await kongRequest(kong, id, { path: '/llm-balancer/status' });
-    expect(status.status, status.body).toBe(200);
-    const doc = JSON.parse(status.body) as { strategy: string; requests_without_llm_body: number; replicas: Array<{ address: string; queue: number; kv_cache_usage: number }> };
+    type Row = { address: string; queue: number | null; kv_cache_usage: number | null; prefix_cache_queries: number | null; prefix_cache_hits: number | null };
+    const readRows = async (): Promise<{ doc: { strategy: string; requests_without_llm_body: number }; byAddress: Record<string, Row> }> => {
+      const status = await kongRequest(kong, id, { path: '/llm-balancer/status' });
+      expect(status.status, status.body).toBe(200);
+      const doc = JSON.parse(status.body) as { strategy: string; requests_without_llm_body: number; replicas: Row[] };
+      return { doc, byAddress: Object.fromEntries(doc.replicas.map((r) => [r.address, r])) };
+    };
+    const prefixSamples = async (): Promise<string[]> => {
+      const prometheus = await kongRequest(kong, id, { path: '/llm-balancer/status', query: { format: 'prometheus' } });
+      const lines = prometheus.body.split('\n');
+      expect(lines).toContain('# TYPE llm_balancer_replica_prefix_cache_queries_total counter');
+      expect(lines).toContain('# TYPE llm_balancer_replica_prefix_cache_hits_total counter');
+      return lines.filter((line) => line.startsWith('llm_balancer_replica_prefix_cache_'));
+    };
+    const { doc, byAddress } = await readRows();
     expect(doc.strategy).toBe('llm');
     expect(doc.requests_without_llm_body).toBe(1);
-    const byAddress = Object.fromEntries(doc.replicas.map((r) => [r.address, r]));
-    expect(byAddress[b0.address]).toMatchObject({ queue: 8, kv_cache_usage: 0.5 });
-    expect(byAddress[b1.address]).toMatchObject({ kv_cache_usage: 0.25 });
+    expect(byAddress[b0.address]).toMatchObject({ queue: 8, kv_cache_usage: 0.5, prefix_cache_queries: 4096, prefix_cache_hits: 3072 });
+    // b1 reports no prefix-cache counters: null, and no Prometheus sample.
+    expect(byAddress[b1.address]).toMatchObject({ kv_cache_usage: 0.25, prefix_cache_queries: null, prefix_cache_hits: null });
     // The status request itself never reached a replica.
     expect(b0.requests + b1.requests).toBe(1);
     const prometheus = await kongRequest(kong, id, { path: '/llm-balancer/status', query: { format: 'prometheus' } });
-    expect(prometheus.body).toContain(`llm_balancer_replica_kv_cache_usage{replica="${b0.address}",address="${b0.address}"} 0.5`);
+    const label = `{replica="${b0.address}",address="${b0.address}"}`;
+    expect(prometheus.body).toContain(`llm_balancer_replica_kv_cache_usage${label} 0.5`);
+    expect(await prefixSamples()).toEqual([`llm_balancer_replica_prefix_cache_queries_total${label} 4096`, `llm_balancer_replica_prefix_cache_hits_total${label} 3072`]);
+
+    // b0's /metrics stops answering: past stale_after_s its counters are null and leave Prometheus, with its load.
+    b0.behave({ metricsText: null });
+    // A bounded poll of the status page (until() takes a synchronous check).
+    const deadline = Date.now() + 10_000;
+    let stale = (await readRows()).byAddress[b0.address];
+    while (stale.kv_cache_usage !== null && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 50));
+      stale = (await readRows()).byAddress[b0.address];
+    }
+    expect(stale).toMatchObject({ queue: null, kv_cache_usage: null, prefix_cache_queries: null, prefix_cache_hits: null });
+    expect(await prefixSamples()).toEqual([]);
   });
 });
 

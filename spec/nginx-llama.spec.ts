@@ -7,7 +7,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { LlamaServer } from '../testbed/lib/llama-process';
 import { createFleet } from './helpers/fleet';
-import { address, chatBody, JSON_HEADERS, loadOf, occupy, sseData, startLlamaFleet } from './helpers/llama-fleet';
+import { address, chatBody, JSON_HEADERS, loadOf, occupy, SHARED_SYSTEM_PROMPT, sseData, startLlamaFleet, sumOf } from './helpers/llama-fleet';
 import { readStatus, request, stream, waitFor } from './helpers/nginx-balancer';
 import type { Balancer, StatusRow } from './helpers/nginx-balancer';
 
@@ -48,7 +48,7 @@ function config(extra: Record<string, unknown> = {}): Record<string, unknown> {
   );
 }
 
-type LlamaRow = StatusRow & { queue: number | null };
+type LlamaRow = StatusRow & { queue: number | null; prefix_cache_queries: number | null; prefix_cache_hits: number | null };
 
 async function rows(lb: Balancer): Promise<Record<string, LlamaRow>> {
   const out: Record<string, LlamaRow> = {};
@@ -122,6 +122,18 @@ describe('nginx in front of real llama-server replicas', () => {
     }
     await waitFor('a idle again in its /metrics', async () => (await loadOf(a)).running === 0, 10_000);
     await waitFor('the status page shows a idle', async () => (await rows(lb)).a.queue === 0, 10_000);
+
+    // The replicas' own prefix-cache counters (llama.cpp's cached prompt tokens) reach the status
+    // page: requests sharing a long system prompt find it in a slot's cache.
+    const hitsBefore = sumOf(Object.values(await rows(lb)).map((row) => row.prefix_cache_hits));
+    let promptTokens = 0;
+    for (let i = 0; i < 3; i++) {
+      const reply = await request(lb.nginx.url('/v1/chat/completions'), { body: chatBody('random-llama', `shared prompt ${i}?`, { system: SHARED_SYSTEM_PROMPT, maxTokens: 2 }), headers: JSON_HEADERS });
+      expect(reply.status, reply.body).toBe(200);
+      promptTokens = (JSON.parse(reply.body) as { usage: { prompt_tokens: number } }).usage.prompt_tokens;
+    }
+    await waitFor('the status page shows the shared prompt\'s cached tokens as prefix-cache hits', async () => sumOf(Object.values(await rows(lb)).map((row) => row.prefix_cache_hits)) - hitsBefore > promptTokens / 2, 10_000);
+    for (const row of Object.values(await rows(lb))) if (row.prefix_cache_hits !== null) expect(row.prefix_cache_queries).toBeGreaterThanOrEqual(row.prefix_cache_hits);
   });
 
   it('a replica killed mid-run: every request is still answered (failover), its probes mark it down, and it is back once it restarts', async () => {

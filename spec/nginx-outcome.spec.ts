@@ -236,6 +236,8 @@ const ROWS: ReplicaStatus[] = [
     tokens: 1500,
     queue: 7,
     kvUsage: 0.42,
+    prefixQueries: 123456,
+    prefixHits: 98765,
     samples: 10,
     picks: 13,
     failures: 1,
@@ -254,6 +256,8 @@ const ROWS: ReplicaStatus[] = [
     tokens: 0,
     queue: null,
     kvUsage: null,
+    prefixQueries: null,
+    prefixHits: null,
     samples: 0,
     picks: 5,
     failures: 5,
@@ -282,6 +286,8 @@ describe('status rendering', () => {
           tokens_in_flight: 1500,
           queue: 7,
           kv_cache_usage: 0.42,
+          prefix_cache_queries: 123456,
+          prefix_cache_hits: 98765,
           latency_ewma_ms: 123.5,
           ttft_ewma_ms: 20,
           tpot_ewma_ms: 12.3,
@@ -302,6 +308,8 @@ describe('status rendering', () => {
           tokens_in_flight: 0,
           queue: null,
           kv_cache_usage: null,
+          prefix_cache_queries: null,
+          prefix_cache_hits: null,
           latency_ewma_ms: null,
           ttft_ewma_ms: null,
           tpot_ewma_ms: null,
@@ -324,6 +332,10 @@ describe('status rendering', () => {
       `llm_balancer_replica_in_flight{${a}} 3`,
       `llm_balancer_replica_queue{${a}} 7`,
       `llm_balancer_replica_kv_cache_usage{${a}} 0.42`,
+      '# TYPE llm_balancer_replica_prefix_cache_queries_total counter',
+      `llm_balancer_replica_prefix_cache_queries_total{${a}} 123456`,
+      '# TYPE llm_balancer_replica_prefix_cache_hits_total counter',
+      `llm_balancer_replica_prefix_cache_hits_total{${a}} 98765`,
       '# TYPE llm_balancer_replica_tokens_in_flight gauge',
       `llm_balancer_replica_tokens_in_flight{${a}} 1500`,
       '# TYPE llm_balancer_replica_picks_total counter',
@@ -341,6 +353,9 @@ describe('status rendering', () => {
     }
     expect(text).not.toContain(`llm_balancer_replica_latency_ewma_ms{${b}}`);
     expect(text).not.toContain(`llm_balancer_replica_queue{${b}}`);
+    // Not reported (or stale): no sample, not a 0 that rate() would read as a counter reset.
+    expect(text).not.toContain(`llm_balancer_replica_prefix_cache_queries_total{${b}}`);
+    expect(text).not.toContain(`llm_balancer_replica_prefix_cache_hits_total{${b}}`);
     expect(text).not.toContain(`llm_balancer_replica_tpot_ewma_ms{${b}}`);
     expect(text).not.toContain('requests_without_llm_body');
     expect(prometheusText(ROWS, 7)).toContain('\nllm_balancer_requests_without_llm_body_total 7\n');

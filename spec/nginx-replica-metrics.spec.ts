@@ -1,7 +1,7 @@
 // Replica-reported load through real nginx (2 worker processes, the generator's configuration, the
 // built njs bundle) and real backends serving vLLM's /metrics text: with a strategy that reads it
-// (llm), `js_periodic scrapeMetrics` feeds every replica's text to the core, the status page shows
-// it, and requests go where the replicas themselves report the least load; a replica whose
+// (llm), `js_periodic scrapeMetrics` feeds every replica's text to the core, the status page and
+// the Prometheus text show it (the load, and the replica's own prefix-cache counters), and requests go where the replicas themselves report the least load; a replica whose
 // /metrics stops answering (404, killed, hung) goes stale with one warning (not one per scrape)
 // and routing goes on; other strategies never scrape. Waits are bounded polls (status page, scrape counts, error log);
 // assertions are on counts, states and values, never on durations.
@@ -30,9 +30,18 @@ afterAll(async () => {
 
 const URL_PATH = '/v1/chat/completions';
 
-/** A vLLM /metrics text (V1 names) reporting this load. */
-function vllm(running: number, waiting: number, kvUsage: number): string {
+/** A vLLM /metrics text (V1 names) reporting this load, and with `prefix` its prefix-cache counters [queries, hits]. */
+function vllm(running: number, waiting: number, kvUsage: number, prefix?: [number, number]): string {
+  const counters = prefix === undefined ? [] : [
+    '# HELP vllm:prefix_cache_queries_total Prefix cache queries, in terms of number of queried tokens.',
+    '# TYPE vllm:prefix_cache_queries_total counter',
+    `vllm:prefix_cache_queries_total{engine="0",model_name="m"} ${prefix[0]}.0`,
+    '# HELP vllm:prefix_cache_hits_total Prefix cache hits, in terms of number of cached tokens.',
+    '# TYPE vllm:prefix_cache_hits_total counter',
+    `vllm:prefix_cache_hits_total{engine="0",model_name="m"} ${prefix[1]}.0`,
+  ];
   return [
+    ...counters,
     '# HELP vllm:num_requests_running Number of requests in model execution batches.',
     '# TYPE vllm:num_requests_running gauge',
     `vllm:num_requests_running{model_name="m"} ${running}`,
@@ -46,7 +55,7 @@ function vllm(running: number, waiting: number, kvUsage: number): string {
   ].join('\n');
 }
 
-type LoadRow = StatusRow & { queue: number | null; kv_cache_usage: number | null };
+type LoadRow = StatusRow & { queue: number | null; kv_cache_usage: number | null; prefix_cache_queries: number | null; prefix_cache_hits: number | null };
 /** Per replica id: [queue, kv_cache_usage] as the status page shows them. */
 type Loads = Record<string, [number | null, number | null]>;
 
@@ -65,6 +74,22 @@ async function showsLoads(lb: Balancer, what: string, expected: Loads): Promise<
   }).catch((e: Error) => {
     throw new Error(`${e.message}: status shows ${JSON.stringify(last)}, wanted ${JSON.stringify(expected)}`);
   });
+}
+
+/** Per replica id: [prefix_cache_queries, prefix_cache_hits] as the status page shows them. */
+async function prefixCounters(lb: Balancer): Promise<Record<string, [number | null, number | null]>> {
+  const out: Record<string, [number | null, number | null]> = {};
+  for (const row of (await readStatus(lb)).replicas as LoadRow[]) out[row.id] = [row.prefix_cache_queries, row.prefix_cache_hits];
+  return out;
+}
+
+/** The prefix-cache samples of GET /llm-balancer/metrics, as `family{labels} value` lines. */
+async function prefixSamples(lb: Balancer): Promise<string[]> {
+  const reply = await request(lb.nginx.url('/llm-balancer/metrics'));
+  expect(reply.status).toBe(200);
+  const lines = reply.body.split('\n');
+  for (const family of ['llm_balancer_replica_prefix_cache_queries_total', 'llm_balancer_replica_prefix_cache_hits_total']) expect(lines).toContain(`# TYPE ${family} counter`);
+  return lines.filter((line) => line.startsWith('llm_balancer_replica_prefix_cache_'));
 }
 
 /** `n` sequential chat completions (each prompt different, so no prefix is shared); the backend of each. */
@@ -100,11 +125,20 @@ const scrapes = (list: Backend[]) => list.map((b) => b.metricsScrapes);
 describe('replica-reported load (strategy llm)', () => {
   it('requests go to the replica whose /metrics reports the lightest load, before this nginx sent anything, and follow a change', async () => {
     const [b0, b1, b2] = backends.list;
-    b0.behave({ metricsText: vllm(6, 4, 0.7) });
+    b0.behave({ metricsText: vllm(6, 4, 0.7, [4096, 3072]) });
     b1.behave({ metricsText: vllm(0, 0, 0.05) });
-    b2.behave({ metricsText: vllm(4, 2, 0.5) });
+    b2.behave({ metricsText: vllm(4, 2, 0.5, [512, 0]) });
     const lb = await fleet.start({ strategy: 'llm', retries: 1, replicas: replicasOf([b0, b1, b2]), replica_metrics: { interval_s: 0.2 } });
     await showsLoads(lb, 'every replica scraped', { b0: [10, 0.7], b1: [0, 0.05], b2: [6, 0.5] });
+    // The replicas' own prefix-cache counters, as scraped; b1 reports none.
+    expect(await prefixCounters(lb)).toEqual({ b0: [4096, 3072], b1: [null, null], b2: [512, 0] });
+    const label = (b: Backend) => `{replica="${b.name}",address="${b.address}"}`;
+    expect(await prefixSamples(lb)).toEqual([
+      `llm_balancer_replica_prefix_cache_queries_total${label(b0)} 4096`,
+      `llm_balancer_replica_prefix_cache_queries_total${label(b2)} 512`,
+      `llm_balancer_replica_prefix_cache_hits_total${label(b0)} 3072`,
+      `llm_balancer_replica_prefix_cache_hits_total${label(b2)} 0`,
+    ]);
     // What the status shows came from the replicas: this nginx has not sent them a single request.
     expect(backends.counts().slice(0, 3)).toEqual([0, 0, 0]);
     expect((await readStatus(lb)).replicas.map((r) => r.picks)).toEqual([0, 0, 0]);
@@ -113,8 +147,9 @@ describe('replica-reported load (strategy llm)', () => {
 
     // b1 fills up and b2 empties: after the next scrape, traffic follows.
     b1.behave({ metricsText: vllm(9, 5, 0.9) });
-    b2.behave({ metricsText: vllm(0, 0, 0.1) });
+    b2.behave({ metricsText: vllm(0, 0, 0.1, [2560, 1536]) });
     await showsLoads(lb, 'the new loads scraped', { b0: [10, 0.7], b1: [14, 0.9], b2: [0, 0.1] });
+    expect(await prefixCounters(lb)).toEqual({ b0: [4096, 3072], b1: [null, null], b2: [2560, 1536] });
     expect(tally(await chat(lb, 8, 'second'))).toEqual({ b2: 8 });
     // Scrapes are GET /metrics, never counted as requests.
     expect(backends.counts().slice(0, 3)).toEqual([0, 8, 8]);
@@ -123,7 +158,7 @@ describe('replica-reported load (strategy llm)', () => {
 
   it('a replica whose /metrics stops answering (404, killed) goes stale, routing goes on, and the log says so once per replica', async () => {
     const [b0, b1, b2] = backends.list;
-    for (const b of [b0, b1, b2]) b.behave({ metricsText: vllm(2, 1, 0.3) });
+    for (const b of [b0, b1, b2]) b.behave({ metricsText: vllm(2, 1, 0.3, [1000, 250]) });
     const lb = await fleet.start(
       { strategy: 'llm', retries: 1, replicas: replicasOf([b0, b1, b2]), replica_metrics: { interval_s: 0.2, stale_after_s: 0.5 } },
       // info: the warnings and the "answers again" lines reach the error log.
@@ -135,6 +170,12 @@ describe('replica-reported load (strategy llm)', () => {
     b0.behave({ metricsText: null });
     await b2.kill();
     await showsLoads(lb, 'b0 and b2 stale', { b0: [null, null], b1: [3, 0.3], b2: [null, null] });
+    // Their prefix-cache counters go stale with the load: null, and no sample (not a 0 that would read as a reset).
+    expect(await prefixCounters(lb)).toEqual({ b0: [null, null], b1: [1000, 250], b2: [null, null] });
+    expect(await prefixSamples(lb)).toEqual([
+      `llm_balancer_replica_prefix_cache_queries_total{replica="b1",address="${b1.address}"} 1000`,
+      `llm_balancer_replica_prefix_cache_hits_total{replica="b1",address="${b1.address}"} 250`,
+    ]);
     // Many scrapes after the change: still one warning each, not one per scrape.
     const seen = b0.metricsScrapes;
     await waitFor('five more scrapes of b0', () => b0.metricsScrapes >= seen + 5);

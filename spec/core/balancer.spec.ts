@@ -177,6 +177,8 @@ describe('balancer', () => {
         tokens: 0,
         queue: null,
         kvUsage: null,
+        prefixQueries: null,
+        prefixHits: null,
         samples: 1,
         picks: 2,
         failures: 0,

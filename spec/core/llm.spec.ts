@@ -101,6 +101,44 @@ describe('llm', () => {
     expect(placed.sort()).toEqual([1, 1]);
   });
 
+  it("keeps the replicas' own prefix-cache counters beside their load for the status rows: null where not reported, removed when a scrape lacks them, stale with the load", () => {
+    const { balancer, clock } = setup({ replica_metrics: { stale_after_s: 5 } });
+    const fleet = replicas([1, 1, 1]);
+    const counters = (queries: number, hits: number) => `vllm:prefix_cache_queries_total{engine="0",model_name="m"} ${queries}.0\nvllm:prefix_cache_hits_total{engine="0",model_name="m"} ${hits}.0\n`;
+    const prefix = () => balancer.status(fleet).map((row) => [row.prefixQueries, row.prefixHits]);
+    balancer.onReplicaMetrics(fleet[0], metrics(2, 0, 0.1) + counters(4096, 3072));
+    // llama.cpp: looked up = computed + cached prompt tokens.
+    balancer.onReplicaMetrics(fleet[1], 'llamacpp:requests_processing 1\nllamacpp:requests_deferred 0\nllamacpp:prompt_tokens_total 300\nllamacpp:prompt_tokens_cached_total 700\n');
+    // SGLang reports no such counters.
+    balancer.onReplicaMetrics(fleet[2], 'sglang:num_running_reqs 1\nsglang:num_queue_reqs 0\nsglang:token_usage 0.2\n');
+    expect(prefix()).toEqual([
+      [4096, 3072],
+      [1000, 700],
+      [null, null],
+    ]);
+    // A text with counters but no load is not a scrape: the last values stay (until stale).
+    expect(balancer.onReplicaMetrics(fleet[0], counters(9999, 9999))).toBe(false);
+    // A later scrape without them removes them; one with only the queries keeps just that.
+    balancer.onReplicaMetrics(fleet[0], metrics(2, 0, 0.1));
+    balancer.onReplicaMetrics(fleet[1], 'llamacpp:requests_processing 1\nllamacpp:prompt_tokens_total 300\n');
+    balancer.onReplicaMetrics(fleet[2], metrics(1, 0, 0.2) + 'vllm:prefix_cache_queries_total 50\n');
+    expect(prefix()).toEqual([
+      [null, null],
+      [null, null],
+      [50, null],
+    ]);
+    balancer.onReplicaMetrics(fleet[0], metrics(2, 0, 0.1) + counters(5000, 4000));
+    clock.advance(4000);
+    expect(prefix()[0]).toEqual([5000, 4000]);
+    // Stale with the load: a replica that stopped answering does not keep its last counters.
+    clock.advance(2000);
+    expect(balancer.status(fleet).map((row) => [row.queue, row.kvUsage, row.prefixQueries, row.prefixHits])).toEqual([
+      [null, null, null, null],
+      [null, null, null, null],
+      [null, null, null, null],
+    ]);
+  });
+
   it('a text without the metrics records nothing and keeps the last good values until they go stale', () => {
     const { balancer } = setup();
     const fleet = replicas([1]);

@@ -31,9 +31,11 @@ export async function loadOf(server: LlamaServer): Promise<ReplicaLoad> {
   return parseReplicaMetrics(reply.body);
 }
 
-/** A chat completion body; `long` asks for many tokens whatever the random model samples (ignore_eos). */
-export function chatBody(model: string, content: string, options: { maxTokens?: number; stream?: boolean; long?: boolean } = {}): string {
-  const body: Record<string, unknown> = { model, messages: [{ role: 'user', content }], max_tokens: options.maxTokens ?? 8 };
+/** A chat completion body; `long` asks for many tokens whatever the random model samples (ignore_eos); `system` leads with that system message. */
+export function chatBody(model: string, content: string, options: { maxTokens?: number; stream?: boolean; long?: boolean; system?: string } = {}): string {
+  const messages = [{ role: 'user', content }];
+  if (options.system !== undefined) messages.unshift({ role: 'system', content: options.system });
+  const body: Record<string, unknown> = { model, messages, max_tokens: options.maxTokens ?? 8 };
   if (options.stream) body.stream = true;
   if (options.long) body.ignore_eos = true;
   return JSON.stringify(body);
@@ -46,6 +48,14 @@ export function chatBody(model: string, content: string, options: { maxTokens?: 
 export function occupy(server: LlamaServer): Stream[] {
   const body = JSON.stringify({ model: 'random-llama', prompt: 'busy', max_tokens: 1_000_000, ignore_eos: true, stream: true });
   return [0, 1, 2].map(() => stream(server.url + '/v1/completions', { body, headers: JSON_HEADERS }));
+}
+
+/** A long system prompt for requests that share a prefix (a llama-server slot then reuses its cached tokens). */
+export const SHARED_SYSTEM_PROMPT = 'You are a helpful assistant for the llm-balancer project. '.repeat(8);
+
+/** The sum of counters that may be null (not reported, or stale): null counts 0. */
+export function sumOf(values: Array<number | null>): number {
+  return values.reduce<number>((sum, value) => sum + (value === null ? 0 : value), 0);
 }
 
 /** The events of an SSE body, `data: ` stripped. */
