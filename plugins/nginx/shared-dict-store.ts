@@ -7,7 +7,7 @@
 // allocate and keep working) must not fail requests: a write that does not fit is dropped and the
 // request is served as if the key were absent. nginx itself logs every failed allocation at
 // `crit` ("ngx_slab_alloc() failed: no memory in js shared zone"), so this adds no log of its own.
-// Size: ~250 bytes per key; 4m holds ~16,000 keys (~17 per replica).
+// Size: ~250 bytes per key; 4m holds ~16,000 keys (~19 per replica with `llm` scraping: the load, its time and the two prefix-cache counters).
 
 import type { Store } from '../../shared/types';
 import type { NumberDict } from './runtime';
