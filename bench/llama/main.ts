@@ -10,11 +10,12 @@
 //
 // Cache settings, all llama.cpp's own (a slot keeps the prompt it last ran; with --cache-ram, a
 // prompt a slot moves on from is saved to host memory and restored when a request for it comes):
-//   budget   --cache-ram 10 (MiB): a saved prompt of ~1,580 tokens takes 3.1 MiB with BENCH_MODEL
-//            (llama-server's own log), so a replica holds 3 in RAM plus the 2 in its slots: 5 of the
-//            8 shared prompts. The fleet's caches together hold the working set, one replica's
-//            only part of it — the regime cache-aware routing is for (the emulator's
-//            fleet-prefixes), as on a GPU server whose KV cache holds a few long prompts;
+//   budget   --cache-ram 16 (MiB): a saved prompt of this workload (~1,950 tokens) takes ~3.8 MiB
+//            with BENCH_MODEL (2 KiB of KV per token; llama-server logs each entry's size), so a
+//            replica holds 4 in RAM plus what its 2 slots hold: about 5 of the 8 shared prompts.
+//            The fleet's caches together hold the working set, one replica's only part of it — the
+//            regime cache-aware routing is for (the emulator's fleet-prefixes), as on a GPU server
+//            whose KV cache holds a few long prompts;
 //   default  llama.cpp's default --cache-ram 8192 MiB: with this small model every prompt fits,
 //            so after one miss per prompt per replica nearly everything hits whatever the routing;
 //   slots    --cache-ram 0: only what the slots hold (one prompt each); a request whose prompt's
@@ -53,7 +54,7 @@ export const ROWS = ['nginx round-robin', 'prefix-affinity', 'llm', 'kong llm'] 
 export type Row = (typeof ROWS)[number];
 export const CACHES = ['budget', 'default', 'slots'] as const;
 const DEFAULT_CACHES: CacheSetting[] = ['budget', 'default'];
-const CACHE_ARGS: Record<CacheSetting, string[]> = { budget: ['--cache-ram', '10'], default: [], slots: ['--cache-ram', '0'] };
+const CACHE_ARGS: Record<CacheSetting, string[]> = { budget: ['--cache-ram', '16'], default: [], slots: ['--cache-ram', '0'] };
 export type CacheSetting = (typeof CACHES)[number];
 
 export interface WorkloadOptions {
