@@ -5,8 +5,8 @@
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startEmulatedReplicas } from '../testbed/emulator/index';
-import type { EmulatedReplicas } from '../testbed/emulator/index';
-import { startOracleRouter } from '../testbed/oracle/router';
+import type { EmulatedReplica, EmulatedReplicas } from '../testbed/emulator/index';
+import { oraclePick, startOracleRouter } from '../testbed/oracle/router';
 import type { OracleRouter } from '../testbed/oracle/router';
 import { startJsonChild } from '../testbed/lib/json-child';
 import type { JsonChild } from '../testbed/lib/json-child';
@@ -53,6 +53,23 @@ describe('the oracle router', () => {
     const body = await long.done;
     expect(long.status()).toBe(200);
     expect(body).toContain('data: [DONE]');
+  });
+});
+
+describe("the oracle's overlap weight", () => {
+  // A replica seen only through what the oracle reads: its carried blocks and what it has cached.
+  const replica = (kvBlocksUsed: number, cachedTokens: number) =>
+    ({ stats: () => ({ kvBlocksUsed, kvBlocksWaiting: 0 }), cachedPrefix: () => ({ promptTokens: 640, cachedTokens }) }) as unknown as EmulatedReplica;
+  // The prompt (40 blocks) is cached on a replica carrying 100 blocks; the other is idle and cold.
+  const replicas = [replica(100, 624), replica(0, 0)];
+
+  it.each([
+    [1, 1],
+    [2, 1],
+    [4, 0],
+    [8, 0],
+  ])('at weight %d picks replica %d: a cached prefix wins once its prefill blocks outweigh the load', (overlapWeight, expected) => {
+    expect(oraclePick(replicas, [1, 1], {}, overlapWeight)).toBe(expected);
   });
 });
 

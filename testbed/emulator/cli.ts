@@ -3,7 +3,7 @@
 //     [--ports 8001,8002,8003,8004] [--time-scale 1] [--seed 1] [--host 127.0.0.1] \
 //     [--fault 2:slowdown=3] [--fault h100-1:hang] [--admin-port 8000] [--json] \
 //     [--models base-a] [--models 3:base-b] [--lora-adapters 'adapter-*'] [--max-loras 4] [--lora-load-ms 50] \
-//     [--oracle] [--weights 1,1,0.8,0.8]
+//     [--oracle] [--weights 1,1,0.8,0.8] [--oracle-overlap 1]
 // Replicas are named <profile>-<position> (h100-1, h100-2, a100-3, ...). A --fault names a replica
 // by its 1-based position or its name, then comma-separated settings (see faults.ts). --models and
 // --lora-adapters apply to every replica, or with an R: prefix to one (a later one overrides an
@@ -13,7 +13,7 @@
 // this process; the shootout's `oracle` row sends its trace there.
 
 import { parseArgs } from 'node:util';
-import { startOracleRouter } from '../oracle/router';
+import { DEFAULT_OVERLAP_WEIGHT, startOracleRouter } from '../oracle/router';
 import type { OracleRouter } from '../oracle/router';
 import { DEFAULT_LORA_LOAD_MS, DEFAULT_MAX_LORAS, PROFILES, PROFILE_NAMES, parseFaultsText, parseLoraAdapterList, startEmulatedReplicas } from './index';
 import type { FaultsPatch, ReplicaSpec } from './index';
@@ -36,6 +36,8 @@ const USAGE = `usage: node --import tsx testbed/emulator/cli.ts --replicas h100,
   --oracle             also start the oracle router in front of the replicas (routes by their true
                        cache, queue and KV state; its address is printed as 'oracle')
   --weights LIST       one weight per replica, for the oracle's cost (default 1 each)
+  --oracle-overlap W   the oracle's weight of a block to prefill against a block carried
+                       (Dynamo's overlap_score_weight; default ${DEFAULT_OVERLAP_WEIGHT})
   --json               print one JSON line instead of the table
 profiles:
 ${PROFILE_NAMES.map((name) => `  ${name.padEnd(6)} ${PROFILES[name].description}`).join('\n')}`;
@@ -70,6 +72,7 @@ async function main(): Promise<void> {
         'lora-load-ms': { type: 'string' },
         oracle: { type: 'boolean' },
         weights: { type: 'string' },
+        'oracle-overlap': { type: 'string' },
         json: { type: 'boolean' },
         help: { type: 'boolean' },
       },
@@ -86,7 +89,9 @@ async function main(): Promise<void> {
   for (const profile of profiles) if (!PROFILE_NAMES.includes(profile)) fail(`unknown profile '${profile}'`);
   const ports = values.ports === undefined ? [] : values.ports.split(',').map((port) => parseNumber('--ports', port, 0));
   if (ports.length > 0 && ports.length !== profiles.length) fail(`--ports lists ${ports.length} ports for ${profiles.length} replicas`);
-  if (values.weights !== undefined && !values.oracle) fail('--weights is for the oracle: add --oracle');
+  if ((values.weights !== undefined || values['oracle-overlap'] !== undefined) && !values.oracle) fail('--weights and --oracle-overlap are for the oracle: add --oracle');
+  const overlapWeight = parseNumber('--oracle-overlap', values['oracle-overlap'], DEFAULT_OVERLAP_WEIGHT);
+  if (!(overlapWeight >= 0)) fail(`--oracle-overlap must be >= 0, got '${values['oracle-overlap']}'`);
   const weights = values.weights === undefined ? profiles.map(() => 1) : values.weights.split(',').map((weight) => parseNumber('--weights', weight, 0));
   if (weights.length !== profiles.length) fail(`--weights lists ${weights.length} weights for ${profiles.length} replicas`);
   if (weights.some((weight) => !(weight > 0))) fail(`--weights must all be > 0, got '${values.weights}'`);
@@ -136,7 +141,7 @@ async function main(): Promise<void> {
   let oracle: OracleRouter | null = null;
   if (values.oracle) {
     try {
-      oracle = await startOracleRouter(emulator.replicas, weights);
+      oracle = await startOracleRouter(emulator.replicas, weights, { overlapWeight });
     } catch (error) {
       await emulator.close();
       throw error;
