@@ -1,6 +1,7 @@
 // The shootout's flags and the signal probe's rank maths (bench/shootout/main.ts, probe.ts): pure parts.
 import { describe, expect, it } from 'vitest';
-import { ALL_ROWS, KNOWN_ROWS, LLM_VARIANT_ROWS, balancerFile, isKnownRow, parseChoices, parseNodeRow } from '../bench/shootout/main';
+import { ALL_ROWS, KNOWN_ROWS, LLM_VARIANT_ROWS, balancerFile, isKnownRow, oracleOverlapOf, parseChoices, parseNodeRow } from '../bench/shootout/main';
+import { DEFAULT_OVERLAP_WEIGHT } from '../testbed/oracle/router';
 import { NODE_SUITE, oneNodeRow, renderNodesTable, summarizeNodes } from '../bench/shootout/nodes';
 import { MODEL_SUITE, maxLoadShare, renderModelsTable, summarizeModels } from '../bench/shootout/models';
 import { median, renderSummary, summarize } from '../bench/shootout/summarize';
@@ -63,6 +64,14 @@ describe('shootout flags', () => {
     expect(ALL_ROWS).toContain(ORACLE_ROW);
     expect(parseChoices({ rows: 'nginx round robin,oracle' }).rows).toEqual(['nginx round robin', 'oracle']);
     expect(parseNodeRow('2 nginx: oracle')).toBeNull();
+    // Oracle rows with another overlap weight: known, and never counted as shipped.
+    expect(oracleOverlapOf('oracle')).toBe(DEFAULT_OVERLAP_WEIGHT);
+    expect(oracleOverlapOf('oracle (overlap 1)')).toBe(1);
+    expect(oracleOverlapOf('oracle (overlap 2.5)')).toBe(2.5);
+    expect(oracleOverlapOf('oracle (overlap x)')).toBeNull();
+    expect(oracleOverlapOf('llm')).toBeNull();
+    expect(isKnownRow('oracle (overlap 16)')).toBe(true);
+    expect(isShippedRow('oracle (overlap 16)')).toBe(false);
   });
 });
 

@@ -42,6 +42,7 @@ import { renderChart } from './chart';
 import { renderSection, renderTable, updateBenchmarksFile } from './format';
 import type { Row, ShootoutResult } from './format';
 import { ORACLE_ROW } from './oracle-shares';
+import { DEFAULT_OVERLAP_WEIGHT } from '../../testbed/oracle/router';
 import type { SuiteDefinition, SuiteOptions } from './suite';
 
 export type Mode = 'full' | 'quick' | 'smoke';
@@ -142,9 +143,22 @@ const ADAPTER_FILTER = ' + adapter filter';
 export const ADAPTER_FILTER_ROWS = ['least-connections', 'least-tokens', 'round-robin'].map((row) => row + ADAPTER_FILTER);
 export const KNOWN_ROWS = ALL_ROWS.concat(TWO_GATEWAY_ROWS, LLM_VARIANT_ROWS, PLACEMENT_ROWS, ADAPTER_FILTER_ROWS);
 
-/** A row the shootout can run: a known row or any node row (`4 kong+redis: llm`). */
+/**
+ * The oracle with another overlap weight than its default (Dynamo's overlap_score_weight: a block to
+ * prefill against a block carried): `--rows "oracle,oracle (overlap 4)"`, to find the best oracle.
+ */
+const ORACLE_OVERLAP_ROW = /^oracle \(overlap (\d+(?:\.\d+)?)\)$/;
+
+/** The overlap weight of an oracle row (the router's default for `oracle`), null for any other row. */
+export function oracleOverlapOf(row: string): number | null {
+  if (row === ORACLE_ROW) return DEFAULT_OVERLAP_WEIGHT;
+  const match = ORACLE_OVERLAP_ROW.exec(row);
+  return match === null ? null : Number(match[1]);
+}
+
+/** A row the shootout can run: a known row, any node row (`4 kong+redis: llm`) or oracle row. */
 export function isKnownRow(row: string): boolean {
-  return KNOWN_ROWS.includes(row) || parseNodeRow(row) !== null;
+  return KNOWN_ROWS.includes(row) || parseNodeRow(row) !== null || oracleOverlapOf(row) !== null;
 }
 
 const SETTINGS: Record<Mode, ModeSettings> = {
@@ -205,15 +219,16 @@ export function routesByModelName(mix: string): boolean {
 }
 
 /**
- * The four replicas in a child process (`testbed/emulator/cli.ts --json`); with `oracle`, the oracle
- * router too, in the same process (it reads the replicas' state in memory), with the rows' weights.
+ * The four replicas in a child process (`testbed/emulator/cli.ts --json`); with an `oracleOverlap`,
+ * the oracle router too, in the same process (it reads the replicas' state in memory), with the
+ * rows' weights and that overlap weight.
  */
-export async function startEmulators(timeScale: number, seed: number, mix = DEFAULT_MIX, oracle = false): Promise<Emulators> {
+export async function startEmulators(timeScale: number, seed: number, mix = DEFAULT_MIX, oracleOverlap: number | null = null): Promise<Emulators> {
   const child = await startJsonChild<{ replicas: Array<{ address: string }>; oracle?: string | null }>(
     path.join(REPO_ROOT, 'testbed', 'emulator', 'cli.ts'),
     ['--replicas', PROFILES.join(','), '--time-scale', String(timeScale), '--seed', String(seed), '--json']
       .concat(emulatorModelArgs(mix))
-      .concat(oracle ? ['--oracle', '--weights', WEIGHTS.join(',')] : []),
+      .concat(oracleOverlap === null ? [] : ['--oracle', '--weights', WEIGHTS.join(','), '--oracle-overlap', String(oracleOverlap)]),
     'the emulator',
   );
   return {
@@ -451,9 +466,10 @@ export async function withStack<T>(
   body: (gateway: Gateway) => Promise<T>,
   mix = DEFAULT_MIX,
 ): Promise<T & { moduleErrors: string[]; cache: CacheStats | null }> {
-  const emulators = await startEmulators(timeScale, seed, mix, row === ORACLE_ROW);
+  const oracleOverlap = oracleOverlapOf(row);
+  const emulators = await startEmulators(timeScale, seed, mix, oracleOverlap);
   try {
-    const gateway = row === ORACLE_ROW ? oracleGateway(emulators) : await startGateway(row, emulators.addresses);
+    const gateway = oracleOverlap !== null ? oracleGateway(emulators) : await startGateway(row, emulators.addresses);
     let result: T;
     try {
       result = await body(gateway);
@@ -678,7 +694,8 @@ const USAGE = `usage: npm run bench -- [--quick | --smoke | --nodes [--resume] |
   --rows LIST    comma-separated rows to run, in order: ${KNOWN_ROWS.join(', ')},
                  or node rows "<N> nginx|kong|kong+redis: <strategy>", "<N> kong+redis (redis restart): <strategy>";
                  ${ORACLE_ROW}: the yardstick, no gateway hop (a router in the emulator process reading the
-                 replicas' true state; ignores model names); with it every row is also shown as a share of it"
+                 replicas' true state; ignores model names); with it every row is also shown as a share of it;
+                 "oracle (overlap W)": the oracle weighing a block to prefill W times a block carried"
   --trace-s N    seconds of each row's trace (default: full 20, quick 10, smoke 2); longer warms the caches
   --out DIR      where shootout.json/.svg/.md go (default: bench/results for a full run with the
                  defaults, which also updates BENCHMARKS.md; else bench/results/runs/<mode>-<mix>-seed<N>)`;

@@ -41,11 +41,11 @@ export function oracleRowOf(level: LevelResult): Row | undefined {
 }
 
 /**
- * A row llm-balancer ships: anything but the oracle and nginx's own balancers (`nginx round robin`,
- * `nginx least_conn`); njs rows, Kong rows and node rows all count.
+ * A row llm-balancer ships: anything but the oracle rows (`oracle`, `oracle (overlap 4)`) and nginx's
+ * own balancers (`nginx round robin`, `nginx least_conn`); njs rows, Kong rows and node rows all count.
  */
 export function isShippedRow(name: string): boolean {
-  return name !== ORACLE_ROW && !name.startsWith('nginx ');
+  return !name.startsWith(ORACLE_ROW) && !name.startsWith('nginx ');
 }
 
 export interface OracleVerdict {
