@@ -49,5 +49,15 @@ describe('capacity search', () => {
     const table = renderCapacity([row(1, 'nginx round robin', 10), row(1, 'llm', 15), row(2, 'nginx round robin', 20), row(2, 'llm', 26, true)], 'nginx round robin');
     expect(table).toContain('| mixed | nginx round robin | 10.0, 20.0 | 15.0 | 1.00x | 81% (90%), 81% (90%) |');
     expect(table).toContain('| mixed | llm | 15.0, 26.0+ | 20.5 | 1.40x |');
+    expect(table).not.toContain('oracle');
+  });
+
+  it("adds each row's ratio to the oracle's capacity of the same seed when the oracle ran", () => {
+    const row = (seed: number, name: string, capacityPerS: number): RowCapacity => ({ mix: 'fleet-prefixes', seed, row: name, capacityPerS, bracket: [capacityPerS, capacityPerS * 1.05], probes: [], idleGoodput: 0.8, target: 0.72 });
+    const table = renderCapacity([row(1, 'nginx round robin', 4), row(1, 'llm', 9), row(1, 'oracle', 10), row(2, 'nginx round robin', 3), row(2, 'llm', 12), row(2, 'oracle', 12)], 'nginx round robin');
+    expect(table).toContain('| vs nginx round robin (median of seeds) | vs oracle (median of seeds) |');
+    // llm: 9 / 10 and 12 / 12 of the oracle's, median 0.95.
+    expect(table).toContain('| fleet-prefixes | llm | 9.0, 12.0 | 10.5 | 3.13x | 0.95x | 72% (80%), 72% (80%) |');
+    expect(table).toContain('| fleet-prefixes | oracle | 10.0, 12.0 | 11.0 | 3.25x | 1.00x |');
   });
 });

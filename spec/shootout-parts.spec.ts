@@ -1,10 +1,13 @@
 // The shootout's flags and the signal probe's rank maths (bench/shootout/main.ts, probe.ts): pure parts.
 import { describe, expect, it } from 'vitest';
-import { ALL_ROWS, KNOWN_ROWS, LLM_VARIANT_ROWS, balancerFile, isKnownRow, parseChoices, parseNodeRow } from '../bench/shootout/main';
+import { ALL_ROWS, KNOWN_ROWS, LLM_VARIANT_ROWS, balancerFile, isKnownRow, oracleOverlapOf, parseChoices, parseNodeRow } from '../bench/shootout/main';
+import { DEFAULT_OVERLAP_WEIGHT } from '../testbed/oracle/router';
 import { NODE_SUITE, oneNodeRow, renderNodesTable, summarizeNodes } from '../bench/shootout/nodes';
 import { MODEL_SUITE, maxLoadShare, renderModelsTable, summarizeModels } from '../bench/shootout/models';
 import { median, renderSummary, summarize } from '../bench/shootout/summarize';
-import type { Row, ShootoutResult } from '../bench/shootout/format';
+import { renderTable } from '../bench/shootout/format';
+import type { LevelResult, Row, ShootoutResult } from '../bench/shootout/format';
+import { ORACLE_ROW, isShippedRow, judgeAgainstOracle, oracleShares } from '../bench/shootout/oracle-shares';
 import { validate } from '../shared/config/validate';
 import { ranks, score, spearman } from '../bench/shootout/probe';
 
@@ -55,6 +58,20 @@ describe('shootout flags', () => {
   it('lists the Kong rows among the known rows', () => {
     expect(ALL_ROWS).toContain('kong round-robin');
     expect(ALL_ROWS).toContain('kong least-connections');
+  });
+
+  it('knows the oracle row, which is no strategy of a gateway', () => {
+    expect(ALL_ROWS).toContain(ORACLE_ROW);
+    expect(parseChoices({ rows: 'nginx round robin,oracle' }).rows).toEqual(['nginx round robin', 'oracle']);
+    expect(parseNodeRow('2 nginx: oracle')).toBeNull();
+    // Oracle rows with another overlap weight: known, and never counted as shipped.
+    expect(oracleOverlapOf('oracle')).toBe(DEFAULT_OVERLAP_WEIGHT);
+    expect(oracleOverlapOf('oracle (overlap 1)')).toBe(1);
+    expect(oracleOverlapOf('oracle (overlap 2.5)')).toBe(2.5);
+    expect(oracleOverlapOf('oracle (overlap x)')).toBeNull();
+    expect(oracleOverlapOf('llm')).toBeNull();
+    expect(isKnownRow('oracle (overlap 16)')).toBe(true);
+    expect(isShippedRow('oracle (overlap 16)')).toBe(false);
   });
 });
 
@@ -233,5 +250,83 @@ describe('model suite rows and their summary', () => {
     expect(find('multi-lora', 'llm')?.maxLoadShare?.max).toBeCloseTo(3.6, 10);
     expect(maxLoadShare(row('x', 0, 0, even))).toBeCloseTo(0.25 / (0.8 / 3.6), 10);
     expect(renderModelsTable(summary).join('\n')).toContain('| multi-lora-16 | llm | 2 | 53 (50–55) | 0.25 |');
+  });
+});
+
+describe('shares of the oracle', () => {
+  const row = (strategy: string, goodput: number | null, hitRate: number | null, ttftP50Ms: number | null) =>
+    ({
+      strategy,
+      report: {
+        requests: { total: 100, failed: 0 },
+        metrics: { e2e: { meanMs: 1000, p99Ms: 2000 }, ttft: { p50Ms: ttftP50Ms, p99Ms: 3000 } },
+        throughput: { completedPerS: 1, outputTokensPerS: 10 },
+        goodput: goodput === null ? null : { share: goodput },
+      },
+      moduleErrors: [],
+      cache: hitRate === null ? null : { queriedTokens: 100, hitTokens: 100 * hitRate, hitRate },
+    }) as unknown as Row;
+  const oracle = row(ORACLE_ROW, 0.8, 0.6, 100);
+
+  it('goodput and hits as row / oracle, TTFT p50 as oracle / row: 1 is as good, below is worse', () => {
+    const shares = oracleShares(row('llm', 0.72, 0.66, 250), oracle);
+    expect(shares.goodput).toBeCloseTo(0.9, 10);
+    expect(shares.hitRate).toBeCloseTo(1.1, 10);
+    expect(shares.ttftP50).toBeCloseTo(0.4, 10);
+    expect(oracleShares(oracle, oracle)).toEqual({ goodput: 1, hitRate: 1, ttftP50: 1 });
+  });
+
+  it('has no share where the oracle has nothing to divide by, or the row no value', () => {
+    const noHits = row(ORACLE_ROW, 0, 0, 100);
+    expect(oracleShares(row('llm', 0.5, 0, 100), noHits)).toEqual({ goodput: null, hitRate: null, ttftP50: 1 });
+    expect(oracleShares(row('llm', null, null, null), oracle)).toEqual({ goodput: null, hitRate: null, ttftP50: null });
+  });
+
+  it('judges the shipped row whose weaker share is highest, not the best of each', () => {
+    const shares = (goodput: number, hitRate: number | null) => ({ goodput, hitRate, ttftP50: 1 });
+    const verdict = judgeAgainstOracle([
+      { row: 'nginx least_conn', shares: shares(1.2, 1.2) },
+      { row: ORACLE_ROW, shares: shares(1, 1) },
+      { row: 'least-tokens', shares: shares(0.99, 0.7) },
+      { row: 'llm', shares: shares(0.91, 0.93) },
+      { row: 'prefix-affinity', shares: shares(0.8, 0.99) },
+    ]);
+    expect(verdict?.row).toBe('llm');
+    expect(verdict?.met).toBe(true);
+    expect(judgeAgainstOracle([{ row: 'llm', shares: shares(0.95, 0.89) }])?.met).toBe(false);
+    // Without cache hits anywhere (the oracle hit nothing), goodput alone decides.
+    expect(judgeAgainstOracle([{ row: 'least-connections', shares: shares(0.92, null) }])?.met).toBe(true);
+    expect(judgeAgainstOracle([{ row: 'nginx round robin', shares: shares(1, 1) }])).toBeNull();
+    expect(isShippedRow('4 kong+redis: llm')).toBe(true);
+    expect(isShippedRow('nginx round robin')).toBe(false);
+  });
+
+  it("adds the oracle's columns and a verdict to a level's table only when the oracle ran", () => {
+    const level: LevelResult = { level: 0.9, ratePerS: 10, requests: 100, rows: [row('nginx round robin', 0.4, 0.3, 400), row('llm', 0.76, 0.57, 125), oracle] };
+    const result = { settings: { traceS: 30 } } as unknown as ShootoutResult;
+    const table = renderTable(result, level).join('\n');
+    expect(table).toContain('| goodput vs oracle | hits vs oracle | TTFT p50 oracle/row | mean vs RR |');
+    expect(table).toMatch(/^\| llm +\| .*\| +0\.95 \| +0\.95 \| +0\.80 \| +1\.00 \| +1\.00 \|$/m);
+    expect(table).toMatch(/^\| oracle +\| .*\| +1\.00 \| +1\.00 \| +1\.00 \| +1\.00 \| +1\.00 \|$/m);
+    expect(table).toContain('the closest shipped row is `llm` — goodput 0.95x, cache hits 0.95x');
+    expect(table).toContain('**met**');
+    const without = renderTable(result, { ...level, rows: level.rows.slice(0, 2) }).join('\n');
+    expect(without).not.toContain('oracle');
+  });
+
+  it("summarizes shares of each run's own oracle over the runs, with the verdict on the medians", () => {
+    const run = (llmGoodput: number, oracleGoodput: number) =>
+      ({ settings: { mix: 'fleet-prefixes' }, levels: [{ level: 0.9, rows: [row('nginx round robin', 0.3, 0.3, 400), row('llm', llmGoodput, 0.6, 200), row(ORACLE_ROW, oracleGoodput, 0.75, 100)] }] }) as unknown as ShootoutResult;
+    const rows = summarize([run(0.6, 0.8), run(0.7, 0.7), run(0.4, 0.8)], 0.9);
+    const llm = rows.find((r) => r.row === 'llm');
+    expect(llm?.fields.goodputVsOracle.median).toBeCloseTo(0.75, 10);
+    expect(llm?.fields.goodputVsOracle.min).toBeCloseTo(0.5, 10);
+    expect(llm?.fields.goodputVsOracle.max).toBeCloseTo(1, 10);
+    expect(llm?.fields.hitsVsOracle.median).toBeCloseTo(0.8, 10);
+    expect(llm?.fields.ttftVsOracle.median).toBeCloseTo(0.5, 10);
+    const text = renderSummary(rows);
+    expect(text).toContain('| goodput vs oracle | hits vs oracle | TTFT p50 oracle/row |');
+    expect(text).toContain('- fleet-prefixes (medians over the runs): Against the oracle: the closest shipped row is `llm` — goodput 0.75x, cache hits 0.80x');
+    expect(text).toContain('**missed**');
   });
 });

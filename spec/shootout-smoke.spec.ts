@@ -1,7 +1,8 @@
 // The shootout's smoke pipeline end to end: `node bench/shootout.js --smoke --out <tmp>` runs the
 // calibration and its rows (nginx, the njs module, one Kong node, two Kong nodes sharing a real
-// redis-server) through emulated replicas, and writes the JSON, the SVG and
-// the BENCHMARKS.md section. Asserts the report is complete and consistent, never a timing.
+// redis-server, and the oracle router inside the emulator process) through emulated replicas, and
+// writes the JSON, the SVG and the BENCHMARKS.md section. Asserts the report is complete and
+// consistent, never a timing.
 import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -12,7 +13,7 @@ import type { ShootoutResult } from '../bench/shootout/format';
 
 const run = promisify(execFile);
 const REPO_ROOT = path.resolve(__dirname, '..');
-const SMOKE_ROWS = ['nginx round robin', 'least-connections', 'kong least-connections', '2 kong+redis: least-connections'];
+const SMOKE_ROWS = ['nginx round robin', 'least-connections', 'kong least-connections', '2 kong+redis: least-connections', 'oracle'];
 
 describe('npm run bench -- --smoke', () => {
   let out: string;
@@ -93,5 +94,24 @@ describe('npm run bench -- --smoke', () => {
     }
     // The reference row's ratios are 1 by definition.
     expect(section).toMatch(/^\| nginx round robin .*\| +1\.00 \| +1\.00 \|$/m);
+  });
+
+  it("shows every row as a share of the oracle's, says the oracle has no gateway hop, and judges the target", () => {
+    const section = fs.readFileSync(path.join(out, 'shootout.md'), 'utf8');
+    expect(section).toContain('| goodput vs oracle | hits vs oracle | TTFT p50 oracle/row |');
+    expect(section).toContain('no nginx or Kong hop');
+    expect(section).toMatch(/Against the oracle: the closest shipped row is `(least-connections|kong least-connections|2 kong\+redis: least-connections)`.*\*\*(met|missed)\*\*/);
+    // The oracle's own TTFT share is 1 by definition (its goodput and hit shares too, when it has any).
+    expect(section).toMatch(/^\| oracle +\|.*\| +(1\.00|-) \| +(1\.00|-) \| +1\.00 \|/m);
+  });
+
+  it('routes the oracle row through the router beside the replicas, to every replica', () => {
+    for (const level of result.levels) {
+      const oracle = level.rows.find((row) => row.strategy === 'oracle');
+      expect(oracle?.report.target?.baseUrl).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+      expect(oracle?.report.requests.completed).toBe(level.requests);
+      // Every request of the trace was answered through the oracle by some replica.
+      expect(oracle?.report.replicas.reduce((sum, share) => sum + share.requests, 0)).toBe(level.requests);
+    }
   });
 });

@@ -10,7 +10,8 @@
 // replicas — so 90% of all requests is out of reach for every balancer, and the goodput lost to
 // LOAD is what routing can change. Each probe is a fresh stack (emulated replicas + gateway) replaying the seeded
 // trace at that rate. Reported per row: the capacity in req/s per seed, the median, and the median
-// of the per-seed ratios to nginx round robin's capacity. Writes <out>/capacity.json and .md.
+// of the per-seed ratios to nginx round robin's capacity, and, with the `oracle` row (the yardstick
+// router reading the replicas' true state, no gateway hop), to the oracle's. Writes <out>/capacity.json and .md.
 // What a short trace can show: a rate a little above capacity builds its queues slowly, so a
 // trace of 20 s finds the rate whose queues stay short for 20 s; longer traces find a little less.
 // A benchmark, not a test: nothing here asserts a speed.
@@ -22,6 +23,7 @@ import { buildReport, traceInfo } from '../../testbed/loadgen/index';
 import { REPO_ROOT } from '../../testbed/lib/nginx-env';
 import { MODEL_LIST_WARMUP_MS, ROW_TIMEOUT_MS, TIME_SCALE, calibrate, executeSplit, namesModels, scaledSlo, traceWithSessions, withStack } from './main';
 import type { Mode } from './main';
+import { ORACLE_ROW } from './oracle-shares';
 import { median } from './summarize';
 
 /** The share of what idle replicas achieve that must still meet the SLO at a feasible rate. */
@@ -65,8 +67,8 @@ export interface RowCapacity {
 
 /** What `npm run bench:capacity` runs (the first row is the reference of the ratios). */
 export const CAPACITY_DEFAULTS: Record<'full' | 'smoke', { mixes: string[]; seeds: number[]; rows: string[]; traceS: number; steps: number }> = {
-  // 2 mixes x 2 seeds x 4 rows x (2 + 4) probes of ~30 s: ~65 minutes on 2 cores (measured).
-  full: { mixes: ['mixed', 'fleet-prefixes'], seeds: [42, 43], rows: ['nginx round robin', 'least-connections', 'llm', 'prefix-affinity'], traceS: 20, steps: 4 },
+  // 2 mixes x 2 seeds x 5 rows x (2 + 4) probes of ~30 s: ~80 minutes on 2 cores (65 measured with 4 rows).
+  full: { mixes: ['mixed', 'fleet-prefixes'], seeds: [42, 43], rows: ['nginx round robin', 'least-connections', 'llm', 'prefix-affinity', ORACLE_ROW], traceS: 20, steps: 4 },
   smoke: { mixes: ['mixed'], seeds: [42], rows: ['nginx round robin', 'least-connections'], traceS: 2, steps: 1 },
 };
 
@@ -130,25 +132,38 @@ export async function searchCapacity(
   return { capacityPerS: low, bracket: [low, high], probes };
 }
 
-/** The Markdown table: per mix and row, capacity per seed, its median, and the median ratio to nginx round robin. */
+/**
+ * The Markdown table: per mix and row, capacity per seed, its median, and the median of the per-seed
+ * ratios to the reference row (and to the oracle row's, when it ran).
+ */
 export function renderCapacity(results: RowCapacity[], reference: string): string {
-  const lines = ['| mix | row | capacity req/s per seed | median | vs ' + reference + ' (median of seeds) | goodput target (idle) |', '|---|---|---|--:|--:|--:|'];
+  const withOracle = results.some((r) => r.row === ORACLE_ROW);
+  const lines = [
+    '| mix | row | capacity req/s per seed | median | vs ' + reference + ' (median of seeds) |' + (withOracle ? ' vs oracle (median of seeds) |' : '') + ' goodput target (idle) |',
+    '|---|---|---|--:|--:|' + (withOracle ? '--:|' : '') + '--:|',
+  ];
   const mixes = [...new Set(results.map((r) => r.mix))];
   for (const mix of mixes) {
     const rows = [...new Set(results.filter((r) => r.mix === mix).map((r) => r.row))];
     for (const row of rows) {
       const mine = results.filter((r) => r.mix === mix && r.row === row);
-      const ratios = mine
-        .map((r) => {
-          const ref = results.find((x) => x.mix === mix && x.seed === r.seed && x.row === reference);
-          return ref && ref.capacityPerS > 0 ? r.capacityPerS / ref.capacityPerS : NaN;
-        })
-        .filter((v) => Number.isFinite(v));
+      // Ratios within a seed only: each seed calibrates its own load.
+      const ratioTo = (other: string) =>
+        median(
+          mine
+            .map((r) => {
+              const ref = results.find((x) => x.mix === mix && x.seed === r.seed && x.row === other);
+              return ref && ref.capacityPerS > 0 ? r.capacityPerS / ref.capacityPerS : NaN;
+            })
+            .filter((v) => Number.isFinite(v)),
+        );
       const perSeed = mine.map((r) => r.capacityPerS.toFixed(1) + (r.bracket[1] === null ? '+' : '')).join(', ');
       const m = median(mine.map((r) => r.capacityPerS));
-      const ratio = median(ratios);
+      const times = (ratio: number | null) => (ratio === null ? '-' : ratio.toFixed(2) + 'x');
       const targets = mine.map((r) => `${Math.round(r.target * 100)}% (${Math.round(r.idleGoodput * 100)}%)`).join(', ');
-      lines.push(`| ${mix} | ${row} | ${perSeed} | ${m === null ? '-' : m.toFixed(1)} | ${ratio === null ? '-' : ratio.toFixed(2) + 'x'} | ${targets} |`);
+      lines.push(
+        `| ${mix} | ${row} | ${perSeed} | ${m === null ? '-' : m.toFixed(1)} | ${times(ratioTo(reference))} |` + (withOracle ? ` ${times(ratioTo(ORACLE_ROW))} |` : '') + ` ${targets} |`,
+      );
     }
   }
   return lines.join('\n') + '\n';

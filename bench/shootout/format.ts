@@ -4,6 +4,7 @@
 import fs from 'node:fs';
 import type { Report } from '../../testbed/loadgen/index';
 import type { CacheStats, Calibration, Mode } from './main';
+import { ORACLE_ROW, ORACLE_TARGET, judgeAgainstOracle, oracleRowOf, oracleShares, renderVerdict } from './oracle-shares';
 
 export interface Row {
   strategy: string;
@@ -77,15 +78,23 @@ export function referenceRow(level: LevelResult): Row {
   return level.rows.find((row) => row.strategy === 'nginx round robin') ?? level.rows.find((row) => row.strategy === 'round-robin') ?? level.rows[0];
 }
 
-/** Markdown table lines of one level. */
+function share(value: number | null): string {
+  return value === null ? '-' : value.toFixed(2);
+}
+
+/** Markdown table lines of one level (with the shares of the oracle and the verdict when the oracle row ran). */
 export function renderTable(result: ShootoutResult, level: LevelResult): string[] {
   const reference = referenceRow(level).report;
+  const oracle = oracleRowOf(level);
   // LoRA mixes: the replicas' adapter loads per 1,000 requests (each load stalls a batch).
   const adapters = level.rows.some((row) => (row.cache?.adapterLoads ?? 0) > 0);
-  const header = ['strategy', 'mean ms', 'p99 ms', 'TTFT p50', 'TTFT p99', 'req/s', 'out tok/s', 'errors', 'goodput', 'cache hits', 'mean vs RR', 'p99 vs RR'].concat(adapters ? ['adapter loads /1k'] : []);
+  const header = ['strategy', 'mean ms', 'p99 ms', 'TTFT p50', 'TTFT p99', 'req/s', 'out tok/s', 'errors', 'goodput', 'cache hits']
+    .concat(oracle === undefined ? [] : ['goodput vs oracle', 'hits vs oracle', 'TTFT p50 oracle/row'])
+    .concat(['mean vs RR', 'p99 vs RR'], adapters ? ['adapter loads /1k'] : []);
   const rows = level.rows.map((row) => {
     const r = row.report;
     const loads = adapters ? [row.cache?.adapterLoads === undefined || r.requests.total === 0 ? '-' : ((row.cache.adapterLoads * 1000) / r.requests.total).toFixed(0)] : [];
+    const shares = oracle === undefined ? null : oracleShares(row, oracle);
     return [
       row.strategy,
       ms(r.metrics.e2e.meanMs),
@@ -97,9 +106,9 @@ export function renderTable(result: ShootoutResult, level: LevelResult): string[
       String(errorCount(r)),
       r.goodput === null ? '-' : (r.goodput.share * 100).toFixed(0) + '%',
       row.cache === undefined || row.cache === null || row.cache.hitRate === null ? '-' : (row.cache.hitRate * 100).toFixed(0) + '%',
-      ratio(r.metrics.e2e.meanMs, reference.metrics.e2e.meanMs),
-      ratio(r.metrics.e2e.p99Ms, reference.metrics.e2e.p99Ms),
-    ].concat(loads);
+    ]
+      .concat(shares === null ? [] : [share(shares.goodput), share(shares.hitRate), share(shares.ttftP50)])
+      .concat([ratio(r.metrics.e2e.meanMs, reference.metrics.e2e.meanMs), ratio(r.metrics.e2e.p99Ms, reference.metrics.e2e.p99Ms)], loads);
   });
   const widths = header.map((cell, column) => Math.max(cell.length, ...rows.map((row) => row[column].length)));
   const line = (cells: string[]) => '| ' + cells.map((cell, column) => (column === 0 ? cell.padEnd(widths[column]) : cell.padStart(widths[column]))).join(' | ') + ' |';
@@ -110,7 +119,7 @@ export function renderTable(result: ShootoutResult, level: LevelResult): string[
     line(header),
     rule,
     ...rows.map(line),
-  ];
+  ].concat(oracle === undefined ? [] : ['', renderVerdict(judgeAgainstOracle(level.rows.map((row) => ({ row: row.strategy, shares: oracleShares(row, oracle) }))))]);
 }
 
 /** The BENCHMARKS.md section, markers included. */
@@ -136,9 +145,21 @@ export function renderSection(result: ShootoutResult): string {
       `req/s and out tok/s divide by the whole window, trace start to the last completion (vLLM's definition): with short traces ` +
       `the drain of the long generations weighs in, so they sit below the offered rate.`,
     '',
+  ];
+  if (s.rows.includes(ORACLE_ROW)) {
+    out.push(
+      `The \`${ORACLE_ROW}\` row is the yardstick (issue 16), not a gateway: the trace goes straight to a router inside the emulator ` +
+        `process (testbed/oracle/router.ts; no nginx or Kong hop) that reads each replica's true state — the exact prefix it caches, ` +
+        `its KV blocks in use and waiting — and routes by Dynamo's cost (prefill blocks not cached there + KV blocks carried, per weight). ` +
+        `The "vs oracle" columns are each row's share of it: goodput and cache hits row ÷ oracle, TTFT p50 oracle ÷ row, so 1.00 is ` +
+        `as good as the oracle, below is worse, above is better. Issue 16's target: the best shipped row ≥ ${ORACLE_TARGET}x on goodput and hits.`,
+      '',
+    );
+  }
+  out.push(
     `Capacity: ${c.capacityPerS.toFixed(1)} req/s — ${c.method} (offered ${c.offeredPerS} req/s for ${c.durationS} s).`,
     '',
-  ];
+  );
   for (const level of result.levels) {
     out.push(...renderTable(result, level), '');
   }

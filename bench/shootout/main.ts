@@ -7,6 +7,9 @@
 //   kong round-robin / kong least-connections
 //                                          llm-balancer's Kong plugin in the real kong-js-pluginserver
 //                                          behind testbed/kong-gateway/ (a streaming proxy playing Kong)
+//   oracle                                 the yardstick, no gateway: a router in the emulators' own
+//                                          process that reads the replicas' true state (testbed/oracle/);
+//                                          every row is also reported as a share of it (oracle-shares.ts)
 // Each row gets fresh emulated replicas (a child process: no prefix cache or queue carries over,
 // and the replicas' event loop is not the load generator's) and a fresh gateway. Replicas: h100,
 // h100, a100, a100 (two fast, two ~0.8x capacity and 1.5x step time); the balancer config gives them
@@ -38,6 +41,8 @@ import type { Report, RequestRecord, Slo, Trace } from '../../testbed/loadgen/in
 import { renderChart } from './chart';
 import { renderSection, renderTable, updateBenchmarksFile } from './format';
 import type { Row, ShootoutResult } from './format';
+import { ORACLE_ROW } from './oracle-shares';
+import { DEFAULT_OVERLAP_WEIGHT } from '../../testbed/oracle/router';
 import type { SuiteDefinition, SuiteOptions } from './suite';
 
 export type Mode = 'full' | 'quick' | 'smoke';
@@ -75,7 +80,7 @@ interface ModeSettings {
 export const ALL_ROWS = (['nginx round robin', 'nginx least_conn'] as string[]).concat(
   // Every core strategy in the njs module, in the schema's order (a new strategy gets a row).
   STRATEGIES,
-  ['kong round-robin', 'kong least-connections'],
+  ['kong round-robin', 'kong least-connections', ORACLE_ROW],
 );
 
 /**
@@ -138,17 +143,30 @@ const ADAPTER_FILTER = ' + adapter filter';
 export const ADAPTER_FILTER_ROWS = ['least-connections', 'least-tokens', 'round-robin'].map((row) => row + ADAPTER_FILTER);
 export const KNOWN_ROWS = ALL_ROWS.concat(TWO_GATEWAY_ROWS, LLM_VARIANT_ROWS, PLACEMENT_ROWS, ADAPTER_FILTER_ROWS);
 
-/** A row the shootout can run: a known row or any node row (`4 kong+redis: llm`). */
+/**
+ * The oracle with another overlap weight than its default (Dynamo's overlap_score_weight: a block to
+ * prefill against a block carried): `--rows "oracle,oracle (overlap 4)"`, to find the best oracle.
+ */
+const ORACLE_OVERLAP_ROW = /^oracle \(overlap (\d+(?:\.\d+)?)\)$/;
+
+/** The overlap weight of an oracle row (the router's default for `oracle`), null for any other row. */
+export function oracleOverlapOf(row: string): number | null {
+  if (row === ORACLE_ROW) return DEFAULT_OVERLAP_WEIGHT;
+  const match = ORACLE_OVERLAP_ROW.exec(row);
+  return match === null ? null : Number(match[1]);
+}
+
+/** A row the shootout can run: a known row, any node row (`4 kong+redis: llm`) or oracle row. */
 export function isKnownRow(row: string): boolean {
-  return KNOWN_ROWS.includes(row) || parseNodeRow(row) !== null;
+  return KNOWN_ROWS.includes(row) || parseNodeRow(row) !== null || oracleOverlapOf(row) !== null;
 }
 
 const SETTINGS: Record<Mode, ModeSettings> = {
-  // 20 s traces: 13 rows × 2 levels stay within 15 minutes on 2 cores.
+  // 20 s traces: 14 rows × 2 levels stay within ~16 minutes on 2 cores.
   full: { calibrationS: 20, traceS: 20, levels: [0.6, 0.9], rows: ALL_ROWS },
   // The high level only: it is where the strategies differ.
-  quick: { calibrationS: 10, traceS: 10, levels: [0.9], rows: ['nginx round robin', 'least-connections', 'response-time', 'kong least-connections'] },
-  smoke: { calibrationS: 2, traceS: 2, levels: [0.6], rows: ['nginx round robin', 'least-connections', 'kong least-connections', '2 kong+redis: least-connections'] },
+  quick: { calibrationS: 10, traceS: 10, levels: [0.9], rows: ['nginx round robin', 'least-connections', 'response-time', 'kong least-connections', ORACLE_ROW] },
+  smoke: { calibrationS: 2, traceS: 2, levels: [0.6], rows: ['nginx round robin', 'least-connections', 'kong least-connections', '2 kong+redis: least-connections', ORACLE_ROW] },
 };
 
 /**
@@ -163,6 +181,8 @@ export const ROW_TIMEOUT_MS = 120_000;
 
 export interface Emulators {
   addresses: string[];
+  /** host:port of the oracle router beside them, null when not asked for. */
+  oracle: string | null;
   stop(): Promise<void>;
 }
 
@@ -198,15 +218,22 @@ export function routesByModelName(mix: string): boolean {
   return mix === 'multi-model';
 }
 
-/** The four replicas in a child process (`testbed/emulator/cli.ts --json`). */
-export async function startEmulators(timeScale: number, seed: number, mix = DEFAULT_MIX): Promise<Emulators> {
-  const child = await startJsonChild<{ replicas: Array<{ address: string }> }>(
+/**
+ * The four replicas in a child process (`testbed/emulator/cli.ts --json`); with an `oracleOverlap`,
+ * the oracle router too, in the same process (it reads the replicas' state in memory), with the
+ * rows' weights and that overlap weight.
+ */
+export async function startEmulators(timeScale: number, seed: number, mix = DEFAULT_MIX, oracleOverlap: number | null = null): Promise<Emulators> {
+  const child = await startJsonChild<{ replicas: Array<{ address: string }>; oracle?: string | null }>(
     path.join(REPO_ROOT, 'testbed', 'emulator', 'cli.ts'),
-    ['--replicas', PROFILES.join(','), '--time-scale', String(timeScale), '--seed', String(seed), '--json'].concat(emulatorModelArgs(mix)),
+    ['--replicas', PROFILES.join(','), '--time-scale', String(timeScale), '--seed', String(seed), '--json']
+      .concat(emulatorModelArgs(mix))
+      .concat(oracleOverlap === null ? [] : ['--oracle', '--weights', WEIGHTS.join(','), '--oracle-overlap', String(oracleOverlap)]),
     'the emulator',
   );
   return {
     addresses: child.ready.replicas.map((replica) => replica.address),
+    oracle: child.ready.oracle ?? null,
     async stop() {
       await child.stop();
     },
@@ -369,6 +396,12 @@ async function startGateway(row: string, addresses: string[]): Promise<Gateway> 
   };
 }
 
+/** The oracle row's "gateway": the router the emulator process started beside its replicas (stopped with them). */
+function oracleGateway(emulators: Emulators): Gateway {
+  if (emulators.oracle === null) throw new Error('the emulator started no oracle router');
+  return { urls: [`http://${emulators.oracle}`], stop: async () => [] };
+}
+
 /** The trace with a user (x-session-id) on every request; seeded, so every row gets the same. */
 export function traceWithSessions(options: { seed: number; ratePerS: number; durationS: number; mix?: string }): Trace {
   const trace = buildTrace({ seed: options.seed, ratePerS: options.ratePerS, durationS: options.durationS, mix: options.mix ?? DEFAULT_MIX, arrivals: 'poisson' });
@@ -433,9 +466,10 @@ export async function withStack<T>(
   body: (gateway: Gateway) => Promise<T>,
   mix = DEFAULT_MIX,
 ): Promise<T & { moduleErrors: string[]; cache: CacheStats | null }> {
-  const emulators = await startEmulators(timeScale, seed, mix);
+  const oracleOverlap = oracleOverlapOf(row);
+  const emulators = await startEmulators(timeScale, seed, mix, oracleOverlap);
   try {
-    const gateway = await startGateway(row, emulators.addresses);
+    const gateway = oracleOverlap !== null ? oracleGateway(emulators) : await startGateway(row, emulators.addresses);
     let result: T;
     try {
       result = await body(gateway);
@@ -645,7 +679,7 @@ function fmt(value: number | null): string {
 const USAGE = `usage: npm run bench -- [--quick | --smoke | --nodes [--resume] | --models [--resume] | --capacity [--smoke] | --overload] [--seed N] [--mix NAME] [--rows LIST] [--trace-s N] [--out DIR]
   --overload     150% of capacity, two tenants 4:1, two bands, through Kong and NGINX with and without admission (~10 min)
   --capacity     capacity at the SLO (npm run bench:capacity): per row, the highest rate with goodput >= 90%,
-                 mixes mixed and fleet-prefixes, 2 seeds, ratios to nginx round robin (~65 min; --smoke: seconds)
+                 mixes mixed and fleet-prefixes, 2 seeds, ratios to nginx round robin and the oracle (~80 min; --smoke: seconds)
   --quick        the 90% level only, 10 s traces, 5 rows (~2 min)
   --smoke        a seconds-long run of the whole pipeline (CI)
   --nodes        the multi-node suite (~27 min): 1, 2, 4 nginx / Kong / Kong+Redis nodes, mixes
@@ -658,7 +692,10 @@ const USAGE = `usage: npm run bench -- [--quick | --smoke | --nodes [--resume] |
   --seed N       trace and emulator seed (default ${DEFAULT_SEED}); repeat runs with other seeds for confidence
   --mix NAME     request mix (default ${DEFAULT_MIX}): ${Object.keys(MIXES).join(', ')}
   --rows LIST    comma-separated rows to run, in order: ${KNOWN_ROWS.join(', ')},
-                 or node rows "<N> nginx|kong|kong+redis: <strategy>", "<N> kong+redis (redis restart): <strategy>"
+                 or node rows "<N> nginx|kong|kong+redis: <strategy>", "<N> kong+redis (redis restart): <strategy>";
+                 ${ORACLE_ROW}: the yardstick, no gateway hop (a router in the emulator process reading the
+                 replicas' true state; ignores model names); with it every row is also shown as a share of it;
+                 "oracle (overlap W)": the oracle weighing a block to prefill W times a block carried"
   --trace-s N    seconds of each row's trace (default: full 20, quick 10, smoke 2); longer warms the caches
   --out DIR      where shootout.json/.svg/.md go (default: bench/results for a full run with the
                  defaults, which also updates BENCHMARKS.md; else bench/results/runs/<mode>-<mix>-seed<N>)`;

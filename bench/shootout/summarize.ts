@@ -2,7 +2,9 @@
 // and the range over the runs of each row's ratios to nginx round robin IN ITS OWN RUN (rows of
 // different runs are never compared directly: each run calibrates its own load), plus the median
 // prefix-cache hit rate and its ratio to round robin's, and how unevenly the replicas' peak
-// loads were spread (per-replica max load).
+// loads were spread (per-replica max load). Runs with the `oracle` row also give every row's shares
+// of the oracle's goodput, hit rate and TTFT p50 in its own run (oracle-shares.ts), and per mix
+// whether the best shipped row reaches issue 16's target on the medians.
 //   node --import tsx bench/shootout/summarize.ts bench/results/runs/<dir> ... [--level 0.9] [--json out.json]
 // Prints a Markdown table. A benchmark summary, not a test: nothing asserts a speed.
 
@@ -10,6 +12,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import type { LevelResult, Row, ShootoutResult } from './format';
+import { judgeAgainstOracle, oracleRowOf, oracleShares, renderVerdict } from './oracle-shares';
 
 export const REFERENCE_ROW = 'nginx round robin';
 
@@ -23,6 +26,11 @@ export interface RowRatios {
   hitRatio: number | null;
   /** The busiest replica's peak in flight over the mean of the replicas' peaks (1 = even; the weights make ~1.1 fair). */
   peakSpread: number | null;
+  /** Shares of the oracle row of the same run (oracle-shares.ts); null without one. */
+  goodputVsOracle: number | null;
+  hitsVsOracle: number | null;
+  /** The oracle's TTFT p50 over this row's. */
+  ttftVsOracle: number | null;
 }
 
 function peakSpread(row: Row): number | null {
@@ -41,10 +49,12 @@ function ratio(value: number | null | undefined, reference: number | null | unde
 export function levelRatios(level: LevelResult): Record<string, RowRatios> | null {
   const reference = level.rows.find((row) => row.strategy === REFERENCE_ROW);
   if (reference === undefined) return null;
+  const oracle = oracleRowOf(level);
   const out: Record<string, RowRatios> = {};
   const metric = (row: Row) => row.report.metrics;
   for (const row of level.rows) {
     const hit = row.cache?.hitRate ?? null;
+    const shares = oracle === undefined ? null : oracleShares(row, oracle);
     out[row.strategy] = {
       mean: ratio(metric(row).e2e.meanMs, metric(reference).e2e.meanMs),
       p99: ratio(metric(row).e2e.p99Ms, metric(reference).e2e.p99Ms),
@@ -53,6 +63,9 @@ export function levelRatios(level: LevelResult): Record<string, RowRatios> | nul
       hitRate: hit,
       hitRatio: ratio(hit, reference.cache?.hitRate ?? null),
       peakSpread: peakSpread(row),
+      goodputVsOracle: shares?.goodput ?? null,
+      hitsVsOracle: shares?.hitRate ?? null,
+      ttftVsOracle: shares?.ttftP50 ?? null,
     };
   }
   return out;
@@ -73,7 +86,7 @@ export interface Summary {
   fields: Record<keyof RowRatios, { median: number | null; min: number | null; max: number | null }>;
 }
 
-const FIELDS: Array<keyof RowRatios> = ['mean', 'p99', 'ttftP50', 'goodput', 'hitRate', 'hitRatio', 'peakSpread'];
+const FIELDS: Array<keyof RowRatios> = ['mean', 'p99', 'ttftP50', 'goodput', 'hitRate', 'hitRatio', 'peakSpread', 'goodputVsOracle', 'hitsVsOracle', 'ttftVsOracle'];
 
 /** Groups runs by mix, then rows in first-seen order. */
 export function summarize(results: ShootoutResult[], level: number): Summary[] {
@@ -108,17 +121,38 @@ function cell(field: { median: number | null; min: number | null; max: number | 
   return `${f(field.median)} (${f(field.min)}–${f(field.max)})`;
 }
 
+/** Per mix whose runs had the oracle row: the best shipped row on the medians of its shares, and the verdict. */
+export function oracleVerdicts(summaries: Summary[]): Array<{ mix: string; line: string }> {
+  const out: Array<{ mix: string; line: string }> = [];
+  const mixes = [...new Set(summaries.map((s) => s.mix))];
+  for (const mix of mixes) {
+    const rows = summaries.filter((s) => s.mix === mix && s.fields.goodputVsOracle.median !== null);
+    if (rows.length === 0) continue;
+    const verdict = judgeAgainstOracle(
+      rows.map((s) => ({ row: s.row, shares: { goodput: s.fields.goodputVsOracle.median, hitRate: s.fields.hitsVsOracle.median, ttftP50: s.fields.ttftVsOracle.median } })),
+    );
+    out.push({ mix, line: renderVerdict(verdict) });
+  }
+  return out;
+}
+
 export function renderSummary(summaries: Summary[]): string {
+  // The oracle's columns only when some run had the oracle row.
+  const withOracle = summaries.some((s) => s.fields.goodputVsOracle.median !== null);
   const lines = [
-    '| mix | row | runs | mean | p99 | TTFT p50 | goodput | cache hits | hits vs RR | peak in flight, busiest / mean |',
-    '|---|---|--:|--:|--:|--:|--:|--:|--:|--:|',
+    '| mix | row | runs | mean | p99 | TTFT p50 | goodput | cache hits | hits vs RR | peak in flight, busiest / mean |' +
+      (withOracle ? ' goodput vs oracle | hits vs oracle | TTFT p50 oracle/row |' : ''),
+    '|---|---|--:|--:|--:|--:|--:|--:|--:|--:|' + (withOracle ? '--:|--:|--:|' : ''),
   ];
   for (const s of summaries) {
     lines.push(
       `| ${s.mix} | ${s.row} | ${s.runs} | ${cell(s.fields.mean)} | ${cell(s.fields.p99)} | ${cell(s.fields.ttftP50)} | ` +
-        `${cell(s.fields.goodput, true)} | ${cell(s.fields.hitRate, true)} | ${cell(s.fields.hitRatio)} | ${cell(s.fields.peakSpread)} |`,
+        `${cell(s.fields.goodput, true)} | ${cell(s.fields.hitRate, true)} | ${cell(s.fields.hitRatio)} | ${cell(s.fields.peakSpread)} |` +
+        (withOracle ? ` ${cell(s.fields.goodputVsOracle)} | ${cell(s.fields.hitsVsOracle)} | ${cell(s.fields.ttftVsOracle)} |` : ''),
     );
   }
+  const verdicts = oracleVerdicts(summaries);
+  if (verdicts.length > 0) lines.push('', ...verdicts.map((v) => `- ${v.mix} (medians over the runs): ${v.line}`));
   return lines.join('\n') + '\n';
 }
 

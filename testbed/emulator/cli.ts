@@ -2,14 +2,19 @@
 //   node --import tsx testbed/emulator/cli.ts --replicas h100,h100,a100,a100 \
 //     [--ports 8001,8002,8003,8004] [--time-scale 1] [--seed 1] [--host 127.0.0.1] \
 //     [--fault 2:slowdown=3] [--fault h100-1:hang] [--admin-port 8000] [--json] \
-//     [--models base-a] [--models 3:base-b] [--lora-adapters 'adapter-*'] [--max-loras 4] [--lora-load-ms 50]
+//     [--models base-a] [--models 3:base-b] [--lora-adapters 'adapter-*'] [--max-loras 4] [--lora-load-ms 50] \
+//     [--oracle] [--weights 1,1,0.8,0.8] [--oracle-overlap 1]
 // Replicas are named <profile>-<position> (h100-1, h100-2, a100-3, ...). A --fault names a replica
 // by its 1-based position or its name, then comma-separated settings (see faults.ts). --models and
 // --lora-adapters apply to every replica, or with an R: prefix to one (a later one overrides an
 // earlier for the replicas both reach). --json prints one JSON line (replicas and admin address)
-// instead of the table, for scripts that spawn this.
+// instead of the table, for scripts that spawn this. --oracle also starts the oracle router
+// (testbed/oracle/router.ts) over these replicas: it reads their true state, so it must run in
+// this process; the shootout's `oracle` row sends its trace there.
 
 import { parseArgs } from 'node:util';
+import { DEFAULT_OVERLAP_WEIGHT, startOracleRouter } from '../oracle/router';
+import type { OracleRouter } from '../oracle/router';
 import { DEFAULT_LORA_LOAD_MS, DEFAULT_MAX_LORAS, PROFILES, PROFILE_NAMES, parseFaultsText, parseLoraAdapterList, startEmulatedReplicas } from './index';
 import type { FaultsPatch, ReplicaSpec } from './index';
 
@@ -28,6 +33,11 @@ const USAGE = `usage: node --import tsx testbed/emulator/cli.ts --replicas h100,
                        with that prefix), each optionally @PARENT; e.g. 'adapter-*' or 'sql-lora@base-a'
   --max-loras N        adapters per batch and GPU slots (vLLM --max-loras; default ${DEFAULT_MAX_LORAS}, vLLM's is 1)
   --lora-load-ms MS    time to load a missing adapter at real-GPU speed (default ${DEFAULT_LORA_LOAD_MS})
+  --oracle             also start the oracle router in front of the replicas (routes by their true
+                       cache, queue and KV state; its address is printed as 'oracle')
+  --weights LIST       one weight per replica, for the oracle's cost (default 1 each)
+  --oracle-overlap W   the oracle's weight of a block to prefill against a block carried
+                       (Dynamo's overlap_score_weight; default ${DEFAULT_OVERLAP_WEIGHT})
   --json               print one JSON line instead of the table
 profiles:
 ${PROFILE_NAMES.map((name) => `  ${name.padEnd(6)} ${PROFILES[name].description}`).join('\n')}`;
@@ -60,6 +70,9 @@ async function main(): Promise<void> {
         'lora-adapters': { type: 'string', multiple: true },
         'max-loras': { type: 'string' },
         'lora-load-ms': { type: 'string' },
+        oracle: { type: 'boolean' },
+        weights: { type: 'string' },
+        'oracle-overlap': { type: 'string' },
         json: { type: 'boolean' },
         help: { type: 'boolean' },
       },
@@ -76,6 +89,12 @@ async function main(): Promise<void> {
   for (const profile of profiles) if (!PROFILE_NAMES.includes(profile)) fail(`unknown profile '${profile}'`);
   const ports = values.ports === undefined ? [] : values.ports.split(',').map((port) => parseNumber('--ports', port, 0));
   if (ports.length > 0 && ports.length !== profiles.length) fail(`--ports lists ${ports.length} ports for ${profiles.length} replicas`);
+  if ((values.weights !== undefined || values['oracle-overlap'] !== undefined) && !values.oracle) fail('--weights and --oracle-overlap are for the oracle: add --oracle');
+  const overlapWeight = parseNumber('--oracle-overlap', values['oracle-overlap'], DEFAULT_OVERLAP_WEIGHT);
+  if (!(overlapWeight >= 0)) fail(`--oracle-overlap must be >= 0, got '${values['oracle-overlap']}'`);
+  const weights = values.weights === undefined ? profiles.map(() => 1) : values.weights.split(',').map((weight) => parseNumber('--weights', weight, 0));
+  if (weights.length !== profiles.length) fail(`--weights lists ${weights.length} weights for ${profiles.length} replicas`);
+  if (weights.some((weight) => !(weight > 0))) fail(`--weights must all be > 0, got '${values.weights}'`);
 
   const specs: ReplicaSpec[] = profiles.map((profile, index) => ({ name: `${profile}-${index + 1}`, profile, port: ports[index] ?? 0 }));
   const replicaNamed = (target: string): ReplicaSpec | undefined => {
@@ -119,6 +138,15 @@ async function main(): Promise<void> {
     maxLoras: parseNumber('--max-loras', values['max-loras'], DEFAULT_MAX_LORAS),
     loraLoadMs: parseNumber('--lora-load-ms', values['lora-load-ms'], DEFAULT_LORA_LOAD_MS),
   });
+  let oracle: OracleRouter | null = null;
+  if (values.oracle) {
+    try {
+      oracle = await startOracleRouter(emulator.replicas, weights, { overlapWeight });
+    } catch (error) {
+      await emulator.close();
+      throw error;
+    }
+  }
 
   if (values.json) {
     console.log(
@@ -132,6 +160,7 @@ async function main(): Promise<void> {
           faults: replica.faults(),
         })),
         admin: emulator.admin === null ? null : emulator.admin.address,
+        oracle: oracle === null ? null : `127.0.0.1:${oracle.port}`,
       }),
     );
   } else {
@@ -144,6 +173,7 @@ async function main(): Promise<void> {
       console.log(`${replica.name.padEnd(10)} ${replica.profile.name.padEnd(6)} http://${replica.address}${models}${active.length > 0 ? '  faults: ' + active.join(',') : ''}`);
     }
     if (emulator.admin !== null) console.log(`admin      http://${emulator.admin.address}/admin/replicas`);
+    if (oracle !== null) console.log(`oracle     ${oracle.url}  (routes by the replicas' true state)`);
     console.log('Ctrl-C stops the replicas.');
   }
 
@@ -151,13 +181,15 @@ async function main(): Promise<void> {
   const stop = () => {
     if (stopping) return;
     stopping = true;
-    emulator.close().then(
-      () => process.exit(0),
-      (error: unknown) => {
-        console.error(error);
-        process.exit(1);
-      },
-    );
+    Promise.resolve(oracle?.stop())
+      .then(() => emulator.close())
+      .then(
+        () => process.exit(0),
+        (error: unknown) => {
+          console.error(error);
+          process.exit(1);
+        },
+      );
   };
   process.on('SIGINT', stop);
   process.on('SIGTERM', stop);
