@@ -24,7 +24,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { acquireLock, downloadDebianPackages, fail, MULTIARCH, ProvisionError, run, verifyClosure, which } from './private-apt.js';
+import { downloadDebianPackages, fail, MULTIARCH, ProvisionError, run, verifyClosure, which } from './private-apt.js';
+import { provision, recordedPackages, writeWrapper } from './provision.js';
 
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 export const CACHE_DIR = path.join(REPO_ROOT, '.cache', 'llama');
@@ -126,28 +127,10 @@ function readEnv() {
   }
 }
 
-function writeAtomic(file, text, mode) {
-  fs.mkdirSync(path.dirname(file), { recursive: true });
-  let current = null;
-  try {
-    current = fs.readFileSync(file, 'utf8');
-  } catch {
-    // not written yet
-  }
-  if (current === text) return; // concurrent runs leave an identical file alone
-  const tmp = `${file}.${process.pid}.tmp`;
-  fs.writeFileSync(tmp, text, mode ? { mode } : undefined);
-  fs.renameSync(tmp, file);
-}
-
-function shellWord(text) {
-  return "'" + text.replace(/'/g, "'\\''") + "'";
-}
-
 export const LLAMA_SERVER_WRAPPER = path.join(CACHE_DIR, 'bin', 'llama-server');
 
 function writeRunnables(env) {
-  writeAtomic(LLAMA_SERVER_WRAPPER, `#!/bin/sh\n# Written by build/fetch-llama.js (${env.source}).\nexec ${env.serverArgv.map(shellWord).join(' ')} "$@"\n`, 0o755);
+  writeWrapper(LLAMA_SERVER_WRAPPER, env.serverArgv, `build/fetch-llama.js (${env.source})`);
   return env;
 }
 
@@ -156,7 +139,7 @@ function download(log) {
     fail(`no llama-server on PATH, and the Debian download only supports linux x64 (this is ${process.platform} ${process.arch}); install llama.cpp yourself`);
   }
   if (!which('apt-get') || !which('dpkg-deb')) {
-    fail('no llama-server on PATH, and apt-get/dpkg-deb are not available to download Debian\'s; install llama.cpp yourself');
+    fail("no llama-server on PATH, and apt-get/dpkg-deb are not available to download Debian's; install llama.cpp yourself");
   }
   const stage = fs.mkdtempSync(path.join(CACHE_DIR, 'stage-'));
   try {
@@ -168,21 +151,18 @@ function download(log) {
     verify(staged);
     fs.rmSync(ROOT_DIR, { recursive: true, force: true });
     fs.renameSync(root, ROOT_DIR);
+    // The backend links are relative: they survive the move.
     return envFor(ROOT_DIR, packages);
   } finally {
     fs.rmSync(stage, { recursive: true, force: true });
   }
 }
 
+/** A checkout that moved keeps a valid root: rewrite env.json without the network. */
 function reuseRoot(log) {
-  let packages = [];
-  try {
-    const old = JSON.parse(fs.readFileSync(ENV_PATH, 'utf8'));
-    if (Array.isArray(old.packages)) packages = old.packages;
-  } catch {
-    // no or unreadable env.json
-  }
-  if (!PACKAGES.every((name) => packages.some((p) => p && p.name === name))) return null;
+  if (!fs.existsSync(path.join(ROOT_DIR, 'usr', 'bin', 'llama-server'))) return null;
+  const packages = recordedPackages(ENV_PATH, PACKAGES);
+  if (packages === null) return null;
   try {
     const env = envFor(ROOT_DIR, packages);
     linkBackends(ROOT_DIR);
@@ -199,35 +179,22 @@ function reuseRoot(log) {
  * @param {{force?: boolean, allowSystem?: boolean, quiet?: boolean}} [options]
  */
 export async function ensureLlama(options = {}) {
-  const force = Boolean(options.force);
-  const allowSystem = options.allowSystem ?? process.env.LLMB_LLAMA_SYSTEM !== '0';
   const log = options.quiet ? () => {} : (msg) => process.stderr.write(`fetch-llama: ${msg}\n`);
-  if (!force) {
-    const cached = readEnv();
-    if (cached) return writeRunnables(cached);
-  }
-  fs.mkdirSync(CACHE_DIR, { recursive: true });
-  const release = acquireLock(LOCK_DIR, log, 'fetch-llama');
-  try {
-    // Another process may have finished while this one waited for the lock.
-    if (!force) {
-      const cached = readEnv();
-      if (cached) return writeRunnables(cached);
-    }
-    for (const name of fs.readdirSync(CACHE_DIR)) {
-      if (name.startsWith('stage-')) fs.rmSync(path.join(CACHE_DIR, name), { recursive: true, force: true });
-    }
-    let env = allowSystem ? trySystem(log) : null;
-    if (!env) {
-      const moved = !force && fs.existsSync(path.join(ROOT_DIR, 'usr', 'bin', 'llama-server')) ? reuseRoot(log) : null;
-      env = moved ?? download(log);
-    }
-    env = verify(env);
-    writeAtomic(ENV_PATH, JSON.stringify(env, null, 2) + '\n');
-    return writeRunnables(env);
-  } finally {
-    release();
-  }
+  return provision(
+    {
+      tag: 'fetch-llama',
+      cacheDir: CACHE_DIR,
+      envPath: ENV_PATH,
+      lockDir: LOCK_DIR,
+      readEnv,
+      trySystem: () => trySystem(log),
+      reuse: () => reuseRoot(log),
+      download: () => download(log),
+      verify,
+      finish: writeRunnables,
+    },
+    { force: Boolean(options.force), allowSystem: options.allowSystem ?? process.env.LLMB_LLAMA_SYSTEM !== '0', log },
+  );
 }
 
 const isMain = process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url);

@@ -36,6 +36,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { acquireLock as acquireDirLock, downloadDebianPackages, fail, MULTIARCH, ProvisionError, run, verifyClosure as verifyLibraryClosure, which } from './private-apt.js';
+import { recordedPackages, writeWrapper } from './provision.js';
 
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -420,29 +421,12 @@ export async function ensureNginx(options = {}) {
   }
 }
 
-/** A shell word: single-quoted, with embedded single quotes closed and reopened. */
-function shellWord(text) {
-  return "'" + text.replace(/'/g, "'\\''") + "'";
-}
-
 /**
  * <cache>/bin/nginx and <cache>/modules/ngx_http_js_module.so (see the header): rewritten only when
  * they differ, so concurrent runs (spec workers) leave them alone. Returns `env`.
  */
 function writeRunnables(gen, env) {
-  const script = '#!/bin/sh\n# Written by build/fetch-nginx.js: the nginx the specs use (' + env.source + ').\nexec ' + env.nginxArgv.map(shellWord).join(' ') + ' "$@"\n';
-  let current = null;
-  try {
-    current = fs.readFileSync(gen.wrapper, 'utf8');
-  } catch {
-    // not written yet
-  }
-  if (current !== script) {
-    fs.mkdirSync(path.dirname(gen.wrapper), { recursive: true });
-    const tmp = `${gen.wrapper}.${process.pid}.tmp`;
-    fs.writeFileSync(tmp, script, { mode: 0o755 });
-    fs.renameSync(tmp, gen.wrapper);
-  }
+  writeWrapper(gen.wrapper, env.nginxArgv, `build/fetch-nginx.js: the nginx the specs use (${env.source})`);
   let target = null;
   try {
     target = fs.readlinkSync(gen.moduleLink);
@@ -460,15 +444,9 @@ function writeRunnables(gen, env) {
 }
 
 function reuseRoot(gen, log) {
-  let packages = [];
-  try {
-    const old = JSON.parse(fs.readFileSync(gen.envPath, 'utf8'));
-    if (Array.isArray(old.packages)) packages = old.packages;
-  } catch {
-    // no or unreadable env.json
-  }
   // Reuse only a root known to hold the current package set (the list may have grown).
-  if (!gen.packages.every((name) => packages.some((p) => p && p.name === name))) return null;
+  const packages = recordedPackages(gen.envPath, gen.packages);
+  if (packages === null) return null;
   try {
     const env = envFor(gen, gen.rootDir, packages);
     verifyClosure(env);

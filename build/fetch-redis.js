@@ -15,7 +15,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { acquireLock, downloadDebianPackages, fail, MULTIARCH, ProvisionError, run, verifyClosure, which } from './private-apt.js';
+import { downloadDebianPackages, fail, MULTIARCH, ProvisionError, run, verifyClosure, which } from './private-apt.js';
+import { provision, recordedPackages, writeWrapper } from './provision.js';
 
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 export const CACHE_DIR = path.join(REPO_ROOT, '.cache', 'redis');
@@ -123,31 +124,12 @@ function readEnv() {
   }
 }
 
-function writeAtomic(file, text, mode) {
-  fs.mkdirSync(path.dirname(file), { recursive: true });
-  let current = null;
-  try {
-    current = fs.readFileSync(file, 'utf8');
-  } catch {
-    // not written yet
-  }
-  if (current === text) return; // concurrent runs leave an identical file alone
-  const tmp = `${file}.${process.pid}.tmp`;
-  fs.writeFileSync(tmp, text, mode ? { mode } : undefined);
-  fs.renameSync(tmp, file);
-}
-
-function shellWord(text) {
-  return "'" + text.replace(/'/g, "'\\''") + "'";
-}
-
 export const REDIS_SERVER_WRAPPER = path.join(CACHE_DIR, 'bin', 'redis-server');
 export const REDIS_CLI_WRAPPER = path.join(CACHE_DIR, 'bin', 'redis-cli');
 
 function writeRunnables(env) {
-  const wrapper = (argv) => `#!/bin/sh\n# Written by build/fetch-redis.js (${env.source}).\nexec ${argv.map(shellWord).join(' ')} "$@"\n`;
-  writeAtomic(REDIS_SERVER_WRAPPER, wrapper(env.redisServerArgv), 0o755);
-  if (env.redisCliArgv) writeAtomic(REDIS_CLI_WRAPPER, wrapper(env.redisCliArgv), 0o755);
+  writeWrapper(REDIS_SERVER_WRAPPER, env.redisServerArgv, `build/fetch-redis.js (${env.source})`);
+  if (env.redisCliArgv) writeWrapper(REDIS_CLI_WRAPPER, env.redisCliArgv, `build/fetch-redis.js (${env.source})`);
   return env;
 }
 
@@ -173,15 +155,11 @@ function download(log) {
   }
 }
 
+/** A checkout that moved keeps a valid root: rewrite env.json without the network. */
 function reuseRoot(log) {
-  let packages = [];
-  try {
-    const old = JSON.parse(fs.readFileSync(ENV_PATH, 'utf8'));
-    if (Array.isArray(old.packages)) packages = old.packages;
-  } catch {
-    // no or unreadable env.json
-  }
-  if (!PACKAGES.every((name) => packages.some((p) => p && p.name === name))) return null;
+  if (!fs.existsSync(path.join(ROOT_DIR, 'usr', 'bin', 'redis-check-rdb'))) return null;
+  const packages = recordedPackages(ENV_PATH, PACKAGES);
+  if (packages === null) return null;
   try {
     const env = envFor(ROOT_DIR, packages);
     closureOf(env);
@@ -197,35 +175,22 @@ function reuseRoot(log) {
  * @param {{force?: boolean, allowSystem?: boolean, quiet?: boolean}} [options]
  */
 export async function ensureRedis(options = {}) {
-  const force = Boolean(options.force);
-  const allowSystem = options.allowSystem ?? process.env.LLMB_REDIS_SYSTEM !== '0';
   const log = options.quiet ? () => {} : (msg) => process.stderr.write(`fetch-redis: ${msg}\n`);
-  if (!force) {
-    const cached = readEnv();
-    if (cached) return writeRunnables(cached);
-  }
-  fs.mkdirSync(CACHE_DIR, { recursive: true });
-  const release = acquireLock(LOCK_DIR, log, 'fetch-redis');
-  try {
-    // Another process may have finished while this one waited for the lock.
-    if (!force) {
-      const cached = readEnv();
-      if (cached) return writeRunnables(cached);
-    }
-    for (const name of fs.readdirSync(CACHE_DIR)) {
-      if (name.startsWith('stage-')) fs.rmSync(path.join(CACHE_DIR, name), { recursive: true, force: true });
-    }
-    let env = allowSystem ? trySystem(log) : null;
-    if (!env) {
-      const moved = !force && fs.existsSync(path.join(ROOT_DIR, 'usr', 'bin', 'redis-check-rdb')) ? reuseRoot(log) : null;
-      env = moved ?? download(log);
-    }
-    env = verify(env);
-    writeAtomic(ENV_PATH, JSON.stringify(env, null, 2) + '\n');
-    return writeRunnables(env);
-  } finally {
-    release();
-  }
+  return provision(
+    {
+      tag: 'fetch-redis',
+      cacheDir: CACHE_DIR,
+      envPath: ENV_PATH,
+      lockDir: LOCK_DIR,
+      readEnv,
+      trySystem: () => trySystem(log),
+      reuse: () => reuseRoot(log),
+      download: () => download(log),
+      verify,
+      finish: writeRunnables,
+    },
+    { force: Boolean(options.force), allowSystem: options.allowSystem ?? process.env.LLMB_REDIS_SYSTEM !== '0', log },
+  );
 }
 
 const isMain = process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url);

@@ -1,0 +1,88 @@
+// The flow the provisioning scripts share (fetch-nginx.js, fetch-redis.js, fetch-llama.js): use the
+// cached env.json if it still describes a working install; else, under a lock so concurrent runs
+// (spec workers, two `npm test`s) provision once, take the system's binary, or the unpacked Debian
+// root of a checkout that moved, or download; verify; write env.json and the runnable wrappers.
+// What differs per tool (how to find, verify and describe it) comes in as functions.
+import fs from 'node:fs';
+import path from 'node:path';
+import { acquireLock } from './private-apt.js';
+
+/** Writes `text` to `file` atomically; a file that already holds exactly `text` is left alone (concurrent runs). */
+export function writeAtomic(file, text, mode) {
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  let current = null;
+  try {
+    current = fs.readFileSync(file, 'utf8');
+  } catch {
+    // not written yet
+  }
+  if (current === text) return;
+  const tmp = `${file}.${process.pid}.tmp`;
+  fs.writeFileSync(tmp, text, mode ? { mode } : undefined);
+  fs.renameSync(tmp, file);
+}
+
+/** A shell word: single-quoted, with embedded single quotes closed and reopened. */
+export function shellWord(text) {
+  return "'" + text.replace(/'/g, "'\\''") + "'";
+}
+
+/** A /bin/sh script at `file` that runs `argv` with the caller's arguments; `what` says who wrote it and why. */
+export function writeWrapper(file, argv, what) {
+  writeAtomic(file, `#!/bin/sh\n# Written by ${what}.\nexec ${argv.map(shellWord).join(' ')} "$@"\n`, 0o755);
+}
+
+/**
+ * The packages a previous run recorded in `envPath`, when they include every one of `wanted` (the
+ * list may have grown since): an unpacked root known to hold them can be reused. Null otherwise.
+ */
+export function recordedPackages(envPath, wanted) {
+  let packages = [];
+  try {
+    const old = JSON.parse(fs.readFileSync(envPath, 'utf8'));
+    if (Array.isArray(old.packages)) packages = old.packages;
+  } catch {
+    // no or unreadable env.json
+  }
+  return wanted.every((name) => packages.some((p) => p && p.name === name)) ? packages : null;
+}
+
+/**
+ * The whole flow. `tool`:
+ *   tag          names the script in log lines and the lock message
+ *   cacheDir, envPath, lockDir
+ *   readEnv()    the cached env.json if it still describes files that exist, else null
+ *   trySystem()  an env for the system's binary, or null (only called when allowed)
+ *   reuse()      an env for an unpacked root left by an earlier run (a moved checkout), or null
+ *   download()   downloads, unpacks and checks; returns its env (throws a ProvisionError on failure)
+ *   verify(env)  runs the binary; returns env with what it learned (throws on failure)
+ *   finish(env)  writes the wrappers; returns env
+ * `options`: { force, allowSystem, log }.
+ */
+export function provision(tool, options) {
+  const { force, allowSystem, log } = options;
+  if (!force) {
+    const cached = tool.readEnv();
+    if (cached) return tool.finish(cached);
+  }
+  fs.mkdirSync(tool.cacheDir, { recursive: true });
+  const release = acquireLock(tool.lockDir, log, tool.tag);
+  try {
+    // Another process may have finished while this one waited for the lock.
+    if (!force) {
+      const cached = tool.readEnv();
+      if (cached) return tool.finish(cached);
+    }
+    // Stages of runs that were killed mid-download (only the lock holder stages).
+    for (const name of fs.readdirSync(tool.cacheDir)) {
+      if (name.startsWith('stage-')) fs.rmSync(path.join(tool.cacheDir, name), { recursive: true, force: true });
+    }
+    let env = allowSystem ? tool.trySystem() : null;
+    if (!env) env = (!force ? tool.reuse() : null) ?? tool.download();
+    env = tool.verify(env);
+    writeAtomic(tool.envPath, JSON.stringify(env, null, 2) + '\n');
+    return tool.finish(env);
+  } finally {
+    release();
+  }
+}
