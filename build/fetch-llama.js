@@ -24,8 +24,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { downloadDebianPackages, fail, MULTIARCH, ProvisionError, run, verifyClosure, which } from './private-apt.js';
-import { provision, recordedPackages, writeWrapper } from './provision.js';
+import { fail, MULTIARCH, ProvisionError, run, verifyClosure, which } from './private-apt.js';
+import { provision, reuseRecordedRoot, stagedDownload, writeWrapper } from './provision.js';
 
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 export const CACHE_DIR = path.join(REPO_ROOT, '.cache', 'llama');
@@ -134,44 +134,20 @@ function writeRunnables(env) {
   return env;
 }
 
+const ROOT_TOOL = { rootDir: ROOT_DIR, envPath: ENV_PATH, packages: PACKAGES, relativeTo: REPO_ROOT, envFor, check: closureOf };
+
+// The backend links are relative: they survive the move from the stage.
 function download(log) {
-  if (process.platform !== 'linux' || process.arch !== 'x64') {
-    fail(`no llama-server on PATH, and the Debian download only supports linux x64 (this is ${process.platform} ${process.arch}); install llama.cpp yourself`);
-  }
-  if (!which('apt-get') || !which('dpkg-deb')) {
-    fail("no llama-server on PATH, and apt-get/dpkg-deb are not available to download Debian's; install llama.cpp yourself");
-  }
-  const stage = fs.mkdtempSync(path.join(CACHE_DIR, 'stage-'));
-  try {
-    const { root, packages } = downloadDebianPackages({ stage, suite: DEBIAN_SUITE, packages: PACKAGES, log, relativeTo: REPO_ROOT });
-    linkBackends(root);
-    // Check in the stage with stage paths, then move into place; env.json is written after.
-    const staged = envFor(root, packages);
-    closureOf(staged);
-    verify(staged);
-    fs.rmSync(ROOT_DIR, { recursive: true, force: true });
-    fs.renameSync(root, ROOT_DIR);
-    // The backend links are relative: they survive the move.
-    return envFor(ROOT_DIR, packages);
-  } finally {
-    fs.rmSync(stage, { recursive: true, force: true });
-  }
+  return stagedDownload(Object.assign({ cacheDir: CACHE_DIR, suite: DEBIAN_SUITE, log, what: 'llama-server', prepare: linkBackends }, ROOT_TOOL, {
+    check: (env) => {
+      closureOf(env);
+      verify(env);
+    },
+  }));
 }
 
-/** A checkout that moved keeps a valid root: rewrite env.json without the network. */
 function reuseRoot(log) {
-  if (!fs.existsSync(path.join(ROOT_DIR, 'usr', 'bin', 'llama-server'))) return null;
-  const packages = recordedPackages(ENV_PATH, PACKAGES);
-  if (packages === null) return null;
-  try {
-    const env = envFor(ROOT_DIR, packages);
-    linkBackends(ROOT_DIR);
-    closureOf(env);
-    log('reusing the unpacked packages in .cache/llama/root');
-    return env;
-  } catch {
-    return null;
-  }
+  return reuseRecordedRoot(Object.assign({ marker: path.join('usr', 'bin', 'llama-server'), log, prepare: linkBackends }, ROOT_TOOL));
 }
 
 /**

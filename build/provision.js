@@ -5,7 +5,7 @@
 // What differs per tool (how to find, verify and describe it) comes in as functions.
 import fs from 'node:fs';
 import path from 'node:path';
-import { acquireLock } from './private-apt.js';
+import { acquireLock, downloadDebianPackages, fail, which } from './private-apt.js';
 
 /** Writes `text` to `file` atomically; a file that already holds exactly `text` is left alone (concurrent runs). */
 export function writeAtomic(file, text, mode) {
@@ -84,5 +84,50 @@ export function provision(tool, options) {
     return tool.finish(env);
   } finally {
     release();
+  }
+}
+
+/**
+ * Downloads `packages` of Debian `suite` into a stage folder under `cacheDir`, `prepare`s the
+ * unpacked root, `check`s it with stage paths (envFor(root, packages)), then moves it to `rootDir`
+ * and returns envFor(rootDir, packages). `what` names the tool in the errors.
+ */
+export function stagedDownload({ cacheDir, rootDir, suite, packages: wanted, log, relativeTo, what, envFor, prepare, check }) {
+  if (process.platform !== 'linux' || process.arch !== 'x64') {
+    fail(`no ${what} on PATH, and the Debian download only supports linux x64 (this is ${process.platform} ${process.arch}); install ${what} yourself`);
+  }
+  if (!which('apt-get') || !which('dpkg-deb')) {
+    fail(`no ${what} on PATH, and apt-get/dpkg-deb are not available to download Debian's; install ${what} yourself`);
+  }
+  const stage = fs.mkdtempSync(path.join(cacheDir, 'stage-'));
+  try {
+    const { root, packages } = downloadDebianPackages({ stage, suite, packages: wanted, log, relativeTo });
+    if (prepare) prepare(root);
+    // Check in the stage with stage paths, then move into place; env.json is written after.
+    check(envFor(root, packages));
+    fs.rmSync(rootDir, { recursive: true, force: true });
+    fs.renameSync(root, rootDir);
+    return envFor(rootDir, packages);
+  } finally {
+    fs.rmSync(stage, { recursive: true, force: true });
+  }
+}
+
+/**
+ * A checkout that moved keeps a valid root: an env for it without the network, when `marker` (a
+ * file of the root) exists, env.json recorded every one of `packages`, and `check` passes. Else null.
+ */
+export function reuseRecordedRoot({ rootDir, marker, envPath, packages: wanted, log, relativeTo, envFor, prepare, check }) {
+  if (!fs.existsSync(path.join(rootDir, marker))) return null;
+  const packages = recordedPackages(envPath, wanted);
+  if (packages === null) return null;
+  try {
+    if (prepare) prepare(rootDir);
+    const env = envFor(rootDir, packages);
+    check(env);
+    log(`reusing the unpacked packages in ${path.relative(relativeTo, rootDir)}`);
+    return env;
+  } catch {
+    return null;
   }
 }
