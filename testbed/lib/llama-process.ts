@@ -10,6 +10,7 @@ import { ensureTinyModel, SPEC_MODEL } from '../llama/tiny-model';
 import type { TinyModelShape } from '../llama/tiny-model';
 import { freePort } from './nginx-process';
 import { serviceProcess } from './service-process';
+import type { ServiceProcess } from './service-process';
 
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const LLAMA_ENV_PATH = path.join(REPO_ROOT, '.cache', 'llama', 'env.json');
@@ -51,23 +52,13 @@ export interface LlamaServerOptions {
   extraArgs?: string[];
 }
 
-export interface LlamaServer {
+/** start() after stop() or kill() restarts it on the same port, its prompt cache gone as after a real restart. */
+export interface LlamaServer extends ServiceProcess {
   port: number;
   /** http://127.0.0.1:PORT */
   url: string;
   /** The model name served (--alias). */
   model: string;
-  /** The server's log so far, for failure messages. */
-  output(): string;
-  /** Starts it again on the same port (after stop() or kill()); the prompt cache is gone, as after a real restart. */
-  start(): Promise<void>;
-  /** SIGTERM, then SIGKILL after 5 s; resolves once it has exited. Idempotent. */
-  stop(): Promise<void>;
-  /** SIGKILL now: the replica dies mid-request. Resolves once it has exited. */
-  kill(): Promise<void>;
-  /** SIGSTOP: connections are accepted by the kernel, nothing is answered. */
-  pause(): void;
-  resume(): void;
 }
 
 /** GET /health's status code; 0 when nothing answers. llama-server answers 503 while it loads. */

@@ -9,6 +9,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort } from './nginx-process';
 import { serviceProcess } from './service-process';
+import type { ServiceProcess } from './service-process';
 
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const REDIS_ENV_PATH = path.join(REPO_ROOT, '.cache', 'redis', 'env.json');
@@ -37,20 +38,11 @@ export function loadRedisEnv(): RedisEnv {
   return JSON.parse(text) as RedisEnv;
 }
 
-export interface RedisServer {
+/** start() after stop() restarts it on the same port, empty: nothing is persisted. */
+export interface RedisServer extends Omit<ServiceProcess, 'kill'> {
   port: number;
   /** redis://127.0.0.1:PORT */
   url: string;
-  /** The server's stdout (its log) so far, for failure messages. */
-  output(): string;
-  /** Starts it again on the same port after stop() (empty: nothing is persisted). */
-  start(): Promise<void>;
-  /** SIGTERM, then SIGKILL after 3 s; resolves once it has exited. Idempotent. */
-  stop(): Promise<void>;
-  /** SIGSTOP: connections stay open, nothing is answered. */
-  pause(): void;
-  /** SIGCONT after pause(). */
-  resume(): void;
 }
 
 /** True once the server answers PING with +PONG. */
