@@ -10,7 +10,7 @@ import { KONG_OUTFILE } from '../build/build.js';
 import { startKongGateway } from '../testbed/kong-gateway/gateway';
 import type { KongGateway } from '../testbed/kong-gateway/gateway';
 import type { LlamaServer } from '../testbed/lib/llama-process';
-import { address, chatBody, JSON_HEADERS, loadOf, occupy, SHARED_SYSTEM_PROMPT, sseData, startLlamaFleet, sumOf } from './helpers/llama-fleet';
+import { address, chatBody, JSON_HEADERS, killMidRun, loadOf, occupy, SHARED_SYSTEM_PROMPT, sseData, startLlamaFleet, sumOf } from './helpers/llama-fleet';
 import { request, stream, waitFor } from './helpers/nginx-balancer';
 
 let a: LlamaServer;
@@ -155,26 +155,12 @@ describe('the Kong path in front of real llama-server replicas', () => {
   it('a replica killed mid-run: Kong passes on only the attempts it had on it, the plugin keeps later requests away, and it is back once it restarts', async () => {
     const g = await gateway({ strategy: 'least-connections' });
     await modelsKnown(g);
-    const total = 16;
-    let sent = 0;
-    let answered = 0;
-    const statuses: number[] = [];
-    const client = async () => {
-      while (sent < total) {
-        const i = sent++;
-        statuses.push((await chat(g, chatBody('random-llama', `run ${i}`, { maxTokens: 200, long: true }))).status);
-        answered++;
-      }
-    };
-    const clients = [client(), client(), client(), client()];
-    await waitFor('a few answers before the kill', () => answered >= 4, 20_000);
-    await a.kill();
-    await Promise.all(clients);
+    const statuses = await killMidRun(a, async (i) => (await chat(g, chatBody('random-llama', `run ${i}`, { maxTokens: 200, long: true }))).status);
     // Kong cannot move a failed attempt to another target (a JS plugin has no balancer phase): the
     // requests a had when it died, and those sent to it before the plugin saw it fail, get Kong's
     // 502. Everything else is answered.
     const failed = statuses.filter((s) => s !== 200);
-    expect(statuses).toHaveLength(total);
+    expect(statuses).toHaveLength(16);
     expect(failed.every((s) => s === 502)).toBe(true);
     expect(failed.length).toBeLessThanOrEqual(4 + 2);
 

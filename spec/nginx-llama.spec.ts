@@ -7,7 +7,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { LlamaServer } from '../testbed/lib/llama-process';
 import { createFleet } from './helpers/fleet';
-import { address, chatBody, JSON_HEADERS, loadOf, occupy, SHARED_SYSTEM_PROMPT, sseData, startLlamaFleet, sumOf } from './helpers/llama-fleet';
+import { address, chatBody, JSON_HEADERS, killMidRun, loadOf, occupy, SHARED_SYSTEM_PROMPT, sseData, startLlamaFleet, sumOf } from './helpers/llama-fleet';
 import { readStatus, request, stream, waitFor } from './helpers/nginx-balancer';
 import type { Balancer, StatusRow } from './helpers/nginx-balancer';
 
@@ -139,24 +139,12 @@ describe('nginx in front of real llama-server replicas', () => {
   it('a replica killed mid-run: every request is still answered (failover), its probes mark it down, and it is back once it restarts', async () => {
     const lb = await fleet.start(config({ strategy: 'least-connections' }));
     await modelsKnown(lb);
-    const total = 16;
-    let sent = 0;
-    let answered = 0;
-    const statuses: number[] = [];
-    // Four clients, each sending long-ish answers one after the other; a is killed once a few are done.
-    const client = async () => {
-      while (sent < total) {
-        const i = sent++;
-        const reply = await request(lb.nginx.url('/v1/chat/completions'), { body: chatBody('random-llama', `run ${i}`, { maxTokens: 200, long: true }), headers: JSON_HEADERS, timeoutMs: 30_000 });
-        statuses.push(reply.status);
-        answered++;
-      }
-    };
-    const clients = [client(), client(), client(), client()];
-    await waitFor('a few answers before the kill', () => answered >= 4, 20_000);
-    await a.kill();
-    await Promise.all(clients);
-    expect(statuses).toEqual(new Array(total).fill(200));
+    // Four clients sending long-ish answers one after the other; a is killed once a few are done.
+    const statuses = await killMidRun(a, async (i) => {
+      const reply = await request(lb.nginx.url('/v1/chat/completions'), { body: chatBody('random-llama', `run ${i}`, { maxTokens: 200, long: true }), headers: JSON_HEADERS, timeoutMs: 30_000 });
+      return reply.status;
+    });
+    expect(statuses).toEqual(new Array(16).fill(200));
 
     await waitFor('a marked down', async () => ['unhealthy', 'ejected'].includes((await rows(lb)).a.state), 10_000);
     const down = await rows(lb);

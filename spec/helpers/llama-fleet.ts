@@ -6,7 +6,7 @@ import { parseReplicaMetrics } from '../../shared/replica-metrics';
 import type { ReplicaLoad } from '../../shared/replica-metrics';
 import { startLlamaServer } from '../../testbed/lib/llama-process';
 import type { LlamaServer } from '../../testbed/lib/llama-process';
-import { request, stream } from './nginx-balancer';
+import { request, stream, waitFor } from './nginx-balancer';
 import type { Stream } from './nginx-balancer';
 
 export const JSON_HEADERS = { 'content-type': 'application/json' };
@@ -64,4 +64,25 @@ export function sseData(body: string): string[] {
     .split('\n')
     .filter((line) => line.startsWith('data: '))
     .map((line) => line.slice(6));
+}
+
+/**
+ * `total` requests from four clients, each sending the next as soon as its last is answered;
+ * `server` is killed once `killAfter` answers are in. The statuses, in order of answer.
+ */
+export async function killMidRun(server: LlamaServer, send: (i: number) => Promise<number>, total = 16, killAfter = 4): Promise<number[]> {
+  let sent = 0;
+  let answered = 0;
+  const statuses: number[] = [];
+  const client = async () => {
+    while (sent < total) {
+      statuses.push(await send(sent++));
+      answered++;
+    }
+  };
+  const clients = [client(), client(), client(), client()];
+  await waitFor('a few answers before the kill', () => answered >= killAfter, 20_000);
+  await server.kill();
+  await Promise.all(clients);
+  return statuses;
 }

@@ -91,6 +91,10 @@ export async function startLlamaServer(options: LlamaServerOptions = {}): Promis
         // /metrics is off by default; the balancer's `llm` strategy and the specs read it.
         '--metrics',
         '--no-webui',
+        // A generation that fills its slot's context goes on (the oldest tokens are dropped)
+        // instead of ending there: specs keep slots busy with answers of unbounded length, which
+        // the spec model would otherwise finish in well under a second.
+        '--context-shift',
       ],
       options.extraArgs ?? [],
     ),
