@@ -143,7 +143,9 @@ async function startGateway(row: Row, replicas: LlamaServer[]): Promise<Gateway>
     };
   }
   const strategy = row === 'kong llm' ? 'llm' : row;
-  const config = { strategy, replicas: addresses.map((address, i) => ({ id: `llama-${i + 1}`, address })), replica_metrics: { interval_s: 0.25 } };
+  // Replica ids are their addresses on both gateways (the Kong plugin's are): a new prefix's
+  // rendezvous owner is hashed from the ids, so every row of a run places the 8 prompts alike.
+  const config = { strategy, replicas: addresses.map((address) => ({ id: address, address })), replica_metrics: { interval_s: 0.25 } };
   if (row === 'kong llm') {
     const kong = await startKongGateway({ config });
     return {
