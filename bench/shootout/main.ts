@@ -157,8 +157,11 @@ export function oracleOverlapOf(row: string): number | null {
 }
 
 /** A row the shootout can run: a known row, any node row (`4 kong+redis: llm`) or oracle row. */
+/** least-tokens with another least_tokens.prefill_weight: `--rows "least-tokens,least-tokens (prefill 4)"`. */
+const PREFILL_WEIGHT_ROW = /^least-tokens \(prefill (\d+(?:\.\d+)?)\)$/;
+
 export function isKnownRow(row: string): boolean {
-  return KNOWN_ROWS.includes(row) || parseNodeRow(row) !== null || oracleOverlapOf(row) !== null;
+  return KNOWN_ROWS.includes(row) || parseNodeRow(row) !== null || oracleOverlapOf(row) !== null || PREFILL_WEIGHT_ROW.test(row);
 }
 
 const SETTINGS: Record<Mode, ModeSettings> = {
@@ -255,6 +258,8 @@ function nativeConf(port: number, addresses: string[], balancing: string | null)
 
 /** The llm-balancer file of a row: shared options, the replicas with their weights. */
 export function balancerFile(row: string, addresses: string[]): Record<string, unknown> {
+  const prefillWeight = PREFILL_WEIGHT_ROW.exec(row);
+  if (prefillWeight !== null) return Object.assign(balancerFile('least-tokens', addresses), { least_tokens: { prefill_weight: Number(prefillWeight[1]) } });
   if (row.endsWith(LEAST_LOAD_PLACEMENT)) {
     return Object.assign(balancerFile(row.slice(0, -LEAST_LOAD_PLACEMENT.length), addresses), { prefix_affinity: { placement: 'least-load' } });
   }

@@ -244,6 +244,17 @@ export const schema: FieldEntry[] = [
               "Count only the uncached part of the prompt: the prefix last routed to a replica (prefix_affinity's block table) is not counted on it.",
           },
         },
+        {
+          prefill_weight: {
+            type: 'number',
+            default: 1,
+            between: [1, 100],
+            // Dynamo's KV router weighs a block to prefill against a block carried the same way
+            // (overlap_score_weight); the oracle of the shootout needed 8 (BENCHMARKS.md).
+            description:
+              'Weight of the prompt tokens a replica would have to prefill (not in its cache, by the block table) against the tokens already in flight there, in the order only: above 1, a prompt stays with the replica that holds its prefix under more load.',
+          },
+        },
       ],
     },
   },

@@ -87,7 +87,7 @@ export interface BalancerConfig {
   replicas: ReplicaConfig[];
   hash_key: HashKeyConfig | null;
   least_connections: { choices: number };
-  least_tokens: { default_output_tokens: number; max_output_tokens: number; default_request_tokens: number; discount_cached_prefix: boolean };
+  least_tokens: { default_output_tokens: number; max_output_tokens: number; default_request_tokens: number; discount_cached_prefix: boolean; prefill_weight: number };
   prefix_affinity: {
     block_tokens: number;
     max_blocks: number;

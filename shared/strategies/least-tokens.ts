@@ -21,8 +21,12 @@
 // ~4 characters per token rule, plus max_tokens capped at least_tokens.max_output_tokens (or
 // least_tokens.default_output_tokens when unset); a request without a readable body counts
 // least_tokens.default_request_tokens. O(N × count). Reads: tokens, weight.
+// prefill_weight (default 1) weighs a prompt token the replica would prefill against a token in
+// flight, in the order only (what is counted in flight stays the estimate): above 1 a prompt stays
+// with its prefix's replica under more load, as Dynamo's KV router weighs prefill blocks
+// (overlap_score_weight) — measured on fleet-prefixes in BENCHMARKS.md.
 // Options: least_tokens.default_output_tokens, max_output_tokens, default_request_tokens,
-// discount_cached_prefix; prefix_affinity.block_tokens, max_blocks, table_slots (the table),
+// discount_cached_prefix, prefill_weight; prefix_affinity.block_tokens, max_blocks, table_slots (the table),
 // min_match and placement (the unknown prefix's owner).
 
 import type { BalancerConfig } from '../config/types';
@@ -56,6 +60,7 @@ export function requestTokenEstimate(config: BalancerConfig, body: unknown): num
 
 export function createLeastTokens(config: BalancerConfig, store: Store): Strategy {
   const discount = config.least_tokens.discount_cached_prefix;
+  const prefillWeight = config.least_tokens.prefill_weight;
   const prefix = config.prefix_affinity;
   const blockChars = prefix.block_tokens * CHARS_PER_TOKEN;
   const rendezvous = prefix.placement === 'rendezvous';
@@ -89,10 +94,16 @@ export function createLeastTokens(config: BalancerConfig, store: Store): Strateg
         // Nobody here was sent this prefix: presume its owner holds some of it, for the order only.
         const owner = prefixOwner(candidates, pending);
         const presumed = Math.min(llm.promptTokens, presumedDepth(pending.length, prefix.min_match) * prefix.block_tokens);
-        for (let i = 0; i < candidates.length; i++) costs.push((candidates[i].tokens + own - (i === owner ? presumed : 0)) / candidates[i].weight);
+        // Every other candidate would prefill the whole prompt: only the owner's presumed part weighs prefill_weight less.
+        for (let i = 0; i < candidates.length; i++) costs.push((candidates[i].tokens + own - (i === owner ? presumed * prefillWeight : 0)) / candidates[i].weight);
         return cheapestFirst(candidates, costs, context.random, count);
       }
-      for (let i = 0; i < candidates.length; i++) costs.push((candidates[i].tokens + own - cached[candidates[i].id]) / candidates[i].weight);
+      // The prompt a replica would prefill weighs prefill_weight times a token in flight (1: plain token load).
+      const extra = prefillWeight - 1;
+      for (let i = 0; i < candidates.length; i++) {
+        const hit = cached[candidates[i].id];
+        costs.push((candidates[i].tokens + own - hit + extra * (llm.promptTokens - hit)) / candidates[i].weight);
+      }
       return cheapestFirst(candidates, costs, context.random, count);
     },
     cachedPromptTokens(chosen: ReplicaView): number {

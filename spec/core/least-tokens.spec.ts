@@ -80,6 +80,29 @@ describe('least-tokens', () => {
     expect(moved.ok && moved.replicas[0].id).not.toBe(home.id);
   });
 
+  it('prefill_weight: the prompt a replica would prefill weighs more than the load, so the prefix holder keeps it under a load that moves it at weight 1', () => {
+    const body = { model: 'm', max_tokens: 10, messages: [{ role: 'user', content: 'q'.repeat(8000) }] };
+    const homeUnder = (weight: number, load: number): boolean => {
+      const balancer = createBalancer(configOf({ strategy: 'least-tokens', least_tokens: { prefill_weight: weight } }), { store: createMemoryStore(), clock: fakeClock(), random: seededRandom(4) });
+      const fleet = replicas([1, 1]);
+      const first = balancer.pick(fleet, { body });
+      if (!first.ok) throw new Error(first.message);
+      const home = fleet.find((r) => r.id === first.replicas[0].id) as (typeof fleet)[0];
+      balancer.onStart(home, load);
+      const next = balancer.pick(fleet, { body });
+      if (!next.ok) throw new Error(next.message);
+      // What is counted in flight stays the estimate (the prefill weight orders, it does not count).
+      expect(next.tokens).toBe(next.replicas[0].id === home.id ? next.promptTokens + 10 : 2004 + 10);
+      return next.replicas[0].id === home.id;
+    };
+    // ~2,000 prompt tokens cold elsewhere against 3,000 in flight at home: plain token load moves it...
+    expect(homeUnder(1, 3000)).toBe(false);
+    // ...at weight 4 the 2,000 cold tokens count 8,000: it stays, until the load outweighs that too.
+    expect(homeUnder(4, 3000)).toBe(true);
+    expect(homeUnder(4, 7000)).toBe(true);
+    expect(homeUnder(4, 9000)).toBe(false);
+  });
+
   it('estimates a request from its OpenAI body: prompt tokens + max_tokens capped, defaults otherwise', () => {
     const config = configOf({ strategy: 'least-tokens', least_tokens: { default_output_tokens: 100, max_output_tokens: 1000, default_request_tokens: 777 } });
     // 'x' × 400 = 100 tokens + 4 for the message.
