@@ -10,7 +10,7 @@ import type { Clock, MetricReads, Outcome, PickResult, Random, Replica, ReplicaV
 import { activelyUnhealthy, anyActivelyUnhealthy } from './health/active';
 import { claimTrial, classifyOutcome, passiveState, recordVerdict, trialInProgress } from './health/passive';
 import { resolveHashKey } from './hash-key';
-import { PREFIX_HITS_SUFFIX, PREFIX_QUERIES_SUFFIX, blankView, buildView, keysOf, loadSignals, readLatency, readNumber, recordEnd, recordLatency, recordReplicaLoad, recordStart } from './replica-state';
+import { blankView, buildView, keysOf, loadSignals, readLatency, readNumber, readPrefixCounters, recordEnd, recordLatency, recordPrefixCounters, recordReplicaLoad, recordStart } from './replica-state';
 import { parseReplicaMetrics } from './replica-metrics';
 import type { ReplicaKeys } from './replica-state';
 import { createStrategy } from './strategies/index';
@@ -748,8 +748,7 @@ export function createBalancer(config: BalancerConfig, deps: BalancerDeps): Bala
       // The prefix-cache counters go stale with the load they were scraped with (onReplicaMetrics).
       const loadAt = store.get(keys.loadAt);
       const fresh = loadAt !== undefined && now - loadAt <= loadFreshMs;
-      const prefixQueries = fresh ? store.get('r:' + replica.id + PREFIX_QUERIES_SUFFIX) : undefined;
-      const prefixHits = fresh ? store.get('r:' + replica.id + PREFIX_HITS_SUFFIX) : undefined;
+      const prefixCounters = fresh ? readPrefixCounters(store, replica.id) : null;
       rows.push({
         id: replica.id,
         address: replica.address,
@@ -764,8 +763,8 @@ export function createBalancer(config: BalancerConfig, deps: BalancerDeps): Bala
         tokens: tokens > 0 ? tokens : 0,
         queue: load.queue,
         kvUsage: load.kvUsage,
-        prefixQueries: prefixQueries === undefined ? null : prefixQueries,
-        prefixHits: prefixHits === undefined ? null : prefixHits,
+        prefixQueries: prefixCounters === null ? null : prefixCounters.queries,
+        prefixHits: prefixCounters === null ? null : prefixCounters.hits,
         samples: readNumber(store, keys.samples),
         picks: readNumber(store, keys.picks),
         failures: readNumber(store, keys.failures),
@@ -814,12 +813,7 @@ export function createBalancer(config: BalancerConfig, deps: BalancerDeps): Bala
       if (load.running === null && load.waiting === null && load.kvUsage === null) return false;
       // Kept with the load and stale with it: only the status page reads them. Written before the
       // load's time, so a status read in another worker never shows a new load with old counters.
-      // A counter the text does not have is removed, not kept from an older scrape.
-      const prefix = 'r:' + (typeof replica === 'string' ? replica : replica.id);
-      if (load.prefixQueries === null) store.delete(prefix + PREFIX_QUERIES_SUFFIX);
-      else store.set(prefix + PREFIX_QUERIES_SUFFIX, load.prefixQueries);
-      if (load.prefixHits === null) store.delete(prefix + PREFIX_HITS_SUFFIX);
-      else store.set(prefix + PREFIX_HITS_SUFFIX, load.prefixHits);
+      recordPrefixCounters(store, typeof replica === 'string' ? replica : replica.id, load.prefixQueries, load.prefixHits);
       return recordReplicaLoad(store, keysFor(replica), load.running, load.waiting, load.kvUsage, deps.clock.now());
     },
   };

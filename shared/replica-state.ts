@@ -99,8 +99,24 @@ export function buildKeys(id: string): ReplicaKeys {
  * under `r:<id>` + these. Not in ReplicaKeys: NGINX preloads every replica's keys in the config each
  * request parses, and only the scrape (balancer.onReplicaMetrics) and the status page touch these.
  */
-export const PREFIX_QUERIES_SUFFIX = ':lq';
-export const PREFIX_HITS_SUFFIX = ':lh';
+const PREFIX_QUERIES_SUFFIX = ':lq';
+const PREFIX_HITS_SUFFIX = ':lh';
+
+/** Keeps the replica's last scraped prefix-cache counters; a counter the scrape did not have is removed, not kept from an older one. */
+export function recordPrefixCounters(store: Store, id: string, queries: number | null, hits: number | null): void {
+  const p = 'r:' + id;
+  if (queries === null) store.delete(p + PREFIX_QUERIES_SUFFIX);
+  else store.set(p + PREFIX_QUERIES_SUFFIX, queries);
+  if (hits === null) store.delete(p + PREFIX_HITS_SUFFIX);
+  else store.set(p + PREFIX_HITS_SUFFIX, hits);
+}
+
+/** The replica's last scraped prefix-cache counters (null where none is kept). */
+export function readPrefixCounters(store: Store, id: string): { queries: number | null; hits: number | null } {
+  const queries = store.get('r:' + id + PREFIX_QUERIES_SUFFIX);
+  const hits = store.get('r:' + id + PREFIX_HITS_SUFFIX);
+  return { queries: queries === undefined ? null : queries, hits: hits === undefined ? null : hits };
+}
 
 // Memoised per id: concatenating key strings on every read was most of a pick's cost under Node
 // (a fresh string must be hashed for each lookup). 4096 ids bound the memo when replicas churn.

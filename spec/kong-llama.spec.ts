@@ -10,7 +10,7 @@ import { KONG_OUTFILE } from '../build/build.js';
 import { startKongGateway } from '../testbed/kong-gateway/gateway';
 import type { KongGateway } from '../testbed/kong-gateway/gateway';
 import type { LlamaServer } from '../testbed/lib/llama-process';
-import { address, chatBody, JSON_HEADERS, killMidRun, loadOf, occupy, SHARED_SYSTEM_PROMPT, sseData, startLlamaFleet, sumOf } from './helpers/llama-fleet';
+import { address, chatBody, JSON_HEADERS, killMidRun, modelsKnown, occupy, SHARED_SYSTEM_PROMPT, sseData, startLlamaFleet, sumOf } from './helpers/llama-fleet';
 import { request, stream, waitFor } from './helpers/nginx-balancer';
 
 let a: LlamaServer;
@@ -73,25 +73,12 @@ async function rows(g: KongGateway): Promise<Record<string, KongRow>> {
   return out;
 }
 
-async function modelsKnown(g: KongGateway): Promise<void> {
-  await waitFor(
-    'GET /v1/models answered from both models the replicas serve',
-    async () => {
-      const reply = await request(g.url + '/v1/models');
-      if (reply.status !== 200) return false;
-      const ids = (JSON.parse(reply.body) as { data?: Array<{ id: string }> }).data?.map((m) => m.id) ?? [];
-      return ids.includes('random-llama') && ids.includes('other-llama');
-    },
-    15_000,
-  );
-}
-
 const chat = (g: KongGateway, body: string) => request(g.url + '/v1/chat/completions', { body, headers: JSON_HEADERS, timeoutMs: 30_000 });
 
 describe('the Kong path in front of real llama-server replicas', () => {
   it('answers and streams completions; discovery sends each model only to the replicas that serve it; an unknown model gets an OpenAI 404', async () => {
     const g = await gateway();
-    await modelsKnown(g);
+    await modelsKnown(g.url);
 
     const reply = await chat(g, chatBody('random-llama', 'Hello through Kong'));
     expect(reply.status, reply.body).toBe(200);
@@ -118,13 +105,9 @@ describe('the Kong path in front of real llama-server replicas', () => {
 
   it("llm reads the replicas' real /metrics: a replica kept busy by traffic Kong never saw gets nothing until it frees up", async () => {
     const g = await gateway();
-    await modelsKnown(g);
-    const busy = occupy(a);
+    await modelsKnown(g.url);
+    const busy = await occupy(a);
     try {
-      await waitFor('llama-server a reports 2 running and 1 deferred', async () => {
-        const load = await loadOf(a);
-        return load.running === 2 && load.waiting === 1;
-      }, 10_000);
       await waitFor("the status page shows a's scraped queue", async () => (await rows(g))[address(a)].queue === 3, 10_000);
       const before = await rows(g);
       for (let i = 0; i < 6; i++) {
@@ -154,7 +137,7 @@ describe('the Kong path in front of real llama-server replicas', () => {
 
   it('a replica killed mid-run: Kong passes on only the attempts it had on it, the plugin keeps later requests away, and it is back once it restarts', async () => {
     const g = await gateway({ strategy: 'least-connections' });
-    await modelsKnown(g);
+    await modelsKnown(g.url);
     const statuses = await killMidRun(a, async (i) => (await chat(g, chatBody('random-llama', `run ${i}`, { maxTokens: 200, long: true }))).status);
     // Kong cannot move a failed attempt to another target (a JS plugin has no balancer phase): the
     // requests a had when it died, and those sent to it before the plugin saw it fail, get Kong's

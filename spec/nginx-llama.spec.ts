@@ -7,7 +7,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { LlamaServer } from '../testbed/lib/llama-process';
 import { createFleet } from './helpers/fleet';
-import { address, chatBody, JSON_HEADERS, killMidRun, loadOf, occupy, SHARED_SYSTEM_PROMPT, sseData, startLlamaFleet, sumOf } from './helpers/llama-fleet';
+import { address, chatBody, JSON_HEADERS, killMidRun, loadOf, modelsKnown, occupy, SHARED_SYSTEM_PROMPT, sseData, startLlamaFleet, sumOf } from './helpers/llama-fleet';
 import { readStatus, request, stream, waitFor } from './helpers/nginx-balancer';
 import type { Balancer, StatusRow } from './helpers/nginx-balancer';
 
@@ -56,23 +56,10 @@ async function rows(lb: Balancer): Promise<Record<string, LlamaRow>> {
   return out;
 }
 
-async function modelsKnown(lb: Balancer): Promise<void> {
-  await waitFor(
-    'GET /v1/models answered from both models the replicas serve',
-    async () => {
-      const reply = await request(lb.nginx.url('/v1/models'));
-      if (reply.status !== 200) return false;
-      const ids = (JSON.parse(reply.body) as { data?: Array<{ id: string }> }).data?.map((m) => m.id) ?? [];
-      return ids.includes('random-llama') && ids.includes('other-llama');
-    },
-    15_000,
-  );
-}
-
 describe('nginx in front of real llama-server replicas', () => {
   it('answers and streams completions; discovery sends each model only to the replicas that serve it; an unknown model gets an OpenAI 404', async () => {
     const lb = await fleet.start(config());
-    await modelsKnown(lb);
+    await modelsKnown(`http://127.0.0.1:${lb.port}`);
 
     const reply = await request(lb.nginx.url('/v1/chat/completions'), { body: chatBody('random-llama', 'Hello through nginx'), headers: JSON_HEADERS });
     expect(reply.status, reply.body).toBe(200);
@@ -101,13 +88,9 @@ describe('nginx in front of real llama-server replicas', () => {
 
   it('llm reads the replicas\' real /metrics: a replica kept busy by traffic this nginx never saw gets nothing until it frees up', async () => {
     const lb = await fleet.start(config());
-    await modelsKnown(lb);
-    const busy = occupy(a);
+    await modelsKnown(`http://127.0.0.1:${lb.port}`);
+    const busy = await occupy(a);
     try {
-      await waitFor('llama-server a reports 2 running and 1 deferred', async () => {
-        const load = await loadOf(a);
-        return load.running === 2 && load.waiting === 1;
-      }, 10_000);
       await waitFor('the status page shows a\'s scraped queue', async () => (await rows(lb)).a.queue === 3, 10_000);
       const picksBefore = await rows(lb);
       for (let i = 0; i < 6; i++) {
@@ -138,7 +121,7 @@ describe('nginx in front of real llama-server replicas', () => {
 
   it('a replica killed mid-run: every request is still answered (failover), its probes mark it down, and it is back once it restarts', async () => {
     const lb = await fleet.start(config({ strategy: 'least-connections' }));
-    await modelsKnown(lb);
+    await modelsKnown(`http://127.0.0.1:${lb.port}`);
     // Four clients sending long-ish answers one after the other; a is killed once a few are done.
     const statuses = await killMidRun(a, async (i) => {
       const reply = await request(lb.nginx.url('/v1/chat/completions'), { body: chatBody('random-llama', `run ${i}`, { maxTokens: 200, long: true }), headers: JSON_HEADERS, timeoutMs: 30_000 });

@@ -49,6 +49,7 @@ import { createRandom } from '../../testbed/loadgen/random';
 import type { Random } from '../../testbed/loadgen/random';
 import { runTrace } from '../../testbed/loadgen/run';
 import type { Trace } from '../../testbed/loadgen/run';
+import type { ChatCompletionBody } from '../../testbed/loadgen/mixes';
 
 export const ROWS = ['nginx round-robin', 'prefix-affinity', 'llm', 'kong llm'] as const;
 export type Row = (typeof ROWS)[number];
@@ -109,8 +110,8 @@ export function sharedPrefixTrace(options: WorkloadOptions): Trace {
           stream: true,
           stream_options: { include_usage: true },
           // llama.cpp: generate exactly max_tokens whatever the random model samples.
-          ...({ ignore_eos: true } as Record<string, unknown>),
-        },
+          ignore_eos: true,
+        } as ChatCompletionBody,
         promptTokens: Math.ceil((systems[k].length + question.length) / 4),
         outputTokens: options.outputTokens,
         sessionId: null,
@@ -203,32 +204,35 @@ async function runRow(cache: CacheSetting, row: Row, trace: Trace, replicas: Lla
   for (const r of replicas) await r.stop();
   await Promise.all(replicas.map((r) => r.start()));
   const gateway = await startGateway(row, replicas);
-  let gatewayErrors: string[] = [];
+  let report: Awaited<ReturnType<typeof runTrace>>;
+  let counts: ServerCounts[];
+  let gatewayErrors: string[];
   try {
     // A scrape round for the strategies that read /metrics, before the first request.
     await new Promise((resolve) => setTimeout(resolve, 600));
-    const report = await runTrace(trace, { baseUrl: gateway.url, timeoutMs: 120_000, slo: { ttftMs: SLO_TTFT_MS } });
-    const counts = await Promise.all(replicas.map(countsOf));
-    const looked = counts.map((c) => c.computed + c.cached);
-    const total = looked.reduce((a, b) => a + b, 0);
-    return {
-      cache,
-      row,
-      requests: report.requests.total,
-      completed: report.requests.completed,
-      failed: report.requests.failed,
-      hitRate: total > 0 ? counts.reduce((a, c) => a + c.cached, 0) / total : 0,
-      tokenShares: looked.map((t) => (total > 0 ? t / total : 0)),
-      ttftP50Ms: report.metrics.ttft.p50Ms ?? NaN,
-      ttftP99Ms: report.metrics.ttft.p99Ms ?? NaN,
-      e2eP50Ms: report.metrics.e2e.p50Ms ?? NaN,
-      goodputShare: report.goodput?.share ?? 0,
-      gatewayErrors,
-    };
+    report = await runTrace(trace, { baseUrl: gateway.url, timeoutMs: 120_000, slo: { ttftMs: SLO_TTFT_MS } });
+    counts = await Promise.all(replicas.map(countsOf));
   } finally {
+    // Stopped before the result is built, so the result carries what the gateway logged.
     gatewayErrors = await gateway.stop();
     if (gatewayErrors.length > 0) console.error(`${row}: gateway errors:\n  ${gatewayErrors.join('\n  ')}`);
   }
+  const looked = counts.map((c) => c.computed + c.cached);
+  const total = looked.reduce((a, b) => a + b, 0);
+  return {
+    cache,
+    row,
+    requests: report.requests.total,
+    completed: report.requests.completed,
+    failed: report.requests.failed,
+    hitRate: total > 0 ? counts.reduce((a, c) => a + c.cached, 0) / total : 0,
+    tokenShares: looked.map((t) => (total > 0 ? t / total : 0)),
+    ttftP50Ms: report.metrics.ttft.p50Ms ?? NaN,
+    ttftP99Ms: report.metrics.ttft.p99Ms ?? NaN,
+    e2eP50Ms: report.metrics.e2e.p50Ms ?? NaN,
+    goodputShare: report.goodput?.share ?? 0,
+    gatewayErrors,
+  };
 }
 
 const pct = (x: number) => `${(x * 100).toFixed(1)}%`;

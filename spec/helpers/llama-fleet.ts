@@ -43,11 +43,36 @@ export function chatBody(model: string, content: string, options: { maxTokens?: 
 
 /**
  * Fills `server`'s two slots and defers one more request, straight to the server (the gateway does
- * not see them): its /metrics then reports 2 running, 1 waiting. Abort the streams to free it.
+ * not see them), and resolves once its /metrics reports 2 running, 1 waiting. Abort the streams to
+ * free it (also when the wait fails: the streams are aborted then).
  */
-export function occupy(server: LlamaServer): Stream[] {
+export async function occupy(server: LlamaServer): Promise<Stream[]> {
   const body = JSON.stringify({ model: 'random-llama', prompt: 'busy', max_tokens: 1_000_000, ignore_eos: true, stream: true });
-  return [0, 1, 2].map(() => stream(server.url + '/v1/completions', { body, headers: JSON_HEADERS }));
+  const streams = [0, 1, 2].map(() => stream(server.url + '/v1/completions', { body, headers: JSON_HEADERS }));
+  try {
+    await waitFor(`llama-server on ${server.port} reports 2 running and 1 deferred`, async () => {
+      const load = await loadOf(server);
+      return load.running === 2 && load.waiting === 1;
+    }, 10_000);
+  } catch (error) {
+    for (const s of streams) s.abort();
+    throw error;
+  }
+  return streams;
+}
+
+/** Waits until `baseUrl`'s GET /v1/models (answered by the gateway from discovery) lists both models the fleet serves. */
+export async function modelsKnown(baseUrl: string): Promise<void> {
+  await waitFor(
+    'GET /v1/models answered from both models the replicas serve',
+    async () => {
+      const reply = await request(baseUrl + '/v1/models');
+      if (reply.status !== 200) return false;
+      const ids = (JSON.parse(reply.body) as { data?: Array<{ id: string }> }).data?.map((m) => m.id) ?? [];
+      return ids.includes('random-llama') && ids.includes('other-llama');
+    },
+    15_000,
+  );
 }
 
 /** A long system prompt for requests that share a prefix (a llama-server slot then reuses its cached tokens). */
